@@ -1,0 +1,24 @@
+"""featurekit: a YAML spec in, a Lance feature store for multimodal training out.
+
+Public API: `hookimpl`, `Extractor`, `Source`, `load_spec`, `plan`, `apply`, `status`.
+Nothing heavy is imported here: torch, transformers, geneva and ray belong to plugins.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError  # noqa: E402
+from .extractor import Extractor, Resources  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
+from .source import Source  # noqa: E402
+
+
+def __getattr__(name: str):
+    if name in ("load_spec", "plan", "apply", "status"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(name)
+
+
+__all__ = ["hookimpl", "Extractor", "Resources", "Source", "load_spec", "plan", "apply", "status",
+           "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]

@@ -1,0 +1,153 @@
+"""The Python API; the CLI is a thin shell around these functions. They return values."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .engine import Reporter, RunResult
+from .errors import RunError, UsageError
+from .ingest import prepare_ingest
+from .loader import load_document
+from .plan import Plan, build_plan
+from .registry import Registry, default_registry
+from .resolve import Project, resolve, table_uri
+from .table import failed_filter, open_dataset, stored_features, todo_filter
+
+
+def load_spec(path: str | Path, *, registry: Registry | None = None) -> Project:
+    """Parse, validate and resolve a spec; raises `SpecError` listing every problem."""
+    path = Path(path)
+    doc = load_document(path)
+    registry = registry or default_registry()
+    schema = _peek_schema(doc, path)
+    return resolve(doc, registry, path, schema)
+
+
+def _peek_schema(doc, path: Path):
+    data = doc.data if isinstance(doc.data, dict) else {}
+    table = data.get("table")
+    if not (isinstance(table, dict) and isinstance(table.get("db"), str) and isinstance(table.get("name"), str)):
+        return None
+    from .spec import Spec, TableSpec
+    uri = table_uri(Spec.model_construct(table=TableSpec.model_construct(db=table["db"], name=table["name"])), path.parent)
+    ds = open_dataset(uri)
+    return ds.schema if ds is not None else None
+
+
+def _project(spec: str | Path | Project, registry: Registry | None) -> Project:
+    return spec if isinstance(spec, Project) else load_spec(spec, registry=registry)
+
+
+def _selection(project: Project, select: Iterable[str] | None) -> set[str] | None:
+    select = [s for s in (select or []) if s.strip()]
+    return project.graph.select(select) if select else None
+
+
+def plan(spec: str | Path | Project, *, select: Iterable[str] | None = None, tier: int | None = None,
+         prune: bool = False, registry: Registry | None = None) -> Plan:
+    """What `apply` would do, and why. Reads the source only if its files changed."""
+    project = _project(spec, registry)
+    ds = open_dataset(project.table_uri)
+    return build_plan(project, ds, prepare_ingest(project, ds), selected=_selection(project, select),
+                      max_tier=tier, prune=prune)
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan
+    run: RunResult | None
+
+    @property
+    def ok(self) -> bool:
+        return self.run is None or self.run.ok
+
+
+def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iterable[str] | None = None,
+          tier: int | None = None, dry_run: bool = False, prune: bool = False,
+          reporter: Reporter | None = None, registry: Registry | None = None) -> ApplyResult:
+    """Ingest the source and run the plan; `dry_run` only plans. Failed rows are recorded,
+    and `ApplyResult.ok` is False when a feature exceeded its failure threshold."""
+    project = _project(spec, registry)
+    ds = open_dataset(project.table_uri)
+    prepared = prepare_ingest(project, ds)
+    the_plan = build_plan(project, ds, prepared, selected=_selection(project, select), max_tier=tier, prune=prune)
+    if dry_run or the_plan.is_noop:
+        return ApplyResult(the_plan, None)
+    engine_name = engine or project.spec.engine.kind
+    entry = project.registry.get("engine", engine_name)
+    if entry is None:
+        raise UsageError(project.registry.unknown("engine", engine_name))
+    options = project.spec.engine.options if engine_name == project.spec.engine.kind else {}
+    runner = entry.cls(options)
+    return ApplyResult(the_plan, runner.run(project, the_plan, prepared, reporter or Reporter()))
+
+
+@dataclass(frozen=True)
+class FeatureStatus:
+    name: str
+    state: str                 # fresh | stale | new | orphaned
+    columns: tuple[str, ...]
+    computed: int = 0
+    failed: int = 0
+    pending: int = 0
+    errors: tuple[tuple[Any, str], ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Status:
+    table: str
+    exists: bool
+    version: int | None
+    rows: int
+    features: tuple[FeatureStatus, ...]
+    history: tuple[dict, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+def status(spec: str | Path | Project, *, registry: Registry | None = None, errors: int = 3) -> Status:
+    """Per feature: fresh or stale, rows computed, failed (first errors), pending."""
+    project = _project(spec, registry)
+    ds = open_dataset(project.table_uri)
+    if ds is None:
+        feats = tuple(FeatureStatus(n, "new", tuple(f.columns)) for n, f in project.features.items())
+        return Status(project.table_uri, False, None, 0, feats)
+    stored = stored_features(ds.schema)
+    the_plan = build_plan(project, ds, None)
+    rows = ds.count_rows()
+    out = []
+    for step in the_plan.features:
+        f = project.features[step.name]
+        if step.action == "create":
+            out.append(FeatureStatus(step.name, "new", step.columns, pending=rows))
+            continue
+        state = f.state_column
+        computed = ds.count_rows(filter=f"{state} = '{f.fingerprint}'") if step.action != "recompute" else 0
+        failed = ds.count_rows(filter=failed_filter(state, f.fingerprint))
+        pending = ds.count_rows(filter=todo_filter(state, f.fingerprint)) - failed
+        sample = ()
+        if failed:
+            cols = [c for c in [project.key, state] if c and c in ds.schema.names]
+            tbl = ds.to_table(columns=cols, filter=failed_filter(state, f.fingerprint), limit=errors)
+            keys = tbl.column(project.key).to_pylist() if project.key in tbl.column_names else [None] * tbl.num_rows
+            sample = tuple((k, s.split("!", 1)[1]) for k, s in zip(keys, tbl.column(state).to_pylist()))
+        label = "stale" if step.action == "recompute" else ("fresh" if not (failed or pending) else "incomplete")
+        out.append(FeatureStatus(step.name, label, step.columns, computed, failed, pending, sample, step.reasons))
+    for name, s in sorted(stored.items()):
+        if name not in project.features:
+            out.append(FeatureStatus(name, "orphaned", s.columns))
+    history = tuple({"version": v["version"], "timestamp": str(v["timestamp"]),
+                     "operation": _operation(ds, v["version"])} for v in ds.versions())
+    return Status(project.table_uri, True, ds.version, rows, tuple(out), history)
+
+
+def _operation(ds, version: int) -> str:
+    try:
+        tx = ds.read_transaction(version)
+        return type(tx.operation).__name__ if tx is not None else "?"
+    except Exception:
+        return "?"

@@ -1,0 +1,10 @@
+"""The built-in engines, registered like any plugin's."""
+from __future__ import annotations
+
+from ..engine.local import LocalEngine
+from ..hookspecs import hookimpl
+
+
+@hookimpl
+def featurekit_register_engines():
+    return [LocalEngine]

@@ -1,0 +1,52 @@
+"""Engines run a plan. The local engine is the embedded default; others are plugins."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass
+class FeatureRun:
+    name: str
+    computed: int = 0
+    failed: int = 0
+    errors: list[tuple[Any, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None    # the feature as a whole failed (contract broken, threshold)
+    versions: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    ingested: int = 0
+    skipped_rows: dict[str, int] = field(default_factory=dict)
+    features: dict[str, FeatureRun] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    version_before: int | None = None
+    version_after: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(f.error is None for f in self.features.values())
+
+
+class Reporter:
+    """Progress callbacks; the default does nothing (the API returns values, never prints)."""
+
+    def feature_started(self, name: str, rows: int) -> None: ...
+    def rows_done(self, name: str, rows: int) -> None: ...
+    def feature_finished(self, run: FeatureRun) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class Engine:
+    """Subclass and register with ``featurekit_register_engines`` to run plans elsewhere."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        self.options = dict(options or {})
+
+    def run(self, project, plan, prepared, reporter: Reporter) -> RunResult:
+        raise NotImplementedError

@@ -1,0 +1,259 @@
+"""The embedded engine: pylance in this process, plus spawned workers for CPU-bound work.
+
+Data evolution only: a feature's columns are first added as all-null columns (metadata,
+no data written), then filled fragment by fragment with DataReplacement commits. The
+other columns, image bytes above all, are never rewritten. Commits happen every
+``checkpoint_seconds`` and on interruption, so a re-run resumes where the last commit
+left off: rows already computed carry the current fingerprint in the state column.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+import pyarrow as pa
+
+from ..errors import RunError
+from ..plan import FeatureStep, Plan, only_filter
+from ..resolve import Feature, Project
+from ..table import SOURCE_META, feature_metadata, stored_features, todo_filter
+from . import Engine, FeatureRun, Reporter, RunResult
+from .work import FeatureError, FeatureTask, FragmentResult, FragmentTask, compute_fragment
+
+PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process time above which a worker pool pays off
+
+
+class LocalEngine(Engine):
+    name = "local"
+
+    def run(self, project: Project, plan: Plan, prepared, reporter: Reporter) -> RunResult:
+        import lance  # noqa: F401  (heavy: only when there is work)
+
+        started = time.perf_counter()
+        result = RunResult(version_before=plan.table_version)
+        uri = project.table_uri
+        if prepared is not None and prepared.changed:
+            result.ingested = self._ingest(project, prepared)
+            result.skipped_rows = prepared.issue_counts()
+        ds = _open(uri)
+        if ds is None:
+            if any(s.has_work for s in plan.features):
+                raise RunError(f"table {uri} does not exist and the spec has no source to create it from")
+            return result
+        for orphan in plan.orphans:
+            if orphan.action == "drop":
+                cols = [c for c in orphan.columns if c in ds.schema.names]
+                ds.drop_columns(cols)
+                result.dropped.extend(cols)
+        self.pool = None
+        try:
+            for step in plan.features:
+                if step.has_work:
+                    run = self._feature(project, project.features[step.name], step, reporter, result)
+                    result.features[step.name] = run
+                    reporter.feature_finished(run)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+        result.version_after = _open(uri).version
+        result.seconds = time.perf_counter() - started
+        return result
+
+    # -- ingest ---------------------------------------------------------------------------
+    def _ingest(self, project: Project, prepared) -> int:
+        import json
+
+        import lance
+        uri = project.table_uri
+        ds = _open(uri)
+        rows = prepared.new_rows
+        if rows is not None:
+            if ds is None:
+                ds = lance.write_dataset(rows, uri, mode="create", max_rows_per_file=project.spec.table.fragment_rows)
+            else:
+                new_cols = [f for f in rows.schema if f.name not in ds.schema.names]
+                if new_cols:
+                    ds.add_columns(pa.schema(new_cols))
+                    ds = _open(uri)
+                rows = _conform(rows, ds.schema)
+                ds = lance.write_dataset(rows, uri, mode="append", max_rows_per_file=project.spec.table.fragment_rows)
+        if ds is not None:
+            ds.update_schema_metadata({SOURCE_META.decode(): json.dumps(prepared.signature, sort_keys=True)})
+        return prepared.count
+
+    # -- one feature -----------------------------------------------------------------------
+    def _feature(self, project: Project, f: Feature, step: FeatureStep, reporter: Reporter,
+                 result: RunResult) -> FeatureRun:
+        run = FeatureRun(f.name)
+        started = time.perf_counter()
+        uri = project.table_uri
+        ds = self._prepare_columns(project, f, step)
+        upstream_bad = [u for u in f.depends_on if u in result.features and result.features[u].error
+                        and not result.features[u].computed]
+        task = self._task(project, f, ds)
+        scope = only_filter(project, f)
+        todo = todo_filter(f.state_column, f.fingerprint)
+        work = []
+        total = 0
+        for frag in ds.get_fragments():
+            n = frag.count_rows(filter=todo + (f" AND {scope}" if scope else ""))
+            if n:
+                in_scope = None
+                if scope:
+                    addrs = frag.to_table(columns=[], filter=scope, with_row_address=True).column("_rowaddr")
+                    in_scope = tuple(a & 0xFFFFFFFF for a in addrs.to_pylist())
+                full = scope is None and n == frag.count_rows()
+                work.append(FragmentTask(uri, ds.version, frag.fragment_id, task, in_scope, full))
+                total += n
+        reporter.feature_started(f.name, total)
+        if upstream_bad:
+            reporter.message(f"{f.name}: upstream {', '.join(upstream_bad)} failed; rows without their values fail too")
+        try:
+            self._execute(project, f, work, ds, run, reporter)
+        except FeatureError as exc:
+            run.error = str(exc)
+        run.seconds = time.perf_counter() - started
+        rate = f.spec.on_error.max_failure_rate
+        attempted = run.computed + run.failed
+        if run.error is None and run.failed and run.failed > rate * attempted:
+            run.error = (f"feature {f.name!r}: {run.failed} of {attempted} rows failed "
+                         f"({run.failed / attempted:.1%} > max_failure_rate {rate:g})")
+        return run
+
+    def _prepare_columns(self, project: Project, f: Feature, step: FeatureStep):
+        """Add the feature's columns as nulls (metadata only), or refresh their metadata."""
+        uri = project.table_uri
+        ds = _open(uri)
+        input_fps = {col: project.features[o].fingerprint for col in f.inputs.values()
+                     for o in [project.columns[col].origin.split(":", 1)[-1]] if o in project.features}
+        wanted = [pa.field(c, t, metadata=feature_metadata(f, c, input_fps)) for c, t in f.output_types.items()]
+        wanted.append(pa.field(f.state_column, pa.string(), metadata={"featurekit.state_of": f.name}))
+        present = {fld.name: fld for fld in ds.schema}
+        stale = [w.name for w in wanted if w.name in present and not present[w.name].type.equals(w.type)]
+        if stale:
+            # the output type changed: the old values stay readable in earlier versions
+            ds.drop_columns(stale + ([f.state_column] if f.state_column not in stale and f.state_column in present else []))
+            ds = _open(uri)
+            present = {fld.name: fld for fld in ds.schema}
+        missing = [w for w in wanted if w.name not in present]
+        if missing:
+            ds.add_columns(pa.schema(missing))
+            ds = _open(uri)
+        for w in wanted:
+            current = ds.schema.field(w.name).metadata or {}
+            want = {k.encode() if isinstance(k, str) else k: v.encode() if isinstance(v, str) else v
+                    for k, v in (w.metadata or {}).items()}
+            if current != want:
+                ds.replace_field_metadata(w.name, {k.decode(): v.decode() for k, v in want.items()})
+                ds = _open(uri)
+        return ds
+
+    def _task(self, project: Project, f: Feature, ds) -> FeatureTask:
+        ids = {fld.name(): fld.id() for fld in ds.lance_schema.fields()}
+        upstream = {project.features[u].state_column: project.features[u].fingerprint for u in f.depends_on}
+        return FeatureTask(
+            feature=f.name, extractor_cls=f.extractor_cls, params=f.params, inputs=dict(f.inputs),
+            outputs=dict(f.outputs), output_types=dict(f.output_types), state_column=f.state_column,
+            fingerprint=f.fingerprint, upstream_states=upstream,
+            field_ids={c: ids[c] for c in [*f.output_types, f.state_column]},
+            batch_size=f.resources.batch_size, key=project.key if project.key in ds.schema.names else None)
+
+    # -- running and committing ---------------------------------------------------------
+    def _workers(self, f: Feature, n_tasks: int) -> int:
+        if f.resources.workers:
+            return min(f.resources.workers, n_tasks)
+        if f.resources.gpus:
+            return 1
+        return max(1, min(os.cpu_count() or 1, n_tasks, int(self.options.get("max_workers", 64))))
+
+    def _execute(self, project: Project, f: Feature, work: list[FragmentTask], ds, run: FeatureRun,
+                 reporter: Reporter) -> None:
+        checkpoint = float(self.options.get("checkpoint_seconds", 30))
+        pending: list[FragmentResult] = []
+        last_commit = time.perf_counter()
+        read_version = ds.version
+
+        def take(res: FragmentResult) -> None:
+            nonlocal last_commit, read_version
+            pending.append(res)
+            run.computed += res.computed
+            run.failed += res.failed
+            run.errors.extend(res.errors[: max(0, 5 - len(run.errors))])
+            reporter.rows_done(f.name, res.computed + res.failed)
+            if time.perf_counter() - last_commit > checkpoint:
+                read_version = self._commit(project, pending, read_version, run)
+                last_commit = time.perf_counter()
+
+        queue = list(work)
+        try:
+            if queue:
+                t0 = time.perf_counter()
+                first = compute_fragment(queue.pop(0))
+                take(first)
+                rows_left = sum(1 for _ in queue)
+                per_task = time.perf_counter() - t0
+                workers = self._workers(f, len(queue))
+                if workers > 1 and per_task * rows_left > PARALLEL_AFTER_SECONDS:
+                    self._run_pool(queue, workers, take)
+                else:
+                    for t in queue:
+                        take(compute_fragment(t))
+        finally:
+            # whatever happened, keep what was computed: commit the finished fragments
+            if pending:
+                self._commit(project, pending, read_version, run)
+
+    def _run_pool(self, queue: list[FragmentTask], workers: int, take) -> None:
+        if self.pool is None or self.pool._max_workers < workers:
+            if self.pool is not None:
+                self.pool.shutdown()
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = {self.pool.submit(compute_fragment, t) for t in queue[: workers * 2]}
+        rest = queue[workers * 2:]
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for fut in done:
+                take(fut.result())
+                if rest:
+                    futures.add(self.pool.submit(compute_fragment, rest.pop(0)))
+
+    def _commit(self, project: Project, results: list[FragmentResult], read_version: int, run: FeatureRun) -> int:
+        import lance
+        from lance.fragment import DataFile
+        if not results:
+            return read_version
+        version = _file_major_minor(_open(project.table_uri))
+        groups = [lance.LanceOperation.DataReplacementGroup(
+            r.fragment_id, DataFile(r.path, fields=r.field_ids, column_indices=list(range(len(r.field_ids))),
+                                    file_major_version=version[0], file_minor_version=version[1]))
+            for r in results]
+        try:
+            ds = lance.LanceDataset.commit(project.table_uri, lance.LanceOperation.DataReplacement(groups),
+                                           read_version=read_version)
+        except Exception as exc:
+            raise RunError(f"could not commit feature {run.name!r} to {project.table_uri}: {exc} "
+                           "(another writer changed the table? run apply again)") from exc
+        results.clear()
+        run.versions.append(ds.version)
+        return ds.version
+
+
+def _file_major_minor(ds) -> tuple[int, int]:
+    version = ds.data_storage_version
+    if version in ("legacy", "0.1"):
+        return (0, 3)
+    major, minor = (version.split(".") + ["0"])[:2]
+    return int(major), int(minor)
+
+
+def _open(uri: str):
+    from ..table import open_dataset
+    return open_dataset(uri)
+
+
+def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast appended rows to the table's types for the columns they share."""
+    fields = [schema.field(n) for n in rows.column_names if n in schema.names]
+    return rows.select([f.name for f in fields]).cast(pa.schema([pa.field(f.name, f.type) for f in fields]))

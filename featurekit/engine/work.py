@@ -1,0 +1,325 @@
+"""One unit of work: compute a feature for the rows of one fragment that need it.
+
+Runs in the driver or in a spawned worker process. It reads the fragment, calls the
+extractor batch by batch, isolates rows that raise, and writes a new data file holding
+the feature's columns and its state column for every physical row of the fragment. The
+driver commits the file (a Lance DataReplacement); until then nothing is visible.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..extractor import Extractor, type_matches
+from ..table import FAILED_SEP
+
+MAX_ERROR_CHARS = 500
+ERROR_SAMPLE = 5
+
+
+class FeatureError(Exception):
+    """The extractor broke its contract (wrong length or type): the whole feature fails."""
+
+
+@dataclass(frozen=True)
+class FeatureTask:
+    """Everything a worker needs to compute one feature; picklable."""
+
+    feature: str
+    extractor_cls: type
+    params: Any
+    inputs: dict[str, str]               # logical -> column
+    outputs: dict[str, str]              # extractor output -> column
+    output_types: dict[str, pa.DataType]  # column -> type
+    state_column: str
+    fingerprint: str
+    upstream_states: dict[str, str]      # upstream state column -> its fingerprint
+    field_ids: dict[str, int]            # column -> Lance field id
+    batch_size: int
+    key: str | None
+
+
+@dataclass(frozen=True)
+class FragmentTask:
+    uri: str
+    version: int
+    fragment_id: int
+    feature: FeatureTask
+    in_scope: tuple[int, ...] | None  # physical offsets allowed (the `only` slice), None: all
+    full: bool                        # every row needs work: no existing values to keep
+
+
+@dataclass
+class FragmentResult:
+    fragment_id: int
+    path: str
+    field_ids: list[int]
+    computed: int = 0
+    failed: int = 0
+    errors: list[tuple[Any, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+_EXTRACTORS: dict[tuple, Extractor] = {}
+
+
+def get_extractor(task: FeatureTask) -> Extractor:
+    """One extractor per worker process, set up once."""
+    cache_key = (task.extractor_cls, task.params.model_dump_json())
+    ext = _EXTRACTORS.get(cache_key)
+    if ext is None:
+        ext = task.extractor_cls(task.params)
+        ext.setup()
+        _EXTRACTORS[cache_key] = ext
+    return ext
+
+
+def _as_array(value: Any, typ: pa.DataType, feature: str, what: str, n: int) -> pa.Array:
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if not isinstance(value, pa.Array):
+        try:
+            value = pa.array(value, type=typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise FeatureError(f"feature {feature!r}: {what} returned values that are not {typ}: {exc}") from None
+    if len(value) != n:
+        raise FeatureError(f"feature {feature!r}: {what} returned {len(value)} values for {n} rows; "
+                           "an extractor must return one value per row")
+    if not value.type.equals(typ):
+        if not type_matches(typ, value.type):
+            raise FeatureError(f"feature {feature!r}: {what} returned {value.type}, but declares {typ}")
+        try:
+            value = value.cast(typ)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise FeatureError(f"feature {feature!r}: {what} returned {value.type}, "
+                               f"which does not convert to the declared {typ}: {exc}") from None
+    return value
+
+
+def call_extractor(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    """Output column -> values, checked against the declared types."""
+    out = ext(batch)
+    n = batch.num_rows
+    name = task.extractor_cls.name
+    if "" in task.outputs:
+        col = task.outputs[""]
+        return {col: _as_array(out, task.output_types[col], task.feature, name, n)}
+    if isinstance(out, pa.RecordBatch) or isinstance(out, pa.Table):
+        out = {c: out.column(c) for c in out.column_names}
+    if not isinstance(out, dict):
+        raise FeatureError(f"feature {task.feature!r}: {name} declares several outputs and must return a "
+                           f"RecordBatch or a dict of arrays, not {type(out).__name__}")
+    result = {}
+    for output, col in task.outputs.items():
+        if output not in out:
+            raise FeatureError(f"feature {task.feature!r}: {name} did not return output {output!r}")
+        result[col] = _as_array(out[output], task.output_types[col], task.feature, f"{name} output {output!r}", n)
+    return result
+
+
+def compute_rows(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch):
+    """Values for every row of `batch`, and an error message (or None) per row.
+
+    A batch that raises is retried row by row so one bad row costs no other row its value.
+    """
+    try:
+        return call_extractor(ext, task, batch), [None] * batch.num_rows
+    except FeatureError:
+        raise
+    except Exception:
+        if batch.num_rows == 1:
+            raise
+    parts: dict[str, list] = {c: [] for c in task.output_types}
+    errors: list[str | None] = []
+    for i in range(batch.num_rows):
+        row = batch.slice(i, 1)
+        try:
+            vals = call_extractor(ext, task, row)
+            errors.append(None)
+        except FeatureError:
+            raise
+        except Exception as exc:
+            vals = {c: pa.nulls(1, t) for c, t in task.output_types.items()}
+            errors.append(_message(exc))
+        for c in parts:
+            parts[c].append(vals[c])
+    return {c: pa.concat_arrays(v) for c, v in parts.items()}, errors
+
+
+def _message(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text[:MAX_ERROR_CHARS]
+
+
+def _upstream_missing(batch: pa.RecordBatch, task: FeatureTask) -> list[str | None]:
+    missing: list[str | None] = [None] * batch.num_rows
+    for col, fp in task.upstream_states.items():
+        ok = pc.fill_null(pc.equal(batch.column(col), fp), False).to_pylist()
+        upstream = col[len("_fk_"):]
+        for i, good in enumerate(ok):
+            if not good and missing[i] is None:
+                missing[i] = f"upstream feature {upstream!r} has no value for this row"
+    return missing
+
+
+def compute_fragment(task: FragmentTask) -> FragmentResult:
+    import lance
+    from lance.file import LanceFileWriter
+
+    started = time.perf_counter()
+    ft = task.feature
+    ds = lance.dataset(task.uri, version=task.version)
+    frag = ds.get_fragment(task.fragment_id)
+    physical = frag.physical_rows
+    ext = get_extractor(ft)
+    value_cols = list(ft.output_types)
+    in_cols = list(dict.fromkeys(ft.inputs.values()))
+    read_cols = list(dict.fromkeys(in_cols + list(ft.upstream_states) + [ft.state_column]
+                                   + ([] if task.full else value_cols) + ([ft.key] if ft.key else [])))
+    out_schema = pa.schema([pa.field(c, ft.output_types[c]) for c in value_cols] + [pa.field(ft.state_column, pa.string())])
+    name = f"{uuid.uuid4().hex}.lance"
+    writer = LanceFileWriter(os.path.join(task.uri, "data", name), out_schema, version=_file_version(ds))
+    scope = set(task.in_scope) if task.in_scope is not None else None
+    result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in out_schema.names])
+    cursor = 0
+    for batch in frag.to_batches(columns=read_cols, with_row_address=True, batch_size=ft.batch_size):
+        if not batch.num_rows:
+            continue
+        offsets = Offsets(batch.column("_rowaddr"))
+        if offsets.first > cursor:  # deleted rows before this batch
+            writer.write_batch(_nulls(out_schema, offsets.first - cursor))
+        cursor = offsets.last + 1
+        out = _fast_batch(ext, task, batch, result) if scope is None and not ft.upstream_states else None
+        if out is None:
+            out = _compute_batch(ext, task, batch, offsets.values, scope, result)
+        writer.write_batch(_fill_gaps(out, offsets))
+    if physical > cursor:
+        writer.write_batch(_nulls(out_schema, physical - cursor))
+    writer.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _file_version(ds) -> str:
+    version = ds.data_storage_version
+    return version if version not in ("stable", "legacy") else "2.0"
+
+
+def _nulls(schema: pa.Schema, n: int) -> pa.RecordBatch:
+    return pa.record_batch([pa.nulls(n, f.type) for f in schema], schema=schema)
+
+
+class Offsets:
+    """Physical row offsets of a batch within its fragment (from ``_rowaddr``)."""
+
+    def __init__(self, rowaddr: pa.Array):
+        self.array = pc.bit_wise_and(rowaddr, pa.scalar(0xFFFFFFFF, pa.uint64()))
+        self.first = self.array[0].as_py()
+        self.last = self.array[-1].as_py()
+        self.contiguous = self.last - self.first + 1 == len(self.array)
+
+    @property
+    def values(self) -> list[int]:
+        return self.array.to_pylist()
+
+
+def _fast_batch(ext, task: FragmentTask, batch: pa.RecordBatch, result: FragmentResult) -> pa.RecordBatch | None:
+    """Every row needs work and none fails: the common case, without per-row Python."""
+    ft = task.feature
+    todo = pc.fill_null(pc.not_equal(batch.column(ft.state_column), ft.fingerprint), True)
+    if not pc.all(todo).as_py():
+        return None
+    logical = pa.record_batch([batch.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
+    values, errors = compute_rows(ext, ft, logical)
+    if any(e is not None for e in errors):
+        return _assemble(task, batch, list(range(batch.num_rows)), [True] * batch.num_rows,
+                         [None] * batch.num_rows, values, errors, None, result)
+    result.computed += batch.num_rows
+    state = pa.array([ft.fingerprint], pa.string()).take(pa.array([0] * batch.num_rows, pa.int32())) \
+        if batch.num_rows else pa.array([], pa.string())
+    return pa.record_batch([values[c] for c in ft.output_types] + [state],
+                           names=list(ft.output_types) + [ft.state_column])
+
+
+def _compute_batch(ext, task: FragmentTask, batch: pa.RecordBatch, offsets: list[int], scope,
+                   result: FragmentResult) -> pa.RecordBatch:
+    ft = task.feature
+    n = batch.num_rows
+    state = batch.column(ft.state_column)
+    todo = pc.fill_null(pc.not_equal(state, ft.fingerprint), True).to_pylist()
+    if scope is not None:
+        todo = [t and (o in scope) for t, o in zip(todo, offsets)]
+    blocked = _upstream_missing(batch, ft) if ft.upstream_states else [None] * n
+    run_idx = [i for i in range(n) if todo[i] and blocked[i] is None]
+    values: dict[str, pa.Array] = {}
+    errors: list[str | None] = []
+    if run_idx:
+        sub = batch.take(pa.array(run_idx, pa.int64()))
+        logical = pa.record_batch([sub.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
+        values, errors = compute_rows(ext, ft, logical)
+    return _assemble(task, batch, run_idx, todo, blocked, values, errors, offsets, result)
+
+
+def _assemble(task: FragmentTask, batch: pa.RecordBatch, run_idx: list[int], todo: list[bool],
+              blocked: list[str | None], values: dict[str, pa.Array], errors: list[str | None],
+              offsets: list[int] | None, result: FragmentResult) -> pa.RecordBatch:
+    ft = task.feature
+    n = batch.num_rows
+    state = batch.column(ft.state_column)
+    # assemble: computed rows from `values`, others keep what the fragment had
+    position = {i: j for j, i in enumerate(run_idx)}
+    keys = batch.column(ft.key).to_pylist() if ft.key else (offsets or list(range(n)))
+    new_state: list[str | None] = []
+    for i in range(n):
+        if i in position:
+            err = errors[position[i]]
+        elif todo[i]:
+            err = blocked[i]
+        else:
+            new_state.append(state[i].as_py())
+            continue
+        if err is None:
+            result.computed += 1
+            new_state.append(ft.fingerprint)
+        else:
+            result.failed += 1
+            new_state.append(ft.fingerprint + FAILED_SEP + err)
+            if len(result.errors) < ERROR_SAMPLE:
+                result.errors.append((keys[i], err))
+    columns = []
+    for col, typ in ft.output_types.items():
+        columns.append(_merge(batch.column(col) if col in batch.column_names else pa.nulls(n, typ),
+                              values.get(col), run_idx, todo, n, typ))
+    columns.append(pa.array(new_state, pa.string()))
+    return pa.record_batch(columns, names=list(ft.output_types) + [ft.state_column])
+
+
+def _merge(existing: pa.Array, computed: pa.Array | None, run_idx: list[int], todo: list[bool], n: int,
+           typ: pa.DataType) -> pa.Array:
+    """Row i: computed value if it ran, null if it needed work but could not run, else existing."""
+    if computed is None and not any(todo):
+        return existing
+    if len(run_idx) == n:
+        return computed
+    combined = pa.concat_arrays([existing.cast(typ) if not existing.type.equals(typ) else existing,
+                                 computed if computed is not None else pa.nulls(0, typ)])
+    where = {i: n + j for j, i in enumerate(run_idx)}
+    index = [where.get(i, None if todo[i] else i) for i in range(n)]
+    return combined.take(pa.array(index, pa.int64()))
+
+
+def _fill_gaps(batch: pa.RecordBatch, offsets: Offsets) -> pa.RecordBatch:
+    """Deleted rows inside a batch leave gaps in the offsets: the file needs a null there."""
+    if offsets.contiguous:
+        return batch
+    start = offsets.first
+    index = [None] * (offsets.last - start + 1)
+    for j, o in enumerate(offsets.values):
+        index[o - start] = j
+    return batch.take(pa.array(index, pa.int64()))

@@ -1,0 +1,143 @@
+"""The `Extractor` base class plugin authors subclass, and what featurekit derives from it.
+
+An extractor turns a batch of input columns into one column (or several) with one
+value per row. It declares its inputs' Arrow types, its params as a pydantic model and
+its output type(s); its `version` and params enter the fingerprint that decides when a
+stored column is stale.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, ClassVar, Mapping
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Resources(BaseModel):
+    """What one worker running the extractor needs. Overridable per feature in the spec."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+    batch_size: int = Field(1024, gt=0, description="rows handed to one __call__")
+    workers: int | None = Field(None, gt=0, description="worker processes; None lets the engine choose")
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Extractor:
+    """Subclass this; see the README's "Writing a plugin" for a complete example.
+
+    Class attributes: ``name`` (``plugin.thing``), ``version`` (bump when outputs
+    change), ``inputs`` (logical input -> Arrow type, or a name from `TYPE_CLASSES`),
+    ``resources``. Nested class ``Params``: a pydantic model, unknown keys rejected.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    inputs: ClassVar[Mapping[str, Any]] = {}
+    resources: ClassVar[Resources] = Resources()
+    Params: ClassVar[type[BaseModel]] = _Params
+
+    def __init__(self, params: BaseModel | None = None):
+        self.params = params if params is not None else self.Params()
+
+    def setup(self) -> None:
+        """Runs once per worker before the first batch: load models here, never at import."""
+
+    def output_type(self) -> pa.DataType:
+        """The Arrow type of the single output column."""
+        raise NotImplementedError(f"{type(self).__name__} must define output_type() or output_types()")
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        """Multi-output extractors override this: output name -> Arrow type."""
+        raise NotImplementedError
+
+    def __call__(self, batch: pa.RecordBatch) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(batch)")
+
+    # -- derived, not for overriding -------------------------------------------------
+    @classmethod
+    def is_multi_output(cls) -> bool:
+        return cls.output_types is not Extractor.output_types
+
+    def outputs(self) -> dict[str, pa.DataType]:
+        """Output name -> type; a single-output extractor has the one output ``""``."""
+        return self.output_types() if self.is_multi_output() else {"": self.output_type()}
+
+
+# -- input type matching ---------------------------------------------------------------
+
+TYPE_CLASSES = ("any", "string", "binary", "integer", "floating", "numeric", "list", "list<string>")
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) \
+        or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t) \
+        or pa.types.is_fixed_size_binary(t)
+
+
+def type_matches(expected: Any, actual: pa.DataType) -> bool:
+    """Whether a column of type `actual` can feed an input declared as `expected`.
+
+    Arrow types match up to width and offset size (string ~ large_string, int32 ~ int64,
+    list ~ large_list). `expected` may also name a class from TYPE_CLASSES.
+    """
+    if pa.types.is_null(actual):
+        return True
+    if isinstance(expected, str):
+        return {
+            "any": lambda t: True,
+            "string": _is_string,
+            "binary": _is_binary,
+            "integer": pa.types.is_integer,
+            "floating": pa.types.is_floating,
+            "numeric": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t),
+            "list": _is_list,
+            "list<string>": lambda t: _is_list(t) and _is_string(t.value_type),
+        }[expected](actual)
+    if _is_string(expected):
+        return _is_string(actual)
+    if _is_binary(expected):
+        return _is_binary(actual)
+    if pa.types.is_integer(expected):
+        return pa.types.is_integer(actual)
+    if pa.types.is_floating(expected):
+        return pa.types.is_floating(actual)
+    if _is_list(expected):
+        if not _is_list(actual):
+            return False
+        if pa.types.is_fixed_size_list(expected) and (
+                not pa.types.is_fixed_size_list(actual) or actual.list_size != expected.list_size):
+            return False
+        return type_matches(expected.value_type, actual.value_type)
+    return expected.equals(actual)
+
+
+def describe_type(expected: Any) -> str:
+    return expected if isinstance(expected, str) else str(expected)
+
+
+# -- fingerprints ----------------------------------------------------------------------
+
+def fingerprint(extractor: str, version: str, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
+    """A short stable hash of what determines a feature's values.
+
+    `inputs` maps each logical input to its upstream's fingerprint (for a feature) or to
+    ``column:<name>`` (for a raw column). Batch size, workers and engine are not part of it.
+    """
+    payload = json.dumps({"extractor": extractor, "version": str(version), "params": params,
+                          "inputs": dict(sorted(inputs.items()))}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,37 @@
+"""The plugin contract: every hook a featurekit plugin can implement.
+
+A plugin is a module in the ``featurekit`` entry-point group whose functions carry
+``@featurekit.hookimpl`` and have one of the names below. Each hook returns a list of
+classes; featurekit collects them from every plugin, built-ins included, into a
+registry keyed by each class's ``name``. Two plugins registering one name is an error.
+"""
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "featurekit"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def featurekit_register_extractors() -> list[type]:
+    """Return `featurekit.Extractor` subclasses. Specs use them by ``name``
+    (``plugin.thing``) after ``extractor:``."""
+
+
+@hookspec
+def featurekit_register_sources() -> list[type]:
+    """Return `featurekit.Source` subclasses: readers for ``source.format`` (built-in:
+    jsonl, parquet, csv, lance)."""
+
+
+@hookspec
+def featurekit_register_trainers() -> list[type]:
+    """Return trainer classes used by ``recipes.<name>.trainer``."""
+
+
+@hookspec
+def featurekit_register_engines() -> list[type]:
+    """Return `featurekit.engine.Engine` subclasses, chosen by ``engine:`` in the spec
+    or ``apply --engine`` (built-in: local)."""

@@ -1,0 +1,101 @@
+"""Progress bars on a terminal, plain lines elsewhere, and the end-of-run summaries."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from .engine import FeatureRun, Reporter
+
+
+class PlainReporter(Reporter):
+    """One line when a feature starts and one when it ends (logs, CI)."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+
+    def feature_started(self, name: str, rows: int) -> None:
+        self.started[name] = time.perf_counter()
+        click.echo(f"{name}: computing {rows} row(s)", err=True)
+
+    def feature_finished(self, run: FeatureRun) -> None:
+        rate = (run.computed + run.failed) / run.seconds if run.seconds else 0.0
+        click.echo(f"{run.name}: {run.computed} computed, {run.failed} failed in {run.seconds:.1f}s "
+                   f"({rate:,.0f} rows/s)", err=True)
+
+    def message(self, text: str) -> None:
+        click.echo(text, err=True)
+
+    def close(self) -> None: ...
+
+
+class BarReporter(PlainReporter):
+    """A tqdm bar per feature with rows/s and ETA."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bars: dict = {}
+
+    def feature_started(self, name: str, rows: int) -> None:
+        from tqdm import tqdm
+        self.bars[name] = tqdm(total=rows, desc=name, unit="row", file=sys.stderr, dynamic_ncols=True)
+
+    def rows_done(self, name: str, rows: int) -> None:
+        self.bars[name].update(rows)
+
+    def feature_finished(self, run: FeatureRun) -> None:
+        bar = self.bars.pop(run.name, None)
+        if bar is not None:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+class QuietReporter(Reporter):
+    def close(self) -> None: ...
+
+
+def make_reporter(quiet: bool = False) -> Reporter:
+    if quiet:
+        return QuietReporter()
+    return BarReporter() if sys.stderr.isatty() else PlainReporter()
+
+
+def render_summary(result, seconds: float) -> str:
+    run = result.run
+    lines = [f"applied {result.plan.spec}: table version {run.version_before} -> {run.version_after} "
+             f"in {seconds:.1f}s"]
+    if result.plan.ingest is not None:
+        lines.append(f"  ingested {run.ingested} row(s)")
+        for what, n in sorted(run.skipped_rows.items()):
+            lines.append(f"  skipped {n} source row(s): {what}")
+    for name, f in run.features.items():
+        line = f"  {name}: {f.computed} computed, {f.failed} failed, {f.seconds:.1f}s"
+        lines.append(line)
+        for key, err in f.errors[:3]:
+            lines.append(f"      row {key!r}: {err}")
+    for col in run.dropped:
+        lines.append(f"  dropped column {col}")
+    return "\n".join(lines)
+
+
+def render_status(s) -> str:
+    if not s.exists:
+        return f"table {s.table} does not exist yet; run 'featurekit apply'"
+    lines = [f"table {s.table}: version {s.version}, {s.rows} rows"]
+    width = max([len(f.name) for f in s.features] + [4])
+    for f in s.features:
+        lines.append(f"  {f.name:<{width}}  {f.state:<10}  computed {f.computed}, failed {f.failed}, "
+                     f"pending {f.pending}")
+        for reason in f.reasons:
+            lines.append(f"      {reason}")
+        for key, err in f.errors:
+            lines.append(f"      failed row {key!r}: {err}")
+    if s.history:
+        lines.append("versions:")
+        for h in s.history[-10:]:
+            lines.append(f"  {h['version']:>4}  {h['timestamp'][:19]}  {h['operation']}")
+    return "\n".join(lines)

@@ -1,0 +1,501 @@
+"""Turn a loaded spec into a `Project`: plugins resolved, columns typed, graph checked.
+
+Every problem found is collected and raised together as one `SpecError`; nothing here
+writes anything. The result is a frozen value the planner and the engines work from.
+"""
+from __future__ import annotations
+
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ValidationError
+
+from .errors import Problem, SpecError
+from .extractor import Extractor, Resources, describe_type, fingerprint, type_matches
+from .graph import Graph, Node
+from .loader import Document, Loc, format_loc
+from .registry import Registry
+from .source import Source, expand
+from .spec import RESERVED_PREFIX, FeatureSpec, SliceSpec, Spec, check_name
+
+STATE_PREFIX = RESERVED_PREFIX
+
+
+def state_column(feature: str) -> str:
+    """The companion column recording, per row, the fingerprint it was computed with
+    (or that it failed, and why)."""
+    return f"{STATE_PREFIX}{feature}"
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    spec: FeatureSpec
+    extractor_cls: type[Extractor]
+    params: BaseModel
+    inputs: dict[str, str]          # logical input -> column
+    outputs: dict[str, str]         # extractor output ("" when single) -> column
+    output_types: dict[str, pa.DataType]  # column -> type
+    resources: Resources
+    depends_on: tuple[str, ...]     # upstream feature names
+    fingerprint: str
+
+    @property
+    def tier(self) -> int:
+        return self.spec.tier
+
+    @property
+    def state_column(self) -> str:
+        return state_column(self.name)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.output_types)
+
+    def make_extractor(self) -> Extractor:
+        return self.extractor_cls(self.params)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType | None  # None: unknown (its producer had errors)
+    origin: str               # table | source | feature:<name>
+
+
+@dataclass(frozen=True)
+class Project:
+    """A validated spec, resolved against the plugins and the table: what engines run."""
+
+    spec: Spec
+    path: Path
+    doc: Document
+    registry: Registry
+    features: dict[str, Feature]   # in dependency order
+    columns: dict[str, Column]
+    graph: Graph
+    table_schema: pa.Schema | None
+    source: Source | None = None
+    source_files: tuple[Path, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def table_uri(self) -> str:
+        return table_uri(self.spec, self.root)
+
+    @property
+    def key(self) -> str | None:
+        return self.spec.source.key if self.spec.source else None
+
+
+def table_uri(spec: Spec, root: Path) -> str:
+    db = spec.table.db
+    base = db if "://" in db or Path(db).is_absolute() else str(root / db)
+    return f"{base.rstrip('/')}/{spec.table.name}.lance"
+
+
+# -- pydantic errors -> problems --------------------------------------------------------
+
+def _model_at(model: Any, loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model describing the mapping at `loc`, to list its valid keys."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(part) if isinstance(part, str) else None
+            if info is None:
+                return None
+            current = info.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(models) == 1:
+            return models[0]
+        dicts = [a for a in typing.get_args(tp) if typing.get_origin(a) in (dict, list)]
+        if dicts:
+            return dicts[0]
+    return tp
+
+
+def validation_problems(doc: Document, exc: ValidationError, model: Any, base: Loc = ()) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union["))))
+        if len(loc) > 1 and isinstance(loc[-1], str) and loc[-1] in ("str", "int", "float", "bool", "list", "dict"):
+            loc = loc[:-1]  # union branch tags
+        full = base + loc
+        kind, msg = err["type"], err["msg"]
+        if kind == "extra_forbidden":
+            owner = _model_at(model, loc[:-1])
+            valid = ", ".join(owner.model_fields) if owner else ""
+            problems.append(doc.problem(full, f"unknown key {loc[-1]!r}" + (f"; valid keys: {valid}" if valid else ""),
+                                        key=True))
+        elif kind == "missing":
+            problems.append(doc.problem(full, "missing required key"))
+        else:
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            else:
+                msg = msg[0].lower() + msg[1:]
+                if not isinstance(err.get("input"), (dict, list)):
+                    msg += f" (got {err.get('input')!r})"
+            problems.append(doc.problem(full, msg))
+    return problems
+
+
+# -- SQL identifiers --------------------------------------------------------------------
+
+SQL_WORDS = {
+    "and", "or", "not", "is", "null", "true", "false", "in", "like", "ilike", "between", "case",
+    "when", "then", "else", "end", "cast", "as", "distinct", "int", "integer", "bigint", "smallint",
+    "tinyint", "float", "double", "real", "varchar", "string", "text", "boolean", "bool", "date",
+    "timestamp", "decimal", "interval", "escape", "similar", "to", "array", "struct",
+}
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_TOKEN = re.compile(r'"([^"]+)"|`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*)\b(\s*\()?')
+
+
+def sql_columns(expr: str) -> list[str]:
+    """Column names a SQL filter refers to (never evaluated: just read)."""
+    cols: list[str] = []
+    for m in _TOKEN.finditer(_STRING.sub("''", expr)):
+        name = m.group(1) or m.group(2)
+        if name is None:
+            word = m.group(3)
+            if m.group(4) or word.lower() in SQL_WORDS or word[0].isdigit():
+                continue
+            name = word
+        if name not in cols:
+            cols.append(name)
+    return cols
+
+
+# -- the resolver -----------------------------------------------------------------------
+
+@dataclass
+class _Resolver:
+    doc: Document
+    registry: Registry
+    root: Path
+    table_schema: pa.Schema | None
+    problems: list[Problem] = field(default_factory=list)
+    broken: set[str] = field(default_factory=set)  # names whose own definition had errors
+
+    def problem(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(loc, message, key=key))
+
+    # spec shape -----------------------------------------------------------------------
+    def parse(self) -> Spec | None:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            what = type(data).__name__ if not isinstance(data, list) else "list"
+            self.problem((), f"a spec is a mapping (featurekit: 1, name:, table:, ...), not a {what}")
+            return None
+        try:
+            return Spec.model_validate(data)
+        except ValidationError as exc:
+            problems = validation_problems(self.doc, exc, Spec)
+        self.problems.extend(problems)
+        # Keep going with the entries that are fine, so one run reports everything.
+        pruned = dict(data)
+        for p in exc.errors():
+            loc = p["loc"]
+            if len(loc) >= 2 and loc[0] in ("features", "slices", "recipes") and isinstance(pruned.get(loc[0]), dict):
+                section = dict(pruned[loc[0]])
+                section.pop(loc[1], None)
+                pruned[loc[0]] = section
+                self.broken.add(loc[1])
+        try:
+            return Spec.model_validate(pruned)
+        except ValidationError:
+            return None
+
+    # columns ----------------------------------------------------------------------------
+    def base_columns(self, spec: Spec) -> tuple[dict[str, Column], Source | None, tuple[Path, ...]]:
+        cols: dict[str, Column] = {}
+        if self.table_schema is not None:
+            for f in self.table_schema:
+                if not f.name.startswith(STATE_PREFIX) and not (f.metadata or {}).get(b"featurekit.feature"):
+                    cols[f.name] = Column(f.name, f.type, "table")
+        source, files = None, ()
+        if spec.source is not None:
+            source, files, scols = self.source_columns(spec)
+            for name, typ in scols.items():
+                cols.setdefault(name, Column(name, typ, "source"))
+        return cols, source, files
+
+    def source_columns(self, spec: Spec) -> tuple[Source | None, tuple[Path, ...], dict[str, pa.DataType]]:
+        src = spec.source
+        entry = self.registry.get("source", src.format)
+        if entry is None:
+            self.problem(("source", "format"), self.registry.unknown("source", src.format))
+            return None, (), {}
+        try:
+            options = entry.cls.Options.model_validate(src.options)
+        except ValidationError as exc:
+            self.problems.extend(validation_problems(self.doc, exc, entry.cls.Options, ("source", "options")))
+            return None, (), {}
+        source = entry.cls(options)
+        files = tuple(expand(self.root, src.path))
+        if not files:
+            if self.table_schema is None:
+                self.problem(("source", "path"), f"no file matches {src.path!r} (relative to {self.root})")
+            return source, (), {}
+        try:
+            schema = source.schema(files[0])
+        except Exception as exc:
+            self.problem(("source", "path"), f"cannot read {files[0]}: {exc}")
+            return source, files, {}
+        cols = {f.name: f.type for f in schema}
+        if src.key not in cols and (self.table_schema is None or src.key not in self.table_schema.names):
+            self.problem(("source", "key"), f"key column {src.key!r} is not in {files[0].name} "
+                                            f"(columns: {', '.join(cols)})")
+        for target, path_col in src.files.items():
+            if path_col not in cols:
+                self.problem(("source", "files", target), f"column {path_col!r} is not in {files[0].name} "
+                                                          f"(columns: {', '.join(cols)})")
+            cols[target] = pa.binary()
+        return source, files, cols
+
+    # features ---------------------------------------------------------------------------
+    def extractor_for(self, name: str, fs: FeatureSpec) -> tuple[type[Extractor], BaseModel] | None:
+        entry = self.registry.get("extractor", fs.extractor)
+        if entry is None:
+            self.problem(("features", name, "extractor"), self.registry.unknown("extractor", fs.extractor))
+            return None
+        try:
+            params = entry.cls.Params.model_validate(fs.params)
+        except ValidationError as exc:
+            self.problems.extend(validation_problems(self.doc, exc, entry.cls.Params, ("features", name, "params")))
+            return None
+        return entry.cls, params
+
+    def outputs_for(self, name: str, fs: FeatureSpec, ext: Extractor) -> dict[str, str] | None:
+        loc = ("features", name, "outputs")
+        try:
+            declared = ext.outputs()
+        except Exception as exc:
+            self.problem(("features", name, "extractor"), f"{fs.extractor}: output type(s) failed: {exc}")
+            return None
+        if not ext.is_multi_output():
+            if fs.outputs is not None:
+                self.problem(loc, f"{fs.extractor} has one output, stored as column {name!r}; remove 'outputs'")
+                return None
+            return {"": name}
+        wanted = fs.outputs if fs.outputs is not None else list(declared)
+        mapping = dict(wanted) if isinstance(wanted, dict) else {o: o for o in wanted}
+        unknown = [o for o in mapping if o not in declared]
+        if unknown:
+            self.problem(loc, f"{fs.extractor} has no output {', '.join(map(repr, unknown))}; "
+                              f"it produces: {', '.join(declared)}")
+            return None
+        for col in mapping.values():
+            try:
+                check_name(col, "an output column")
+            except ValueError as exc:
+                self.problem(loc, str(exc))
+                return None
+        return mapping
+
+    def feature(self, spec: Spec, name: str, fs: FeatureSpec, cols: dict[str, Column]):
+        try:
+            check_name(name, "a feature")
+        except ValueError as exc:
+            self.problem(("features", name), str(exc), key=True)
+        found = self.extractor_for(name, fs)
+        if found is None:
+            self.broken.add(name)
+            return None
+        cls, params = found
+        ext = cls(params)
+        outputs = self.outputs_for(name, fs, ext)
+        if outputs is None:
+            self.broken.add(name)
+            return None
+        expected = dict(cls.inputs)
+        missing = [k for k in expected if k not in fs.inputs]
+        extra = [k for k in fs.inputs if k not in expected]
+        for k in missing:
+            self.problem(("features", name, "inputs"), f"{fs.extractor} needs input {k!r} "
+                                                       f"({describe_type(expected[k])}); add '{k}: <column>'")
+        for k in extra:
+            self.problem(("features", name, "inputs", k), f"{fs.extractor} has no input {k!r}; "
+                                                          f"its inputs: {', '.join(expected) or '(none)'}", key=True)
+        resources = cls.resources
+        if fs.resources is not None:
+            resources = resources.model_copy(update=fs.resources.model_dump(exclude_none=True))
+        types = ext.outputs()
+        return cls, params, outputs, {col: types[out] for out, col in outputs.items()}, resources
+
+    def check_input(self, name: str, fs: FeatureSpec, cls: type[Extractor], cols: dict[str, Column]) -> None:
+        for logical, col in fs.inputs.items():
+            if logical not in cls.inputs:
+                continue
+            loc = ("features", name, "inputs", logical)
+            if col not in cols:
+                if col not in self.broken:
+                    self.problem(loc, self.unknown_column(col, cols))
+                continue
+            actual = cols[col].type
+            if actual is not None and not type_matches(cls.inputs[logical], actual):
+                self.problem(loc, f"type mismatch: column {col!r} is {actual}, but {fs.extractor} "
+                                  f"input {logical!r} expects {describe_type(cls.inputs[logical])}")
+
+    @staticmethod
+    def unknown_column(col: str, cols: dict[str, Column]) -> str:
+        import difflib
+        close = difflib.get_close_matches(col, list(cols), n=3, cutoff=0.6)
+        hint = ("; did you mean " + " or ".join(map(repr, close)) + "?") if close else \
+            f"; known columns: {', '.join(sorted(cols)) or '(none)'}"
+        return f"unknown column {col!r}: not in the table, the source or any feature's outputs{hint}"
+
+    # slices and recipes -----------------------------------------------------------------
+    def slice_columns(self, name: str, sl: SliceSpec, cols: dict[str, Column]) -> list[str]:
+        used: list[tuple[Loc, str]] = []
+        if sl.where:
+            used += [(("slices", name, "where"), c) for c in sql_columns(sl.where)]
+        if sl.dedupe:
+            used += [(("slices", name, "dedupe", "by", i), c) for i, c in enumerate(sl.dedupe.by)]
+        if sl.split and sl.split.by:
+            used += [(("slices", name, "split", "by"), sl.split.by)]
+        for loc, col in used:
+            if col not in cols and col not in self.broken:
+                self.problem(loc, self.unknown_column(col, cols))
+        return [c for _, c in used]
+
+    def recipes(self, spec: Spec, cols: dict[str, Column]) -> dict[str, list[str]]:
+        out = {}
+        for name, rs in spec.recipes.items():
+            if self.registry.get("trainer", rs.trainer) is None:
+                self.problem(("recipes", name, "trainer"), self.registry.unknown("trainer", rs.trainer))
+            if rs.slice not in spec.slices:
+                if rs.slice not in self.broken:
+                    self.problem(("recipes", name, "slice"), f"unknown slice {rs.slice!r}; "
+                                 f"slices: {', '.join(spec.slices) or '(none defined)'}")
+            else:
+                split = spec.slices[rs.slice].split
+                names = list(split.fractions) if split else []
+                for loc, wanted in ((("recipes", name, "split"), rs.split),
+                                    (("recipes", name, "eval", "split"), rs.eval.split if rs.eval else None)):
+                    if wanted is not None and wanted not in names:
+                        self.problem(loc, f"slice {rs.slice!r} has no split {wanted!r}; "
+                                          f"its splits: {', '.join(names) or '(none: add split: to the slice)'}")
+            for logical, col in rs.columns.items():
+                if col not in cols and col not in self.broken:
+                    self.problem(("recipes", name, "columns", logical), self.unknown_column(col, cols))
+            out[name] = list(rs.columns.values())
+        return out
+
+    # everything -------------------------------------------------------------------------
+    def resolve(self, path: Path) -> Project:
+        spec = self.parse()
+        if spec is None:
+            raise SpecError(self.problems)
+        for section in ("slices", "recipes"):
+            for name in getattr(spec, section):
+                try:
+                    check_name(name, "a " + section[:-1])
+                except ValueError as exc:
+                    self.problem((section, name), str(exc), key=True)
+        for name in set(spec.features) & set(spec.slices):
+            self.problem(("slices", name), f"{name!r} names both a feature and a slice; rename one", key=True)
+        cols, source, files = self.base_columns(spec)
+        resolved: dict[str, tuple] = {}
+        owner: dict[str, str] = {}  # output column -> feature
+        for name, fs in spec.features.items():
+            r = self.feature(spec, name, fs, cols)
+            if r is None:
+                continue
+            resolved[name] = r
+            for col, typ in r[3].items():
+                if col in cols and cols[col].origin in ("source", "table"):
+                    self.problem(("features", name), f"output column {col!r} already exists in the "
+                                 f"{cols[col].origin}; rename the feature", key=True)
+                elif col in owner:
+                    self.problem(("features", name), f"output column {col!r} is also produced by "
+                                                     f"feature {owner[col]!r}", key=True)
+                owner[col] = name
+                cols[col] = Column(col, typ, f"feature:{name}")
+        for name in self.broken & set(spec.features):
+            cols.setdefault(name, Column(name, None, f"feature:{name}"))
+        for name, r in resolved.items():
+            self.check_input(name, spec.features[name], r[0], cols)
+        slice_cols = {n: self.slice_columns(n, sl, cols) for n, sl in spec.slices.items()}
+        recipe_cols = self.recipes(spec, cols)
+        graph = self.graph(spec, cols, owner, slice_cols, recipe_cols)
+        if self.problems:
+            raise SpecError(self.problems)
+        features = self.fingerprint(spec, graph, resolved, owner)
+        return Project(spec=spec, path=path, doc=self.doc, registry=self.registry, features=features,
+                       columns=cols, graph=graph, table_schema=self.table_schema, source=source,
+                       source_files=files)
+
+    def graph(self, spec: Spec, cols, owner, slice_cols, recipe_cols) -> Graph:
+        nodes: dict[str, Node] = {}
+        deps: dict[str, tuple[str, ...]] = {}
+        raw: dict[str, tuple[str, ...]] = {}
+
+        def split(key: str, used: list[str], extra: list[str] = ()) -> None:
+            up = [f"feature:{owner[c]}" for c in used if c in owner] + list(extra)
+            deps[key] = tuple(dict.fromkeys(up))
+            raw[key] = tuple(dict.fromkeys(c for c in used if c not in owner and c in cols))
+
+        for name, fs in spec.features.items():
+            key = f"feature:{name}"
+            nodes[key] = Node("feature", name, fs.tier)
+            only = [f"slice:{fs.only}"] if fs.only in spec.slices else []
+            if fs.only is not None and fs.only not in spec.slices and fs.only not in self.broken:
+                self.problem(("features", name, "only"), f"unknown slice {fs.only!r}; "
+                                                         f"slices: {', '.join(spec.slices) or '(none defined)'}")
+            split(key, list(fs.inputs.values()), only)
+        for name in spec.slices:
+            nodes[f"slice:{name}"] = Node("slice", name)
+            split(f"slice:{name}", slice_cols[name])
+        for name, rs in spec.recipes.items():
+            nodes[f"recipe:{name}"] = Node("recipe", name)
+            split(f"recipe:{name}", recipe_cols[name], [f"slice:{rs.slice}"] if rs.slice in spec.slices else [])
+        graph = Graph(nodes, deps, raw)
+        cycle = graph.find_cycle()
+        if cycle:
+            names = [k.split(":", 1)[1] for k in cycle]
+            first = cycle[0]
+            kind, name = first.split(":", 1)
+            self.problem((kind + "s", name), "dependency cycle: " + " -> ".join(names) + "; break it", key=True)
+        return graph
+
+    def fingerprint(self, spec: Spec, graph: Graph, resolved, owner) -> dict[str, Feature]:
+        features: dict[str, Feature] = {}
+        for key in graph.order():
+            kind, name = key.split(":", 1)
+            if kind != "feature" or name not in resolved:
+                continue
+            cls, params, outputs, types, resources = resolved[name]
+            fs = spec.features[name]
+            ups = {}
+            for logical, col in fs.inputs.items():
+                ups[logical] = features[owner[col]].fingerprint + "/" + col if col in owner else f"column:{col}"
+            fp = fingerprint(cls.name, cls.version, params.model_dump(mode="json"), ups)
+            depends = tuple(dict.fromkeys(owner[c] for c in fs.inputs.values() if c in owner))
+            features[name] = Feature(name, fs, cls, params, dict(fs.inputs), outputs, types, resources,
+                                     depends, fp)
+        return features
+
+
+def resolve(doc: Document, registry: Registry, path: Path, table_schema: pa.Schema | None) -> Project:
+    registry.check()
+    return _Resolver(doc, registry, path.parent, table_schema).resolve(path)

@@ -1,0 +1,66 @@
+"""The `Source` base class: how rows get into the table (``source.format`` in a spec)."""
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class RowIssue:
+    """A source row that could not be ingested, and why."""
+
+    where: str  # file:line, or the row key
+    message: str
+
+
+@dataclass
+class SourceBatch:
+    """Rows read from one file, plus the rows that could not be read."""
+
+    table: pa.Table
+    issues: list[RowIssue] = field(default_factory=list)
+
+
+class Source:
+    """Reads files of one format. Subclasses set ``name`` and implement the two methods."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = _Options
+
+    def __init__(self, options: BaseModel | None = None):
+        self.options = options if options is not None else self.Options()
+
+    def schema(self, path: Path) -> pa.Schema:
+        """The columns of one file, read cheaply (validate and plan call this)."""
+        raise NotImplementedError
+
+    def read(self, path: Path) -> SourceBatch:
+        """All rows of one file; rows that cannot be parsed go into ``issues``."""
+        raise NotImplementedError
+
+
+def expand(root: Path, pattern: str) -> list[Path]:
+    """Files matching a path or glob, relative to the spec's folder, sorted."""
+    full = pattern if Path(pattern).is_absolute() else str(root / pattern)
+    if any(ch in pattern for ch in "*?["):
+        return sorted(Path(p) for p in glob.glob(full, recursive=True) if Path(p).is_file() or p.endswith(".lance"))
+    path = Path(full)
+    return [path] if path.exists() else []
+
+
+def file_signature(paths: list[Path]) -> dict[str, Any]:
+    """What identifies the source's state without reading it: path -> [size, mtime_ns]."""
+    out = {}
+    for p in paths:
+        st = p.stat()
+        out[str(p)] = [st.st_size, st.st_mtime_ns]
+    return out

@@ -1,0 +1,143 @@
+"""The spec file, format version 1, as strict frozen pydantic models.
+
+Only shape lives here: what keys exist and their types. Whether an extractor exists,
+a column is known or the graph has a cycle is checked by `resolve`.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SUPPORTED_VERSIONS = (1,)
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_PREFIX = "_fk_"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_name(name: str, what: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValueError(f"{what} name {name!r} must be letters, digits and _, not starting with a digit")
+    if name.startswith(RESERVED_PREFIX):
+        raise ValueError(f"{what} name {name!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+    return name
+
+
+class TableSpec(Strict):
+    db: str = Field(description="LanceDB database URI: a folder relative to the spec, or s3://, gs://")
+    name: str = Field(description="table name inside the database")
+    fragment_rows: int = Field(8192, gt=0, description="rows per Lance fragment written by ingest; "
+                               "the unit of parallel work and of checkpointing")
+
+
+class EngineSpec(BaseModel):
+    """`engine: local` or `engine: {kind: geneva, ...options}`; options belong to the engine."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str = "local"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SourceSpec(Strict):
+    format: str = Field(description="jsonl, parquet, csv, lance, or one a plugin registers")
+    path: str = Field(description="a file or glob, relative to the spec's folder")
+    key: str = Field(description="unique row key: re-ingesting the same key never duplicates")
+    files: dict[str, str] = Field(default_factory=dict,
+                                  description="binary column -> column holding a file path to load into it")
+    options: dict[str, Any] = Field(default_factory=dict, description="format-specific reader options")
+
+
+class ResourcesSpec(Strict):
+    cpus: float | None = Field(None, gt=0)
+    gpus: float | None = Field(None, ge=0)
+    batch_size: int | None = Field(None, gt=0)
+    workers: int | None = Field(None, gt=0, description="parallel worker processes (local engine)")
+
+
+class OnErrorSpec(Strict):
+    max_failure_rate: float = Field(0.0, ge=0.0, le=1.0,
+                                    description="fraction of rows allowed to fail before apply exits 1")
+
+
+class FeatureSpec(Strict):
+    tier: Literal[1, 2, 3] = 1
+    extractor: str
+    inputs: dict[str, str] = Field(default_factory=dict, description="extractor input -> column or feature")
+    params: dict[str, Any] = Field(default_factory=dict)
+    resources: ResourcesSpec | None = None
+    only: str | None = Field(None, description="compute only the rows of this slice")
+    outputs: list[str] | dict[str, str] | None = Field(
+        None, description="columns of a multi-output extractor: a list, or {output: column}")
+    on_error: OnErrorSpec = OnErrorSpec()
+    description: str | None = None
+
+
+class DedupeSpec(Strict):
+    by: list[str] = Field(min_length=1)
+
+
+class SplitSpec(Strict):
+    by: str | None = Field(None, description="rows sharing this column's value land in one split")
+    seed: int = 0
+    fractions: dict[str, float] = Field(min_length=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(v < 0 for v in value.values()):
+            raise ValueError("fractions must not be negative")
+        if abs(sum(value.values()) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must add up to 1, not {sum(value.values()):g}")
+        return value
+
+
+class SliceSpec(Strict):
+    where: str | None = Field(None, description="Lance/DataFusion SQL filter")
+    dedupe: DedupeSpec | None = None
+    split: SplitSpec | None = None
+
+
+class EvalSpec(Strict):
+    split: str
+
+
+class RecipeSpec(Strict):
+    trainer: str
+    slice: str
+    split: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    output: str = "runs"
+    eval: EvalSpec | None = None
+
+
+class Spec(Strict):
+    featurekit: int = Field(description="spec format version")
+    name: str
+    table: TableSpec
+    engine: EngineSpec = EngineSpec()
+    source: SourceSpec | None = None
+    features: dict[str, FeatureSpec] = Field(default_factory=dict)
+    slices: dict[str, SliceSpec] = Field(default_factory=dict)
+    recipes: dict[str, RecipeSpec] = Field(default_factory=dict)
+
+    @field_validator("featurekit")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value not in SUPPORTED_VERSIONS:
+            supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+            raise ValueError(f"unsupported spec format version {value}; this featurekit reads version {supported}")
+        return value
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+

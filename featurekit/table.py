@@ -1,0 +1,99 @@
+"""What featurekit reads from and keeps in a Lance table (contract section 4).
+
+Each feature column carries field metadata under ``featurekit.*``; each feature has a
+companion state column ``_fk_<feature>`` holding, per row, the fingerprint the value was
+computed with (``<fp>``), or ``<fp>!<error>`` when the extractor failed on that row, or
+NULL when the row was never computed. A legitimate NULL value is therefore always
+distinguishable from a failure. Schema metadata ``featurekit.source`` remembers the
+source files last ingested, so an unchanged source costs no read.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+os.environ.setdefault("LANCE_LOG", "error")  # DataReplacement logs an "unstable" warning per commit
+
+META = "featurekit."
+SOURCE_META = b"featurekit.source"
+FAILED_SEP = "!"
+
+
+def sql_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class StoredFeature:
+    """A feature as recorded in the table's field metadata."""
+
+    name: str
+    columns: tuple[str, ...]
+    extractor: str
+    version: str
+    params: dict[str, Any]
+    inputs: dict[str, str]
+    fingerprint: str
+    input_fingerprints: dict[str, str] = field(default_factory=dict)
+
+
+def feature_metadata(feature, column: str, input_fps: dict[str, str]) -> dict[str, str]:
+    """Field metadata for one output column of a resolved feature."""
+    return {
+        META + "feature": feature.name,
+        META + "extractor": feature.extractor_cls.name,
+        META + "version": str(feature.extractor_cls.version),
+        META + "params": json.dumps(feature.params.model_dump(mode="json"), sort_keys=True),
+        META + "inputs": json.dumps(feature.inputs, sort_keys=True),
+        META + "input_fingerprints": json.dumps(input_fps, sort_keys=True),
+        META + "fingerprint": feature.fingerprint,
+        META + "output": column,
+    }
+
+
+def stored_features(schema: pa.Schema) -> dict[str, StoredFeature]:
+    out: dict[str, StoredFeature] = {}
+    for f in schema:
+        md = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+        name = md.get(META + "feature")
+        if not name:
+            continue
+        if name in out:
+            prev = out[name]
+            out[name] = StoredFeature(**{**prev.__dict__, "columns": prev.columns + (f.name,)})
+            continue
+        out[name] = StoredFeature(
+            name=name, columns=(f.name,), extractor=md.get(META + "extractor", ""),
+            version=md.get(META + "version", ""), params=json.loads(md.get(META + "params", "{}")),
+            inputs=json.loads(md.get(META + "inputs", "{}")), fingerprint=md.get(META + "fingerprint", ""),
+            input_fingerprints=json.loads(md.get(META + "input_fingerprints", "{}")))
+    return out
+
+
+def open_dataset(uri: str):
+    """The Lance dataset at `uri`, or None when there is none yet."""
+    if "://" not in uri and not os.path.isdir(uri):
+        return None
+    import lance
+    try:
+        return lance.dataset(uri)
+    except (ValueError, FileNotFoundError, OSError):
+        return None
+
+
+def source_signature(schema: pa.Schema) -> dict[str, Any] | None:
+    raw = (schema.metadata or {}).get(SOURCE_META)
+    return json.loads(raw) if raw else None
+
+
+def failed_filter(state_col: str, fp: str) -> str:
+    return f"starts_with({state_col}, {sql_quote(fp + FAILED_SEP)})"
+
+
+def todo_filter(state_col: str, fp: str) -> str:
+    """Rows whose value is missing, failed or computed by another fingerprint."""
+    return f"({state_col} IS NULL OR {state_col} <> {sql_quote(fp)})"
