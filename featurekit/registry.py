@@ -71,7 +71,7 @@ class Registry:
 
     def unknown(self, kind: str, name: str) -> str:
         """The message for an unknown name: the closest names and where to look."""
-        close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.7)
         msg = f"unknown {kind} {name!r}"
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"

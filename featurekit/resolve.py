@@ -195,6 +195,7 @@ class _Resolver:
     table_schema: pa.Schema | None
     problems: list[Problem] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)  # names whose own definition had errors
+    columns_unknown: bool = False  # the source could not be read: don't cascade unknown columns
 
     def problem(self, loc: Loc, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(loc, message, key=key))
@@ -209,12 +210,14 @@ class _Resolver:
         try:
             return Spec.model_validate(data)
         except ValidationError as exc:
-            problems = validation_problems(self.doc, exc, Spec)
-        self.problems.extend(problems)
+            self.problems.extend(validation_problems(self.doc, exc, Spec))
+            errors = exc.errors()
         # Keep going with the entries that are fine, so one run reports everything.
         pruned = dict(data)
-        for p in exc.errors():
+        for p in errors:
             loc = p["loc"]
+            if len(loc) == 1 and p["type"] == "extra_forbidden":
+                pruned.pop(loc[0], None)
             if len(loc) >= 2 and loc[0] in ("features", "slices", "recipes") and isinstance(pruned.get(loc[0]), dict):
                 section = dict(pruned[loc[0]])
                 section.pop(loc[1], None)
@@ -254,12 +257,15 @@ class _Resolver:
         files = tuple(expand(self.root, src.path))
         if not files:
             if self.table_schema is None:
-                self.problem(("source", "path"), f"no file matches {src.path!r} (relative to {self.root})")
+                self.problem(("source", "path"), f"no file matches {src.path!r} (paths are relative to the "
+                                                 "spec's folder)")
+                self.columns_unknown = True
             return source, (), {}
         try:
             schema = source.schema(files[0])
         except Exception as exc:
             self.problem(("source", "path"), f"cannot read {files[0]}: {exc}")
+            self.columns_unknown = True
             return source, files, {}
         cols = {f.name: f.type for f in schema}
         if src.key not in cols and (self.table_schema is None or src.key not in self.table_schema.names):
@@ -348,7 +354,7 @@ class _Resolver:
                 continue
             loc = ("features", name, "inputs", logical)
             if col not in cols:
-                if col not in self.broken:
+                if col not in self.broken and not self.columns_unknown:
                     self.problem(loc, self.unknown_column(col, cols))
                 continue
             actual = cols[col].type
@@ -374,7 +380,7 @@ class _Resolver:
         if sl.split and sl.split.by:
             used += [(("slices", name, "split", "by"), sl.split.by)]
         for loc, col in used:
-            if col not in cols and col not in self.broken:
+            if col not in cols and col not in self.broken and not self.columns_unknown:
                 self.problem(loc, self.unknown_column(col, cols))
         return [c for _, c in used]
 
@@ -396,7 +402,7 @@ class _Resolver:
                         self.problem(loc, f"slice {rs.slice!r} has no split {wanted!r}; "
                                           f"its splits: {', '.join(names) or '(none: add split: to the slice)'}")
             for logical, col in rs.columns.items():
-                if col not in cols and col not in self.broken:
+                if col not in cols and col not in self.broken and not self.columns_unknown:
                     self.problem(("recipes", name, "columns", logical), self.unknown_column(col, cols))
             out[name] = list(rs.columns.values())
         return out

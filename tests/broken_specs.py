@@ -1,0 +1,141 @@
+"""Broken specs and exactly what validate must say about each (used by test_validate.py).
+
+Each case: an id, the spec text, and the expected stderr lines before the summary line.
+"""
+from conftest import BASE_SPEC
+
+
+def replace(old: str, new: str) -> str:
+    assert old in BASE_SPEC, old
+    return BASE_SPEC.replace(old, new)
+
+
+def add(text: str) -> str:
+    return BASE_SPEC + text
+
+
+CASES = [
+    ("yaml-syntax", replace("  name: textvqa\n", "  name: [textvqa\n"), [
+        "spec.yaml:6:7: (yaml): invalid YAML: while parsing a flow sequence expected ',' or ']', but got ':'",
+    ]),
+    ("yaml-bad-indent", replace("    extractor: text.count\n", "   extractor: text.count\n"), [
+        "spec.yaml:16:11: (yaml): invalid YAML: mapping values are not allowed here",
+    ]),
+    ("duplicate-key", replace("    inputs: {text: question}\n  ocr_token_count:",
+                              "    inputs: {text: question}\n    tier: 1\n    tier: 2\n  ocr_token_count:"), [
+        "spec.yaml:15:5: features.question_length.tier: duplicate key 'tier' (first defined at line 14); remove one of them",
+    ]),
+    ("duplicate-feature", replace("slices:\n", "  question_length:\n    extractor: text.length\n"
+                                              "    inputs: {text: answer}\nslices:\n"), [
+        "spec.yaml:20:3: features.question_length: duplicate key 'question_length' (first defined at line 11); remove one of them",
+    ]),
+    ("unknown-top-key", add("owner: me\n"), [
+        "spec.yaml:23:1: owner: unknown key 'owner'; valid keys: featurekit, name, table, engine, source, features, slices, recipes",
+    ]),
+    ("unknown-table-key", replace("  name: textvqa\n", "  name: textvqa\n  uri: x\n"), [
+        "spec.yaml:6:3: table.uri: unknown key 'uri'; valid keys: db, name, fragment_rows",
+    ]),
+    ("unknown-source-key", replace("  key: question_id\n", "  key: question_id\n  glob: true\n"), [
+        "spec.yaml:10:3: source.glob: unknown key 'glob'; valid keys: format, path, key, files, options",
+    ]),
+    ("unknown-feature-key", replace("    extractor: text.length\n", "    extractor: text.length\n    cache: yes\n"), [
+        "spec.yaml:13:5: features.question_length.cache: unknown key 'cache'; valid keys: tier, extractor, inputs, params, resources, only, outputs, on_error, description",
+    ]),
+    ("unknown-slice-key", add("    limit: 10\n"), [
+        "spec.yaml:23:5: slices.text_dense.limit: unknown key 'limit'; valid keys: where, dedupe, split",
+    ]),
+    ("unknown-recipe-key", add("recipes:\n  r:\n    trainer: qlora\n    slice: text_dense\n    epochs: 3\n"), [
+        "spec.yaml:27:5: recipes.r.epochs: unknown key 'epochs'; valid keys: trainer, slice, split, columns, params, output, eval",
+    ]),
+    ("wrong-type-tier", replace("    extractor: text.length\n", "    tier: heavy\n    extractor: text.length\n"), [
+        "spec.yaml:12:11: features.question_length.tier: input should be 1, 2 or 3 (got 'heavy')",
+    ]),
+    ("wrong-type-inputs", replace("    inputs: {text: question}\n  ocr", "    inputs: question\n  ocr"), [
+        "spec.yaml:13:13: features.question_length.inputs: input should be a valid dictionary (got 'question')",
+    ]),
+    ("missing-name", replace("name: textvqa-test\n", ""), [
+        "spec.yaml:1:1: name: missing required key",
+    ]),
+    ("missing-extractor", replace("    extractor: text.length\n", ""), [
+        "spec.yaml:12:5: features.question_length.extractor: missing required key",
+    ]),
+    ("unknown-extractor", replace("extractor: text.length", "extractor: text.lenght"), [
+        "spec.yaml:12:16: features.question_length.extractor: unknown extractor 'text.lenght'; did you mean 'text.length'?",
+    ]),
+    ("unknown-extractor-plugin", replace("extractor: text.length", "extractor: acme.vowels"), [
+        "spec.yaml:12:16: features.question_length.extractor: unknown extractor 'acme.vowels'; run 'featurekit plugins' to list the installed extractors",
+    ]),
+    ("bad-params", replace("    inputs: {text: question}\n  ocr", "    inputs: {text: question}\n"
+                                                                    "    params: {lowercase: true}\n  ocr"), [
+        "spec.yaml:14:14: features.question_length.params.lowercase: unknown key 'lowercase'",
+    ]),
+    ("unknown-column", replace("inputs: {text: question}\n  ocr", "inputs: {text: questoin}\n  ocr"), [
+        "spec.yaml:13:20: features.question_length.inputs.text: unknown column 'questoin': not in the table, the source or any feature's outputs; did you mean 'question' or 'question_id' or 'question_type'?",
+    ]),
+    ("unknown-input-name", replace("inputs: {text: question}\n  ocr", "inputs: {txt: question}\n  ocr"), [
+        "spec.yaml:13:13: features.question_length.inputs: text.length needs input 'text' (string); add 'text: <column>'",
+        "spec.yaml:13:14: features.question_length.inputs.txt: text.length has no input 'txt'; its inputs: text",
+    ]),
+    ("type-mismatch", replace("inputs: {items: ocr_tokens}", "inputs: {items: question}"), [
+        "spec.yaml:16:21: features.ocr_token_count.inputs.items: type mismatch: column 'question' is string, but text.count input 'items' expects list",
+    ]),
+    ("type-mismatch-feature", replace("inputs: {items: ocr_tokens}", "inputs: {items: question_length}"), [
+        "spec.yaml:16:21: features.ocr_token_count.inputs.items: type mismatch: column 'question_length' is int32, but text.count input 'items' expects list",
+    ]),
+    ("cycle-of-two", add("  a:\n    where: \"b_len > 1\"\n").replace(
+        "features:\n", "features:\n  a_len:\n    extractor: text.length\n    inputs: {text: b_type}\n"
+                       "  b_type:\n    extractor: text.question_type\n    inputs: {text: a_type}\n"
+                       "  a_type:\n    extractor: text.question_type\n    inputs: {text: b_type}\n"), [
+        "spec.yaml:14:3: features.b_type: dependency cycle: b_type -> a_type -> b_type; break it",
+        "spec.yaml:33:12: slices.a.where: unknown column 'b_len': not in the table, the source or any feature's outputs; did you mean 'a_len'?",
+    ]),
+    ("cycle-of-three", replace("features:\n", "features:\n  one:\n    extractor: text.question_type\n"
+                               "    inputs: {text: three}\n  two:\n    extractor: text.question_type\n"
+                               "    inputs: {text: one}\n  three:\n    extractor: text.question_type\n"
+                               "    inputs: {text: two}\n"), [
+        "spec.yaml:11:3: features.one: dependency cycle: one -> three -> two -> one; break it",
+    ]),
+    ("unknown-slice-in-only", replace("    inputs: {text: question}\n  ocr",
+                                      "    inputs: {text: question}\n    only: dense\n  ocr"), [
+        "spec.yaml:14:11: features.question_length.only: unknown slice 'dense'; slices: text_dense",
+    ]),
+    ("unknown-slice-in-recipe", add("recipes:\n  r:\n    trainer: qlora\n    slice: dense\n"), [
+        "spec.yaml:25:14: recipes.r.trainer: unknown trainer 'qlora'; run 'featurekit plugins' to list the installed trainers",
+        "spec.yaml:26:12: recipes.r.slice: unknown slice 'dense'; slices: text_dense",
+    ]),
+    ("unknown-column-in-where", replace('where: "ocr_token_count >= 8"', 'where: "ocr_tokens_count >= 8"'), [
+        "spec.yaml:22:12: slices.text_dense.where: unknown column 'ocr_tokens_count': not in the table, the source or any feature's outputs; did you mean 'ocr_token_count' or 'ocr_tokens'?",
+    ]),
+    ("unsupported-version", replace("featurekit: 1\n", "featurekit: 2\n"), [
+        "spec.yaml:1:13: featurekit: unsupported spec format version 2; this featurekit reads version 1",
+    ]),
+    ("empty-file", "", [
+        "spec.yaml:1:1: (root): the file is empty; a spec starts with 'featurekit: 1'",
+    ]),
+    ("comments-only", "# nothing here yet\n", [
+        "spec.yaml:1:1: (root): the file is empty; a spec starts with 'featurekit: 1'",
+    ]),
+    ("a-list", "- featurekit: 1\n- name: x\n", [
+        "spec.yaml:1:1: (root): a spec is a mapping (featurekit: 1, name:, table:, ...), not a list",
+    ]),
+    ("bad-feature-name", replace("  question_length:\n", "  question-length:\n"), [
+        "spec.yaml:11:3: features.question-length: a feature name 'question-length' must be letters, digits and _, not starting with a digit",
+    ]),
+    ("reserved-feature-name", replace("  question_length:\n", "  _fk_len:\n"), [
+        "spec.yaml:11:3: features._fk_len: a feature name '_fk_len' starts with '_fk_', which featurekit reserves",
+    ]),
+    ("source-no-files", replace("path: raw/*.jsonl", "path: raw/*.parquet"), [
+        "spec.yaml:8:9: source.path: no file matches 'raw/*.parquet' (paths are relative to the spec's folder)",
+    ]),
+    ("source-missing-key", replace("key: question_id", "key: qid"), [
+        "spec.yaml:9:8: source.key: key column 'qid' is not in train.jsonl (columns: question_id, image_id, question, answer, ocr_tokens)",
+    ]),
+    ("split-fractions", add("    split: {by: image_id, fractions: {train: 0.9, val: 0.2}}\n"), [
+        "spec.yaml:23:38: slices.text_dense.split.fractions: fractions must add up to 1, not 1.1",
+    ]),
+    ("several-problems", replace("featurekit: 1\n", "featurekit: 1\nowner: me\n").replace(
+        "extractor: text.count", "extractor: text.cnt").replace("tier: 1", "tier: 1"), [
+        "spec.yaml:2:1: owner: unknown key 'owner'; valid keys: featurekit, name, table, engine, source, features, slices, recipes",
+        "spec.yaml:16:16: features.ocr_token_count.extractor: unknown extractor 'text.cnt'; did you mean 'text.count' or 'text.length'?",
+    ]),
+]

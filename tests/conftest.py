@@ -1,0 +1,115 @@
+"""Shared fixtures: projects built in tmp_path, plugins registered inline, never the
+ones that happen to be installed (one test in test_entrypoints checks real entry points)."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from featurekit.cli import main
+
+QUESTIONS = [
+    ("What is written on the sign?", "stop", ["stop", "ahead"]),
+    ("How many bottles are on the shelf?", "3", []),
+    ("Is this a coca cola bottle?", "yes", ["coca", "cola", "classic", "since", "1886", "the", "real", "thing"]),
+    ("Which brand is the laptop?", "dell", ["dell", "inspiron"]),
+    ("Who wrote the book?", "tolkien", ["the", "hobbit", "j", "r", "r", "tolkien", "harper", "collins", "1937"]),
+    ("what time does the clock show?", "10:10", ["xii", "iii", "vi", "ix"]),
+    ("What color is the bus?", "yellow", None),
+    ("Where was this photo taken?", "london", ["london", "bridge", "road", "closed", "to", "all", "traffic", "today"]),
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_plugins(monkeypatch):
+    monkeypatch.setenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("FEATUREKIT_PLUGINS", raising=False)
+
+
+def write_rows(path: Path, n: int, start: int = 0) -> list[dict]:
+    rows = []
+    for i in range(start, start + n):
+        q, a, ocr = QUESTIONS[i % len(QUESTIONS)]
+        rows.append({"question_id": i, "image_id": i // 2, "question": q, "answer": a, "ocr_tokens": ocr})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    return rows
+
+
+BASE_SPEC = """\
+featurekit: 1
+name: textvqa-test
+table:
+  db: data
+  name: textvqa
+source:
+  format: jsonl
+  path: raw/*.jsonl
+  key: question_id
+features:
+  question_length:
+    extractor: text.length
+    inputs: {text: question}
+  ocr_token_count:
+    extractor: text.count
+    inputs: {items: ocr_tokens}
+  question_type:
+    extractor: text.question_type
+    inputs: {text: question}
+slices:
+  text_dense:
+    where: "ocr_token_count >= 8"
+"""
+
+
+class Project:
+    """A featurekit project in a temporary folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def write_spec(self, text: str, name: str = "spec.yaml") -> Path:
+        path = self.root / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.yaml"
+
+    def add_rows(self, n: int, start: int = 0, file: str = "raw/train.jsonl") -> list[dict]:
+        return write_rows(self.root / file, n, start)
+
+    @property
+    def uri(self) -> str:
+        return str(self.root / "data" / "textvqa.lance")
+
+    def dataset(self):
+        import lance
+        return lance.dataset(self.uri)
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    p = Project(tmp_path)
+    p.add_rows(40)
+    p.write_spec(BASE_SPEC)
+    return p
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run the CLI in-process from the project folder: (exit code, stdout, stderr)."""
+
+    def run(*args: str, cwd: Path | None = None):
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

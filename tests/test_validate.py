@@ -1,0 +1,89 @@
+import pytest
+
+from broken_specs import CASES
+from conftest import BASE_SPEC
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_broken_spec_reports_every_problem_with_its_place(project, run_cli, text, expected):
+    project.write_spec(text)
+    code, out, err = run_cli("validate", "spec.yaml", cwd=project.root)
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[:-1] == expected
+    n = len(expected)
+    assert lines[-1] == f"{n} problem{'s' if n != 1 else ''} found; nothing was written"
+    assert "Traceback" not in err
+    assert not (project.root / "data").exists()
+
+
+def test_there_are_at_least_25_broken_specs():
+    assert len(CASES) >= 25
+
+
+def test_valid_spec(project, run_cli):
+    code, out, err = run_cli("validate", "spec.yaml", cwd=project.root)
+    assert (code, err) == (0, "")
+    assert out == "spec.yaml: ok (3 features, 1 slices, 0 recipes)\n"
+
+
+def test_problems_from_several_files_are_reported_together(project, run_cli):
+    project.write_spec(BASE_SPEC.replace("featurekit: 1", "featurekit: 3"), "a.yaml")
+    project.write_spec(BASE_SPEC.replace("text.count", "text.cuont"), "b.yaml")
+    code, out, err = run_cli("validate", "a.yaml", "b.yaml", "spec.yaml", cwd=project.root)
+    assert code == 2
+    assert err.splitlines() == [
+        "a.yaml:1:13: featurekit: unsupported spec format version 3; this featurekit reads version 1",
+        "b.yaml:15:16: features.ocr_token_count.extractor: unknown extractor 'text.cuont'; "
+        "did you mean 'text.count'?",
+        "2 problems found; nothing was written",
+    ]
+    assert out == "spec.yaml: ok (3 features, 1 slices, 0 recipes)\n"
+
+
+def test_missing_file(project, run_cli):
+    code, out, err = run_cli("validate", "nope.yaml", cwd=project.root)
+    assert code == 2
+    assert err.splitlines()[0] == "nope.yaml:1:1: (file): no such file"
+
+
+def test_plan_and_apply_refuse_a_broken_spec_and_write_nothing(project, run_cli):
+    project.write_spec(BASE_SPEC.replace("text.count", "text.cuont"))
+    for command in ("plan", "apply"):
+        code, out, err = run_cli(command, "spec.yaml", cwd=project.root)
+        assert code == 2
+        assert "unknown extractor 'text.cuont'" in err
+    assert not (project.root / "data").exists()
+
+
+def test_bad_params_for_an_extractor_name_the_key_and_the_expected_type(project, run_cli):
+    import featurekit
+    from featurekit.registry import Registry
+    from featurekit.plugins import make_plugin_manager
+    import types
+    import pyarrow as pa
+
+    class Hash(featurekit.Extractor):
+        name = "test.hash"
+        inputs = {"text": pa.string()}
+
+        class Params(featurekit.Extractor.Params):
+            hash_size: int = 8
+
+        def output_type(self):
+            return pa.int64()
+
+        def __call__(self, batch):
+            return pa.array([0] * batch.num_rows, pa.int64())
+
+    mod = types.ModuleType("test_hash_plugin")
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Hash])
+    registry = Registry.from_plugin_manager(make_plugin_manager(plugins=[mod]))
+    spec = project.write_spec(BASE_SPEC.replace(
+        "    extractor: text.length\n", "    extractor: test.hash\n    params: {hash_size: big}\n"))
+    with pytest.raises(featurekit.SpecError) as info:
+        featurekit.load_spec(spec, registry=registry)
+    assert [str(p).split(": ", 1)[1] for p in info.value.problems] == [
+        "features.question_length.params.hash_size: input should be a valid integer, unable to parse string "
+        "as an integer (got 'big')"]
+    assert info.value.problems[0].line == 13
