@@ -36,7 +36,7 @@ class Registry:
     def from_plugin_manager(cls, pm: PluginManager) -> "Registry":
         reg = cls(failures=list(pm.failures), origins=dict(pm.origins))
         for kind, hook_name in KINDS.items():
-            for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():  # registration order
                 try:
                     classes = impl.function() or []
                 except Exception as exc:

@@ -1,0 +1,96 @@
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+import featurekit
+from conftest import BASE_SPEC
+
+CHAIN = BASE_SPEC.replace("slices:\n", """\
+  qtype_len:
+    extractor: text.length
+    inputs: {text: question_type}
+slices:
+""")
+
+
+def test_select_ancestors_and_descendants(project):
+    proj = featurekit.load_spec(project.write_spec(CHAIN))
+    g = proj.graph
+    assert g.select(["qtype_len"]) == {"feature:qtype_len"}
+    assert g.select(["+qtype_len"]) == {"feature:qtype_len", "feature:question_type"}
+    assert g.select(["question_type+"]) == {"feature:question_type", "feature:qtype_len"}
+    assert g.select(["ocr_token_count+"]) == {"feature:ocr_token_count", "slice:text_dense"}
+    assert g.select(["question_length,ocr_token_count"]) == {"feature:question_length", "feature:ocr_token_count"}
+    with pytest.raises(featurekit.UsageError) as info:
+        g.select(["nope"])
+    assert str(info.value).startswith("--select: unknown name 'nope'; known: ")
+
+
+def test_graph_formats(project, run_cli):
+    project.write_spec(CHAIN)
+    code, out, _ = run_cli("graph", "spec.yaml", cwd=project.root)
+    assert code == 0
+    assert "feature qtype_len (tier 1)\n  <- feature question_type (tier 1)" in out
+    assert "slice text_dense\n  <- feature ocr_token_count (tier 1)" in out
+    code, out, _ = run_cli("graph", "spec.yaml", "--format", "mermaid")
+    assert out.startswith("graph LR\n")
+    assert "  feature__question_type --> feature__qtype_len" in out
+    assert "  col__question --> feature__question_type" in out
+    code, out, _ = run_cli("graph", "spec.yaml", "--format", "dot")
+    assert '"feature:question_type" -> "feature:qtype_len";' in out and out.rstrip().endswith("}")
+
+
+def test_plan_without_a_table_says_every_feature_is_new(project, run_cli):
+    code, out, _ = run_cli("plan", "spec.yaml", cwd=project.root)
+    assert code == 0
+    assert out.splitlines()[:4] == [
+        "plan for textvqa-test: table data/textvqa.lance (new table)",
+        "  source: 1 file(s), 40 new row(s) to append",
+        "  + ocr_token_count (tier 1): new column(s) ocr_token_count: compute 40 row(s)",
+        "      new feature",
+    ]
+    assert "  + question_length (tier 1): new column(s) question_length: compute 40 row(s)" in out
+    code, out, _ = run_cli("plan", "spec.yaml", "--json")
+    data = json.loads(out)
+    assert [f["action"] for f in data["features"]] == ["create", "create", "create"]
+    assert data["ingest"]["new_rows"] == 40 and data["table_exists"] is False
+
+
+def test_every_command_has_help_with_an_example(run_cli):
+    for command in ("validate", "plan", "apply", "status", "graph", "plugins", "schema"):
+        code, out, _ = run_cli(command, "--help")
+        assert code == 0
+        assert "Example: featurekit " + command in out
+
+
+def test_schema_includes_extractor_params(run_cli):
+    code, out, _ = run_cli("schema")
+    schema = json.loads(out)
+    feature = schema["$defs"]["FeatureSpec"]
+    assert "text.question_type" in feature["properties"]["extractor"]["enum"]
+    assert feature["additionalProperties"] is False
+    assert schema["additionalProperties"] is False
+
+
+HEAVY = ("torch", "transformers", "geneva", "ray", "lancedb")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate", "spec.yaml"], ["plan", "spec.yaml"]])
+def test_fast_paths_import_no_heavy_modules(project, args):
+    code = (f"import sys; from featurekit.cli import main; rc = main({args!r}); "
+            f"bad = [m for m in {HEAVY!r} if m in sys.modules]; print(bad); sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_validate_is_fast(project):
+    started = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "featurekit", "validate", "spec.yaml"], cwd=project.root,
+                         capture_output=True, text=True)
+    assert res.returncode == 0
+    # generous bound for a loaded CI machine; benchmarks/cli.py measures it properly
+    assert time.perf_counter() - started < 3.0
