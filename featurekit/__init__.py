@@ -7,17 +7,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# Lance logs a warning on every DataReplacement commit (the way featurekit fills columns).
+_os.environ.setdefault("LANCE_LOG", "error")
+
 from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError  # noqa: E402
 from .extractor import Extractor, Resources  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .source import Source  # noqa: E402
-
-
-def __getattr__(name: str):
-    if name in ("load_spec", "plan", "apply", "status"):
-        from . import api
-        return getattr(api, name)
-    raise AttributeError(name)
+from .api import apply, load_spec, plan, status  # noqa: E402
 
 
 __all__ = ["hookimpl", "Extractor", "Resources", "Source", "load_spec", "plan", "apply", "status",

@@ -9,7 +9,7 @@ from .engine import Reporter, RunResult
 from .errors import RunError, UsageError
 from .ingest import prepare_ingest
 from .loader import load_document
-from .plan import Plan, build_plan
+from .planner import Plan, build_plan
 from .registry import Registry, default_registry
 from .resolve import Project, resolve, table_uri
 from .table import failed_filter, open_dataset, stored_features, todo_filter

@@ -3,12 +3,15 @@ ones that happen to be installed (one test in test_entrypoints checks real entry
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from featurekit.cli import main
+os.environ.setdefault("LANCE_LOG", "error")
+
+from featurekit.cli import main  # noqa: E402
 
 QUESTIONS = [
     ("What is written on the sign?", "stop", ["stop", "ahead"]),

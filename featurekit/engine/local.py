@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import pyarrow as pa
 
 from ..errors import RunError
-from ..plan import FeatureStep, Plan, only_filter
+from ..planner import FeatureStep, Plan, only_filter
 from ..resolve import Feature, Project
 from ..table import SOURCE_META, feature_metadata, stored_features, todo_filter
 from . import Engine, FeatureRun, Reporter, RunResult
@@ -141,13 +141,15 @@ class LocalEngine(Engine):
         if missing:
             ds.add_columns(pa.schema(missing))
             ds = _open(uri)
+        updates = {}
         for w in wanted:
-            current = ds.schema.field(w.name).metadata or {}
-            want = {k.encode() if isinstance(k, str) else k: v.encode() if isinstance(v, str) else v
-                    for k, v in (w.metadata or {}).items()}
+            want = {k.decode(): v.decode() for k, v in (w.metadata or {}).items()}
+            current = {k.decode(): v.decode() for k, v in (ds.schema.field(w.name).metadata or {}).items()}
             if current != want:
-                ds.replace_field_metadata(w.name, {k.decode(): v.decode() for k, v in want.items()})
-                ds = _open(uri)
+                updates[w.name] = want
+        if updates:  # one commit for all of the feature's columns
+            ds.update_field_metadata(updates, replace=True)
+            ds = _open(uri)
         return ds
 
     def _task(self, project: Project, f: Feature, ds) -> FeatureTask:

@@ -1,0 +1,352 @@
+import json
+import types
+
+import lance
+import pyarrow as pa
+import pytest
+
+import featurekit
+from featurekit.builtin.text import question_type
+from featurekit.plugins import make_plugin_manager
+from featurekit.registry import Registry
+from conftest import BASE_SPEC
+
+
+def registry_with(*classes):
+    mod = types.ModuleType("inline_plugin")
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: list(classes))
+    return Registry.from_plugin_manager(make_plugin_manager(plugins=[mod]))
+
+
+def column(project, name):
+    return project.dataset().to_table(columns=["question_id", name]).sort_by("question_id").column(name).to_pylist()
+
+
+def test_values_equal_an_independent_computation(project):
+    result = featurekit.apply(project.spec)
+    assert result.ok and result.run.ingested == 40
+    rows = project.dataset().to_table().sort_by("question_id").to_pylist()
+    assert len(rows) == 40
+    for r in rows:
+        assert r["question_length"] == len(r["question"])
+        assert r["ocr_token_count"] == len(r["ocr_tokens"] or [])
+        assert r["question_type"] == question_type(r["question"])
+
+
+def test_second_apply_is_a_noop_with_no_new_version(project):
+    featurekit.apply(project.spec)
+    version = project.dataset().version
+    again = featurekit.apply(project.spec)
+    assert again.run is None and again.plan.is_noop
+    assert project.dataset().version == version
+
+
+def test_table_stays_an_ordinary_lance_table(project):
+    featurekit.apply(project.spec)
+    import lancedb
+    tbl = lancedb.connect(str(project.root / "data")).open_table("textvqa")
+    assert tbl.count_rows() == 40
+    assert "question_length" in tbl.schema.names
+    ds = lance.dataset(project.uri)
+    meta = ds.schema.field("question_length").metadata
+    assert meta[b"featurekit.extractor"] == b"text.length"
+    assert meta[b"featurekit.version"] == b"1"
+    assert json.loads(meta[b"featurekit.params"]) == {}
+    assert len(meta[b"featurekit.fingerprint"]) == 16
+    import duckdb
+    arrow = ds.to_table(columns=["question_length"])
+    assert duckdb.sql("select sum(question_length) from arrow").fetchall()[0][0] == \
+        sum(len(q) for q in ds.to_table(columns=["question"]).column("question").to_pylist())
+
+
+def test_appended_source_rows_are_the_only_rows_computed(project):
+    featurekit.apply(project.spec)
+    before = {f.fragment_id: [d.path for d in f.data_files()] for f in project.dataset().get_fragments()}
+    project.add_rows(7, start=40, file="raw/more.jsonl")
+    plan = featurekit.plan(project.spec)
+    assert plan.ingest.new_rows == 7
+    assert plan.step("question_length").new_rows == 7 and plan.step("question_length").action == "fill"
+    result = featurekit.apply(project.spec)
+    assert result.run.ingested == 7
+    assert {n: f.computed for n, f in result.run.features.items()} == {
+        "ocr_token_count": 7, "question_length": 7, "question_type": 7}
+    after = {f.fragment_id: [d.path for d in f.data_files()] for f in project.dataset().get_fragments()}
+    for frag_id, files in before.items():
+        assert after[frag_id] == files  # rows already done: not one file rewritten
+    assert column(project, "question_length")[40:] == [len(r) for r in
+                                                       column(project, "question")[40:]]
+
+
+def test_reingesting_the_same_keys_adds_nothing(project):
+    featurekit.apply(project.spec)
+    project.add_rows(10, start=0, file="raw/again.jsonl")  # same keys, new file
+    result = featurekit.apply(project.spec)
+    assert result.run.ingested == 0
+    assert project.dataset().count_rows() == 40
+
+
+class Upper(featurekit.Extractor):
+    name = "acme.upper"
+    inputs = {"text": pa.string()}
+
+    class Params(featurekit.Extractor.Params):
+        suffix: str = ""
+
+    def output_type(self):
+        return pa.string()
+
+    def __call__(self, batch):
+        return pa.array([None if t is None else t.upper() + self.params.suffix
+                         for t in batch.column("text").to_pylist()], pa.string())
+
+
+DESCENDANTS = BASE_SPEC.replace("slices:\n", """\
+  shout:
+    extractor: acme.upper
+    inputs: {text: question}
+  shout_length:
+    extractor: text.length
+    inputs: {text: shout}
+  shout_type:
+    extractor: text.question_type
+    inputs: {text: shout}
+slices:
+""")
+
+
+class UpperV2(Upper):
+    version = "2"
+
+    def __call__(self, batch):
+        return pa.array([None if t is None else t.upper() + "?" for t in batch.column("text").to_pylist()])
+
+
+def test_version_bump_recomputes_that_feature_and_its_descendants_only(project):
+    spec = project.write_spec(DESCENDANTS)
+    featurekit.apply(spec, registry=registry_with(Upper))
+    plan = featurekit.plan(spec, registry=registry_with(UpperV2))
+    assert plan.step("shout").action == "recompute"
+    assert plan.step("shout").reasons == ("extractor version 1 -> 2",)
+    assert plan.step("shout_length").reasons == ("upstream feature changed: shout",)
+    assert [s.name for s in plan.features if s.has_work] == ["shout", "shout_length", "shout_type"]
+    result = featurekit.apply(spec, registry=registry_with(UpperV2))
+    assert set(result.run.features) == {"shout", "shout_length", "shout_type"}
+    assert column(project, "shout_length") == [len(q) + 1 for q in column(project, "question")]
+    # the old values stay readable from the previous Lance version
+    old = lance.dataset(project.uri, version=result.run.version_before)
+    assert old.to_table(columns=["shout"]).column("shout").to_pylist() == [
+        q.upper() for q in lance.dataset(project.uri, version=result.run.version_before)
+        .to_table(columns=["question"]).column("question").to_pylist()]
+
+
+def test_params_change_recomputes_descendants_and_says_why(project):
+    spec = project.write_spec(DESCENDANTS)
+    reg = registry_with(Upper)
+    featurekit.apply(spec, registry=reg)
+    spec = project.write_spec(DESCENDANTS.replace("inputs: {text: question}\n  shout_length",
+                                                  "inputs: {text: question}\n    params: {suffix: '!!'}\n  shout_length"))
+    plan = featurekit.plan(spec, registry=reg)
+    assert plan.step("shout").reasons == ('params changed: suffix "" -> "!!"',)
+    assert plan.step("shout_length").reasons == ("upstream feature changed: shout",)
+    assert plan.step("question_length").action == "none"
+    result = featurekit.apply(spec, registry=reg)
+    assert set(result.run.features) == {"shout", "shout_length", "shout_type"}
+    assert column(project, "shout_length") == [len(q) + 2 for q in column(project, "question")]
+
+
+class Flaky(featurekit.Extractor):
+    """Fails on questions that mention 'bottle' unless FIXED is set."""
+
+    name = "acme.flaky"
+    inputs = {"text": pa.string()}
+    FIXED = False
+    calls: list[int] = []
+
+    def output_type(self):
+        return pa.int32()
+
+    def __call__(self, batch):
+        texts = batch.column("text").to_pylist()
+        Flaky.calls.append(len(texts))
+        if not Flaky.FIXED and any("bottle" in t for t in texts):
+            raise ValueError("cannot read bottle labels")
+        return pa.array([len(t) for t in texts], pa.int32())
+
+
+FLAKY = BASE_SPEC.replace("slices:\n", """\
+  flaky:
+    extractor: acme.flaky
+    inputs: {text: question}
+    on_error: {max_failure_rate: 0.5}
+  flaky_type:
+    extractor: text.length
+    inputs: {text: flaky_text}
+  flaky_text:
+    extractor: text.question_type
+    inputs: {text: question}
+slices:
+""")
+
+
+def test_a_raising_extractor_loses_no_other_row_and_the_next_apply_retries_only_failures(project, run_cli):
+    Flaky.FIXED = False
+    spec = project.write_spec(FLAKY)
+    reg = registry_with(Flaky)
+    result = featurekit.apply(spec, registry=reg)
+    bottles = [i for i, q in enumerate(column(project, "question")) if "bottle" in q]
+    run = result.run.features["flaky"]
+    assert (run.computed, run.failed) == (40 - len(bottles), len(bottles))
+    assert result.ok  # 10 of 40 < max_failure_rate 0.5
+    values = column(project, "flaky")
+    for i, v in enumerate(values):
+        assert (v is None) == (i in bottles)
+    status = featurekit.status(spec, registry=reg)
+    flaky = next(f for f in status.features if f.name == "flaky")
+    assert (flaky.failed, flaky.computed, flaky.pending) == (len(bottles), 40 - len(bottles), 0)
+    assert flaky.errors[0][1] == "ValueError: cannot read bottle labels"
+    assert flaky.errors[0][0] in bottles
+    state = column(project, "_fk_flaky")
+    assert state[bottles[0]].endswith("!ValueError: cannot read bottle labels")
+    plan = featurekit.plan(spec, registry=reg)
+    assert plan.step("flaky").failed_rows == len(bottles)
+    assert plan.step("question_length").action == "none"
+    Flaky.FIXED = True
+    Flaky.calls.clear()
+    result = featurekit.apply(spec, registry=reg)
+    assert result.run.features["flaky"].computed == len(bottles)
+    assert sum(Flaky.calls) == len(bottles)
+    assert column(project, "flaky") == [len(q) for q in column(project, "question")]
+
+
+def test_failures_above_the_threshold_exit_1_after_committing_the_good_rows(project, run_cli):
+    Flaky.FIXED = False
+    spec = project.write_spec(FLAKY.replace("max_failure_rate: 0.5", "max_failure_rate: 0.1"))
+    result = featurekit.apply(spec, registry=registry_with(Flaky))
+    assert not result.ok
+    assert result.run.features["flaky"].error == (
+        "feature 'flaky': 10 of 40 rows failed (25.0% > max_failure_rate 0.1)")
+    assert sum(v is not None for v in column(project, "flaky")) == 30
+
+
+class WrongLength(featurekit.Extractor):
+    name = "acme.wrong"
+    inputs = {"text": pa.string()}
+
+    def output_type(self):
+        return pa.int32()
+
+    def __call__(self, batch):
+        return pa.array([1], pa.int32())
+
+
+class WrongType(WrongLength):
+    name = "acme.wrongtype"
+
+    def __call__(self, batch):
+        return pa.array(["x"] * batch.num_rows)
+
+
+@pytest.mark.parametrize("cls,message", [
+    (WrongLength, "feature 'bad': acme.wrong returned 1 values for 40 rows; an extractor must return one value per row"),
+    (WrongType, "feature 'bad': acme.wrongtype returned string, but declares int32"),
+])
+def test_an_extractor_breaking_its_contract_fails_that_feature_by_name(project, cls, message):
+    spec = project.write_spec(BASE_SPEC.replace("slices:\n", f"  bad:\n    extractor: {cls.name}\n"
+                                                             "    inputs: {text: question}\nslices:\n"))
+    result = featurekit.apply(spec, registry=registry_with(cls))
+    assert not result.ok
+    assert result.run.features["bad"].error == message
+    assert result.run.features["question_length"].computed == 40
+
+
+def test_orphaned_feature_is_kept_until_prune(project, run_cli):
+    featurekit.apply(project.spec)
+    project.write_spec(BASE_SPEC.replace("  question_type:\n    extractor: text.question_type\n"
+                                         "    inputs: {text: question}\n", ""))
+    code, out, err = run_cli("plan", "spec.yaml", cwd=project.root)
+    assert "  - question_type: orphaned: not in the spec; kept (apply --prune drops it) " \
+           "[question_type, _fk_question_type]" in out
+    code, out, err = run_cli("apply", "spec.yaml")
+    assert code == 0 and "question_type" in project.dataset().schema.names
+    code, out, err = run_cli("apply", "spec.yaml", "--prune")
+    assert code == 0
+    assert "question_type" not in project.dataset().schema.names
+    assert "_fk_question_type" not in project.dataset().schema.names
+
+
+def test_ingest_reports_bad_rows_and_keeps_the_good_ones(project, run_cli):
+    with open(project.root / "raw" / "train.jsonl", "a") as fh:
+        fh.write('{"question_id": 5, "question": "dup?", "answer": "a", "ocr_tokens": [], "image_id": 1}\n')
+        fh.write('{"question_id": 100, "question": "broken\n')
+        fh.write('{"question": "no key", "answer": "a", "ocr_tokens": [], "image_id": 1}\n')
+    code, out, err = run_cli("apply", "spec.yaml", cwd=project.root)
+    assert code == 0
+    assert "  ingested 40 row(s)" in out
+    assert "  skipped 1 source row(s): duplicate key" in out
+    assert "  skipped 1 source row(s): missing key" in out
+    assert "  skipped 1 source row(s): not valid JSON" in out
+    assert project.dataset().count_rows() == 40
+
+
+def test_unreadable_image_file_is_a_row_issue(project, run_cli):
+    (project.root / "img").mkdir()
+    rows = []
+    for i in range(3):
+        if i != 1:
+            (project.root / "img" / f"{i}.png").write_bytes(b"\x89PNG" + bytes([i]))
+        rows.append({"question_id": i, "question": "q?", "answer": "a", "ocr_tokens": [], "image_id": i,
+                     "image_path": f"img/{i}.png"})
+    (project.root / "raw" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    project.write_spec(BASE_SPEC.replace("  key: question_id\n", "  key: question_id\n  files: {image: image_path}\n"))
+    result = featurekit.apply(project.spec)
+    assert result.run.ingested == 2
+    assert result.run.skipped_rows == {"unreadable file": 1}
+    images = project.dataset().to_table(columns=["question_id", "image"]).sort_by("question_id")
+    assert images.column("image").to_pylist() == [b"\x89PNG\x00", b"\x89PNG\x02"]
+
+
+class Interrupting(featurekit.Extractor):
+    name = "acme.interrupting"
+    inputs = {"text": pa.string()}
+    budget = 0
+
+    def output_type(self):
+        return pa.int32()
+
+    def __call__(self, batch):
+        if Interrupting.budget <= 0:
+            raise KeyboardInterrupt
+        Interrupting.budget -= 1
+        return pa.array([len(t) for t in batch.column("text").to_pylist()], pa.int32())
+
+
+def test_an_interrupted_apply_resumes_without_redoing_committed_work(project):
+    spec = project.write_spec(BASE_SPEC.replace("  name: textvqa\n", "  name: textvqa\n  fragment_rows: 10\n")
+                              .replace("slices:\n", "  slow:\n    extractor: acme.interrupting\n"
+                                                    "    inputs: {text: question}\nslices:\n"))
+    reg = registry_with(Interrupting)
+    Interrupting.budget = 2
+    with pytest.raises(KeyboardInterrupt):
+        featurekit.apply(spec, registry=reg, select=["slow"])
+    assert sum(v is not None for v in column(project, "slow")) == 20
+    Interrupting.budget = 100
+    result = featurekit.apply(spec, registry=reg, select=["slow"])
+    assert result.run.features["slow"].computed == 20
+    assert column(project, "slow") == [len(q) for q in column(project, "question")]
+
+
+def test_tier_limits_what_runs(project):
+    spec = project.write_spec(BASE_SPEC.replace("    extractor: text.count\n", "    tier: 2\n    extractor: text.count\n"))
+    result = featurekit.apply(spec, tier=1)
+    assert set(result.run.features) == {"question_length", "question_type"}
+    assert featurekit.plan(spec).step("ocr_token_count").action == "create"
+
+
+def test_status_cli(project, run_cli):
+    run_cli("apply", "-q", "spec.yaml", cwd=project.root)
+    code, out, err = run_cli("status", "spec.yaml")
+    assert code == 0
+    assert "  question_length  fresh       computed 40, failed 0, pending 0" in out
+    code, out, err = run_cli("status", "spec.yaml", "--json")
+    data = json.loads(out)
+    assert data["rows"] == 40 and data["history"][-1]["operation"] == "DataReplacement"
