@@ -1,0 +1,114 @@
+"""A contract kit for plugin authors, after scikit-learn's check_estimator.
+
+    from featurekit.testing import check_extractor
+    def test_contract():
+        check_extractor(MyExtractor, batch={"text": ["a", "bb", None]})
+
+It checks what featurekit relies on: a name and version, strict Params, declared output
+types that match what ``__call__`` returns, one value per row, nulls handled (a value or
+an exception, never a crash of the process), the same output on a second call and for a
+row computed alone as within its batch.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pyarrow as pa
+from pydantic import BaseModel, ValidationError
+
+from .engine.work import FeatureError, FeatureTask, call_extractor
+from .extractor import Extractor
+
+SAMPLES = {
+    "string": ["what is written on the sign?", "", "how many?"],
+    "integer": [0, 7, 42],
+    "floating": [0.0, 1.5, -2.25],
+    "list<string>": [["stop", "ahead"], [], ["a"]],
+    "list": [["stop", "ahead"], [], ["a"]],
+}
+
+
+def _sample(expected: Any, n: int = 3) -> pa.Array:
+    if isinstance(expected, str):
+        key = expected if expected in SAMPLES else None
+        if key is None:
+            raise ValueError(f"give check_extractor a batch: no sample values for input type {expected!r}")
+        return pa.array(SAMPLES[key][:n])
+    if pa.types.is_string(expected) or pa.types.is_large_string(expected):
+        return pa.array(SAMPLES["string"][:n], expected)
+    if pa.types.is_integer(expected):
+        return pa.array(SAMPLES["integer"][:n], expected)
+    if pa.types.is_floating(expected):
+        return pa.array(SAMPLES["floating"][:n], expected)
+    if pa.types.is_list(expected) and pa.types.is_string(expected.value_type):
+        return pa.array(SAMPLES["list<string>"][:n], expected)
+    raise ValueError(f"give check_extractor a batch: no sample values for input type {expected}")
+
+
+def _task(ext: Extractor) -> FeatureTask:
+    outputs = {o: (o or "value") for o in ext.outputs()}
+    types = {outputs[o]: t for o, t in ext.outputs().items()}
+    return FeatureTask(feature="check", extractor_cls=type(ext), params=ext.params, inputs={k: k for k in ext.inputs},
+                       outputs=outputs, output_types=types, state_column="_fk_check", fingerprint="check",
+                       upstream_states={}, field_ids={}, batch_size=1024, key=None)
+
+
+def _batch(cls: type[Extractor], batch: Mapping[str, Any] | pa.RecordBatch | None) -> pa.RecordBatch:
+    if isinstance(batch, pa.RecordBatch):
+        return batch
+    if batch is None:
+        return pa.record_batch([_sample(t) for t in cls.inputs.values()], names=list(cls.inputs))
+    arrays = []
+    for name in cls.inputs:
+        if name not in batch:
+            raise AssertionError(f"the sample batch lacks input {name!r}")
+        value = batch[name]
+        arrays.append(value if isinstance(value, pa.Array) else pa.array(value))
+    return pa.record_batch(arrays, names=list(cls.inputs))
+
+
+def check_extractor(cls: type[Extractor], params: BaseModel | Mapping[str, Any] | None = None,
+                    batch: Mapping[str, Any] | pa.RecordBatch | None = None) -> dict[str, pa.Array]:
+    """Assert that `cls` keeps the Extractor contract; returns its output on `batch`."""
+    assert isinstance(cls, type) and issubclass(cls, Extractor), f"{cls!r} must subclass featurekit.Extractor"
+    assert isinstance(cls.name, str) and "." in cls.name, \
+        f"{cls.__name__}.name must be '<plugin>.<thing>', not {cls.name!r}"
+    assert isinstance(cls.version, str) and cls.version, f"{cls.name}: version must be a non-empty string"
+    try:
+        cls.Params.model_validate({"__surely_not_a_param__": 1})
+    except ValidationError:
+        pass
+    else:
+        raise AssertionError(f"{cls.name}: Params must reject unknown keys (model_config extra='forbid')")
+    if params is not None and not isinstance(params, BaseModel):
+        params = cls.Params.model_validate(params)
+    ext = cls(params)
+    assert ext.params is not None, f"{cls.name}: cls() must work with default params"
+    ext.setup()
+    outputs = ext.outputs()
+    assert outputs and all(isinstance(t, pa.DataType) for t in outputs.values()), \
+        f"{cls.name}: output_type()/output_types() must return Arrow types"
+    task = _task(ext)
+    data = _batch(cls, batch)
+    try:
+        first = call_extractor(ext, task, data)
+    except FeatureError as exc:
+        raise AssertionError(str(exc).replace("feature 'check': ", "")) from None
+    second = call_extractor(ext, task, data)
+    for col in first:
+        assert first[col].equals(second[col]), f"{cls.name}: output {col!r} differs between two identical calls"
+    for i in range(data.num_rows):
+        alone = call_extractor(ext, task, data.slice(i, 1))
+        for col in first:
+            assert alone[col].to_pylist() == first[col].slice(i, 1).to_pylist(), \
+                f"{cls.name}: row {i} computed alone differs from the same row in a batch (output {col!r})"
+    nulls = pa.record_batch([pa.nulls(2, f.type) for f in data.schema], schema=data.schema)
+    try:
+        out = call_extractor(ext, task, nulls)
+    except FeatureError as exc:
+        raise AssertionError(f"{cls.name}: on null inputs: " + str(exc).replace("feature 'check': ", "")) from None
+    except Exception:
+        out = None  # raising on a null row is allowed: featurekit records it as a row error
+    if out is not None:
+        assert all(len(v) == 2 for v in out.values()), f"{cls.name}: null inputs must still give one value a row"
+    return first

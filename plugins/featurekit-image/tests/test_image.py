@@ -1,0 +1,82 @@
+import io
+import textwrap
+
+import imagehash
+import pyarrow as pa
+import pytest
+from PIL import Image, ImageDraw
+
+import featurekit
+from featurekit.testing import check_extractor
+from featurekit_image import DHash, ImageFormat, ImageSize, PHash, hamming
+
+
+def png(text: str, size=(96, 64), fmt="PNG") -> bytes:
+    img = Image.new("RGB", size, (250, 250, 250))
+    ImageDraw.Draw(img).text((8, 20), text, fill=(0, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+IMAGES = [png("stop"), png("exit", (120, 80)), png("coffee", fmt="JPEG")]
+
+
+@pytest.mark.parametrize("cls", [DHash, PHash, ImageSize, ImageFormat])
+def test_contract(cls):
+    check_extractor(cls, batch={"image": pa.array(IMAGES, pa.binary())})
+
+
+def test_dhash_equals_imagehash():
+    out = DHash()(pa.record_batch([pa.array(IMAGES, pa.binary())], names=["image"])).to_pylist()
+    assert out == [int(str(imagehash.dhash(Image.open(io.BytesIO(b)))), 16) for b in IMAGES]
+    small = DHash(DHash.Params(hash_size=4))(pa.record_batch([pa.array(IMAGES[:1])], names=["image"]))
+    assert small.to_pylist() == [int(str(imagehash.dhash(Image.open(io.BytesIO(IMAGES[0])), 4)), 16)]
+
+
+def test_hash_size_over_8_is_rejected():
+    with pytest.raises(Exception, match="less than or equal to 8"):
+        DHash.Params(hash_size=16)
+
+
+def test_hamming():
+    assert hamming(0b1011, 0b0001) == 2
+
+
+def test_size_and_format():
+    batch = pa.record_batch([pa.array(IMAGES, pa.binary())], names=["image"])
+    sizes = ImageSize()(batch)
+    assert sizes["width"].to_pylist() == [96, 120, 96] and sizes["height"].to_pylist() == [64, 80, 64]
+    assert ImageFormat()(batch).to_pylist() == ["PNG", "PNG", "JPEG"]
+
+
+def test_corrupt_blob_is_a_row_error_in_apply(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("FEATUREKIT_PLUGINS", "featurekit_image")
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i, blob in enumerate(IMAGES + [b"not an image"]):
+        (tmp_path / "img" / f"{i}.bin").write_bytes(blob)
+        rows.append(f'{{"id": {i}, "path": "img/{i}.bin"}}')
+    (tmp_path / "rows.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "spec.yaml").write_text(textwrap.dedent("""\
+        featurekit: 1
+        name: images
+        table: {db: data, name: images}
+        source: {format: jsonl, path: rows.jsonl, key: id, files: {image: path}}
+        features:
+          dhash: {tier: 2, extractor: image.dhash, inputs: {image: image}, on_error: {max_failure_rate: 0.5}}
+          size: {tier: 2, extractor: image.size, inputs: {image: image}, outputs: [width, height],
+                 on_error: {max_failure_rate: 0.5}}
+        """))
+    result = featurekit.apply(tmp_path / "spec.yaml")
+    assert result.ok
+    assert (result.run.features["dhash"].computed, result.run.features["dhash"].failed) == (3, 1)
+    assert result.run.features["dhash"].errors[0][0] == 3
+    assert result.run.features["dhash"].errors[0][1].startswith("UnidentifiedImageError")
+    import lance
+    t = lance.dataset(str(tmp_path / "data" / "images.lance")).to_table().sort_by("id")
+    assert t.column("dhash").to_pylist()[:3] == [int(str(imagehash.dhash(Image.open(io.BytesIO(b)))), 16)
+                                                for b in IMAGES]
+    assert t.column("dhash")[3].as_py() is None
+    assert t.column("width").to_pylist() == [96, 120, 96, None]
