@@ -78,6 +78,8 @@ def _drop_bad_keys(table: pa.Table, key: str, issues: list[RowIssue]) -> pa.Tabl
         issues.extend(RowIssue(f"row {i}", f"missing key: {key!r} is null")
                       for i in pc.indices_nonzero(nulls).to_pylist())
         table = table.filter(pc.invert(nulls))
+    if pc.count_distinct(table.column(key)).as_py() == table.num_rows:
+        return table  # the common case, without a Python loop over every key
     seen: set = set()
     keep = []
     for i, k in enumerate(table.column(key).to_pylist()):

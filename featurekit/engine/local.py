@@ -97,14 +97,15 @@ class LocalEngine(Engine):
         todo = todo_filter(f.state_column, f.fingerprint)
         work = []
         total = 0
+        fresh_column = step.action == "create" and not scope  # every row needs work: no filter to run
         for frag in ds.get_fragments():
-            n = frag.count_rows(filter=todo + (f" AND {scope}" if scope else ""))
+            n = frag.count_rows() if fresh_column else frag.count_rows(filter=todo + (f" AND {scope}" if scope else ""))
             if n:
                 in_scope = None
                 if scope:
                     addrs = frag.to_table(columns=[], filter=scope, with_row_address=True).column("_rowaddr")
                     in_scope = tuple(a & 0xFFFFFFFF for a in addrs.to_pylist())
-                full = scope is None and n == frag.count_rows()
+                full = fresh_column or (scope is None and n == frag.count_rows())
                 work.append(FragmentTask(uri, ds.version, frag.fragment_id, task, in_scope, full))
                 total += n
         reporter.feature_started(f.name, total)
@@ -194,10 +195,11 @@ class LocalEngine(Engine):
                 t0 = time.perf_counter()
                 first = compute_fragment(queue.pop(0))
                 take(first)
-                rows_left = sum(1 for _ in queue)
+                rows_left = len(queue)
                 per_task = time.perf_counter() - t0
                 workers = self._workers(f, len(queue))
-                if workers > 1 and per_task * rows_left > PARALLEL_AFTER_SECONDS:
+                asked = (f.resources.workers or 0) > 1
+                if workers > 1 and (asked or per_task * rows_left > PARALLEL_AFTER_SECONDS):
                     self._run_pool(queue, workers, take)
                 else:
                     for t in queue:
