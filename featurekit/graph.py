@@ -37,12 +37,12 @@ class Graph:
         return None
 
     def order(self) -> list[str]:
-        """Node keys, dependencies first, ties broken by name for a stable order."""
+        """Node keys, dependencies first; ties go to the cheaper tier, then by name."""
         ts = graphlib.TopologicalSorter({k: self.deps.get(k, ()) for k in self.nodes})
         ts.prepare()
         out: list[str] = []
         while ts.is_active():
-            ready = sorted(ts.get_ready())
+            ready = sorted(ts.get_ready(), key=lambda k: (self.nodes[k].tier or 0, k))  # cheap tiers first
             out.extend(ready)
             ts.done(*ready)
         return out

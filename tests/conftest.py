@@ -25,6 +25,19 @@ QUESTIONS = [
 ]
 
 
+def registry_with(*classes, name: str = "inline_plugin"):
+    """A registry with the built-ins plus an inline plugin registering `classes`."""
+    import types
+
+    import featurekit
+    from featurekit.plugins import make_plugin_manager
+    from featurekit.registry import Registry
+
+    mod = types.ModuleType(name)
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: list(classes))
+    return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod]))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_plugins(monkeypatch):
     monkeypatch.setenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD", "1")

@@ -1,21 +1,11 @@
 import json
-import types
-
 import lance
 import pyarrow as pa
 import pytest
 
 import featurekit
 from featurekit.builtin.text import question_type
-from featurekit.plugins import make_plugin_manager
-from featurekit.registry import Registry
-from conftest import BASE_SPEC
-
-
-def registry_with(*classes):
-    mod = types.ModuleType("inline_plugin")
-    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: list(classes))
-    return Registry.from_plugin_manager(make_plugin_manager(plugins=[mod]))
+from conftest import BASE_SPEC, registry_with
 
 
 def column(project, name):

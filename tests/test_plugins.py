@@ -9,7 +9,7 @@ import pytest
 import featurekit
 from featurekit.plugins import make_plugin_manager
 from featurekit.registry import Registry
-from conftest import BASE_SPEC
+from conftest import BASE_SPEC, registry_with
 
 
 class Vowels(featurekit.Extractor):
@@ -42,7 +42,7 @@ def test_builtins_register_through_the_hooks():
 
 
 def test_inline_plugin_validates_in_a_spec(project):
-    reg = Registry.from_plugin_manager(make_plugin_manager(plugins=[plugin_module("acme", Vowels)]))
+    reg = registry_with(Vowels, name="acme")
     spec = project.write_spec(BASE_SPEC.replace("extractor: text.length", "extractor: acme.vowels"))
     proj = featurekit.load_spec(spec, registry=reg)
     assert proj.features["question_length"].extractor_cls is Vowels

@@ -1,0 +1,54 @@
+import csv
+
+import lance
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import featurekit
+
+SPEC = """\
+featurekit: 1
+name: sources
+table: {{db: data, name: t}}
+source: {{format: {fmt}, path: "{path}", key: id}}
+features:
+  qlen: {{extractor: text.length, inputs: {{text: question}}}}
+"""
+ROWS = [{"id": i, "question": q} for i, q in enumerate(["what is this?", "how many?", "is it red?"])]
+
+
+def write(fmt, root):
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(ROWS), root / "rows.parquet")
+        return "rows.parquet"
+    if fmt == "csv":
+        with open(root / "rows.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, ["id", "question"])
+            w.writeheader()
+            w.writerows(ROWS)
+            fh.write("99,too,many,fields\n")
+        return "rows.csv"
+    lance.write_dataset(pa.Table.from_pylist(ROWS), str(root / "rows.lance"))
+    return "rows.lance"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "lance"])
+def test_builtin_sources_ingest_and_compute(tmp_path, fmt):
+    path = write(fmt, tmp_path)
+    (tmp_path / "spec.yaml").write_text(SPEC.format(fmt=fmt, path=path))
+    result = featurekit.apply(tmp_path / "spec.yaml")
+    assert result.run.ingested == 3
+    expected_skips = {"expected 2 fields, got 4": 1} if fmt == "csv" else {}
+    assert result.run.skipped_rows == expected_skips
+    t = lance.dataset(str(tmp_path / "data" / "t.lance")).to_table().sort_by("id")
+    assert t.column("qlen").to_pylist() == [len(r["question"]) for r in ROWS]
+    assert featurekit.apply(tmp_path / "spec.yaml").plan.is_noop
+
+
+def test_cheap_tiers_run_first(tmp_path):
+    pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "rows.parquet")
+    (tmp_path / "spec.yaml").write_text(SPEC.format(fmt="parquet", path="rows.parquet").replace(
+        "  qlen:", "  a_type: {tier: 3, extractor: text.question_type, inputs: {text: question}}\n  qlen:"))
+    plan = featurekit.plan(tmp_path / "spec.yaml")
+    assert [s.name for s in plan.features] == ["qlen", "a_type"]
