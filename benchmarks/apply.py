@@ -108,7 +108,7 @@ def bench_overhead(root: Path, rows: int) -> None:
     assert got.equals(want)
     print(f"1. overhead, text.length over {rows:,} rows ({len(lance.dataset(uri).get_fragments())} fragments):")
     print(f"   raw lance add_columns {t_raw:.3f}s   featurekit apply {t_fk:.3f}s   ratio {t_fk / t_raw:.2f}"
-          f"   (ingest took {t_ingest:.2f}s)")
+          f"   (featurekit runs 2 fragments at once for text.length: resources.threads=2; ingest took {t_ingest:.2f}s)")
 
     version = lance.dataset(uri).version
     noop, t_noop = timed(lambda: featurekit.apply(spec))

@@ -23,6 +23,8 @@ class Resources(BaseModel):
     gpus: float = Field(0.0, ge=0)
     batch_size: int = Field(1024, gt=0, description="rows handed to one __call__")
     workers: int | None = Field(None, gt=0, description="worker processes; None lets the engine choose")
+    threads: int = Field(1, gt=0, description="fragments computed at once by threads in one process; for "
+                         "thread-safe extractors whose work releases the GIL (Arrow compute, I/O, torch)")
 
 
 class _Params(BaseModel):

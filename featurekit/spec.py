@@ -59,6 +59,7 @@ class ResourcesSpec(Strict):
     gpus: float | None = Field(None, ge=0)
     batch_size: int | None = Field(None, gt=0)
     workers: int | None = Field(None, gt=0, description="parallel worker processes (local engine)")
+    threads: int | None = Field(None, gt=0, description="fragments at once in one process (thread-safe extractors)")
 
 
 class OnErrorSpec(Strict):

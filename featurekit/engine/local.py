@@ -11,7 +11,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
 
@@ -190,17 +191,20 @@ class LocalEngine(Engine):
                 last_commit = time.perf_counter()
 
         queue = list(work)
+        workers = self._workers(f, len(queue))
         try:
-            if queue:
+            if workers > 1 and (f.resources.workers or 0) > 1:
+                self._run_pool(queue, workers, take, reporter)
+            elif queue:
                 t0 = time.perf_counter()
-                first = compute_fragment(queue.pop(0))
-                take(first)
-                rows_left = len(queue)
-                per_task = time.perf_counter() - t0
-                workers = self._workers(f, len(queue))
-                asked = (f.resources.workers or 0) > 1
-                if workers > 1 and (asked or per_task * rows_left > PARALLEL_AFTER_SECONDS):
-                    self._run_pool(queue, workers, take)
+                take(compute_fragment(queue.pop(0)))
+                estimate = (time.perf_counter() - t0) * len(queue)
+                if workers > 1 and len(queue) > 1 and estimate > PARALLEL_AFTER_SECONDS:
+                    self._run_pool(queue, workers, take, reporter)
+                elif f.resources.threads > 1 and len(queue) > 1:
+                    with ThreadPoolExecutor(min(f.resources.threads, len(queue))) as threads:
+                        for res in threads.map(compute_fragment, queue):
+                            take(res)
                 else:
                     for t in queue:
                         take(compute_fragment(t))
@@ -209,19 +213,38 @@ class LocalEngine(Engine):
             if pending:
                 self._commit(project, pending, read_version, run)
 
-    def _run_pool(self, queue: list[FragmentTask], workers: int, take) -> None:
+    def _run_pool(self, queue: list[FragmentTask], workers: int, take, reporter: Reporter) -> None:
+        """Spawned workers (Lance is not fork-safe). The driver computes fragments too
+        whenever no result is waiting, so the workers' start-up costs no idle core.
+        If the pool breaks (a worker died, or the calling script re-runs itself in a worker
+        for want of an ``if __name__ == "__main__"`` guard), the rest runs in-process."""
         if self.pool is None or self.pool._max_workers < workers:
             if self.pool is not None:
                 self.pool.shutdown()
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        futures = {self.pool.submit(compute_fragment, t) for t in queue[: workers * 2]}
-        rest = queue[workers * 2:]
-        while futures:
-            done, futures = wait(futures, return_when=FIRST_COMPLETED)
-            for fut in done:
-                take(fut.result())
-                if rest:
-                    futures.add(self.pool.submit(compute_fragment, rest.pop(0)))
+        rest = list(queue)
+        running: dict = {}
+        try:
+            for _ in range(min(workers * 2, len(rest))):
+                task = rest.pop(0)
+                running[self.pool.submit(compute_fragment, task)] = task
+            while running:
+                done, _ = wait(running, timeout=0 if rest else None, return_when=FIRST_COMPLETED)
+                if not done:
+                    take(compute_fragment(rest.pop()))  # from the end: the pool takes from the front
+                    continue
+                for fut in done:
+                    result = fut.result()
+                    del running[fut]
+                    take(result)
+                    if rest:
+                        task = rest.pop(0)
+                        running[self.pool.submit(compute_fragment, task)] = task
+        except BrokenProcessPool as exc:
+            reporter.message(f"worker processes failed ({exc}); computing the rest in this process")
+            self.pool = None
+            for task in [*running.values(), *rest]:
+                take(compute_fragment(task))
 
     def _commit(self, project: Project, results: list[FragmentResult], read_version: int, run: FeatureRun) -> int:
         import lance

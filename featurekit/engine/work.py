@@ -8,6 +8,7 @@ driver commits the file (a Lance DataReplacement); until then nothing is visible
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -66,17 +67,31 @@ class FragmentResult:
     seconds: float = 0.0
 
 
+_LOCK = threading.Lock()
 _EXTRACTORS: dict[tuple, Extractor] = {}
+_DATASETS: dict[tuple[str, int], Any] = {}
+
+
+def _dataset(uri: str, version: int):
+    """One open dataset per (uri, version) per process: opening costs more than a small fragment."""
+    with _LOCK:
+        ds = _DATASETS.get((uri, version))
+        if ds is None:
+            import lance
+            _DATASETS.clear()
+            ds = _DATASETS[(uri, version)] = lance.dataset(uri, version=version)
+    return ds
 
 
 def get_extractor(task: FeatureTask) -> Extractor:
-    """One extractor per worker process, set up once."""
+    """One extractor per worker process, set up once (threads share it)."""
     cache_key = (task.extractor_cls, task.params.model_dump_json())
-    ext = _EXTRACTORS.get(cache_key)
-    if ext is None:
-        ext = task.extractor_cls(task.params)
-        ext.setup()
-        _EXTRACTORS[cache_key] = ext
+    with _LOCK:
+        ext = _EXTRACTORS.get(cache_key)
+        if ext is None:
+            ext = task.extractor_cls(task.params)
+            ext.setup()
+            _EXTRACTORS[cache_key] = ext
     return ext
 
 
@@ -124,12 +139,13 @@ def call_extractor(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch) -> 
 
 
 def compute_rows(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch):
-    """Values for every row of `batch`, and an error message (or None) per row.
+    """Values for every row of `batch`, and an error message (or None) per row, or None
+    when no row failed.
 
     A batch that raises is retried row by row so one bad row costs no other row its value.
     """
     try:
-        return call_extractor(ext, task, batch), [None] * batch.num_rows
+        return call_extractor(ext, task, batch), None  # None: no row failed
     except FeatureError:
         raise
     except Exception:
@@ -169,12 +185,11 @@ def _upstream_missing(batch: pa.RecordBatch, task: FeatureTask) -> list[str | No
 
 
 def compute_fragment(task: FragmentTask) -> FragmentResult:
-    import lance
     from lance.file import LanceFileWriter
 
     started = time.perf_counter()
     ft = task.feature
-    ds = lance.dataset(task.uri, version=task.version)
+    ds = _dataset(task.uri, task.version)
     frag = ds.get_fragment(task.fragment_id)
     physical = frag.physical_rows
     ext = get_extractor(ft)
@@ -237,7 +252,7 @@ def _fast_batch(ext, task: FragmentTask, batch: pa.RecordBatch, result: Fragment
         return None
     logical = pa.record_batch([batch.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
     values, errors = compute_rows(ext, ft, logical)
-    if any(e is not None for e in errors):
+    if errors is not None:
         return _assemble(task, batch, list(range(batch.num_rows)), [True] * batch.num_rows,
                          [None] * batch.num_rows, values, errors, None, result)
     result.computed += batch.num_rows
@@ -263,6 +278,7 @@ def _compute_batch(ext, task: FragmentTask, batch: pa.RecordBatch, offsets: list
         sub = batch.take(pa.array(run_idx, pa.int64()))
         logical = pa.record_batch([sub.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
         values, errors = compute_rows(ext, ft, logical)
+        errors = errors or [None] * len(run_idx)
     return _assemble(task, batch, run_idx, todo, blocked, values, errors, offsets, result)
 
 
