@@ -44,6 +44,7 @@ class Extractor:
     inputs: ClassVar[Mapping[str, Any]] = {}
     resources: ClassVar[Resources] = Resources()
     Params: ClassVar[type[BaseModel]] = _Params
+    path_params: ClassVar[tuple[str, ...]] = ()  # params naming files: relative to the spec's folder
 
     def __init__(self, params: BaseModel | None = None):
         self.params = params if params is not None else self.Params()
@@ -58,6 +59,11 @@ class Extractor:
     def output_types(self) -> dict[str, pa.DataType]:
         """Multi-output extractors override this: output name -> Arrow type."""
         raise NotImplementedError
+
+    def output_metadata(self) -> dict[str, str]:
+        """Optional: facts readers need (a row's shape, its dtype), stored in the output
+        columns' field metadata as ``featurekit.output.<key>``."""
+        return {}
 
     def __call__(self, batch: pa.RecordBatch) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define __call__(batch)")

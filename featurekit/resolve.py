@@ -36,13 +36,18 @@ class Feature:
     name: str
     spec: FeatureSpec
     extractor_cls: type[Extractor]
-    params: BaseModel
+    params: BaseModel               # as written in the spec: what the fingerprint covers
     inputs: dict[str, str]          # logical input -> column
     outputs: dict[str, str]         # extractor output ("" when single) -> column
     output_types: dict[str, pa.DataType]  # column -> type
     resources: Resources
     depends_on: tuple[str, ...]     # upstream feature names
     fingerprint: str
+    runtime_params: BaseModel | None = None  # params with relative paths resolved against the spec
+
+    @property
+    def run_params(self) -> BaseModel:
+        return self.runtime_params if self.runtime_params is not None else self.params
 
     @property
     def tier(self) -> int:
@@ -57,7 +62,7 @@ class Feature:
         return list(self.output_types)
 
     def make_extractor(self) -> Extractor:
-        return self.extractor_cls(self.params)
+        return self.extractor_cls(self.run_params)
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,16 @@ class _Resolver:
             return None
         return entry.cls, params
 
+    def runtime_params(self, cls: type[Extractor], params: BaseModel) -> BaseModel:
+        """Params naming files (``cls.path_params``) are relative to the spec's folder; the
+        fingerprint keeps them as written, so moving the project recomputes nothing."""
+        update = {}
+        for key in getattr(cls, "path_params", ()):
+            value = getattr(params, key, None)
+            if isinstance(value, str) and value and not Path(value).is_absolute() and (self.root / value).exists():
+                update[key] = str((self.root / value).resolve())
+        return params.model_copy(update=update) if update else params
+
     def outputs_for(self, name: str, fs: FeatureSpec, ext: Extractor) -> dict[str, str] | None:
         loc = ("features", name, "outputs")
         try:
@@ -328,7 +343,7 @@ class _Resolver:
             self.broken.add(name)
             return None
         cls, params = found
-        ext = cls(params)
+        ext = cls(self.runtime_params(cls, params))
         outputs = self.outputs_for(name, fs, ext)
         if outputs is None:
             self.broken.add(name)
@@ -498,7 +513,7 @@ class _Resolver:
             fp = fingerprint(cls.name, cls.version, params.model_dump(mode="json"), ups)
             depends = tuple(dict.fromkeys(owner[c] for c in fs.inputs.values() if c in owner))
             features[name] = Feature(name, fs, cls, params, dict(fs.inputs), outputs, types, resources,
-                                     depends, fp)
+                                     depends, fp, self.runtime_params(cls, params))
         return features
 
 

@@ -43,7 +43,8 @@ class StoredFeature:
 
 def feature_metadata(feature, column: str, input_fps: dict[str, str]) -> dict[str, str]:
     """Field metadata for one output column of a resolved feature."""
-    return {
+    extra = {f"{META}output.{k}": str(v) for k, v in feature.make_extractor().output_metadata().items()}
+    return {**extra, 
         META + "feature": feature.name,
         META + "extractor": feature.extractor_cls.name,
         META + "version": str(feature.extractor_cls.version),

@@ -158,7 +158,7 @@ class LocalEngine(Engine):
         ids = {fld.name(): fld.id() for fld in ds.lance_schema.fields()}
         upstream = {project.features[u].state_column: project.features[u].fingerprint for u in f.depends_on}
         return FeatureTask(
-            feature=f.name, extractor_cls=f.extractor_cls, params=f.params, inputs=dict(f.inputs),
+            feature=f.name, extractor_cls=f.extractor_cls, params=f.run_params, inputs=dict(f.inputs),
             outputs=dict(f.outputs), output_types=dict(f.output_types), state_column=f.state_column,
             fingerprint=f.fingerprint, upstream_states=upstream,
             field_ids={c: ids[c] for c in [*f.output_types, f.state_column]},

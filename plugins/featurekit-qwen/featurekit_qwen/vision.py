@@ -1,0 +1,156 @@
+"""``qwen.vision_tower``: the Qwen2.5-VL vision tower's output, computed once and stored.
+
+Images are brought to the configured square (``image_px``) so every row has the same
+token count (560 px -> 400 tokens). Only the vision tower is loaded, never the language
+model: its config, and the weights under ``visual.`` from the shards that hold them.
+"""
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+import featurekit
+
+from .models import DEFAULT_MODEL, QWEN25_VL_3B_VISION, image_tokens, out_hidden_size, weight_files
+
+VISUAL_PREFIXES = ("visual.", "model.visual.")
+
+
+class VisionTower(featurekit.Extractor):
+    """Qwen2.5-VL vision tower hidden states after the merger, fp16[tokens * hidden] a row.
+
+    Field metadata ``featurekit.output.shape`` gives [tokens, hidden] to reshape a row.
+    """
+
+    name = "qwen.vision_tower"
+    version = "1"
+    path_params = ("model",)
+    inputs = {"image": "binary"}
+    resources = featurekit.Resources(gpus=1, batch_size=16)
+
+    class Params(featurekit.Extractor.Params):
+        model: str = Field(DEFAULT_MODEL, description="hub id or local folder")
+        image_px: int = Field(560, gt=0, description="images are resized to this square")
+        patch_size: int = 14
+        merge_size: int = 2
+        out_hidden_size: int | None = Field(None, description="merger width; read from the model when omitted")
+        dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+            "auto", description="compute dtype; auto: bfloat16 on CUDA, float32 on CPU")
+        device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
+
+        @model_validator(mode="after")
+        def _square(self):
+            unit = self.patch_size * self.merge_size
+            if self.image_px % unit:
+                raise ValueError(f"image_px must be a multiple of patch_size * merge_size = {unit}, "
+                                 f"not {self.image_px}")
+            return self
+
+    @property
+    def tokens(self) -> int:
+        p = self.params
+        return image_tokens(p.image_px, p.patch_size, p.merge_size)
+
+    @property
+    def hidden(self) -> int:
+        hidden = self.params.out_hidden_size or out_hidden_size(self.params.model)
+        if hidden is None:
+            raise ValueError(f"cannot tell the vision tower's output width for {self.params.model!r} without "
+                             "loading it: set params.out_hidden_size")
+        return hidden
+
+    def output_type(self) -> pa.DataType:
+        return pa.list_(pa.float16(), self.tokens * self.hidden)
+
+    def output_metadata(self) -> dict[str, str]:
+        side = self.params.image_px // self.params.patch_size
+        return {"shape": f"[{self.tokens}, {self.hidden}]", "dtype": "float16",
+                "image_grid_thw": f"[1, {side}, {side}]"}
+
+    # -- running -------------------------------------------------------------------------
+    def setup(self) -> None:
+        import torch
+        from transformers import Qwen2VLImageProcessorPil
+
+        p = self.params
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if p.device == "auto" else p.device)
+        if p.dtype == "auto":
+            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        else:
+            self.dtype = getattr(torch, p.dtype)
+        self.tower = load_vision_tower(p.model, self.dtype, self.device)
+        cfg = self.tower.config
+        if (cfg.patch_size, cfg.spatial_merge_size, cfg.out_hidden_size) != (p.patch_size, p.merge_size, self.hidden):
+            raise ValueError(f"{p.model}: vision config has patch_size {cfg.patch_size}, spatial_merge_size "
+                             f"{cfg.spatial_merge_size}, out_hidden_size {cfg.out_hidden_size}; the params say "
+                             f"{p.patch_size}, {p.merge_size}, {self.hidden}")
+        self.processor = Qwen2VLImageProcessorPil(
+            min_pixels=3136, max_pixels=12845056, patch_size=p.patch_size, merge_size=p.merge_size,
+            temporal_patch_size=cfg.temporal_patch_size)
+
+    def prepare(self, blobs: list[bytes]):
+        """Decode, convert to RGB and resize to the square: what the tower is fed."""
+        from PIL import Image
+        side = self.params.image_px
+        images = []
+        for blob in blobs:
+            if blob is None:
+                raise ValueError("no image (null)")
+            img = Image.open(io.BytesIO(blob)).convert("RGB")
+            images.append(img.resize((side, side), Image.Resampling.BICUBIC))
+        return self.processor(images=images, return_tensors="pt")
+
+    def embed(self, inputs):
+        """pooler_output (after the merger, in the original token order), [n * tokens, hidden]."""
+        import torch
+        with torch.inference_mode():
+            pixels = inputs["pixel_values"].to(self.device, self.dtype)
+            out = self.tower(pixels, grid_thw=inputs["image_grid_thw"].to(self.device))
+        return out.pooler_output
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.Array:
+        import torch
+        blobs = batch.column("image").to_pylist()
+        hidden = self.embed(self.prepare(blobs))
+        flat = hidden.to(torch.float16).reshape(len(blobs), -1).cpu().numpy()
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float16()), flat.shape[1])
+
+
+def build_vision_tower(vision_config, device: str | None = None):
+    """An uninitialised tower from a vision config (device='meta' for shapes only)."""
+    import torch
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+    if isinstance(vision_config, dict):
+        vision_config = Qwen2_5_VLVisionConfig(**vision_config)
+    with torch.device(device or "cpu"):
+        return Qwen2_5_VisionTransformerPretrainedModel._from_config(vision_config)
+
+
+def load_vision_tower(model: str, dtype, device):
+    """The vision tower alone, from a hub id or a local folder, weights checked strictly."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model)
+    tower = build_vision_tower(config.vision_config)
+    state = {}
+    for shard in weight_files(model, VISUAL_PREFIXES):
+        with safe_open(str(shard), "pt") as fh:
+            for key in fh.keys():
+                for prefix in VISUAL_PREFIXES:
+                    if key.startswith(prefix):
+                        state[key[len(prefix):]] = fh.get_tensor(key)
+    result = tower.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{model}: vision weights do not match the config: missing {result.missing_keys[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+    return tower.to(device=device, dtype=dtype).eval()
+
+
+def qwen25_vl_3b_tower_on_meta():
+    """The real 3B tower's shapes, no weights: for checks that need no download."""
+    return build_vision_tower(dict(QWEN25_VL_3B_VISION), device="meta")

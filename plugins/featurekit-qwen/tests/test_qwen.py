@@ -1,0 +1,199 @@
+import io
+import json
+import os
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image, ImageDraw
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import featurekit  # noqa: E402
+from featurekit.testing import check_extractor  # noqa: E402
+from featurekit_qwen import SftTokens, VisionTower  # noqa: E402
+from featurekit_qwen.tiny import build_tiny_qwen  # noqa: E402
+
+torch = pytest.importorskip("torch")
+
+
+def sign(text: str, size=(320, 240)) -> bytes:
+    img = Image.new("RGB", size, (240, 240, 230))
+    ImageDraw.Draw(img).text((20, 100), text, fill=(200, 20, 20))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_qwen(tmp_path_factory.mktemp("models") / "tiny-qwen")
+
+
+def tower(tiny, **kw):
+    ext = VisionTower(VisionTower.Params(model=str(tiny), **kw))
+    ext.setup()
+    return ext
+
+
+def test_vision_tower_contract(tiny):
+    out = check_extractor(VisionTower, {"model": str(tiny), "image_px": 112},
+                          batch={"image": pa.array([sign("stop"), sign("exit", (200, 300))], pa.binary())})
+    assert out["value"].type == pa.list_(pa.float16(), 16 * 128)
+
+
+def test_hiddens_equal_the_models_own_image_features(tiny):
+    """Parity: what featurekit stores is fp16(model.get_image_features) for the same image."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    ext = tower(tiny)
+    blobs = [sign("coca cola"), sign("exit")]
+    stored = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
+    assert stored.type == pa.list_(pa.float16(), 400 * 128)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(tiny)).eval()
+    inputs = ext.prepare(blobs)
+    assert inputs["image_grid_thw"].tolist() == [[1, 40, 40], [1, 40, 40]]
+    with torch.no_grad():
+        features = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
+    for row, expected in zip(stored.to_numpy(zero_copy_only=False), features):
+        got = np.asarray(row.values if hasattr(row, "values") else row, dtype=np.float16).reshape(400, 128)
+        np.testing.assert_array_equal(got, expected.to(torch.float16).numpy())
+
+
+def test_every_image_size_gives_the_configured_token_count(tiny):
+    ext = tower(tiny, image_px=280)
+    blobs = [sign("a", (640, 480)), sign("b", (100, 900)), sign("c", (28, 28))]
+    out = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
+    assert out.type.list_size == 100 * 128 and len(out) == 3
+
+
+def test_real_3b_shapes_without_weights():
+    from featurekit_qwen.vision import qwen25_vl_3b_tower_on_meta
+    ext = VisionTower()  # the default model: Qwen/Qwen2.5-VL-3B-Instruct, 560 px
+    assert ext.output_type() == pa.list_(pa.float16(), 400 * 2048)
+    assert ext.output_metadata() == {"shape": "[400, 2048]", "dtype": "float16", "image_grid_thw": "[1, 40, 40]"}
+    meta_tower = qwen25_vl_3b_tower_on_meta()
+    params = sum(p.numel() for p in meta_tower.parameters())
+    assert round(params / 1e6, 1) == 668.7
+    # 560 px -> 40 x 40 patches; the merger folds 2 x 2 patches (4 x 1280 -> 5120) into one 2048-wide token
+    assert meta_tower.merger.mlp[0].in_features == 4 * 1280
+    assert meta_tower.merger.mlp[-1].out_features == 2048
+    assert meta_tower.spatial_merge_size == 2 and meta_tower.patch_size == 14
+    assert 400 * 2048 * 2 == 1_638_400  # bytes a row in fp16
+
+
+def test_image_px_must_fit_the_patch_grid():
+    with pytest.raises(Exception, match="multiple of patch_size \\* merge_size = 28"):
+        VisionTower.Params(image_px=500)
+
+
+def sft(tiny, **kw):
+    ext = SftTokens(SftTokens.Params(model=str(tiny), **kw))
+    ext.setup()
+    return ext
+
+
+def test_sft_contract(tiny):
+    check_extractor(SftTokens, {"model": str(tiny), "image_px": 112, "max_length": 64},
+                    batch={"question": ["what is written on the sign?", "how many?"], "answer": ["stop", "2"]})
+
+
+def official_processor(tiny):
+    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
+
+    class Processor(Qwen2_5_VLProcessor):  # no torchvision here: no video processor
+        def check_argument_for_proper_class(self, argument_name, argument):
+            return None
+
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056, patch_size=14,
+                                               merge_size=2, temporal_patch_size=2)
+    chat = json.loads((tiny / "chat_template.json").read_text())["chat_template"]
+    return Processor(image_processor=image_processor, tokenizer=AutoTokenizer.from_pretrained(str(tiny)),
+                     video_processor=None, chat_template=chat)
+
+
+def test_sft_rows_equal_the_official_processor_token_for_token(tiny):
+    ext = sft(tiny)
+    proc = official_processor(tiny)
+    question, answer = "what is written on the sign?", "coca cola"
+    row = ext.encode(question, answer)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
+                {"role": "assistant", "content": answer}]
+    text = proc.apply_chat_template(messages, tokenize=False)
+    img = Image.open(io.BytesIO(sign("coca cola"))).convert("RGB").resize((560, 560))
+    official = proc(text=[text], images=[img], return_tensors="np")
+    n = int(official["attention_mask"].sum())
+    assert row["input_ids"][:n] == official["input_ids"][0].tolist()
+    assert row["mm_token_type_ids"][:n] == official["mm_token_type_ids"][0].tolist()
+    assert sum(row["mm_token_type_ids"]) == 400 == official["image_grid_thw"][0].prod() // 4
+    assert row["attention_mask"] == [1] * n + [0] * (512 - n)
+    # the loss covers the answer and <|im_end|>, nothing else
+    tok = ext.tokenizer
+    supervised = [t for t in row["labels"] if t != -100]
+    assert tok.decode(supervised) == answer + "<|im_end|>"
+    assert len(row["input_ids"]) == len(row["labels"]) == 512
+
+
+def test_a_row_that_does_not_fit_is_an_error_not_a_truncation(tiny):
+    ext = sft(tiny, max_length=420)
+    with pytest.raises(ValueError, match=r"needs 4\d\d tokens \(400 for the image\), over max_length 420"):
+        ext.encode("what is written on the very long sign with many words on it?", "a long answer " * 5)
+
+
+def test_tiers_1_to_3_apply_end_to_end(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("FEATUREKIT_PLUGINS", "featurekit_qwen")
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i, (q, a) in enumerate([("what is written?", "stop"), ("what brand?", "dell"), ("how many?", "3"),
+                                ("what does it say?", "a very long answer " * 30)]):
+        (tmp_path / "img" / f"{i}.png").write_bytes(sign(a[:10]))
+        rows.append(json.dumps({"qid": i, "question": q, "answer": a, "path": f"img/{i}.png"}))
+    (tmp_path / "rows.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "spec.yaml").write_text(textwrap.dedent(f"""\
+        featurekit: 1
+        name: qwen
+        table: {{db: data, name: t}}
+        source: {{format: jsonl, path: rows.jsonl, key: qid, files: {{image: path}}}}
+        features:
+          question_type: {{extractor: text.question_type, inputs: {{text: question}}}}
+          vision_tower_hiddens:
+            tier: 3
+            extractor: qwen.vision_tower
+            inputs: {{image: image}}
+            params: {{model: {tiny}, image_px: 560}}
+            resources: {{batch_size: 2}}
+          sft:
+            tier: 3
+            extractor: qwen.sft_tokens
+            inputs: {{question: question, answer: answer}}
+            params: {{model: {tiny}, max_length: 512}}
+            outputs: [input_ids, attention_mask, labels]
+            on_error: {{max_failure_rate: 0.5}}
+        """))
+    result = featurekit.apply(tmp_path / "spec.yaml")
+    assert result.ok
+    assert result.run.features["vision_tower_hiddens"].computed == 4
+    assert (result.run.features["sft"].computed, result.run.features["sft"].failed) == (3, 1)
+    assert "over max_length 512" in result.run.features["sft"].errors[0][1]
+    import lance
+    ds = lance.dataset(str(tmp_path / "data" / "t.lance"))
+    meta = ds.schema.field("vision_tower_hiddens").metadata
+    assert meta[b"featurekit.output.shape"] == b"[400, 128]"
+    table = ds.to_table(columns=["qid", "vision_tower_hiddens", "input_ids"]).sort_by("qid")
+    flat = table.column("vision_tower_hiddens").combine_chunks()
+    hiddens = torch.from_numpy(flat.values.to_numpy().reshape(len(flat), 400, 128).copy())
+    assert hiddens.dtype == torch.float16 and tuple(hiddens.shape) == (4, 400, 128)
+    assert table.column("input_ids")[3].as_py() is None
+    assert featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens").action == "none"
+
+
+@pytest.mark.gpu
+def test_real_3b_tower_on_gpu_matches_the_full_model():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU and the Qwen/Qwen2.5-VL-3B-Instruct weights in the HF cache")
+    ext = VisionTower(VisionTower.Params(device="cuda"))
+    ext.setup()
+    out = ext(pa.record_batch([pa.array([sign("stop")], pa.binary())], names=["image"]))
+    assert out.type == pa.list_(pa.float16(), 400 * 2048)
