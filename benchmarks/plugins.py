@@ -1,0 +1,145 @@
+"""First-party plugins through featurekit vs the raw libraries, measured in one run.
+
+    python benchmarks/plugins.py [--images 4000,12000] [--vision-images 64]
+
+1. image.dhash through `featurekit apply` (1 worker, then 2) vs a plain imagehash loop over
+   the same PNG blobs (targets: ratio >= 0.9 per core, >= 1.7x with 2 workers)
+2. qwen.vision_tower through `featurekit apply` vs calling the same tower directly on the same
+   batches (target: ratio >= 0.9). Here: the tiny random model on CPU; on a GPU machine pass
+   --model Qwen/Qwen2.5-VL-3B-Instruct.
+Ratios are throughput ratios: featurekit rows/s divided by raw rows/s.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+os.environ["FEATUREKIT_PLUGINS"] = "featurekit_image,featurekit_qwen"
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+import featurekit  # noqa: E402
+
+
+def make_images(n: int, size=(256, 192)) -> list[bytes]:
+    from PIL import Image, ImageDraw
+    out = []
+    for i in range(n):
+        img = Image.new("RGB", size, (240, 240, 235))
+        ImageDraw.Draw(img).text((10 + i % 50, 80), f"sign {i} exit", fill=(i % 200, 20, 20))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def table_with(root: Path, blobs: list[bytes], fragment_rows: int, features: str) -> Path:
+    (root / "raw").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": pa.array(range(len(blobs)), pa.int64()),
+                             "image": pa.array(blobs, pa.large_binary())}), root / "raw" / "images.parquet")
+    spec = root / "spec.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        featurekit: 1
+        name: bench
+        table: {{db: data, name: t, fragment_rows: {fragment_rows}}}
+        source: {{format: parquet, path: raw/images.parquet, key: id}}
+        features: {{}}
+        """))
+    featurekit.apply(spec)  # ingest outside the timing
+    spec.write_text(spec.read_text().replace("features: {}\n", "features:\n" + textwrap.indent(features, "  ")))
+    return spec
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def bench_dhash(root: Path, n: int) -> None:
+    import imagehash
+    from PIL import Image
+    blobs = make_images(n)
+
+    def raw():
+        return [int(str(imagehash.dhash(Image.open(io.BytesIO(b)))), 16) for b in blobs]
+
+    expected, t_raw = timed(raw)
+    times = {}
+    for workers in (1, 2):
+        spec = table_with(root / f"w{workers}", blobs, 256,
+                          f"dhash: {{tier: 2, extractor: image.dhash, inputs: {{image: image}}, "
+                          f"resources: {{workers: {workers}}}}}\n")
+        result, times[workers] = timed(lambda: featurekit.apply(spec))
+        assert result.run.features["dhash"].computed == n
+        import lance
+        got = lance.dataset(str(spec.parent / "data" / "t.lance")).to_table().sort_by("id").column("dhash")
+        assert got.to_pylist() == expected
+    print(f"1. image.dhash over {n:,} PNG images (256x192):")
+    print(f"   imagehash loop {t_raw:.2f}s ({n / t_raw:,.0f}/s)   featurekit 1 worker {times[1]:.2f}s "
+          f"(ratio {t_raw / times[1]:.2f})   2 workers {times[2]:.2f}s (ratio {t_raw / times[2]:.2f}, "
+          f"{times[1] / times[2]:.2f}x over 1 worker)")
+
+
+def bench_vision(root: Path, n: int, model: str | None, batch: int) -> None:
+    import torch
+    from featurekit_qwen import VisionTower
+    if model is None:
+        from featurekit_qwen.tiny import build_tiny_qwen
+        model = str(build_tiny_qwen(root / "tiny-qwen"))
+    blobs = make_images(n)
+
+    def raw():
+        ext = VisionTower(VisionTower.Params(model=model))
+        ext.setup()  # both sides pay for loading the tower once
+        outs = []
+        for i in range(0, n, batch):
+            inputs = ext.prepare(blobs[i:i + batch])
+            outs.append(ext.embed(inputs).to(torch.float16).reshape(len(blobs[i:i + batch]), -1).cpu())
+        return torch.cat(outs)
+
+    raw()  # warm-up (first-call allocations)
+    expected, t_raw = timed(raw)
+    spec = table_with(root / "vision", blobs, n,
+                      f"hiddens: {{tier: 3, extractor: qwen.vision_tower, inputs: {{image: image}}, "
+                      f"params: {{model: '{model}'}}, resources: {{batch_size: {batch}}}}}\n")
+    result, t_fk = timed(lambda: featurekit.apply(spec))
+    assert result.run.features["hiddens"].computed == n
+    import lance
+    col = lance.dataset(str(spec.parent / "data" / "t.lance")).to_table().sort_by("id").column("hiddens")
+    got = torch.from_numpy(col.combine_chunks().values.to_numpy().reshape(n, -1).copy())
+    assert torch.equal(got, expected)
+    print(f"2. qwen.vision_tower over {n} images, batch {batch}, model {Path(model).name}, "
+          f"{'cuda' if torch.cuda.is_available() else 'cpu'}:")
+    print(f"   direct tower calls {t_raw:.2f}s ({n / t_raw:.1f}/s)   featurekit apply {t_fk:.2f}s "
+          f"({n / t_fk:.1f}/s)   ratio {t_raw / t_fk:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default="4000,12000", help="comma-separated sizes for the dhash runs")
+    parser.add_argument("--vision-images", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--model", default=None, help="hub id or folder (default: a tiny random model)")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp())
+    try:
+        for n in map(int, args.images.split(",")):
+            bench_dhash(root / f"dhash{n}", n)
+        bench_vision(root / "vision", args.vision_images, args.model, args.batch)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
