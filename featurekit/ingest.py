@@ -41,7 +41,7 @@ def prepare_ingest(project, dataset) -> PreparedIngest | None:
     if spec is None:
         return None
     files = list(project.source_files)
-    signature = {"files": file_signature(files), "key": spec.key, "files_map": spec.files}
+    signature = {"files": file_signature(files, project.root), "key": spec.key, "files_map": spec.files}
     stored = source_signature(dataset.schema) if dataset is not None else None
     if stored == signature:
         return PreparedIngest(None, signature, changed=False)

@@ -57,10 +57,15 @@ def expand(root: Path, pattern: str) -> list[Path]:
     return [path] if path.exists() else []
 
 
-def file_signature(paths: list[Path]) -> dict[str, Any]:
-    """What identifies the source's state without reading it: path -> [size, mtime_ns]."""
+def file_signature(paths: list[Path], root: Path) -> dict[str, Any]:
+    """What identifies the source's state without reading it: path (relative to the spec's
+    folder, so the working directory does not matter) -> [size, mtime_ns]."""
     out = {}
     for p in paths:
         st = p.stat()
-        out[str(p)] = [st.st_size, st.st_mtime_ns]
+        try:
+            name = str(p.resolve().relative_to(root.resolve()))
+        except ValueError:
+            name = str(p.resolve())
+        out[name] = [st.st_size, st.st_mtime_ns]
     return out

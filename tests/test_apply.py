@@ -340,3 +340,10 @@ def test_status_cli(project, run_cli):
     code, out, err = run_cli("status", "spec.yaml", "--json")
     data = json.loads(out)
     assert data["rows"] == 40 and data["history"][-1]["operation"] == "DataReplacement"
+
+
+def test_the_working_directory_does_not_change_the_plan(project, run_cli, monkeypatch):
+    run_cli("apply", "-q", str(project.spec), cwd=project.root.parent)
+    code, out, err = run_cli("plan", "spec.yaml", cwd=project.root)
+    assert "source: unchanged since the last ingest" in out
+    assert out.rstrip().endswith("nothing to do: everything is up to date")
