@@ -16,7 +16,17 @@ from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError,
 from .extractor import Extractor, Resources  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .source import Source  # noqa: E402
-from .api import apply, load_spec, plan, status  # noqa: E402
+
+_API = ("apply", "load_spec", "plan", "status")
+
+
+def __getattr__(name: str):
+    # The API pulls in YAML, the resolver and the planner: load it on first use, so that
+    # plugins and worker processes importing featurekit stay light.
+    if name in _API:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'featurekit' has no attribute {name!r}")
 
 
 __all__ = ["hookimpl", "Extractor", "Resources", "Source", "load_spec", "plan", "apply", "status",
