@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .engine import Reporter, RunResult
-from .errors import RunError, UsageError
+from .errors import UsageError
 from .ingest import prepare_ingest
 from .loader import load_document
 from .planner import Plan, build_plan

@@ -5,11 +5,8 @@ writes anything. The result is a frozen value the planner and the engines work f
 """
 from __future__ import annotations
 
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
@@ -17,7 +14,9 @@ from pydantic import BaseModel, ValidationError
 from .errors import Problem, SpecError
 from .extractor import Extractor, Resources, describe_type, fingerprint, type_matches
 from .graph import Graph, Node
-from .loader import Document, Loc, format_loc
+from .diagnostics import validation_problems
+from .loader import Document, Loc
+from .sqlcols import sql_columns
 from .registry import Registry
 from .source import Source, expand
 from .spec import RESERVED_PREFIX, FeatureSpec, SliceSpec, Spec, check_name
@@ -104,90 +103,6 @@ def table_uri(spec: Spec, root: Path) -> str:
     db = spec.table.db
     base = db if "://" in db or Path(db).is_absolute() else str(root / db)
     return f"{base.rstrip('/')}/{spec.table.name}.lance"
-
-
-# -- pydantic errors -> problems --------------------------------------------------------
-
-def _model_at(model: Any, loc: Loc) -> type[BaseModel] | None:
-    """The pydantic model describing the mapping at `loc`, to list its valid keys."""
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part) if isinstance(part, str) else None
-            if info is None:
-                return None
-            current = info.annotation
-        elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if len(models) == 1:
-            return models[0]
-        dicts = [a for a in typing.get_args(tp) if typing.get_origin(a) in (dict, list)]
-        if dicts:
-            return dicts[0]
-    return tp
-
-
-def validation_problems(doc: Document, exc: ValidationError, model: Any, base: Loc = ()) -> list[Problem]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union["))))
-        if len(loc) > 1 and isinstance(loc[-1], str) and loc[-1] in ("str", "int", "float", "bool", "list", "dict"):
-            loc = loc[:-1]  # union branch tags
-        full = base + loc
-        kind, msg = err["type"], err["msg"]
-        if kind == "extra_forbidden":
-            owner = _model_at(model, loc[:-1])
-            valid = ", ".join(owner.model_fields) if owner else ""
-            problems.append(doc.problem(full, f"unknown key {loc[-1]!r}" + (f"; valid keys: {valid}" if valid else ""),
-                                        key=True))
-        elif kind == "missing":
-            problems.append(doc.problem(full, "missing required key"))
-        else:
-            if msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
-            else:
-                msg = msg[0].lower() + msg[1:]
-                if not isinstance(err.get("input"), (dict, list)):
-                    msg += f" (got {err.get('input')!r})"
-            problems.append(doc.problem(full, msg))
-    return problems
-
-
-# -- SQL identifiers --------------------------------------------------------------------
-
-SQL_WORDS = {
-    "and", "or", "not", "is", "null", "true", "false", "in", "like", "ilike", "between", "case",
-    "when", "then", "else", "end", "cast", "as", "distinct", "int", "integer", "bigint", "smallint",
-    "tinyint", "float", "double", "real", "varchar", "string", "text", "boolean", "bool", "date",
-    "timestamp", "decimal", "interval", "escape", "similar", "to", "array", "struct",
-}
-_STRING = re.compile(r"'(?:[^']|'')*'")
-_TOKEN = re.compile(r'"([^"]+)"|`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*)\b(\s*\()?')
-
-
-def sql_columns(expr: str) -> list[str]:
-    """Column names a SQL filter refers to (never evaluated: just read)."""
-    cols: list[str] = []
-    for m in _TOKEN.finditer(_STRING.sub("''", expr)):
-        name = m.group(1) or m.group(2)
-        if name is None:
-            word = m.group(3)
-            if m.group(4) or word.lower() in SQL_WORDS or word[0].isdigit():
-                continue
-            name = word
-        if name not in cols:
-            cols.append(name)
-    return cols
 
 
 # -- the resolver -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..errors import RunError
 from ..planner import FeatureStep, Plan, only_filter
 from ..resolve import Feature, Project
-from ..table import SOURCE_META, feature_metadata, stored_features, todo_filter
+from ..table import SOURCE_META, feature_metadata, todo_filter
 from . import Engine, FeatureRun, Reporter, RunResult
 from .work import FeatureError, FeatureTask, FragmentResult, FragmentTask, compute_fragment
 
