@@ -44,8 +44,7 @@ def test_table_stays_an_ordinary_lance_table(project):
     assert json.loads(meta[b"featurekit.params"]) == {}
     assert len(meta[b"featurekit.fingerprint"]) == 16
     import duckdb
-    arrow = ds.to_table(columns=["question_length"])  # noqa: F841 (DuckDB reads it by name)
-    assert duckdb.sql("select sum(question_length) from arrow").fetchall()[0][0] == \
+    assert duckdb.sql("select sum(question_length) from ds").fetchall()[0][0] == \
         sum(len(q) for q in ds.to_table(columns=["question"]).column("question").to_pylist())
 
 
