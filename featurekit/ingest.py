@@ -18,7 +18,11 @@ from .table import source_signature
 
 @dataclass
 class PreparedIngest:
-    """The rows an apply would append, and what it skipped and why."""
+    """The rows an apply would append, and what it skipped and why.
+
+    File columns (``source.files``) are not read here: `batches()` loads the bytes a chunk
+    at a time while the engine writes, so memory holds one chunk of images, not the source.
+    """
 
     new_rows: pa.Table | None
     signature: dict[str, Any]
@@ -26,6 +30,9 @@ class PreparedIngest:
     rows_read: int = 0
     already_present: int = 0
     issues: list[RowIssue] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # binary column -> column of paths
+    root: Path = Path(".")
+    key: str = ""
 
     @property
     def count(self) -> int:
@@ -33,6 +40,24 @@ class PreparedIngest:
 
     def issue_counts(self) -> dict[str, int]:
         return dict(Counter(i.message.split(":")[0] for i in self.issues))
+
+    def schema(self) -> pa.Schema:
+        schema = self.new_rows.schema
+        for target in self.files:
+            field_ = pa.field(target, pa.large_binary())
+            i = schema.get_field_index(target)
+            schema = schema.set(i, field_) if i >= 0 else schema.append(field_)
+        return schema
+
+    def batches(self, chunk_rows: int = 256):
+        """The new rows with file bytes loaded, chunk by chunk; unreadable files become issues."""
+        schema = self.schema()
+        for batch in self.new_rows.to_batches(max_chunksize=chunk_rows):
+            table = pa.Table.from_batches([batch])
+            for target, path_col in self.files.items():
+                table = _load_files(table, target, path_col, self.root, self.key, self.issues)
+            for out in table.cast(schema).to_batches():
+                yield out
 
 
 def prepare_ingest(project, dataset) -> PreparedIngest | None:
@@ -62,9 +87,25 @@ def prepare_ingest(project, dataset) -> PreparedIngest | None:
         mask = pc.is_in(table.column(spec.key), value_set=existing.cast(table.schema.field(spec.key).type))
         present = pc.sum(mask).as_py() or 0
         table = table.filter(pc.invert(mask))
-    for target, path_col in spec.files.items():
-        table = _load_files(table, target, path_col, project.root, spec.key, issues)
-    return PreparedIngest(table if table.num_rows else None, signature, True, rows_read, present, issues)
+    for path_col in spec.files.values():
+        table = _drop_missing_files(table, path_col, project.root, spec.key, issues)
+    return PreparedIngest(table if table.num_rows else None, signature, True, rows_read, present, issues,
+                          files=dict(spec.files), root=project.root, key=spec.key)
+
+
+def _resolve(root: Path, rel: str) -> Path:
+    return Path(rel) if Path(rel).is_absolute() else root / rel
+
+
+def _drop_missing_files(table: pa.Table, path_col: str, root: Path, key: str, issues: list[RowIssue]) -> pa.Table:
+    """A cheap check the plan can afford: the named file exists."""
+    keep = []
+    for k, rel in zip(table.column(key).to_pylist(), table.column(path_col).to_pylist()):
+        ok = rel is None or _resolve(root, rel).is_file()
+        if not ok:
+            issues.append(RowIssue(f"key {k!r}", f"unreadable file: {_resolve(root, rel)}: not found"))
+        keep.append(ok)
+    return table if all(keep) else table.filter(pa.array(keep))
 
 
 def _drop_bad_keys(table: pa.Table, key: str, issues: list[RowIssue]) -> pa.Table:
@@ -100,7 +141,7 @@ def _load_files(table: pa.Table, target: str, path_col: str, root: Path, key: st
             blobs.append(None)
             keep.append(True)
             continue
-        path = Path(rel) if Path(rel).is_absolute() else root / rel
+        path = _resolve(root, rel)
         try:
             blobs.append(path.read_bytes())
             keep.append(True)

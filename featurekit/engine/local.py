@@ -37,7 +37,7 @@ class LocalEngine(Engine):
         uri = project.table_uri
         if prepared is not None and prepared.changed:
             result.ingested = self._ingest(project, prepared)
-            result.skipped_rows = prepared.issue_counts()
+            result.skipped_rows = prepared.issue_counts()  # includes files that failed to read
         ds = _open(uri)
         if ds is None:
             if any(s.has_work for s in plan.features):
@@ -64,25 +64,34 @@ class LocalEngine(Engine):
 
     # -- ingest ---------------------------------------------------------------------------
     def _ingest(self, project: Project, prepared) -> int:
+        """Append the new rows, streaming file bytes chunk by chunk; record the source."""
         import json
 
         import lance
         uri = project.table_uri
         ds = _open(uri)
-        rows = prepared.new_rows
-        if rows is not None:
-            if ds is None:
-                ds = lance.write_dataset(rows, uri, mode="create", max_rows_per_file=project.spec.table.fragment_rows)
-            else:
-                new_cols = [f for f in rows.schema if f.name not in ds.schema.names]
+        written = 0
+        if prepared.new_rows is not None:
+            schema = prepared.schema()
+            if ds is not None:
+                new_cols = [f for f in schema if f.name not in ds.schema.names]
                 if new_cols:
                     ds.add_columns(pa.schema(new_cols))
                     ds = _open(uri)
-                rows = _conform(rows, ds.schema)
-                ds = lance.write_dataset(rows, uri, mode="append", max_rows_per_file=project.spec.table.fragment_rows)
+                schema = pa.schema([ds.schema.field(f.name).remove_metadata() for f in schema])
+
+            def counted():
+                nonlocal written
+                for batch in prepared.batches():
+                    written += batch.num_rows
+                    yield batch.cast(schema)
+
+            reader = pa.RecordBatchReader.from_batches(schema, counted())
+            ds = lance.write_dataset(reader, uri, mode="create" if ds is None else "append",
+                                     max_rows_per_file=project.spec.table.fragment_rows)
         if ds is not None:
             ds.update_schema_metadata({SOURCE_META.decode(): json.dumps(prepared.signature, sort_keys=True)})
-        return prepared.count
+        return written
 
     # -- one feature -----------------------------------------------------------------------
     def _feature(self, project: Project, f: Feature, step: FeatureStep, reporter: Reporter,
@@ -278,9 +287,3 @@ def _file_major_minor(ds) -> tuple[int, int]:
 def _open(uri: str):
     from ..table import open_dataset
     return open_dataset(uri)
-
-
-def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Cast appended rows to the table's types for the columns they share."""
-    fields = [schema.field(n) for n in rows.column_names if n in schema.names]
-    return rows.select([f.name for f in fields]).cast(pa.schema([pa.field(f.name, f.type) for f in fields]))
