@@ -12,7 +12,7 @@ from .loader import load_document
 from .planner import Plan, build_plan
 from .registry import Registry, default_registry
 from .resolve import Project, resolve, table_uri
-from .table import failed_filter, open_dataset, stored_features, todo_filter
+from .table import applies, failed_filter, open_dataset, stored_features, todo_filter
 
 
 def load_spec(path: str | Path, *, registry: Registry | None = None) -> Project:
@@ -102,7 +102,7 @@ class Status:
     version: int | None
     rows: int
     features: tuple[FeatureStatus, ...]
-    history: tuple[dict, ...] = field(default_factory=tuple)
+    history: tuple[dict, ...] = field(default_factory=tuple)  # applies: which Lance versions each made
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -140,14 +140,4 @@ def status(spec: str | Path | Project, *, registry: Registry | None = None, erro
     for name, s in sorted(stored.items()):
         if name not in project.features:
             out.append(FeatureStatus(name, "orphaned", s.columns))
-    history = tuple({"version": v["version"], "timestamp": str(v["timestamp"]),
-                     "operation": _operation(ds, v["version"])} for v in ds.versions())
-    return Status(project.table_uri, True, ds.version, rows, tuple(out), history)
-
-
-def _operation(ds, version: int) -> str:
-    try:
-        tx = ds.read_transaction(version)
-        return type(tx.operation).__name__ if tx is not None else "?"
-    except Exception:
-        return "?"
+    return Status(project.table_uri, True, ds.version, rows, tuple(out), tuple(applies(ds.schema)))

@@ -95,7 +95,12 @@ def render_status(s) -> str:
         for key, err in f.errors:
             lines.append(f"      failed row {key!r}: {err}")
     if s.history:
-        lines.append("versions:")
+        lines.append("applies (Lance versions each produced):")
         for h in s.history[-10:]:
-            lines.append(f"  {h['version']:>4}  {h['timestamp'][:19]}  {h['operation']}")
+            start = 1 if h["version_from"] is None else h["version_from"] + 1
+            did = [f"ingested {h['ingested']}"] if h.get("ingested") else []
+            did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
+                    for n, f in h.get("features", {}).items()]
+            did += [f"dropped {c}" for c in h.get("dropped", [])]
+            lines.append(f"  v{start}-v{h['version_to']}  {h['at']}  {'; '.join(did) or 'source recorded'}")
     return "\n".join(lines)

@@ -20,6 +20,8 @@ os.environ.setdefault("LANCE_LOG", "error")  # DataReplacement logs an "unstable
 
 META = "featurekit."
 SOURCE_META = b"featurekit.source"
+APPLIES_META = b"featurekit.applies"
+APPLIES_KEPT = 100
 FAILED_SEP = "!"
 
 
@@ -98,3 +100,16 @@ def failed_filter(state_col: str, fp: str) -> str:
 def todo_filter(state_col: str, fp: str) -> str:
     """Rows whose value is missing, failed or computed by another fingerprint."""
     return f"({state_col} IS NULL OR {state_col} <> {sql_quote(fp)})"
+
+
+def applies(schema: pa.Schema) -> list[dict[str, Any]]:
+    """The log of applies that changed the table, oldest first (the last APPLIES_KEPT)."""
+    raw = (schema.metadata or {}).get(APPLIES_META)
+    return json.loads(raw) if raw else []
+
+
+def record_apply(ds, entry: dict[str, Any]) -> None:
+    """Append `entry` to the apply log; this commit is the apply's last version."""
+    log = applies(ds.schema)[-(APPLIES_KEPT - 1):]
+    entry = {**entry, "version_to": ds.version + 1}
+    ds.update_schema_metadata({APPLIES_META.decode(): json.dumps(log + [entry], sort_keys=True)})

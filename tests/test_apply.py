@@ -338,7 +338,34 @@ def test_status_cli(project, run_cli):
     assert "  question_length  fresh       computed 40, failed 0, pending 0" in out
     code, out, err = run_cli("status", "spec.yaml", "--json")
     data = json.loads(out)
-    assert data["rows"] == 40 and data["history"][-1]["operation"] == "DataReplacement"
+    assert data["rows"] == 40
+    assert [h["version_from"] for h in data["history"]] == [None]
+    assert data["history"][0]["version_to"] == project.dataset().version
+    assert data["history"][0]["features"]["question_length"] == {"computed": 40, "failed": 0}
+
+
+def test_status_shows_which_versions_each_apply_produced(project, run_cli):
+    run_cli("apply", "-q", "spec.yaml", cwd=project.root)
+    first = project.dataset().version
+    project.add_rows(5, start=40, file="raw/more.jsonl")
+    run_cli("apply", "-q", "spec.yaml")
+    run_cli("apply", "-q", "spec.yaml")  # nothing to do: no entry, no version
+    code, out, err = run_cli("status", "spec.yaml")
+    lines = out.split("applies (Lance versions each produced):\n")[1].splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"  v1-v{first}  ")
+    assert lines[1].startswith(f"  v{first + 1}-v{project.dataset().version}  ")
+    assert lines[1].endswith("ingested 5; ocr_token_count 5 computed; question_length 5 computed; "
+                             "question_type 5 computed")
+
+
+def test_progress_lines_when_not_a_terminal_and_quiet(project, run_cli):
+    code, out, err = run_cli("apply", "spec.yaml", cwd=project.root)
+    assert "question_length: computing 40 row(s)\n" in err
+    assert "question_length: 40 computed, 0 failed in " in err
+    project.add_rows(3, start=40, file="raw/more.jsonl")
+    code, out, err = run_cli("apply", "-q", "spec.yaml")
+    assert err == "" and "  question_length: 3 computed, 0 failed" in out
 
 
 def test_the_working_directory_does_not_change_the_plan(project, run_cli, monkeypatch):

@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..errors import RunError
 from ..planner import FeatureStep, Plan, only_filter
 from ..resolve import Feature, Project
-from ..table import SOURCE_META, feature_metadata, todo_filter
+from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
 from . import Engine, FeatureRun, Reporter, RunResult
 from .work import FeatureError, FeatureTask, FragmentResult, FragmentTask, compute_fragment
 
@@ -58,8 +58,15 @@ class LocalEngine(Engine):
         finally:
             if self.pool is not None:
                 self.pool.shutdown(cancel_futures=True)
-        result.version_after = _open(uri).version
         result.seconds = time.perf_counter() - started
+        ds = _open(uri)
+        if ds.version != plan.table_version:
+            record_apply(ds, {
+                "spec": project.spec.name, "engine": self.name, "version_from": plan.table_version,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
+                "features": {n: {"computed": f.computed, "failed": f.failed} for n, f in result.features.items()},
+                "dropped": result.dropped})
+        result.version_after = _open(uri).version
         return result
 
     # -- ingest ---------------------------------------------------------------------------
