@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
+import warnings
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -21,7 +24,7 @@ from ..planner import FeatureStep, Plan, only_filter
 from ..resolve import Feature, Project
 from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
 from . import Engine, FeatureRun, Reporter, RunResult
-from .work import FeatureError, FeatureTask, FragmentResult, FragmentTask, compute_fragment
+from .work import FeatureError, FeatureTask, FragmentJob, FragmentResult, FragmentTask, compute_fragment, compute_piece
 
 PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process time above which a worker pool pays off
 
@@ -230,37 +233,67 @@ class LocalEngine(Engine):
                 self._commit(project, pending, read_version, run)
 
     def _run_pool(self, queue: list[FragmentTask], workers: int, take, reporter: Reporter) -> None:
-        """Spawned workers (Lance is not fork-safe). The driver computes fragments too
-        whenever no result is waiting, so the workers' start-up costs no idle core.
-        If the pool breaks (a worker died, or the calling script re-runs itself in a worker
-        for want of an ``if __name__ == "__main__"`` guard), the rest runs in-process."""
-        if self.pool is None or self.pool._max_workers < workers:
-            if self.pool is not None:
-                self.pool.shutdown()
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        rest = list(queue)
-        running: dict = {}
-        try:
-            for _ in range(min(workers * 2, len(rest))):
-                task = rest.pop(0)
-                running[self.pool.submit(compute_fragment, task)] = task
-            while running:
-                done, _ = wait(running, timeout=0 if rest else None, return_when=FIRST_COMPLETED)
-                if not done:
-                    take(compute_fragment(rest.pop()))  # from the end: the pool takes from the front
+        """Worker processes compute; this process does all Lance I/O.
+
+        Fragments are read here piece by piece, the pieces' inputs go to the workers (at most
+        two per worker in flight), and each fragment's file is written here in order. Workers
+        never touch Lance, so they can be forked (instant, no re-import of the caller's
+        script) unless a library that dislikes fork is loaded; then they are spawned. If the
+        pool breaks, the rest is computed in this process."""
+        pool = self._pool(workers)
+        window: deque = deque()  # (job, piece or None for "job done", future or None)
+        jobs = iter(queue)
+        pieces = None
+        job = None
+        local = False  # the pool broke: compute here
+
+        def fill() -> None:
+            nonlocal pieces, job
+            while len(window) < 2 * workers:
+                if pieces is None:
+                    task = next(jobs, None)
+                    if task is None:
+                        return
+                    job = FragmentJob(task)
+                    pieces = job.pieces()
+                piece = next(pieces, None)
+                if piece is None:
+                    window.append((job, None, None))
+                    pieces = None
                     continue
-                for fut in done:
-                    result = fut.result()
-                    del running[fut]
-                    take(result)
-                    if rest:
-                        task = rest.pop(0)
-                        running[self.pool.submit(compute_fragment, task)] = task
-        except BrokenProcessPool as exc:
-            reporter.message(f"worker processes failed ({exc}); computing the rest in this process")
-            self.pool = None
-            for task in [*running.values(), *rest]:
-                take(compute_fragment(task))
+                future = None
+                if piece.logical is not None and not local:
+                    future = pool.submit(compute_piece, job.task.feature, piece.logical)
+                window.append((job, piece, future))
+
+        fill()
+        while window:
+            owner, piece, future = window.popleft()
+            if piece is None:
+                take(owner.close())
+            elif piece.logical is None:
+                owner.finish(piece, {}, None)
+            else:
+                try:
+                    if future is None:
+                        raise BrokenProcessPool("computing in this process")
+                    values, errors = future.result()
+                except BrokenProcessPool as exc:
+                    if not local:
+                        reporter.message(f"worker processes failed ({exc}); computing the rest in this process")
+                        local = True
+                        self.pool = None
+                    values, errors = compute_piece(owner.task.feature, piece.logical)
+                owner.finish(piece, values, errors)
+            fill()
+
+    def _pool(self, workers: int) -> ProcessPoolExecutor:
+        if self.pool is not None and self.pool._max_workers >= workers:
+            return self.pool
+        if self.pool is not None:
+            self.pool.shutdown()
+        self.pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
+        return self.pool
 
     def _commit(self, project: Project, results: list[FragmentResult], read_version: int, run: FeatureRun) -> int:
         import lance
@@ -281,6 +314,19 @@ class LocalEngine(Engine):
         results.clear()
         run.versions.append(ds.version)
         return ds.version
+
+
+FORK_UNSAFE = ("torch", "tensorflow", "jax")  # their thread pools do not survive fork
+
+
+def _worker_context():
+    """fork when it is safe: the workers only compute, never touch Lance, and nothing whose
+    threads break under fork is loaded. Else spawn."""
+    if "fork" in multiprocessing.get_all_start_methods() and not any(m in sys.modules for m in FORK_UNSAFE):
+        # Lance warns at every fork; the workers never call it.
+        warnings.filterwarnings("ignore", message="lance is not fork-safe")
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def _file_major_minor(ds) -> tuple[int, int]:

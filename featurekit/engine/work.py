@@ -184,41 +184,117 @@ def _upstream_missing(batch: pa.RecordBatch, task: FeatureTask) -> list[str | No
     return missing
 
 
-def compute_fragment(task: FragmentTask) -> FragmentResult:
-    from lance.file import LanceFileWriter
+@dataclass
+class Piece:
+    """One batch of a fragment as read, and the rows of it the extractor must see."""
 
-    started = time.perf_counter()
-    ft = task.feature
-    ds = _dataset(task.uri, task.version)
-    frag = ds.get_fragment(task.fragment_id)
-    physical = frag.physical_rows
-    ext = get_extractor(ft)
-    value_cols = list(ft.output_types)
-    in_cols = list(dict.fromkeys(ft.inputs.values()))
-    read_cols = list(dict.fromkeys(in_cols + list(ft.upstream_states) + [ft.state_column]
-                                   + ([] if task.full else value_cols) + ([ft.key] if ft.key else [])))
-    out_schema = pa.schema([pa.field(c, ft.output_types[c]) for c in value_cols] + [pa.field(ft.state_column, pa.string())])
-    name = f"{uuid.uuid4().hex}.lance"
-    writer = LanceFileWriter(os.path.join(task.uri, "data", name), out_schema, version=_file_version(ds))
-    scope = set(task.in_scope) if task.in_scope is not None else None
-    result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in out_schema.names])
-    cursor = 0
-    for batch in frag.to_batches(columns=read_cols, with_row_address=True, batch_size=ft.batch_size):
-        if not batch.num_rows:
-            continue
-        offsets = Offsets(batch.column("_rowaddr"))
-        if offsets.first > cursor:  # deleted rows before this batch
-            writer.write_batch(_nulls(out_schema, offsets.first - cursor))
-        cursor = offsets.last + 1
-        out = _fast_batch(ext, task, batch, result) if scope is None and not ft.upstream_states else None
-        if out is None:
-            out = _compute_batch(ext, task, batch, offsets.values, scope, result)
-        writer.write_batch(_fill_gaps(out, offsets))
-    if physical > cursor:
-        writer.write_batch(_nulls(out_schema, physical - cursor))
-    writer.close()
-    result.seconds = time.perf_counter() - started
-    return result
+    batch: pa.RecordBatch            # inputs, state and (for partial fragments) existing values
+    offsets: "Offsets"
+    logical: pa.RecordBatch | None   # input columns by logical name, rows to compute; None: none
+    run_idx: list[int] | None = None  # rows of `batch` in `logical`; None: all of them (fast path)
+    todo: list[bool] | None = None
+    blocked: list[str | None] | None = None
+
+
+class FragmentJob:
+    """Reads one fragment and writes its feature columns to a new data file.
+
+    All Lance I/O happens here, in the process that runs the job; computing a piece
+    (`compute_piece`) needs only the extractor, so it can run in another process.
+    """
+
+    def __init__(self, task: FragmentTask):
+        from lance.file import LanceFileWriter
+
+        self.task = task
+        self.started = time.perf_counter()
+        ft = task.feature
+        ds = _dataset(task.uri, task.version)
+        self.fragment = ds.get_fragment(task.fragment_id)
+        self.physical = self.fragment.physical_rows
+        value_cols = list(ft.output_types)
+        self.read_cols = list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states) + [ft.state_column]
+                                            + ([] if task.full else value_cols) + ([ft.key] if ft.key else [])))
+        self.schema = pa.schema([pa.field(c, ft.output_types[c]) for c in value_cols]
+                                + [pa.field(ft.state_column, pa.string())])
+        name = f"{uuid.uuid4().hex}.lance"
+        self.writer = LanceFileWriter(os.path.join(task.uri, "data", name), self.schema, version=_file_version(ds))
+        self.scope = set(task.in_scope) if task.in_scope is not None else None
+        self.result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in self.schema.names])
+        self.cursor = 0
+
+    def pieces(self):
+        ft = self.task.feature
+        for batch in self.fragment.to_batches(columns=self.read_cols, with_row_address=True,
+                                              batch_size=ft.batch_size):
+            if batch.num_rows:
+                yield self._piece(batch, Offsets(batch.column("_rowaddr")))
+
+    def _piece(self, batch: pa.RecordBatch, offsets: "Offsets") -> Piece:
+        ft = self.task.feature
+        todo_arr = pc.fill_null(pc.not_equal(batch.column(ft.state_column), ft.fingerprint), True)
+        if self.scope is None and not ft.upstream_states and pc.all(todo_arr).as_py():
+            return Piece(batch, offsets, _logical(batch, ft))  # every row runs: no per-row Python
+        n = batch.num_rows
+        todo = todo_arr.to_pylist()
+        if self.scope is not None:
+            todo = [t and (o in self.scope) for t, o in zip(todo, offsets.values)]
+        blocked = _upstream_missing(batch, ft) if ft.upstream_states else [None] * n
+        run_idx = [i for i in range(n) if todo[i] and blocked[i] is None]
+        logical = _logical(batch.take(pa.array(run_idx, pa.int64())), ft) if run_idx else None
+        return Piece(batch, offsets, logical, run_idx, todo, blocked)
+
+    def finish(self, piece: Piece, values: dict[str, pa.Array], errors: list[str | None] | None) -> None:
+        """Write the piece: computed rows from `values`, the others as the fragment had them."""
+        if piece.offsets.first > self.cursor:  # deleted rows before this batch
+            self.writer.write_batch(_nulls(self.schema, piece.offsets.first - self.cursor))
+        self.cursor = piece.offsets.last + 1
+        n = piece.batch.num_rows
+        if piece.run_idx is None and errors is None:
+            out = self._all_computed(piece, values)
+        elif piece.run_idx is None:
+            out = _assemble(self.task, piece.batch, list(range(n)), [True] * n, [None] * n, values, errors,
+                            piece.offsets.values, self.result)
+        else:
+            errors = errors if errors is not None else [None] * len(piece.run_idx)
+            out = _assemble(self.task, piece.batch, piece.run_idx, piece.todo, piece.blocked, values, errors,
+                            piece.offsets.values, self.result)
+        self.writer.write_batch(_fill_gaps(out, piece.offsets))
+
+    def _all_computed(self, piece: Piece, values: dict[str, pa.Array]) -> pa.RecordBatch:
+        ft = self.task.feature
+        n = piece.batch.num_rows
+        self.result.computed += n
+        state = pa.array([ft.fingerprint], pa.string()).take(pa.array([0] * n, pa.int32()))
+        return pa.record_batch([values[c] for c in ft.output_types] + [state],
+                               names=list(ft.output_types) + [ft.state_column])
+
+    def close(self) -> FragmentResult:
+        if self.physical > self.cursor:
+            self.writer.write_batch(_nulls(self.schema, self.physical - self.cursor))
+        self.writer.close()
+        self.result.seconds = time.perf_counter() - self.started
+        return self.result
+
+
+def _logical(batch: pa.RecordBatch, ft: FeatureTask) -> pa.RecordBatch:
+    return pa.record_batch([batch.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
+
+
+def compute_piece(ft: FeatureTask, logical: pa.RecordBatch):
+    """What a worker process runs: the extractor on one batch (no Lance here)."""
+    return compute_rows(get_extractor(ft), ft, logical)
+
+
+def compute_fragment(task: FragmentTask) -> FragmentResult:
+    """Read, compute and write one fragment in this process."""
+    job = FragmentJob(task)
+    for piece in job.pieces():
+        if piece.logical is None:
+            job.finish(piece, {}, None)
+        else:
+            job.finish(piece, *compute_piece(task.feature, piece.logical))
+    return job.close()
 
 
 def _file_version(ds) -> str:
@@ -244,51 +320,12 @@ class Offsets:
         return self.array.to_pylist()
 
 
-def _fast_batch(ext, task: FragmentTask, batch: pa.RecordBatch, result: FragmentResult) -> pa.RecordBatch | None:
-    """Every row needs work and none fails: the common case, without per-row Python."""
-    ft = task.feature
-    todo = pc.fill_null(pc.not_equal(batch.column(ft.state_column), ft.fingerprint), True)
-    if not pc.all(todo).as_py():
-        return None
-    logical = pa.record_batch([batch.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
-    values, errors = compute_rows(ext, ft, logical)
-    if errors is not None:
-        return _assemble(task, batch, list(range(batch.num_rows)), [True] * batch.num_rows,
-                         [None] * batch.num_rows, values, errors, None, result)
-    result.computed += batch.num_rows
-    state = pa.array([ft.fingerprint], pa.string()).take(pa.array([0] * batch.num_rows, pa.int32())) \
-        if batch.num_rows else pa.array([], pa.string())
-    return pa.record_batch([values[c] for c in ft.output_types] + [state],
-                           names=list(ft.output_types) + [ft.state_column])
-
-
-def _compute_batch(ext, task: FragmentTask, batch: pa.RecordBatch, offsets: list[int], scope,
-                   result: FragmentResult) -> pa.RecordBatch:
-    ft = task.feature
-    n = batch.num_rows
-    state = batch.column(ft.state_column)
-    todo = pc.fill_null(pc.not_equal(state, ft.fingerprint), True).to_pylist()
-    if scope is not None:
-        todo = [t and (o in scope) for t, o in zip(todo, offsets)]
-    blocked = _upstream_missing(batch, ft) if ft.upstream_states else [None] * n
-    run_idx = [i for i in range(n) if todo[i] and blocked[i] is None]
-    values: dict[str, pa.Array] = {}
-    errors: list[str | None] = []
-    if run_idx:
-        sub = batch.take(pa.array(run_idx, pa.int64()))
-        logical = pa.record_batch([sub.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
-        values, errors = compute_rows(ext, ft, logical)
-        errors = errors or [None] * len(run_idx)
-    return _assemble(task, batch, run_idx, todo, blocked, values, errors, offsets, result)
-
-
 def _assemble(task: FragmentTask, batch: pa.RecordBatch, run_idx: list[int], todo: list[bool],
               blocked: list[str | None], values: dict[str, pa.Array], errors: list[str | None],
               offsets: list[int] | None, result: FragmentResult) -> pa.RecordBatch:
     ft = task.feature
     n = batch.num_rows
     state = batch.column(ft.state_column)
-    # assemble: computed rows from `values`, others keep what the fragment had
     position = {i: j for j, i in enumerate(run_idx)}
     keys = batch.column(ft.key).to_pylist() if ft.key else (offsets or list(range(n)))
     new_state: list[str | None] = []
