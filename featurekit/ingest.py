@@ -52,6 +52,9 @@ class PreparedIngest:
     def batches(self, chunk_rows: int = 256):
         """The new rows with file bytes loaded, chunk by chunk; unreadable files become issues."""
         schema = self.schema()
+        if not self.files:
+            yield from self.new_rows.cast(schema).to_batches()
+            return
         for batch in self.new_rows.to_batches(max_chunksize=chunk_rows):
             table = pa.Table.from_batches([batch])
             for target, path_col in self.files.items():
