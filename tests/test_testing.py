@@ -1,0 +1,80 @@
+"""check_extractor must fail, with a clear message, on each broken contract."""
+import pyarrow as pa
+import pytest
+from pydantic import BaseModel
+
+import featurekit
+from featurekit.builtin.text import QuestionType, TextLength
+from featurekit.testing import check_extractor
+
+
+class Good(featurekit.Extractor):
+    name = "t.good"
+    inputs = {"text": pa.string()}
+
+    def output_type(self):
+        return pa.int32()
+
+    def __call__(self, batch):
+        return pa.array([len(t or "") for t in batch.column("text").to_pylist()], pa.int32())
+
+
+class WrongType(Good):
+    name = "t.wrongtype"
+
+    def __call__(self, batch):
+        return pa.array(["x"] * batch.num_rows)
+
+
+class WrongLength(Good):
+    name = "t.wronglength"
+
+    def __call__(self, batch):
+        return pa.array([1], pa.int32())
+
+
+class LaxParams(Good):
+    name = "t.lax"
+
+    class Params(BaseModel):
+        size: int = 1
+
+
+class BatchDependent(Good):
+    name = "t.batchdep"
+
+    def __call__(self, batch):
+        return pa.array([batch.num_rows] * batch.num_rows, pa.int32())
+
+
+class Unstable(Good):
+    name = "t.unstable"
+    calls = 0
+
+    def __call__(self, batch):
+        Unstable.calls += 1
+        return pa.array([Unstable.calls] * batch.num_rows, pa.int32())
+
+
+class NoName(Good):
+    name = "noplugin"
+
+
+def test_builtins_pass():
+    assert check_extractor(TextLength)["value"].to_pylist() == [28, 0, 9]
+    assert check_extractor(QuestionType)["value"].to_pylist() == ["what", "other", "how many"]
+    check_extractor(Good)
+
+
+@pytest.mark.parametrize("cls,message", [
+    (WrongType, "t.wrongtype returned string, but declares int32"),
+    (WrongLength, "t.wronglength returned 1 values for 3 rows"),
+    (LaxParams, "t.lax: Params must reject unknown keys (model_config extra='forbid')"),
+    (BatchDependent, "t.batchdep: row 0 computed alone differs from the same row in a batch (output 'value')"),
+    (Unstable, "t.unstable: output 'value' differs between two identical calls"),
+    (NoName, "NoName.name must be '<plugin>.<thing>', not 'noplugin'"),
+])
+def test_broken_contracts_are_caught(cls, message):
+    with pytest.raises(AssertionError) as info:
+        check_extractor(cls)
+    assert message in str(info.value)
