@@ -80,3 +80,16 @@ def test_corrupt_blob_is_a_row_error_in_apply(tmp_path, monkeypatch):
                                                 for b in IMAGES]
     assert t.column("dhash")[3].as_py() is None
     assert t.column("width").to_pylist() == [96, 120, 96, None]
+
+
+def test_featurekit_plugins_lists_this_distribution():
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREKIT_")}
+    out = subprocess.run([sys.executable, "-m", "featurekit", "plugins", "--json"], capture_output=True,
+                         text=True, env=env, check=True).stdout
+    entry = next(p for p in json.loads(out)["plugins"] if p["name"] == "image")
+    assert entry["distribution"] == "featurekit-image"
+    assert entry["extractors"] == ["image.dhash", "image.format", "image.phash", "image.size"]

@@ -197,3 +197,17 @@ def test_real_3b_tower_on_gpu_matches_the_full_model():
     ext.setup()
     out = ext(pa.record_batch([pa.array([sign("stop")], pa.binary())], names=["image"]))
     assert out.type == pa.list_(pa.float16(), 400 * 2048)
+
+
+def test_featurekit_plugins_lists_this_distribution_without_importing_torch():
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATUREKIT_")}
+    code = ("import sys, json; from featurekit.cli import main; main(['plugins', '--json']); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    payload, marker = out.rsplit("\n", 2)[0], out.strip().splitlines()[-1]
+    entry = next(p for p in json.loads(payload)["plugins"] if p["name"] == "qwen")
+    assert entry["distribution"] == "featurekit-qwen"
+    assert entry["extractors"] == ["qwen.sft_tokens", "qwen.vision_tower"]
+    assert marker == "NO-TORCH"
