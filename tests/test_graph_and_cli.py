@@ -94,3 +94,24 @@ def test_validate_is_fast(project):
     assert res.returncode == 0
     # generous bound for a loaded CI machine; benchmarks/cli.py measures it properly
     assert time.perf_counter() - started < 3.0
+
+
+def test_the_json_schema_accepts_a_valid_spec_and_rejects_mistakes():
+    import jsonschema
+    import yaml
+
+    from featurekit.jsonschema import spec_schema
+    from featurekit.registry import Registry
+    from featurekit.plugins import make_plugin_manager
+    from conftest import BASE_SPEC
+
+    schema = spec_schema(Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False)))
+    validator = jsonschema.Draft202012Validator(schema)
+    good = yaml.safe_load(BASE_SPEC)
+    assert list(validator.iter_errors(good)) == []
+    bad = yaml.safe_load(BASE_SPEC.replace("extractor: text.length", "extractor: text.lenght")
+                         .replace("inputs: {text: question}\n  ocr", "inputs: {txt: question}\n  ocr"))
+    bad["owner"] = "me"
+    messages = sorted(e.message for e in validator.iter_errors(bad))
+    assert any("'text.lenght' is not one of" in m for m in messages)
+    assert any("'owner' was unexpected" in m for m in messages)

@@ -78,3 +78,15 @@ def test_broken_contracts_are_caught(cls, message):
     with pytest.raises(AssertionError) as info:
         check_extractor(cls)
     assert message in str(info.value)
+
+
+def test_featurekit_project_fixture_builds_applies_and_reads(featurekit_project):
+    import types
+    mod = types.ModuleType("good_plugin")
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Good])
+    featurekit_project.plugins = [mod]
+    featurekit_project.write({"n": {"extractor": "t.good", "inputs": {"text": "q"}}},
+                             rows=[{"id": 2, "q": "banana"}, {"id": 1, "q": None}])
+    assert featurekit_project.plan().step("n").action == "create"
+    assert featurekit_project.apply().ok
+    assert featurekit_project.table().column("n").to_pylist() == [0, 6]

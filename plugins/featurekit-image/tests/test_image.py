@@ -1,5 +1,4 @@
 import io
-import textwrap
 
 import imagehash
 import pyarrow as pa
@@ -50,32 +49,23 @@ def test_size_and_format():
     assert ImageFormat()(batch).to_pylist() == ["PNG", "PNG", "JPEG"]
 
 
-def test_corrupt_blob_is_a_row_error_in_apply(tmp_path, monkeypatch):
-    monkeypatch.setenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setenv("FEATUREKIT_PLUGINS", "featurekit_image")
-    (tmp_path / "img").mkdir()
-    rows = []
-    for i, blob in enumerate(IMAGES + [b"not an image"]):
-        (tmp_path / "img" / f"{i}.bin").write_bytes(blob)
-        rows.append(f'{{"id": {i}, "path": "img/{i}.bin"}}')
-    (tmp_path / "rows.jsonl").write_text("\n".join(rows) + "\n")
-    (tmp_path / "spec.yaml").write_text(textwrap.dedent("""\
-        featurekit: 1
-        name: images
-        table: {db: data, name: images}
-        source: {format: jsonl, path: rows.jsonl, key: id, files: {image: path}}
-        features:
-          dhash: {tier: 2, extractor: image.dhash, inputs: {image: image}, on_error: {max_failure_rate: 0.5}}
-          size: {tier: 2, extractor: image.size, inputs: {image: image}, outputs: [width, height],
-                 on_error: {max_failure_rate: 0.5}}
-        """))
-    result = featurekit.apply(tmp_path / "spec.yaml")
+def test_corrupt_blob_is_a_row_error_in_apply(featurekit_project):
+    import featurekit_image
+    featurekit_project.plugins = [featurekit_image]
+    blobs = IMAGES + [b"not an image"]
+    featurekit_project.write(
+        {"dhash": {"tier": 2, "extractor": "image.dhash", "inputs": {"image": "image"},
+                   "on_error": {"max_failure_rate": 0.5}},
+         "size": {"tier": 2, "extractor": "image.size", "inputs": {"image": "image"},
+                  "outputs": ["width", "height"], "on_error": {"max_failure_rate": 0.5}}},
+        rows=[{"id": i, "path": f"img/{i}.bin"} for i in range(len(blobs))],
+        files={f"img/{i}.bin": b for i, b in enumerate(blobs)}, file_columns={"image": "path"})
+    result = featurekit_project.apply()
     assert result.ok
     assert (result.run.features["dhash"].computed, result.run.features["dhash"].failed) == (3, 1)
     assert result.run.features["dhash"].errors[0][0] == 3
     assert result.run.features["dhash"].errors[0][1].startswith("UnidentifiedImageError")
-    import lance
-    t = lance.dataset(str(tmp_path / "data" / "images.lance")).to_table().sort_by("id")
+    t = featurekit_project.table()
     assert t.column("dhash").to_pylist()[:3] == [int(str(imagehash.dhash(Image.open(io.BytesIO(b)))), 16)
                                                 for b in IMAGES]
     assert t.column("dhash")[3].as_py() is None
