@@ -145,6 +145,7 @@ class TestProject:
         import json
 
         import yaml
+        self.root.mkdir(parents=True, exist_ok=True)
         for rel, blob in (files or {}).items():
             path = self.root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
