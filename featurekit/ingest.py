@@ -49,13 +49,15 @@ class PreparedIngest:
             schema = schema.set(i, field_) if i >= 0 else schema.append(field_)
         return schema
 
-    def batches(self, chunk_rows: int = 256):
-        """The new rows with file bytes loaded, chunk by chunk; unreadable files become issues."""
+    def batches(self, start: int = 0, stop: int | None = None, chunk_rows: int = 256):
+        """New rows [start, stop) with file bytes loaded, chunk by chunk; unreadable files
+        become issues."""
         schema = self.schema()
+        rows = self.new_rows.slice(start, (stop if stop is not None else self.count) - start)
         if not self.files:
-            yield from self.new_rows.cast(schema).to_batches()
+            yield from rows.cast(schema).to_batches()
             return
-        for batch in self.new_rows.to_batches(max_chunksize=chunk_rows):
+        for batch in rows.to_batches(max_chunksize=chunk_rows):
             table = pa.Table.from_batches([batch])
             for target, path_col in self.files.items():
                 table = _load_files(table, target, path_col, self.root, self.key, self.issues)

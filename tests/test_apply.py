@@ -373,3 +373,20 @@ def test_the_working_directory_does_not_change_the_plan(project, run_cli, monkey
     code, out, err = run_cli("plan", "spec.yaml", cwd=project.root)
     assert "source: unchanged since the last ingest" in out
     assert out.rstrip().endswith("nothing to do: everything is up to date")
+
+
+def test_ingest_commits_in_groups_and_an_interrupted_ingest_resumes(project):
+    spec = project.write_spec(BASE_SPEC.replace("table:\n", "engine: {kind: local, ingest_commit_rows: 16}\ntable:\n")
+                              .replace("  name: textvqa\n", "  name: textvqa\n  fragment_rows: 8\n"))
+    featurekit.apply(spec, select=["question_length"])
+    ds = project.dataset()
+    operations = [type(ds.read_transaction(v["version"]).operation).__name__ for v in ds.versions()]
+    assert operations[:3] == ["Overwrite", "Append", "Append"]  # 16 + 16 + 8 rows: three commits
+    assert ds.count_rows() == 40 and len(ds.get_fragments()) == 5  # at most 8 rows a fragment
+    # a crash after the first group: the next apply appends only the missing keys
+    import shutil
+    shutil.rmtree(project.root / "data")
+    first_group = [json.loads(line) for line in (project.root / "raw" / "train.jsonl").read_text().splitlines()[:16]]
+    lance.write_dataset(pa.Table.from_pylist(first_group), project.uri)
+    result = featurekit.apply(spec)
+    assert result.run.ingested == 24 and project.dataset().count_rows() == 40

@@ -90,15 +90,19 @@ class LocalEngine(Engine):
                     ds = _open(uri)
                 schema = pa.schema([ds.schema.field(f.name).remove_metadata() for f in schema])
 
-            def counted():
+            def counted(start: int, stop: int):
                 nonlocal written
-                for batch in prepared.batches():
+                for batch in prepared.batches(start, stop):
                     written += batch.num_rows
                     yield batch.cast(schema)
 
-            reader = pa.RecordBatchReader.from_batches(schema, counted())
-            ds = lance.write_dataset(reader, uri, mode="create" if ds is None else "append",
-                                     max_rows_per_file=project.spec.table.fragment_rows)
+            # One commit per group of fragments: a crash loses at most one group, and the
+            # next apply skips the keys already in (ingest is keyed).
+            step = int(self.options.get("ingest_commit_rows", project.spec.table.fragment_rows * 16))
+            for start in range(0, prepared.count, step):
+                reader = pa.RecordBatchReader.from_batches(schema, counted(start, start + step))
+                ds = lance.write_dataset(reader, uri, mode="create" if ds is None else "append",
+                                         max_rows_per_file=project.spec.table.fragment_rows)
         if ds is not None:
             ds.update_schema_metadata({SOURCE_META.decode(): json.dumps(prepared.signature, sort_keys=True)})
         return written
@@ -126,7 +130,7 @@ class LocalEngine(Engine):
                     addrs = frag.to_table(columns=[], filter=scope, with_row_address=True).column("_rowaddr")
                     in_scope = tuple(a & 0xFFFFFFFF for a in addrs.to_pylist())
                 full = fresh_column or (scope is None and n == frag.count_rows())
-                work.append(FragmentTask(uri, ds.version, frag.fragment_id, task, in_scope, full))
+                work.append(FragmentTask(ds, frag.fragment_id, task, in_scope, full))
                 total += n
         reporter.feature_started(f.name, total)
         if upstream_bad:

@@ -48,8 +48,7 @@ class FeatureTask:
 
 @dataclass(frozen=True)
 class FragmentTask:
-    uri: str
-    version: int
+    dataset: Any                      # the LanceDataset at the version the work was planned on
     fragment_id: int
     feature: FeatureTask
     in_scope: tuple[int, ...] | None  # physical offsets allowed (the `only` slice), None: all
@@ -69,20 +68,6 @@ class FragmentResult:
 
 _LOCK = threading.Lock()
 _EXTRACTORS: dict[tuple, Extractor] = {}
-_DATASETS: dict[tuple[str, int], Any] = {}
-
-
-def _dataset(uri: str, version: int):
-    """One open dataset per (uri, version) per process: opening costs more than a small fragment."""
-    with _LOCK:
-        ds = _DATASETS.get((uri, version))
-        if ds is None:
-            import lance
-            _DATASETS.clear()
-            ds = _DATASETS[(uri, version)] = lance.dataset(uri, version=version)
-    return ds
-
-
 def get_extractor(task: FeatureTask) -> Extractor:
     """One extractor per worker process, set up once (threads share it)."""
     cache_key = (task.extractor_cls, task.params.model_dump_json())
@@ -209,7 +194,7 @@ class FragmentJob:
         self.task = task
         self.started = time.perf_counter()
         ft = task.feature
-        ds = _dataset(task.uri, task.version)
+        ds = task.dataset
         self.fragment = ds.get_fragment(task.fragment_id)
         self.physical = self.fragment.physical_rows
         value_cols = list(ft.output_types)
@@ -218,7 +203,7 @@ class FragmentJob:
         self.schema = pa.schema([pa.field(c, ft.output_types[c]) for c in value_cols]
                                 + [pa.field(ft.state_column, pa.string())])
         name = f"{uuid.uuid4().hex}.lance"
-        self.writer = LanceFileWriter(os.path.join(task.uri, "data", name), self.schema, version=_file_version(ds))
+        self.writer = LanceFileWriter(os.path.join(ds.uri, "data", name), self.schema, version=_file_version(ds))
         self.scope = set(task.in_scope) if task.in_scope is not None else None
         self.result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in self.schema.names])
         self.cursor = 0
