@@ -390,3 +390,30 @@ def test_ingest_commits_in_groups_and_an_interrupted_ingest_resumes(project):
     lance.write_dataset(pa.Table.from_pylist(first_group), project.uri)
     result = featurekit.apply(spec)
     assert result.run.ingested == 24 and project.dataset().count_rows() == 40
+
+
+class OnlyOdd(featurekit.Extractor):
+    """Raises on any batch holding an even number."""
+
+    name = "acme.only_odd"
+    inputs = {"n": "integer"}
+    def output_type(self):
+        return pa.int64()
+
+    def __call__(self, batch):
+        values = batch.column("n").to_pylist()
+        if any(v % 2 == 0 for v in values):
+            raise ValueError("even")
+        return pa.array(values, pa.int64())
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_failing_rows_are_isolated_by_halving_at_any_batch_size(project, batch_size):
+    spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  odd:\n    extractor: acme.only_odd\n"
+                                                "    inputs: {n: question_id}\n"
+                                                f"    resources: {{batch_size: {batch_size}}}\n"
+                                                "    on_error: {max_failure_rate: 1}\nslices:\n"))
+    result = featurekit.apply(spec, registry=registry_with(OnlyOdd))
+    assert (result.run.features["odd"].computed, result.run.features["odd"].failed) == (20, 20)
+    assert column(project, "odd") == [i if i % 2 else None for i in range(40)]
+    assert column(project, "_fk_odd")[0].endswith("!ValueError: even")

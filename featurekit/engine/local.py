@@ -112,7 +112,6 @@ class LocalEngine(Engine):
                  result: RunResult) -> FeatureRun:
         run = FeatureRun(f.name)
         started = time.perf_counter()
-        uri = project.table_uri
         ds = self._prepare_columns(project, f, step)
         upstream_bad = [u for u in f.depends_on if u in result.features and result.features[u].error
                         and not result.features[u].computed]

@@ -127,30 +127,22 @@ def compute_rows(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch):
     """Values for every row of `batch`, and an error message (or None) per row, or None
     when no row failed.
 
-    A batch that raises is retried row by row so one bad row costs no other row its value.
+    A batch that raises is split in halves until the rows that raise are alone, so a bad
+    row costs no other row its value and a GPU batch is not redone one row at a time.
     """
     try:
         return call_extractor(ext, task, batch), None  # None: no row failed
     except FeatureError:
         raise
-    except Exception:
+    except Exception as exc:
         if batch.num_rows == 1:
-            raise
-    parts: dict[str, list] = {c: [] for c in task.output_types}
-    errors: list[str | None] = []
-    for i in range(batch.num_rows):
-        row = batch.slice(i, 1)
-        try:
-            vals = call_extractor(ext, task, row)
-            errors.append(None)
-        except FeatureError:
-            raise
-        except Exception as exc:
-            vals = {c: pa.nulls(1, t) for c, t in task.output_types.items()}
-            errors.append(_message(exc))
-        for c in parts:
-            parts[c].append(vals[c])
-    return {c: pa.concat_arrays(v) for c, v in parts.items()}, errors
+            return {c: pa.nulls(1, t) for c, t in task.output_types.items()}, [_message(exc)]
+    mid = batch.num_rows // 2
+    (left, left_err), (right, right_err) = (compute_rows(ext, task, batch.slice(0, mid)),
+                                            compute_rows(ext, task, batch.slice(mid)))
+    values = {c: pa.concat_arrays([left[c], right[c]]) for c in task.output_types}
+    errors = (left_err or [None] * mid) + (right_err or [None] * (batch.num_rows - mid))
+    return values, errors
 
 
 def _message(exc: BaseException) -> str:
