@@ -174,12 +174,12 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
             changing.add(name)
             steps.append(FeatureStep(action="create", reasons=("new feature",) if old is None else
                                      (f"columns missing from the table: {', '.join(missing_cols) or f.state_column}",),
-                                     rows=(total + incoming) if not f.spec.only else None, **base))
+                                     rows=_rows_in_scope(project, f, dataset, total, incoming), **base))
             continue
         if old.fingerprint != f.fingerprint:
             changing.add(name)
             steps.append(FeatureStep(action="recompute", reasons=tuple(stale_reasons(f, old, changing)),
-                                     rows=(total + incoming) if not f.spec.only else None, **base))
+                                     rows=_rows_in_scope(project, f, dataset, total, incoming), **base))
             continue
         steps.append(_fill_step(project, f, dataset, incoming, base))
     orphans = tuple(OrphanStep(n, s.columns + (f"_fk_{n}",), "drop" if prune else "keep")
@@ -200,16 +200,38 @@ def only_filter(project: Project, f: Feature) -> str | None:
     return f"({where})" if where else None
 
 
+def _count(dataset, *filters: str | None) -> int | None:
+    """Rows matching all `filters`; None when a filter names a column not in the table yet
+    (an `only:` slice over a feature this apply creates)."""
+    where = " AND ".join(f for f in filters if f)
+    try:
+        return dataset.count_rows(filter=where or None)
+    except (ValueError, OSError):
+        return None
+
+
+def _rows_in_scope(project: Project, f: Feature, dataset, total: int, incoming: int) -> int | None:
+    scope = only_filter(project, f)
+    if scope is None:
+        return total + incoming
+    if dataset is None or incoming:
+        return None  # the new rows' slice membership is known only once their features exist
+    return _count(dataset, scope)
+
+
 def _fill_step(project: Project, f: Feature, dataset, incoming: int, base: dict) -> FeatureStep:
     state, fp = f.state_column, f.fingerprint
     scope = only_filter(project, f)
-    pending_filter = f"{state} IS NULL" + (f" AND {scope}" if scope else "")
     failed = dataset.count_rows(filter=failed_filter(state, fp))
-    todo = dataset.count_rows(filter=todo_filter(state, fp) + (f" AND {scope}" if scope else ""))
-    pending = dataset.count_rows(filter=pending_filter) if todo else 0
+    todo = _count(dataset, todo_filter(state, fp), scope)
+    if todo is None:  # the slice cannot be evaluated yet: every row not done may need work
+        todo = dataset.count_rows(filter=todo_filter(state, fp))
+        scope = None
+    pending = dataset.count_rows(filter=" AND ".join(filter(None, [f"{state} IS NULL", scope]))) if todo else 0
     outdated = max(todo - pending - failed, 0)
     new_rows = pending + incoming
     if not (new_rows or failed or outdated):
         return FeatureStep(action="none", reasons=(), **base)
-    return FeatureStep(action="fill", reasons=(), rows=new_rows + failed + outdated if not scope else None,
-                       new_rows=new_rows, failed_rows=failed, outdated_rows=outdated, **base)
+    rows = new_rows + failed + outdated if not (only_filter(project, f) and incoming) else None
+    return FeatureStep(action="fill", reasons=(), rows=rows, new_rows=new_rows, failed_rows=failed,
+                       outdated_rows=outdated, **base)

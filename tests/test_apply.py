@@ -417,3 +417,16 @@ def test_failing_rows_are_isolated_by_halving_at_any_batch_size(project, batch_s
     assert (result.run.features["odd"].computed, result.run.features["odd"].failed) == (20, 20)
     assert column(project, "odd") == [i if i % 2 else None for i in range(40)]
     assert column(project, "_fk_odd")[0].endswith("!ValueError: even")
+
+
+def test_only_computes_the_rows_of_the_slice_and_the_plan_counts_them(project):
+    spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  dense_type:\n    extractor: text.question_type\n"
+                                                "    inputs: {text: question}\n    only: text_dense\nslices:\n"))
+    featurekit.apply(spec, select=["ocr_token_count"])
+    dense = [i for i, n in enumerate(column(project, "ocr_token_count")) if n >= 8]
+    assert featurekit.plan(spec).step("dense_type").rows == len(dense)
+    result = featurekit.apply(spec)
+    assert result.run.features["dense_type"].computed == len(dense)
+    values = column(project, "dense_type")
+    assert [i for i, v in enumerate(values) if v is not None] == dense
+    assert featurekit.plan(spec).step("dense_type").action == "none"
