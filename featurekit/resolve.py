@@ -148,6 +148,16 @@ class _Resolver:
         except ValidationError:
             return None
 
+    def engine(self, spec: Spec) -> None:
+        entry = self.registry.get("engine", spec.engine.kind)
+        if entry is None:
+            self.problem(("engine",), self.registry.unknown("engine", spec.engine.kind))
+            return
+        try:
+            entry.cls.Options.model_validate(spec.engine.options)
+        except ValidationError as exc:
+            self.problems.extend(validation_problems(self.doc, exc, entry.cls.Options, ("engine",)))
+
     # columns ----------------------------------------------------------------------------
     def base_columns(self, spec: Spec) -> tuple[dict[str, Column], Source | None, tuple[Path, ...]]:
         cols: dict[str, Column] = {}
@@ -350,6 +360,7 @@ class _Resolver:
                     self.problem((section, name), str(exc), key=True)
         for name in set(spec.features) & set(spec.slices):
             self.problem(("slices", name), f"{name!r} names both a feature and a slice; rename one", key=True)
+        self.engine(spec)
         cols, source, files = self.base_columns(spec)
         resolved: dict[str, tuple] = {}
         owner: dict[str, str] = {}  # output column -> feature

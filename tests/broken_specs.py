@@ -139,3 +139,12 @@ CASES = [
         "spec.yaml:16:16: features.ocr_token_count.extractor: unknown extractor 'text.cnt'; did you mean 'text.count' or 'text.length'?",
     ]),
 ]
+CASES += [
+    ("unknown-engine", BASE_SPEC.replace("table:\n", "engine: genva\ntable:\n"), [
+        "spec.yaml:3:9: engine: unknown engine 'genva'; run 'featurekit plugins' to list the installed engines",
+    ]),
+    ("unknown-engine-option", BASE_SPEC.replace("table:\n", "engine: {kind: local, workers: 4}\ntable:\n"), [
+        "spec.yaml:3:23: engine.workers: unknown key 'workers'; valid keys: checkpoint_seconds, max_workers, "
+        "ingest_commit_rows",
+    ]),
+]

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 
 @dataclass
 class FeatureRun:
@@ -40,13 +42,22 @@ class Reporter:
     def message(self, text: str) -> None: ...
 
 
+class EngineOptions(BaseModel):
+    """An engine's options (``engine: {kind: NAME, ...}`` in the spec); unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Engine:
     """Subclass and register with ``featurekit_register_engines`` to run plans elsewhere."""
 
     name: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = EngineOptions
 
-    def __init__(self, options: dict[str, Any] | None = None):
-        self.options = dict(options or {})
+    def __init__(self, options: BaseModel | dict[str, Any] | None = None):
+        if not isinstance(options, BaseModel):
+            options = self.Options.model_validate(options or {})
+        self.options = options
 
     def run(self, project, plan, prepared, reporter: Reporter) -> RunResult:
         raise NotImplementedError

@@ -23,14 +23,24 @@ from ..errors import RunError
 from ..planner import FeatureStep, Plan, only_filter
 from ..resolve import Feature, Project
 from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
-from . import Engine, FeatureRun, Reporter, RunResult
+from pydantic import Field
+
+from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
 from .work import FeatureError, FeatureTask, FragmentJob, FragmentResult, FragmentTask, compute_fragment, compute_piece
 
 PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process time above which a worker pool pays off
 
 
+class LocalOptions(EngineOptions):
+    checkpoint_seconds: float = Field(30.0, gt=0, description="commit finished fragments at least this often")
+    max_workers: int | None = Field(None, gt=0, description="cap on worker processes (default: the cores)")
+    ingest_commit_rows: int | None = Field(None, gt=0, description="rows a commit while ingesting "
+                                           "(default: 16 fragments)")
+
+
 class LocalEngine(Engine):
     name = "local"
+    Options = LocalOptions
 
     def run(self, project: Project, plan: Plan, prepared, reporter: Reporter) -> RunResult:
         import lance  # noqa: F401  (heavy: only when there is work)
@@ -98,7 +108,7 @@ class LocalEngine(Engine):
 
             # One commit per group of fragments: a crash loses at most one group, and the
             # next apply skips the keys already in (ingest is keyed).
-            step = int(self.options.get("ingest_commit_rows", project.spec.table.fragment_rows * 16))
+            step = self.options.ingest_commit_rows or project.spec.table.fragment_rows * 16
             for start in range(0, prepared.count, step):
                 reader = pa.RecordBatchReader.from_batches(schema, counted(start, start + step))
                 ds = lance.write_dataset(reader, uri, mode="create" if ds is None else "append",
@@ -192,11 +202,11 @@ class LocalEngine(Engine):
             return min(f.resources.workers, n_tasks)
         if f.resources.gpus:
             return 1
-        return max(1, min(os.cpu_count() or 1, n_tasks, int(self.options.get("max_workers", 64))))
+        return max(1, min(os.cpu_count() or 1, n_tasks, self.options.max_workers or 64))
 
     def _execute(self, project: Project, f: Feature, work: list[FragmentTask], ds, run: FeatureRun,
                  reporter: Reporter) -> None:
-        checkpoint = float(self.options.get("checkpoint_seconds", 30))
+        checkpoint = self.options.checkpoint_seconds
         pending: list[FragmentResult] = []
         last_commit = time.perf_counter()
         read_version = ds.version
