@@ -5,7 +5,6 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw
 
-import featurekit
 from featurekit.testing import check_extractor
 from featurekit_image import DHash, ImageFormat, ImageSize, PHash, hamming
 
