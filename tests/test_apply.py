@@ -430,3 +430,33 @@ def test_only_computes_the_rows_of_the_slice_and_the_plan_counts_them(project):
     values = column(project, "dense_type")
     assert [i for i, v in enumerate(values) if v is not None] == dense
     assert featurekit.plan(spec).step("dense_type").action == "none"
+
+
+class NoModel(featurekit.Extractor):
+    name = "acme.nomodel"
+    inputs = {"text": pa.string()}
+
+    def setup(self):
+        raise OSError("model folder models/missing not found")
+
+    def output_type(self):
+        return pa.int32()
+
+    def __call__(self, batch):
+        return pa.array([0] * batch.num_rows, pa.int32())
+
+
+def test_a_failing_setup_fails_its_feature_with_a_message_and_exit_1(project, run_cli, monkeypatch, tmp_path):
+    (tmp_path / "nomodel_plugin.py").write_text(
+        "import featurekit, pyarrow as pa\n"
+        "from test_apply import NoModel\n"
+        "featurekit_register_extractors = featurekit.hookimpl(lambda: [NoModel])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("FEATUREKIT_PLUGINS", "nomodel_plugin")
+    project.write_spec(BASE_SPEC.replace("slices:\n", "  broken:\n    extractor: acme.nomodel\n"
+                                                      "    inputs: {text: question}\nslices:\n"))
+    code, out, err = run_cli("apply", "-q", "spec.yaml", cwd=project.root)
+    assert code == 1
+    assert "error: feature 'broken': acme.nomodel setup failed: OSError: model folder models/missing not found" in err
+    assert "Traceback" not in err
+    assert "  question_length: 40 computed, 0 failed" in out

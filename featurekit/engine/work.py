@@ -75,7 +75,11 @@ def get_extractor(task: FeatureTask) -> Extractor:
         ext = _EXTRACTORS.get(cache_key)
         if ext is None:
             ext = task.extractor_cls(task.params)
-            ext.setup()
+            try:
+                ext.setup()
+            except Exception as exc:  # a missing model, no GPU, ...: this feature fails, not the run
+                raise FeatureError(f"feature {task.feature!r}: {task.extractor_cls.name} setup failed: "
+                                   f"{_message(exc)}") from exc
             _EXTRACTORS[cache_key] = ext
     return ext
 
