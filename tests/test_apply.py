@@ -460,3 +460,23 @@ def test_a_failing_setup_fails_its_feature_with_a_message_and_exit_1(project, ru
     assert "error: feature 'broken': acme.nomodel setup failed: OSError: model folder models/missing not found" in err
     assert "Traceback" not in err
     assert "  question_length: 40 computed, 0 failed" in out
+
+
+def test_progress_is_reported_after_every_batch_not_every_fragment(project):
+    from featurekit.engine import Reporter
+
+    class Recorder(Reporter):
+        def __init__(self):
+            self.calls = []
+
+        def feature_started(self, name, rows):
+            self.calls.append(("start", name, rows))
+
+        def rows_done(self, name, rows):
+            self.calls.append(("rows", name, rows))
+
+    spec = project.write_spec(BASE_SPEC.replace("    inputs: {text: question}\n  ocr",
+                                                "    inputs: {text: question}\n    resources: {batch_size: 8}\n  ocr"))
+    recorder = Recorder()
+    featurekit.apply(spec, select=["question_length"], reporter=recorder)
+    assert recorder.calls == [("start", "question_length", 40)] + [("rows", "question_length", 8)] * 5

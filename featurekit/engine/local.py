@@ -1,4 +1,4 @@
-"""The embedded engine: pylance in this process, plus spawned workers for CPU-bound work.
+"""The embedded engine: pylance in this process, plus worker processes for CPU-bound work.
 
 Data evolution only: a feature's columns are first added as all-null columns (metadata,
 no data written), then filled fragment by fragment with DataReplacement commits. The
@@ -8,6 +8,7 @@ left off: rows already computed carry the current fingerprint in the state colum
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -18,13 +19,12 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
+from pydantic import Field
 
 from ..errors import RunError
 from ..planner import FeatureStep, Plan, only_filter
 from ..resolve import Feature, Project
 from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
-from pydantic import Field
-
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
 from .work import FeatureError, FeatureTask, FragmentJob, FragmentResult, FragmentTask, compute_fragment, compute_piece
 
@@ -217,12 +217,11 @@ class LocalEngine(Engine):
             run.computed += res.computed
             run.failed += res.failed
             run.errors.extend(res.errors[: max(0, 5 - len(run.errors))])
-            reporter.rows_done(f.name, res.computed + res.failed)
             if time.perf_counter() - last_commit > checkpoint:
                 read_version = self._commit(project, pending, read_version, run)
                 last_commit = time.perf_counter()
 
-        queue = list(work)
+        queue = [dataclasses.replace(t, on_rows=lambda n: reporter.rows_done(f.name, n)) for t in work]
         workers = self._workers(f, len(queue))
         try:
             if workers > 1 and (f.resources.workers or 0) > 1:

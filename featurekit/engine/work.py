@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -53,6 +53,7 @@ class FragmentTask:
     feature: FeatureTask
     in_scope: tuple[int, ...] | None  # physical offsets allowed (the `only` slice), None: all
     full: bool                        # every row needs work: no existing values to keep
+    on_rows: Callable[[int], None] | None = None  # progress: rows done, after each piece
 
 
 @dataclass
@@ -203,6 +204,7 @@ class FragmentJob:
         self.scope = set(task.in_scope) if task.in_scope is not None else None
         self.result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in self.schema.names])
         self.cursor = 0
+        self.reported = 0
 
     def pieces(self):
         ft = self.task.feature
@@ -241,6 +243,10 @@ class FragmentJob:
             out = _assemble(self.task, piece.batch, piece.run_idx, piece.todo, piece.blocked, values, errors,
                             piece.offsets.values, self.result)
         self.writer.write_batch(_fill_gaps(out, piece.offsets))
+        done = self.result.computed + self.result.failed
+        if self.task.on_rows is not None and done > self.reported:
+            self.task.on_rows(done - self.reported)
+            self.reported = done
 
     def _all_computed(self, piece: Piece, values: dict[str, pa.Array]) -> pa.RecordBatch:
         ft = self.task.feature
