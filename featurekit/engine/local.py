@@ -26,7 +26,8 @@ from ..planner import FeatureStep, Plan, only_filter
 from ..resolve import Feature, Project
 from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
-from .work import FeatureError, FeatureTask, FragmentJob, FragmentResult, FragmentTask, compute_fragment, compute_piece
+from .work import (FeatureError, FeatureTask, FragmentJob, FragmentResult, FragmentTask, compute_fragment,
+                   compute_piece, release_extractor)
 
 PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process time above which a worker pool pays off
 
@@ -148,6 +149,8 @@ class LocalEngine(Engine):
             self._execute(project, f, work, ds, run, reporter)
         except FeatureError as exc:
             run.error = str(exc)
+        finally:
+            release_extractor(task)  # a model loaded here must not outlive its feature
         run.seconds = time.perf_counter() - started
         rate = f.spec.on_error.max_failure_rate
         attempted = run.computed + run.failed

@@ -1,9 +1,9 @@
 """One unit of work: compute a feature for the rows of one fragment that need it.
 
-Runs in the driver or in a spawned worker process. It reads the fragment, calls the
-extractor batch by batch, isolates rows that raise, and writes a new data file holding
-the feature's columns and its state column for every physical row of the fragment. The
-driver commits the file (a Lance DataReplacement); until then nothing is visible.
+A `FragmentJob` reads the fragment and writes a new data file holding the feature's
+columns and its state column for every physical row; `compute_piece` runs the extractor
+on one batch (in this process, a thread or a worker process) and isolates rows that
+raise. The engine commits the file (a Lance DataReplacement); until then nothing is visible.
 """
 from __future__ import annotations
 
@@ -69,9 +69,21 @@ class FragmentResult:
 
 _LOCK = threading.Lock()
 _EXTRACTORS: dict[tuple, Extractor] = {}
+
+
+def _cache_key(task: FeatureTask) -> tuple:
+    return (task.extractor_cls, task.params.model_dump_json())
+
+
+def release_extractor(task: FeatureTask) -> None:
+    """Forget this process's extractor for `task` (and the model it holds) once a feature is done."""
+    with _LOCK:
+        _EXTRACTORS.pop(_cache_key(task), None)
+
+
 def get_extractor(task: FeatureTask) -> Extractor:
     """One extractor per worker process, set up once (threads share it)."""
-    cache_key = (task.extractor_cls, task.params.model_dump_json())
+    cache_key = _cache_key(task)
     with _LOCK:
         ext = _EXTRACTORS.get(cache_key)
         if ext is None:
