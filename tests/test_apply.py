@@ -480,3 +480,18 @@ def test_progress_is_reported_after_every_batch_not_every_fragment(project):
     recorder = Recorder()
     featurekit.apply(spec, select=["question_length"], reporter=recorder)
     assert recorder.calls == [("start", "question_length", 40)] + [("rows", "question_length", 8)] * 5
+
+
+def test_rows_deleted_from_the_table_keep_every_value_in_its_place(project):
+    Flaky.FIXED = False
+    featurekit.apply(project.spec)
+    project.dataset().delete("question_id IN (0, 3, 4, 17, 39)")  # holes at the start, inside, at the end
+    spec = project.write_spec(FLAKY)
+    reg = registry_with(Flaky)
+    result = featurekit.apply(spec, registry=reg)  # a new column over fragments with deletions
+    assert result.run.features["flaky"].computed + result.run.features["flaky"].failed == 35
+    Flaky.FIXED = True
+    result = featurekit.apply(spec, registry=reg)  # a partial rewrite of those fragments
+    rows = project.dataset().to_table(columns=["question", "flaky", "question_length"]).to_pylist()
+    assert len(rows) == 35
+    assert all(r["flaky"] == len(r["question"]) == r["question_length"] for r in rows)

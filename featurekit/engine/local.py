@@ -135,12 +135,9 @@ class LocalEngine(Engine):
         for frag in ds.get_fragments():
             n = frag.count_rows() if fresh_column else frag.count_rows(filter=todo + (f" AND {scope}" if scope else ""))
             if n:
-                in_scope = None
-                if scope:
-                    addrs = frag.to_table(columns=[], filter=scope, with_row_address=True).column("_rowaddr")
-                    in_scope = tuple(a & 0xFFFFFFFF for a in addrs.to_pylist())
                 full = fresh_column or (scope is None and n == frag.count_rows())
-                work.append(FragmentTask(ds, frag.fragment_id, task, in_scope, full))
+                work.append(FragmentTask(ds, frag.fragment_id, task, full,
+                                         filter=None if full else todo + (f" AND {scope}" if scope else "")))
                 total += n
         reporter.feature_started(f.name, total)
         if upstream_bad:

@@ -51,8 +51,8 @@ class FragmentTask:
     dataset: Any                      # the LanceDataset at the version the work was planned on
     fragment_id: int
     feature: FeatureTask
-    in_scope: tuple[int, ...] | None  # physical offsets allowed (the `only` slice), None: all
-    full: bool                        # every row needs work: no existing values to keep
+    full: bool                        # every row needs work: stream, no existing values to keep
+    filter: str | None = None         # partial jobs: SQL selecting the rows that need work
     on_rows: Callable[[int], None] | None = None  # progress: rows done, after each piece
 
 
@@ -180,14 +180,13 @@ def _upstream_missing(batch: pa.RecordBatch, task: FeatureTask) -> list[str | No
 
 @dataclass
 class Piece:
-    """One batch of a fragment as read, and the rows of it the extractor must see."""
+    """Rows of a fragment read together, and those of them the extractor must see."""
 
-    batch: pa.RecordBatch            # inputs, state and (for partial fragments) existing values
-    offsets: "Offsets"
-    logical: pa.RecordBatch | None   # input columns by logical name, rows to compute; None: none
-    run_idx: list[int] | None = None  # rows of `batch` in `logical`; None: all of them (fast path)
-    todo: list[bool] | None = None
-    blocked: list[str | None] | None = None
+    offsets: "Offsets"                      # physical offsets of the rows read
+    keys: list                              # row keys (or offsets) for error reports
+    logical: pa.RecordBatch | None          # inputs by logical name of the rows to run; None: none
+    run_idx: list[int] | None = None        # rows of the piece in `logical`; None: all of them
+    blocked: list[str | None] | None = None  # per row: why it cannot run (an upstream failed)
 
 
 class FragmentJob:
@@ -195,6 +194,11 @@ class FragmentJob:
 
     All Lance I/O happens here, in the process that runs the job; computing a piece
     (`compute_piece`) needs only the extractor, so it can run in another process.
+
+    A full job (every row needs work) streams: read inputs, compute, write. A partial job
+    (retries, new rows of an `only:` slice, an interrupted recompute) reads inputs only for
+    the rows that need work (a Lance filter, so e.g. image bytes of other rows are never
+    read) and merges the results, in physical order, with the values the other rows have.
     """
 
     def __init__(self, task: FragmentTask):
@@ -206,69 +210,127 @@ class FragmentJob:
         ds = task.dataset
         self.fragment = ds.get_fragment(task.fragment_id)
         self.physical = self.fragment.physical_rows
-        value_cols = list(ft.output_types)
-        self.read_cols = list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states) + [ft.state_column]
-                                            + ([] if task.full else value_cols) + ([ft.key] if ft.key else [])))
-        self.schema = pa.schema([pa.field(c, ft.output_types[c]) for c in value_cols]
+        self.schema = pa.schema([pa.field(c, t) for c, t in ft.output_types.items()]
                                 + [pa.field(ft.state_column, pa.string())])
         name = f"{uuid.uuid4().hex}.lance"
         self.writer = LanceFileWriter(os.path.join(ds.uri, "data", name), self.schema, version=_file_version(ds))
-        self.scope = set(task.in_scope) if task.in_scope is not None else None
         self.result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in self.schema.names])
-        self.cursor = 0
+        self.cursor = 0      # next physical offset to write
         self.reported = 0
+        self.pending: pa.Table | None = None  # partial jobs: computed rows not written yet, with "offset"
+        self.existing = None if task.full else self.fragment.to_batches(
+            columns=self.schema.names, with_row_address=True, batch_size=ft.batch_size)
+        self.held: pa.RecordBatch | None = None  # an existing batch waiting for computed rows
 
     def pieces(self):
         ft = self.task.feature
-        for batch in self.fragment.to_batches(columns=self.read_cols, with_row_address=True,
-                                              batch_size=ft.batch_size):
+        columns = list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states) + ([ft.key] if ft.key else [])))
+        for batch in self.fragment.to_batches(columns=columns, filter=None if self.task.full else self.task.filter,
+                                              with_row_address=True, batch_size=ft.batch_size):
             if batch.num_rows:
-                yield self._piece(batch, Offsets(batch.column("_rowaddr")))
+                yield self._piece(batch)
 
-    def _piece(self, batch: pa.RecordBatch, offsets: "Offsets") -> Piece:
+    def _piece(self, batch: pa.RecordBatch) -> Piece:
         ft = self.task.feature
-        todo_arr = pc.fill_null(pc.not_equal(batch.column(ft.state_column), ft.fingerprint), True)
-        if self.scope is None and not ft.upstream_states and pc.all(todo_arr).as_py():
-            return Piece(batch, offsets, _logical(batch, ft))  # every row runs: no per-row Python
-        n = batch.num_rows
-        todo = todo_arr.to_pylist()
-        if self.scope is not None:
-            todo = [t and (o in self.scope) for t, o in zip(todo, offsets.values)]
-        blocked = _upstream_missing(batch, ft) if ft.upstream_states else [None] * n
-        run_idx = [i for i in range(n) if todo[i] and blocked[i] is None]
+        offsets = Offsets(batch.column("_rowaddr"))
+        keys = batch.column(ft.key).to_pylist() if ft.key else offsets.values
+        blocked = _upstream_missing(batch, ft) if ft.upstream_states else None
+        if blocked is None or not any(blocked):
+            return Piece(offsets, keys, _logical(batch, ft))
+        run_idx = [i for i, b in enumerate(blocked) if b is None]
         logical = _logical(batch.take(pa.array(run_idx, pa.int64())), ft) if run_idx else None
-        return Piece(batch, offsets, logical, run_idx, todo, blocked)
+        return Piece(offsets, keys, logical, run_idx, blocked)
 
     def finish(self, piece: Piece, values: dict[str, pa.Array], errors: list[str | None] | None) -> None:
-        """Write the piece: computed rows from `values`, the others as the fragment had them."""
-        if piece.offsets.first > self.cursor:  # deleted rows before this batch
-            self.writer.write_batch(_nulls(self.schema, piece.offsets.first - self.cursor))
-        self.cursor = piece.offsets.last + 1
-        n = piece.batch.num_rows
-        if piece.run_idx is None and errors is None:
-            out = self._all_computed(piece, values)
-        elif piece.run_idx is None:
-            out = _assemble(self.task, piece.batch, list(range(n)), [True] * n, [None] * n, values, errors,
-                            piece.offsets.values, self.result)
+        """Take the computed values of a piece and write whatever is ready."""
+        out = self._computed(piece, values, errors)
+        if self.task.full:
+            self._write(out, piece.offsets)
         else:
-            errors = errors if errors is not None else [None] * len(piece.run_idx)
-            out = _assemble(self.task, piece.batch, piece.run_idx, piece.todo, piece.blocked, values, errors,
-                            piece.offsets.values, self.result)
-        self.writer.write_batch(_fill_gaps(out, piece.offsets))
+            out = out.append_column("offset", piece.offsets.array)
+            self.pending = out if self.pending is None else pa.concat_tables([self.pending, out])
+            self._drain(piece.offsets.last)
         done = self.result.computed + self.result.failed
         if self.task.on_rows is not None and done > self.reported:
             self.task.on_rows(done - self.reported)
             self.reported = done
 
-    def _all_computed(self, piece: Piece, values: dict[str, pa.Array]) -> pa.RecordBatch:
+    def _computed(self, piece: Piece, values: dict[str, pa.Array], errors: list[str | None] | None) -> pa.Table:
+        """Values and state for every row of the piece."""
         ft = self.task.feature
-        n = piece.batch.num_rows
-        self.result.computed += n
-        state = pa.array([ft.fingerprint], pa.string()).take(pa.array([0] * n, pa.int32()))
-        return pa.record_batch([values[c] for c in ft.output_types] + [state],
-                               names=list(ft.output_types) + [ft.state_column])
+        n = len(piece.offsets.array)
+        if piece.run_idx is None and errors is None:  # the common case, without per-row Python
+            self.result.computed += n
+            state = pa.array([ft.fingerprint], pa.string()).take(pa.array([0] * n, pa.int32()))
+            return pa.table([values[c] for c in ft.output_types] + [state], schema=self.schema)
+        if piece.run_idx is None:
+            messages = list(errors)
+            columns = [values[c] for c in ft.output_types]
+        else:
+            messages = list(piece.blocked)
+            for j, i in enumerate(piece.run_idx):
+                messages[i] = errors[j] if errors is not None else None
+            where = [None] * n
+            for j, i in enumerate(piece.run_idx):
+                where[i] = j
+            index = pa.array(where, pa.int64())
+            columns = [values[c].take(index) if c in values else pa.nulls(n, t) for c, t in ft.output_types.items()]
+        state = []
+        for key, message in zip(piece.keys, messages):
+            if message is None:
+                self.result.computed += 1
+                state.append(ft.fingerprint)
+            else:
+                self.result.failed += 1
+                state.append(ft.fingerprint + FAILED_SEP + message)
+                if len(self.result.errors) < ERROR_SAMPLE:
+                    self.result.errors.append((key, message))
+        return pa.table(columns + [pa.array(state, pa.string())], schema=self.schema)
+
+    def _write(self, table: pa.Table, offsets: "Offsets") -> None:
+        """Write rows at `offsets`, nulls where deleted rows leave gaps."""
+        if offsets.first > self.cursor:
+            self.writer.write_batch(_nulls(self.schema, offsets.first - self.cursor))
+        for batch in _fill_gaps(table, offsets).to_batches():
+            self.writer.write_batch(batch)
+        self.cursor = offsets.last + 1
+
+    def _drain(self, upto: int | None) -> None:
+        """Partial jobs: write the existing rows up to offset `upto` (all when None), with the
+        computed rows in place of theirs."""
+        while True:
+            if self.held is None:
+                self.held = next(self.existing, None)
+                if self.held is None:
+                    return
+                if not self.held.num_rows:
+                    self.held = None
+                    continue
+            offsets = Offsets(self.held.column("_rowaddr"))
+            if upto is not None and offsets.last > upto:
+                return
+            self._write(self._merge(self.held, offsets), offsets)
+            self.held = None
+
+    def _merge(self, existing: pa.RecordBatch, offsets: "Offsets") -> pa.Table:
+        import numpy as np
+        table = pa.Table.from_batches([existing]).select(self.schema.names)
+        if self.pending is None or self.pending.num_rows == 0:
+            return table
+        pending_offsets = self.pending.column("offset").to_numpy()
+        k = int(np.searchsorted(pending_offsets, offsets.last, side="right"))
+        if k == 0:
+            return table
+        computed, self.pending = self.pending.slice(0, k), self.pending.slice(k)
+        rows = np.searchsorted(offsets.array.to_numpy(), pending_offsets[:k])
+        index = np.arange(table.num_rows)
+        index[rows] = table.num_rows + np.arange(k)
+        both = pa.concat_tables([table, computed.select(self.schema.names).cast(self.schema)])
+        return both.take(pa.array(index))
 
     def close(self) -> FragmentResult:
+        if not self.task.full:
+            self._drain(None)
         if self.physical > self.cursor:
             self.writer.write_batch(_nulls(self.schema, self.physical - self.cursor))
         self.writer.close()
@@ -319,59 +381,12 @@ class Offsets:
         return self.array.to_pylist()
 
 
-def _assemble(task: FragmentTask, batch: pa.RecordBatch, run_idx: list[int], todo: list[bool],
-              blocked: list[str | None], values: dict[str, pa.Array], errors: list[str | None],
-              offsets: list[int] | None, result: FragmentResult) -> pa.RecordBatch:
-    ft = task.feature
-    n = batch.num_rows
-    state = batch.column(ft.state_column)
-    position = {i: j for j, i in enumerate(run_idx)}
-    keys = batch.column(ft.key).to_pylist() if ft.key else (offsets or list(range(n)))
-    new_state: list[str | None] = []
-    for i in range(n):
-        if i in position:
-            err = errors[position[i]]
-        elif todo[i]:
-            err = blocked[i]
-        else:
-            new_state.append(state[i].as_py())
-            continue
-        if err is None:
-            result.computed += 1
-            new_state.append(ft.fingerprint)
-        else:
-            result.failed += 1
-            new_state.append(ft.fingerprint + FAILED_SEP + err)
-            if len(result.errors) < ERROR_SAMPLE:
-                result.errors.append((keys[i], err))
-    columns = []
-    for col, typ in ft.output_types.items():
-        columns.append(_merge(batch.column(col) if col in batch.column_names else pa.nulls(n, typ),
-                              values.get(col), run_idx, todo, n, typ))
-    columns.append(pa.array(new_state, pa.string()))
-    return pa.record_batch(columns, names=list(ft.output_types) + [ft.state_column])
-
-
-def _merge(existing: pa.Array, computed: pa.Array | None, run_idx: list[int], todo: list[bool], n: int,
-           typ: pa.DataType) -> pa.Array:
-    """Row i: computed value if it ran, null if it needed work but could not run, else existing."""
-    if computed is None and not any(todo):
-        return existing
-    if len(run_idx) == n:
-        return computed
-    combined = pa.concat_arrays([existing.cast(typ) if not existing.type.equals(typ) else existing,
-                                 computed if computed is not None else pa.nulls(0, typ)])
-    where = {i: n + j for j, i in enumerate(run_idx)}
-    index = [where.get(i, None if todo[i] else i) for i in range(n)]
-    return combined.take(pa.array(index, pa.int64()))
-
-
-def _fill_gaps(batch: pa.RecordBatch, offsets: Offsets) -> pa.RecordBatch:
+def _fill_gaps(table: pa.Table, offsets: Offsets) -> pa.Table:
     """Deleted rows inside a batch leave gaps in the offsets: the file needs a null there."""
     if offsets.contiguous:
-        return batch
+        return table
     start = offsets.first
     index = [None] * (offsets.last - start + 1)
     for j, o in enumerate(offsets.values):
         index[o - start] = j
-    return batch.take(pa.array(index, pa.int64()))
+    return table.take(pa.array(index, pa.int64()))
