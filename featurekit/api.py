@@ -9,7 +9,7 @@ from .engine import Reporter, RunResult
 from .errors import UsageError
 from .ingest import prepare_ingest
 from .loader import load_document
-from .planner import Plan, build_plan
+from .planner import Plan, build_plan, count_rows, only_filter
 from .registry import Registry, default_registry
 from .resolve import Project, resolve, table_uri
 from .table import applies, failed_filter, open_dataset, stored_features, todo_filter
@@ -128,7 +128,9 @@ def status(spec: str | Path | Project, *, registry: Registry | None = None, erro
         state = f.state_column
         computed = ds.count_rows(filter=f"{state} = '{f.fingerprint}'") if step.action != "recompute" else 0
         failed = ds.count_rows(filter=failed_filter(state, f.fingerprint))
-        pending = ds.count_rows(filter=todo_filter(state, f.fingerprint)) - failed
+        scope = only_filter(project, f)  # rows outside an `only:` slice are not pending
+        todo = count_rows(ds, todo_filter(state, f.fingerprint), scope)
+        pending = (todo if todo is not None else ds.count_rows(filter=todo_filter(state, f.fingerprint))) - failed
         sample = ()
         if failed:
             cols = [c for c in [project.key, state] if c and c in ds.schema.names]

@@ -200,7 +200,7 @@ def only_filter(project: Project, f: Feature) -> str | None:
     return f"({where})" if where else None
 
 
-def _count(dataset, *filters: str | None) -> int | None:
+def count_rows(dataset, *filters: str | None) -> int | None:
     """Rows matching all `filters`; None when a filter names a column not in the table yet
     (an `only:` slice over a feature this apply creates)."""
     where = " AND ".join(f for f in filters if f)
@@ -216,14 +216,14 @@ def _rows_in_scope(project: Project, f: Feature, dataset, total: int, incoming: 
         return total + incoming
     if dataset is None or incoming:
         return None  # the new rows' slice membership is known only once their features exist
-    return _count(dataset, scope)
+    return count_rows(dataset, scope)
 
 
 def _fill_step(project: Project, f: Feature, dataset, incoming: int, base: dict) -> FeatureStep:
     state, fp = f.state_column, f.fingerprint
     scope = only_filter(project, f)
     failed = dataset.count_rows(filter=failed_filter(state, fp))
-    todo = _count(dataset, todo_filter(state, fp), scope)
+    todo = count_rows(dataset, todo_filter(state, fp), scope)
     if todo is None:  # the slice cannot be evaluated yet: every row not done may need work
         todo = dataset.count_rows(filter=todo_filter(state, fp))
         scope = None

@@ -495,3 +495,12 @@ def test_rows_deleted_from_the_table_keep_every_value_in_its_place(project):
     rows = project.dataset().to_table(columns=["question", "flaky", "question_length"]).to_pylist()
     assert len(rows) == 35
     assert all(r["flaky"] == len(r["question"]) == r["question_length"] for r in rows)
+
+
+def test_status_does_not_count_rows_outside_an_only_slice_as_pending(project):
+    spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  dense_type:\n    extractor: text.question_type\n"
+                                                "    inputs: {text: question}\n    only: text_dense\nslices:\n"))
+    featurekit.apply(spec)
+    dense = sum(1 for n in column(project, "ocr_token_count") if n >= 8)
+    status = next(f for f in featurekit.status(spec).features if f.name == "dense_type")
+    assert (status.state, status.computed, status.pending) == ("fresh", dense, 0)
