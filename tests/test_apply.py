@@ -504,3 +504,28 @@ def test_status_does_not_count_rows_outside_an_only_slice_as_pending(project):
     dense = sum(1 for n in column(project, "ocr_token_count") if n >= 8)
     status = next(f for f in featurekit.status(spec).features if f.name == "dense_type")
     assert (status.state, status.computed, status.pending) == ("fresh", dense, 0)
+
+
+class UpperV3(Upper):
+    """A new version with a new output type: the column is replaced, not cast."""
+
+    version = "3"
+
+    def output_type(self):
+        return pa.int64()
+
+    def __call__(self, batch):
+        return pa.array([len(t) * 100 for t in batch.column("text").to_pylist()], pa.int64())
+
+
+def test_a_new_output_type_replaces_the_column_and_keeps_the_old_one_in_history(project):
+    spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  shout:\n    extractor: acme.upper\n"
+                                                             "    inputs: {text: question}\nslices:\n"))
+    featurekit.apply(spec, registry=registry_with(Upper))
+    before = project.dataset().version
+    result = featurekit.apply(spec, registry=registry_with(UpperV3))
+    assert result.run.features["shout"].computed == 40
+    assert project.dataset().schema.field("shout").type == pa.int64()
+    assert column(project, "shout") == [len(q) * 100 for q in column(project, "question")]
+    old = lance.dataset(project.uri, version=before).to_table(columns=["shout"]).column("shout")
+    assert old.type == pa.string() and old[0].as_py().isupper()
