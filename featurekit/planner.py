@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .ingest import PreparedIngest
-from .resolve import Feature, Project
+from .resolve import Feature, Project, state_column
 from .table import StoredFeature, failed_filter, stored_features, todo_filter
 
 
@@ -182,8 +182,7 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
                                      rows=_rows_in_scope(project, f, dataset, total, incoming), **base))
             continue
         steps.append(_fill_step(project, f, dataset, incoming, base))
-    orphans = tuple(OrphanStep(n, s.columns + (f"_fk_{n}",), "drop" if prune else "keep")
-                    for n, s in sorted(stored.items()) if n not in project.features)
+    orphans = _orphans(project, stored, "drop" if prune else "keep")
     ingest = None
     if prepared is not None:
         ingest = IngestStep(files=len(project.source_files), changed=prepared.changed, new_rows=prepared.count,
@@ -198,6 +197,19 @@ def only_filter(project: Project, f: Feature) -> str | None:
         return None
     where = project.spec.slices[f.spec.only].where
     return f"({where})" if where else None
+
+
+def _orphans(project: Project, stored: dict[str, StoredFeature], action: str) -> tuple[OrphanStep, ...]:
+    """Columns the table holds for features the spec no longer has, or that a feature no
+    longer produces (its ``outputs:`` changed)."""
+    produced = {c for f in project.features.values() for c in f.columns}
+    out = []
+    for name, s in sorted(stored.items()):
+        if name not in project.features:
+            out.append(OrphanStep(name, s.columns + (state_column(name),), action))
+        elif leftover := tuple(c for c in s.columns if c not in produced):
+            out.append(OrphanStep(f"{name} (old outputs)", leftover, action))
+    return tuple(out)
 
 
 def count_rows(dataset, *filters: str | None) -> int | None:

@@ -529,3 +529,31 @@ def test_a_new_output_type_replaces_the_column_and_keeps_the_old_one_in_history(
     assert column(project, "shout") == [len(q) * 100 for q in column(project, "question")]
     old = lance.dataset(project.uri, version=before).to_table(columns=["shout"]).column("shout")
     assert old.type == pa.string() and old[0].as_py().isupper()
+
+
+class Pair(featurekit.Extractor):
+    name = "acme.pair"
+    inputs = {"text": pa.string()}
+
+    def output_types(self):
+        return {"chars": pa.int32(), "words": pa.int32()}
+
+    def __call__(self, batch):
+        texts = batch.column("text").to_pylist()
+        return {"chars": pa.array([len(t) for t in texts], pa.int32()),
+                "words": pa.array([len(t.split()) for t in texts], pa.int32())}
+
+
+def test_renamed_outputs_leave_an_orphan_that_prune_drops(project, run_cli):
+    spec = BASE_SPEC.replace("slices:\n", "  pair:\n    extractor: acme.pair\n    inputs: {text: question}\n"
+                                          "    outputs: {chars: q_chars, words: q_words}\nslices:\n")
+    reg = registry_with(Pair)
+    featurekit.apply(project.write_spec(spec), registry=reg)
+    featurekit.apply(project.write_spec(spec.replace("words: q_words", "words: q_word_count")), registry=reg)
+    assert {"q_words", "q_word_count"} <= set(project.dataset().schema.names)
+    plan = featurekit.plan(project.spec, registry=reg, prune=True)
+    assert [(o.name, o.columns, o.action) for o in plan.orphans] == [("pair (old outputs)", ("q_words",), "drop")]
+    featurekit.apply(project.spec, registry=reg, prune=True)
+    names = project.dataset().schema.names
+    assert "q_words" not in names and "q_word_count" in names and "q_chars" in names
+    assert column(project, "q_word_count") == [len(q.split()) for q in column(project, "question")]

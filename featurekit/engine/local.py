@@ -165,10 +165,13 @@ class LocalEngine(Engine):
         wanted = [pa.field(c, t, metadata=feature_metadata(f, c, input_fps)) for c, t in f.output_types.items()]
         wanted.append(pa.field(f.state_column, pa.string(), metadata={"featurekit.state_of": f.name}))
         present = {fld.name: fld for fld in ds.schema}
-        stale = [w.name for w in wanted if w.name in present and not present[w.name].type.equals(w.type)]
-        if stale:
-            # the output type changed: the old values stay readable in earlier versions
-            ds.drop_columns(stale + ([f.state_column] if f.state_column not in stale and f.state_column in present else []))
+        have = [w.name for w in wanted if w.name in present]
+        changed = any(not present[n].type.equals(w.type) for w in wanted for n in [w.name] if n in present)
+        if have and (changed or len(have) < len(wanted)):
+            # An output's type changed, or the feature's set of columns did: its columns are
+            # recreated together (a fragment keeps one data file per feature, which Lance's
+            # DataReplacement requires). The old values stay readable in earlier versions.
+            ds.drop_columns(have)
             ds = _open(uri)
             present = {fld.name: fld for fld in ds.schema}
         missing = [w for w in wanted if w.name not in present]
