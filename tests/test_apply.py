@@ -557,3 +557,17 @@ def test_renamed_outputs_leave_an_orphan_that_prune_drops(project, run_cli):
     names = project.dataset().schema.names
     assert "q_words" not in names and "q_word_count" in names and "q_chars" in names
     assert column(project, "q_word_count") == [len(q.split()) for q in column(project, "question")]
+
+
+def test_retries_still_work_after_the_user_compacts_the_table(project):
+    Flaky.FIXED = False
+    spec = project.write_spec(FLAKY.replace("  name: textvqa\n", "  name: textvqa\n  fragment_rows: 10\n"))
+    reg = registry_with(Flaky)
+    featurekit.apply(spec, registry=reg)
+    project.dataset().optimize.compact_files(target_rows_per_fragment=40)  # one fragment, one data file
+    assert len(project.dataset().get_fragments()) == 1
+    Flaky.FIXED = True
+    result = featurekit.apply(spec, registry=reg)
+    assert result.run.features["flaky"].computed == 10
+    assert column(project, "flaky") == [len(q) for q in column(project, "question")]
+    assert featurekit.plan(spec, registry=reg).is_noop
