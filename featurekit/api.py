@@ -9,6 +9,7 @@ from .engine import Reporter, RunResult
 from .errors import UsageError
 from .ingest import prepare_ingest
 from .loader import load_document
+from .lock import table_lock
 from .planner import Plan, build_plan, count_rows, only_filter
 from .registry import Registry, default_registry
 from .resolve import Project, resolve, table_uri
@@ -69,18 +70,26 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
     """Ingest the source and run the plan; `dry_run` only plans. Failed rows are recorded,
     and `ApplyResult.ok` is False when a feature exceeded its failure threshold."""
     project = _project(spec, registry)
-    ds = open_dataset(project.table_uri)
-    prepared = prepare_ingest(project, ds)
-    the_plan = build_plan(project, ds, prepared, selected=_selection(project, select), max_tier=tier, prune=prune)
-    if dry_run or the_plan.is_noop:
-        return ApplyResult(the_plan, None)
+    selected = _selection(project, select)
+    if dry_run:
+        return ApplyResult(plan(project, select=select, tier=tier, prune=prune), None)
+    with table_lock(project.table_uri):  # plan and run under one lock: the plan stays true
+        ds = open_dataset(project.table_uri)
+        prepared = prepare_ingest(project, ds)
+        the_plan = build_plan(project, ds, prepared, selected=selected, max_tier=tier, prune=prune)
+        if the_plan.is_noop:
+            return ApplyResult(the_plan, None)
+        return ApplyResult(the_plan, _run(project, the_plan, prepared, engine, reporter))
+
+
+def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporter: Reporter | None) -> RunResult:
     engine_name = engine or project.spec.engine.kind
     entry = project.registry.get("engine", engine_name)
     if entry is None:
         raise UsageError(project.registry.unknown("engine", engine_name))
     options = project.spec.engine.options if engine_name == project.spec.engine.kind else {}
     runner = entry.cls(options)
-    return ApplyResult(the_plan, runner.run(project, the_plan, prepared, reporter or Reporter()))
+    return runner.run(project, the_plan, prepared, reporter or Reporter())
 
 
 @dataclass(frozen=True)

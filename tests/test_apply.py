@@ -1,4 +1,7 @@
 import json
+import os
+import re
+
 import lance
 import pyarrow as pa
 import pytest
@@ -571,3 +574,35 @@ def test_retries_still_work_after_the_user_compacts_the_table(project):
     assert result.run.features["flaky"].computed == 10
     assert column(project, "flaky") == [len(q) for q in column(project, "question")]
     assert featurekit.plan(spec, registry=reg).is_noop
+
+
+def test_two_concurrent_applies_leave_a_consistent_table(project):
+    import subprocess
+    import sys
+    project.add_rows(2000, start=40, file="raw/more.jsonl")
+    project.write_spec(BASE_SPEC.replace("  name: textvqa\n", "  name: textvqa\n  fragment_rows: 100\n"))
+    run = [sys.executable, "-m", "featurekit", "apply", "-q", "spec.yaml"]
+    subprocess.run(run[:-1] + ["--select", "question_length", "spec.yaml"], cwd=project.root, check=True,
+                   capture_output=True)
+    procs = [subprocess.Popen(run, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    assert all(code in (0, 1) and "Traceback" not in err for code, err in results)
+    assert any(code == 0 for code, _ in results)
+    for code, err in results:
+        if code == 1:
+            assert re.search(r"error: another featurekit apply \(pid \d+\) is writing .*textvqa.lance; "
+                             "wait for it to finish, then run apply again", err), err
+    status = featurekit.status(project.spec)
+    assert [(f.state, f.computed, f.failed, f.pending) for f in status.features] == [("fresh", 2040, 0, 0)] * 3
+
+
+def test_a_held_lock_stops_apply_with_a_clear_message_and_writes_nothing(project, run_cli):
+    from featurekit.lock import table_lock
+    with table_lock(project.uri):
+        code, out, err = run_cli("apply", "spec.yaml", cwd=project.root)
+    assert code == 1
+    assert re.fullmatch(r"error: another featurekit apply \(pid \d+\) is writing data/textvqa.lance; "
+                        r"wait for it to finish, then run apply again\n", err)
+    assert not os.path.exists(project.uri)
+    assert run_cli("apply", "-q", "spec.yaml")[0] == 0  # released
