@@ -162,10 +162,15 @@ def plugins(as_json):
 
 
 @cli.command(epilog="Example: featurekit schema > featurekit.schema.json")
-def schema():
+@click.option("--markdown", is_flag=True, help="The spec reference as Markdown instead (keys, types, extractors).")
+def schema(markdown):
     """Print the JSON Schema of the spec format, with installed extractors' params (for editors)."""
-    from .jsonschema import spec_schema
     from .registry import default_registry
+    if markdown:
+        from .docs import spec_reference
+        click.echo(spec_reference(default_registry()), nl=False)
+        return
+    from .jsonschema import spec_schema
     click.echo(json.dumps(spec_schema(default_registry()), indent=2))
 
 

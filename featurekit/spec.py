@@ -38,7 +38,7 @@ class EngineSpec(BaseModel):
     """`engine: local` or `engine: {kind: geneva, ...options}`; options belong to the engine."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    kind: str = "local"
+    kind: str = Field("local", description="an installed engine: local (embedded, the default), geneva, ...")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -55,9 +55,9 @@ class SourceSpec(Strict):
 
 
 class ResourcesSpec(Strict):
-    cpus: float | None = Field(None, gt=0)
-    gpus: float | None = Field(None, ge=0)
-    batch_size: int | None = Field(None, gt=0)
+    cpus: float | None = Field(None, gt=0, description="CPUs one worker needs")
+    gpus: float | None = Field(None, ge=0, description="GPUs one worker needs (a GPU extractor runs one worker)")
+    batch_size: int | None = Field(None, gt=0, description="rows handed to one extractor call")
     workers: int | None = Field(None, gt=0, description="parallel worker processes (local engine)")
     threads: int | None = Field(None, gt=0, description="fragments at once in one process (thread-safe extractors)")
 
@@ -68,26 +68,27 @@ class OnErrorSpec(Strict):
 
 
 class FeatureSpec(Strict):
-    tier: Literal[1, 2, 3] = 1
-    extractor: str
+    tier: Literal[1, 2, 3] = Field(1, description="1 cheap CPU, 2 light image, 3 heavy model (GPU); "
+                                   "`apply --tier N` runs tiers up to N")
+    extractor: str = Field(description="an extractor registered by a plugin (`featurekit plugins` lists them)")
     inputs: dict[str, str] = Field(default_factory=dict, description="extractor input -> column or feature")
-    params: dict[str, Any] = Field(default_factory=dict)
-    resources: ResourcesSpec | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the extractor's Params model")
+    resources: ResourcesSpec | None = Field(None, description="overrides the extractor's resources")
     only: str | None = Field(None, description="compute only the rows of this slice")
     outputs: list[str] | dict[str, str] | None = Field(
         None, description="columns of a multi-output extractor: a list, or {output: column}")
-    on_error: OnErrorSpec = OnErrorSpec()
-    description: str | None = None
+    on_error: OnErrorSpec = Field(OnErrorSpec(), description="how many failed rows fail the apply")
+    description: str | None = Field(None, description="free text, for people")
 
 
 class DedupeSpec(Strict):
-    by: list[str] = Field(min_length=1)
+    by: list[str] = Field(min_length=1, description="keep one row per identical value of these columns")
 
 
 class SplitSpec(Strict):
     by: str | None = Field(None, description="rows sharing this column's value land in one split")
-    seed: int = 0
-    fractions: dict[str, float] = Field(min_length=1)
+    seed: int = Field(0, description="the same seed gives the same split")
+    fractions: dict[str, float] = Field(min_length=1, description="split name -> fraction; they add up to 1")
 
     @field_validator("fractions")
     @classmethod
@@ -106,28 +107,28 @@ class SliceSpec(Strict):
 
 
 class EvalSpec(Strict):
-    split: str
+    split: str = Field(description="the slice's split to evaluate on")
 
 
 class RecipeSpec(Strict):
-    trainer: str
-    slice: str
-    split: str | None = None
-    columns: dict[str, str] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
-    output: str = "runs"
-    eval: EvalSpec | None = None
+    trainer: str = Field(description="a trainer registered by a plugin")
+    slice: str = Field(description="the slice the recipe trains on")
+    split: str | None = Field(None, description="a split of that slice")
+    columns: dict[str, str] = Field(default_factory=dict, description="trainer input -> column")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the trainer")
+    output: str = Field("runs", description="folder for checkpoints and run records, relative to the spec")
+    eval: EvalSpec | None = Field(None, description="what `featurekit eval` compares on")
 
 
 class Spec(Strict):
-    featurekit: int = Field(description="spec format version")
-    name: str
-    table: TableSpec
-    engine: EngineSpec = EngineSpec()
-    source: SourceSpec | None = None
-    features: dict[str, FeatureSpec] = Field(default_factory=dict)
-    slices: dict[str, SliceSpec] = Field(default_factory=dict)
-    recipes: dict[str, RecipeSpec] = Field(default_factory=dict)
+    featurekit: int = Field(description="spec format version (1)")
+    name: str = Field(description="free text, shown in plans and run records")
+    table: TableSpec = Field(description="the Lance table everything lives in")
+    engine: EngineSpec = Field(EngineSpec(), description="where apply runs: a name, or {kind: NAME, ...options}")
+    source: SourceSpec | None = Field(None, description="how rows get into the table")
+    features: dict[str, FeatureSpec] = Field(default_factory=dict, description="feature name (= column) -> feature")
+    slices: dict[str, SliceSpec] = Field(default_factory=dict, description="curation: filters, dedupe, splits")
+    recipes: dict[str, RecipeSpec] = Field(default_factory=dict, description="training recipes")
 
     @field_validator("featurekit")
     @classmethod

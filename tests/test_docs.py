@@ -38,3 +38,12 @@ def test_readme_commands_name_existing_files():
     for path in ("specs/textvqa-qwen.yaml", "examples/make_sample.py", "examples/make_tiny_qwen.py",
                  "plugins/featurekit-image", "plugins/featurekit-qwen"):
         assert path in README and (root / path).exists()
+
+
+def test_the_spec_reference_is_generated_from_the_models(run_cli):
+    code, out, err = run_cli("schema", "--markdown")
+    assert code == 0
+    committed = (Path(__file__).parent.parent / "docs" / "reference.md").read_text()
+    assert out == committed, "docs/reference.md is stale: FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD=1 " \
+                             "featurekit schema --markdown > docs/reference.md"
+    assert "| `fragment_rows` | `int` | `8192` |" in out
