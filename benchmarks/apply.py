@@ -127,7 +127,7 @@ def bench_overhead(root: Path, rows: int, repeats: int = 3) -> None:
     for i in range(repeats):  # fresh copies each time; the median of each side is compared
         raw_uri = str(root / f"raw_copy{i}.lance")
         shutil.copytree(base, raw_uri)
-        raw_times.append(timed(lambda: lance.dataset(raw_uri).add_columns(length, read_columns=["question"]))[1])
+        raw_times.append(timed(lambda: lance.dataset(raw_uri).add_columns(length, read_columns=["question"]))[1])  # noqa: B023
         shutil.rmtree(uri)
         shutil.copytree(base, uri)
         result, t = timed(lambda: featurekit.apply(spec))
@@ -205,7 +205,7 @@ def bench_parallel(root: Path, rows: int = 8000) -> None:
         spec = d / "spec.yaml"
         spec.write_text(spec_text(f"busy: {{extractor: bench.busy, inputs: {{text: question}}, "
                                   f"resources: {{workers: {workers}}}}}\n", ", fragment_rows: 500"))
-        result, t = timed(lambda: featurekit.apply(spec, registry=registry()))
+        result, t = timed(lambda: featurekit.apply(spec, registry=registry()))  # noqa: B023 (called at once)
         assert result.run.features["busy"].computed == rows
         times[workers] = t
     print(f"5. parallelism, CPU-bound extractor over {rows:,} rows: 1 worker {times[1]:.2f}s, "

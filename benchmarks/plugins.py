@@ -80,7 +80,7 @@ def bench_dhash(root: Path, n: int) -> None:
         spec = table_with(root / f"w{workers}", blobs, 256,
                           f"dhash: {{tier: 2, extractor: image.dhash, inputs: {{image: image}}, "
                           f"resources: {{workers: {workers}}}}}\n")
-        result, times[workers] = timed(lambda: featurekit.apply(spec))
+        result, times[workers] = timed(lambda: featurekit.apply(spec))  # noqa: B023 (called at once)
         assert result.run.features["dhash"].computed == n
         import lance
         got = lance.dataset(str(spec.parent / "data" / "t.lance")).to_table().sort_by("id").column("dhash")
@@ -93,6 +93,7 @@ def bench_dhash(root: Path, n: int) -> None:
 
 def bench_vision(root: Path, n: int, model: str | None, batch: int) -> None:
     import torch
+
     from featurekit_qwen import VisionTower
     if model is None:
         from featurekit_qwen.tiny import build_tiny_qwen

@@ -1,9 +1,10 @@
 """The Python API; the CLI is a thin shell around these functions. They return values."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .engine import Reporter, RunResult
 from .errors import UsageError

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from .errors import Problem
 from .loader import Document, Loc
 
+
 def _model_at(model: Any, loc: Loc) -> type[BaseModel] | None:
     """The pydantic model describing the mapping at `loc`, to list its valid keys."""
     current: Any = model

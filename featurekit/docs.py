@@ -7,8 +7,20 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .registry import Registry
-from .spec import (DedupeSpec, EngineSpec, EvalSpec, FeatureSpec, OnErrorSpec, RecipeSpec, ResourcesSpec,
-                   SliceSpec, SourceSpec, Spec, SplitSpec, TableSpec)
+from .spec import (
+    DedupeSpec,
+    EngineSpec,
+    EvalSpec,
+    FeatureSpec,
+    OnErrorSpec,
+    RecipeSpec,
+    ResourcesSpec,
+    SliceSpec,
+    SourceSpec,
+    Spec,
+    SplitSpec,
+    TableSpec,
+)
 
 SECTIONS = [
     ("top level", Spec), ("table", TableSpec), ("engine", EngineSpec), ("source", SourceSpec),

@@ -61,8 +61,7 @@ class PreparedIngest:
             table = pa.Table.from_batches([batch])
             for target, path_col in self.files.items():
                 table = _load_files(table, target, path_col, self.root, self.key, self.issues)
-            for out in table.cast(schema).to_batches():
-                yield out
+            yield from table.cast(schema).to_batches()
 
 
 def prepare_ingest(project, dataset) -> PreparedIngest | None:
@@ -128,7 +127,7 @@ def _drop_bad_keys(table: pa.Table, key: str, issues: list[RowIssue]) -> pa.Tabl
         return table  # the common case, without a Python loop over every key
     seen: set = set()
     keep = []
-    for i, k in enumerate(table.column(key).to_pylist()):
+    for k in table.column(key).to_pylist():
         if k in seen:
             issues.append(RowIssue(f"key {k!r}", "duplicate key: kept the first row with this key"))
             keep.append(False)

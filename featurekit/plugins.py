@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Iterable
 
 import pluggy
 

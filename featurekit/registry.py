@@ -33,7 +33,7 @@ class Registry:
     origins: dict[str, PluginOrigin] = field(default_factory=dict)
 
     @classmethod
-    def from_plugin_manager(cls, pm: PluginManager) -> "Registry":
+    def from_plugin_manager(cls, pm: PluginManager) -> Registry:
         reg = cls(failures=list(pm.failures), origins=dict(pm.origins))
         for kind, hook_name in KINDS.items():
             for impl in getattr(pm.hook, hook_name).get_hookimpls():  # registration order

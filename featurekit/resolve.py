@@ -11,15 +11,15 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
+from .diagnostics import validation_problems
 from .errors import Problem, SpecError
 from .extractor import Extractor, Resources, describe_type, fingerprint, type_matches
 from .graph import Graph, Node
-from .diagnostics import validation_problems
 from .loader import Document, Loc
-from .sqlcols import sql_columns
 from .registry import Registry
 from .source import Source, expand
 from .spec import RESERVED_PREFIX, FeatureSpec, SliceSpec, Spec, check_name
+from .sqlcols import sql_columns
 
 STATE_PREFIX = RESERVED_PREFIX
 

@@ -11,7 +11,8 @@ row computed alone as within its batch.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 
 import featurekit
-from featurekit.builtin.text import question_type
 from conftest import BASE_SPEC, registry_with
+from featurekit.builtin.text import question_type
 
 
 def column(project, name):

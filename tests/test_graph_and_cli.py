@@ -100,10 +100,10 @@ def test_the_json_schema_accepts_a_valid_spec_and_rejects_mistakes():
     import jsonschema
     import yaml
 
-    from featurekit.jsonschema import spec_schema
-    from featurekit.registry import Registry
-    from featurekit.plugins import make_plugin_manager
     from conftest import BASE_SPEC
+    from featurekit.jsonschema import spec_schema
+    from featurekit.plugins import make_plugin_manager
+    from featurekit.registry import Registry
 
     schema = spec_schema(Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False)))
     validator = jsonschema.Draft202012Validator(schema)

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pytest
 
 import featurekit
+from conftest import BASE_SPEC, registry_with
 from featurekit.plugins import make_plugin_manager
 from featurekit.registry import Registry
-from conftest import BASE_SPEC, registry_with
 
 
 class Vowels(featurekit.Extractor):

@@ -1,6 +1,6 @@
 import pytest
-
 from broken_specs import CASES
+
 from conftest import BASE_SPEC
 
 
@@ -57,11 +57,13 @@ def test_plan_and_apply_refuse_a_broken_spec_and_write_nothing(project, run_cli)
 
 
 def test_bad_params_for_an_extractor_name_the_key_and_the_expected_type(project, run_cli):
-    import featurekit
-    from featurekit.registry import Registry
-    from featurekit.plugins import make_plugin_manager
     import types
+
     import pyarrow as pa
+
+    import featurekit
+    from featurekit.plugins import make_plugin_manager
+    from featurekit.registry import Registry
 
     class Hash(featurekit.Extractor):
         name = "test.hash"

@@ -26,8 +26,16 @@ from ..planner import FeatureStep, Plan, only_filter
 from ..resolve import Feature, Project
 from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
-from .work import (FeatureError, FeatureTask, FragmentJob, FragmentResult, FragmentTask, compute_fragment,
-                   compute_piece, release_extractor)
+from .work import (
+    FeatureError,
+    FeatureTask,
+    FragmentJob,
+    FragmentResult,
+    FragmentTask,
+    compute_fragment,
+    compute_piece,
+    release_extractor,
+)
 
 PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process time above which a worker pool pays off
 

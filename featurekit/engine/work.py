@@ -11,8 +11,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -182,7 +183,7 @@ def _upstream_missing(batch: pa.RecordBatch, task: FeatureTask) -> list[str | No
 class Piece:
     """Rows of a fragment read together, and those of them the extractor must see."""
 
-    offsets: "Offsets"                      # physical offsets of the rows read
+    offsets: Offsets                      # physical offsets of the rows read
     keys: list                              # row keys (or offsets) for error reports
     logical: pa.RecordBatch | None          # inputs by logical name of the rows to run; None: none
     run_idx: list[int] | None = None        # rows of the piece in `logical`; None: all of them
@@ -287,7 +288,7 @@ class FragmentJob:
                     self.result.errors.append((key, message))
         return pa.table(columns + [pa.array(state, pa.string())], schema=self.schema)
 
-    def _write(self, table: pa.Table, offsets: "Offsets") -> None:
+    def _write(self, table: pa.Table, offsets: Offsets) -> None:
         """Write rows at `offsets`, nulls where deleted rows leave gaps."""
         if offsets.first > self.cursor:
             self.writer.write_batch(_nulls(self.schema, offsets.first - self.cursor))
@@ -312,7 +313,7 @@ class FragmentJob:
             self._write(self._merge(self.held, offsets), offsets)
             self.held = None
 
-    def _merge(self, existing: pa.RecordBatch, offsets: "Offsets") -> pa.Table:
+    def _merge(self, existing: pa.RecordBatch, offsets: Offsets) -> pa.Table:
         import numpy as np
         table = pa.Table.from_batches([existing]).select(self.schema.names)
         if self.pending is None or self.pending.num_rows == 0:
