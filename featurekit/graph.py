@@ -98,6 +98,8 @@ class Graph:
 
     # -- rendering ---------------------------------------------------------------------
     def render(self, fmt: str = "text") -> str:
+        if fmt == "text" and not self.nodes:
+            return "(no features, slices or recipes)"
         return {"text": self._text, "mermaid": self._mermaid, "dot": self._dot}[fmt]()
 
     def _label(self, key: str) -> str:

@@ -104,7 +104,9 @@ class Plan:
         for o in self.orphans:
             verb = "drop (--prune)" if o.action == "drop" else "orphaned: not in the spec; kept (apply --prune drops it)"
             lines.append(f"  - {o.name}: {verb} [{', '.join(o.columns)}]")
-        if self.is_noop:
+        if not self.table_exists and self.ingest is None:
+            lines.append("the table does not exist and the spec has no source: add source: to create it")
+        elif self.is_noop:
             lines.append("nothing to do: everything is up to date")
         return "\n".join(lines)
 

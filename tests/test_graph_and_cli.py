@@ -115,3 +115,12 @@ def test_the_json_schema_accepts_a_valid_spec_and_rejects_mistakes():
     messages = sorted(e.message for e in validator.iter_errors(bad))
     assert any("'text.lenght' is not one of" in m for m in messages)
     assert any("'owner' was unexpected" in m for m in messages)
+
+
+def test_a_spec_with_nothing_to_do_says_why(tmp_path, run_cli):
+    (tmp_path / "a.yaml").write_text("featurekit: 1\nname: x\ntable: {db: data, name: t}\n")
+    code, out, _ = run_cli("apply", "a.yaml", cwd=tmp_path)
+    assert code == 0
+    assert out.splitlines()[-1] == "the table does not exist and the spec has no source: add source: to create it"
+    assert run_cli("graph", "a.yaml")[1] == "(no features, slices or recipes)\n"
+    assert not (tmp_path / "data" / "t.lance").exists()
