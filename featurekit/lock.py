@@ -31,9 +31,9 @@ def table_lock(uri: str):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
-            holder = fh.read().strip() or "?"
-            raise RunError(f"another featurekit apply (pid {holder}) is writing {uri}; "
-                           "wait for it to finish, then run apply again") from None
+            holder = fh.read().strip()  # empty if the holder has not written its pid yet
+            who = f"another featurekit apply (pid {holder})" if holder.isdigit() else "another featurekit apply"
+            raise RunError(f"{who} is writing {uri}; wait for it to finish, then run apply again") from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
