@@ -38,8 +38,11 @@ class BarReporter(PlainReporter):
         self.bars: dict = {}
 
     def feature_started(self, name: str, rows: int) -> None:
+        import shutil
+
         from tqdm import tqdm
-        self.bars[name] = tqdm(total=rows, desc=name, unit="row", file=sys.stderr, dynamic_ncols=True)
+        width = shutil.get_terminal_size((100, 20)).columns or 100  # 0 under some pseudo-terminals
+        self.bars[name] = tqdm(total=rows, desc=name, unit="row", file=sys.stderr, ncols=width)
 
     def rows_done(self, name: str, rows: int) -> None:
         self.bars[name].update(rows)
