@@ -211,3 +211,28 @@ def test_featurekit_plugins_lists_this_distribution_without_importing_torch():
     assert entry["distribution"] == "featurekit-qwen"
     assert entry["extractors"] == ["qwen.sft_tokens", "qwen.vision_tower"]
     assert marker == "NO-TORCH"
+
+
+def test_only_the_shards_holding_the_vision_tower_are_read(tiny, tmp_path):
+    """A sharded checkpoint (like the real 3B): the loader opens the index and only the shards
+    with `visual.` weights, never the language model's."""
+    import shutil
+
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from featurekit_qwen.models import weight_files
+    from featurekit_qwen.vision import VISUAL_PREFIXES
+    sharded = tmp_path / "sharded"
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(tiny))
+    model.save_pretrained(sharded, max_shard_size="5MB")
+    for f in tiny.iterdir():
+        if f.suffix in (".txt", ".jsonl") or f.name.startswith(("tokenizer", "vocab", "merges", "chat_template")):
+            shutil.copy(f, sharded / f.name)
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())["weight_map"]
+    all_shards = set(index.values())
+    read = {p.name for p in weight_files(str(sharded), VISUAL_PREFIXES)}
+    assert read and read < all_shards
+    assert read == {f for k, f in index.items() if k.startswith(VISUAL_PREFIXES)}
+    blob = [sign("exit")]
+    batch = pa.record_batch([pa.array(blob, pa.binary())], names=["image"])
+    assert tower(sharded)(batch).equals(tower(tiny)(batch))
