@@ -20,10 +20,13 @@ def lock_path(uri: str) -> Path:
 
 @contextmanager
 def table_lock(uri: str):
-    if "://" in uri:
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): unlocked, as for object stores
+        fcntl = None
+    if "://" in uri or fcntl is None:
         yield
         return
-    import fcntl
     path = lock_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
