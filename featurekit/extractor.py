@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -81,9 +81,6 @@ class Extractor:
 
 # -- input type matching ---------------------------------------------------------------
 
-TYPE_CLASSES = ("any", "string", "binary", "integer", "floating", "numeric", "list", "list<string>")
-
-
 def _is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) \
         or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)
@@ -98,6 +95,19 @@ def _is_binary(t: pa.DataType) -> bool:
         or pa.types.is_fixed_size_binary(t)
 
 
+# Input type classes an extractor may declare instead of an Arrow type.
+TYPE_CLASSES: dict[str, Callable[[pa.DataType], bool]] = {
+    "any": lambda t: True,
+    "string": _is_string,
+    "binary": _is_binary,
+    "integer": pa.types.is_integer,
+    "floating": pa.types.is_floating,
+    "numeric": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t),
+    "list": _is_list,
+    "list<string>": lambda t: _is_list(t) and _is_string(t.value_type),
+}
+
+
 def type_matches(expected: Any, actual: pa.DataType) -> bool:
     """Whether a column of type `actual` can feed an input declared as `expected`.
 
@@ -107,16 +117,7 @@ def type_matches(expected: Any, actual: pa.DataType) -> bool:
     if pa.types.is_null(actual):
         return True
     if isinstance(expected, str):
-        return {
-            "any": lambda t: True,
-            "string": _is_string,
-            "binary": _is_binary,
-            "integer": pa.types.is_integer,
-            "floating": pa.types.is_floating,
-            "numeric": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t),
-            "list": _is_list,
-            "list<string>": lambda t: _is_list(t) and _is_string(t.value_type),
-        }[expected](actual)
+        return TYPE_CLASSES[expected](actual)
     if _is_string(expected):
         return _is_string(actual)
     if _is_binary(expected):
