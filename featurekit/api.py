@@ -11,10 +11,10 @@ from .errors import UsageError
 from .ingest import prepare_ingest
 from .loader import load_document
 from .lock import table_lock
-from .planner import Plan, build_plan, count_rows, only_filter
+from .planner import Plan, build_plan
 from .registry import Registry, default_registry
 from .resolve import Project, resolve, table_uri
-from .table import applies, failed_filter, open_dataset, stored_features, todo_filter
+from .table import applies, failed_filter, open_dataset, sql_quote, stored_features
 
 
 def load_spec(path: str | Path, *, registry: Registry | None = None) -> Project:
@@ -136,11 +136,11 @@ def status(spec: str | Path | Project, *, registry: Registry | None = None, erro
             out.append(FeatureStatus(step.name, "new", step.columns, pending=rows))
             continue
         state = f.state_column
-        computed = ds.count_rows(filter=f"{state} = '{f.fingerprint}'") if step.action != "recompute" else 0
-        failed = ds.count_rows(filter=failed_filter(state, f.fingerprint))
-        scope = only_filter(project, f)  # rows outside an `only:` slice are not pending
-        todo = count_rows(ds, todo_filter(state, f.fingerprint), scope)
-        pending = (todo if todo is not None else ds.count_rows(filter=todo_filter(state, f.fingerprint))) - failed
+        if step.action == "recompute":
+            computed, failed, pending = 0, 0, step.rows if step.rows is not None else rows
+        else:  # the plan counted failed and pending rows (inside an `only:` slice) already
+            computed = ds.count_rows(filter=f"{state} = {sql_quote(f.fingerprint)}")
+            failed, pending = step.failed_rows, step.new_rows + step.outdated_rows
         sample = ()
         if failed:
             cols = [c for c in [project.key, state] if c and c in ds.schema.names]

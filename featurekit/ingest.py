@@ -27,7 +27,6 @@ class PreparedIngest:
     new_rows: pa.Table | None
     signature: dict[str, Any]
     changed: bool
-    rows_read: int = 0
     already_present: int = 0
     issues: list[RowIssue] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # binary column -> column of paths
@@ -83,7 +82,6 @@ def prepare_ingest(project, dataset) -> PreparedIngest | None:
     if not tables:
         return PreparedIngest(None, signature, True, issues=issues)
     table = pa.concat_tables(tables, promote_options="permissive")
-    rows_read = table.num_rows + len(issues)
     table = _drop_bad_keys(table, spec.key, issues)
     present = 0
     if dataset is not None and table.num_rows:
@@ -93,7 +91,7 @@ def prepare_ingest(project, dataset) -> PreparedIngest | None:
         table = table.filter(pc.invert(mask))
     for path_col in spec.files.values():
         table = _drop_missing_files(table, path_col, project.root, spec.key, issues)
-    return PreparedIngest(table if table.num_rows else None, signature, True, rows_read, present, issues,
+    return PreparedIngest(table if table.num_rows else None, signature, True, present, issues,
                           files=dict(spec.files), root=project.root, key=spec.key)
 
 

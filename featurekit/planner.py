@@ -235,7 +235,8 @@ def _rows_in_scope(project: Project, f: Feature, dataset, total: int, incoming: 
 
 def _fill_step(project: Project, f: Feature, dataset, incoming: int, base: dict) -> FeatureStep:
     state, fp = f.state_column, f.fingerprint
-    scope = only_filter(project, f)
+    in_slice = only_filter(project, f)
+    scope = in_slice
     failed = dataset.count_rows(filter=failed_filter(state, fp))
     todo = count_rows(dataset, todo_filter(state, fp), scope)
     if todo is None:  # the slice cannot be evaluated yet: every row not done may need work
@@ -246,6 +247,6 @@ def _fill_step(project: Project, f: Feature, dataset, incoming: int, base: dict)
     new_rows = pending + incoming
     if not (new_rows or failed or outdated):
         return FeatureStep(action="none", reasons=(), **base)
-    rows = new_rows + failed + outdated if not (only_filter(project, f) and incoming) else None
+    rows = new_rows + failed + outdated if not (in_slice and incoming) else None
     return FeatureStep(action="fill", reasons=(), rows=rows, new_rows=new_rows, failed_rows=failed,
                        outdated_rows=outdated, **base)
