@@ -606,3 +606,16 @@ def test_a_held_lock_stops_apply_with_a_clear_message_and_writes_nothing(project
                         r"wait for it to finish, then run apply again\n", err)
     assert not os.path.exists(project.uri)
     assert run_cli("apply", "-q", "spec.yaml")[0] == 0  # released
+
+
+def test_a_legacy_format_table_is_refused_with_the_way_out(tmp_path, run_cli):
+    (tmp_path / "data").mkdir()
+    lance.write_dataset(pa.table({"id": [1, 2], "q": ["a?", "what is it?"]}), str(tmp_path / "data" / "t.lance"),
+                        data_storage_version="legacy")
+    (tmp_path / "s.yaml").write_text("featurekit: 1\nname: x\ntable: {db: data, name: t}\n"
+                                     "features:\n  n: {extractor: text.length, inputs: {text: q}}\n")
+    version = lance.dataset(str(tmp_path / "data" / "t.lance")).version
+    code, out, err = run_cli("apply", "s.yaml", cwd=tmp_path)
+    assert code == 1 and "Traceback" not in err
+    assert "uses the legacy Lance file format (0.1)" in err and "data_storage_version='stable'" in err
+    assert lance.dataset(str(tmp_path / "data" / "t.lance")).version == version

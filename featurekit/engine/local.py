@@ -34,6 +34,7 @@ from .work import (
     FragmentTask,
     compute_fragment,
     compute_piece,
+    file_version,
     release_extractor,
 )
 
@@ -61,6 +62,10 @@ class LocalEngine(Engine):
             result.ingested = self._ingest(project, prepared)
             result.skipped_rows = prepared.issue_counts()  # includes files that failed to read
         ds = _open(uri)
+        if ds is not None and file_version(ds).startswith("0."):
+            raise RunError(f"{uri} uses the legacy Lance file format ({file_version(ds)}), which cannot add columns "
+                           "without rewriting them; copy it once to the current format: "
+                           "lance.write_dataset(lance.dataset(OLD), NEW, data_storage_version='stable')")
         if ds is None:
             if any(s.has_work for s in plan.features):
                 raise RunError(f"table {uri} does not exist and the spec has no source to create it from")
@@ -229,7 +234,7 @@ class LocalEngine(Engine):
             run.failed += res.failed
             run.errors.extend(res.errors[: max(0, 5 - len(run.errors))])
             if time.perf_counter() - last_commit > checkpoint:
-                read_version = self._commit(project, pending, read_version, run)
+                read_version = self._commit(project, ds, pending, read_version, run)
                 last_commit = time.perf_counter()
 
         queue = [dataclasses.replace(t, on_rows=lambda n: reporter.rows_done(f.name, n)) for t in work]
@@ -253,7 +258,7 @@ class LocalEngine(Engine):
         finally:
             # whatever happened, keep what was computed: commit the finished fragments
             if pending:
-                self._commit(project, pending, read_version, run)
+                self._commit(project, ds, pending, read_version, run)
 
     def _run_pool(self, queue: list[FragmentTask], workers: int, take, reporter: Reporter) -> None:
         """Worker processes compute; this process does all Lance I/O.
@@ -318,15 +323,16 @@ class LocalEngine(Engine):
         self.pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
         return self.pool
 
-    def _commit(self, project: Project, results: list[FragmentResult], read_version: int, run: FeatureRun) -> int:
+    def _commit(self, project: Project, ds, results: list[FragmentResult], read_version: int,
+                run: FeatureRun) -> int:
         import lance
         from lance.fragment import DataFile
         if not results:
             return read_version
-        version = _file_major_minor(_open(project.table_uri))
+        major, minor = (int(v) for v in file_version(ds).split("."))
         groups = [lance.LanceOperation.DataReplacementGroup(
             r.fragment_id, DataFile(r.path, fields=r.field_ids, column_indices=list(range(len(r.field_ids))),
-                                    file_major_version=version[0], file_minor_version=version[1]))
+                                    file_major_version=major, file_minor_version=minor))
             for r in results]
         try:
             ds = lance.LanceDataset.commit(project.table_uri, lance.LanceOperation.DataReplacement(groups),
@@ -350,14 +356,6 @@ def _worker_context():
         warnings.filterwarnings("ignore", message="lance is not fork-safe")
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
-
-
-def _file_major_minor(ds) -> tuple[int, int]:
-    version = ds.data_storage_version
-    if version in ("legacy", "0.1"):
-        return (0, 3)
-    major, minor = (version.split(".") + ["0"])[:2]
-    return int(major), int(minor)
 
 
 def _open(uri: str):

@@ -214,7 +214,7 @@ class FragmentJob:
         self.schema = pa.schema([pa.field(c, t) for c, t in ft.output_types.items()]
                                 + [pa.field(ft.state_column, pa.string())])
         name = f"{uuid.uuid4().hex}.lance"
-        self.writer = LanceFileWriter(os.path.join(ds.uri, "data", name), self.schema, version=_file_version(ds))
+        self.writer = LanceFileWriter(os.path.join(ds.uri, "data", name), self.schema, version=file_version(ds))
         self.result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in self.schema.names])
         self.cursor = 0      # next physical offset to write
         self.reported = 0
@@ -359,9 +359,9 @@ def compute_fragment(task: FragmentTask) -> FragmentResult:
     return job.close()
 
 
-def _file_version(ds) -> str:
-    version = ds.data_storage_version
-    return version if version not in ("stable", "legacy") else "2.0"
+def file_version(ds) -> str:
+    """The Lance file format of the table's data files ("2.2"); new files must match it."""
+    return ds.data_storage_version
 
 
 def _nulls(schema: pa.Schema, n: int) -> pa.RecordBatch:
