@@ -58,14 +58,15 @@ class LocalEngine(Engine):
         started = time.perf_counter()
         result = RunResult(version_before=plan.table_version)
         uri = project.table_uri
-        if prepared is not None and prepared.changed:
-            result.ingested = self._ingest(project, prepared)
-            result.skipped_rows = prepared.issue_counts()  # includes files that failed to read
         ds = _open(uri)
         if ds is not None and file_version(ds).startswith("0."):
             raise RunError(f"{uri} uses the legacy Lance file format ({file_version(ds)}), which cannot add columns "
                            "without rewriting them; copy it once to the current format: "
                            "lance.write_dataset(lance.dataset(OLD), NEW, data_storage_version='stable')")
+        if prepared is not None and prepared.changed:
+            result.ingested = self._ingest(project, prepared)
+            result.skipped_rows = prepared.issue_counts()  # includes files that failed to read
+        ds = _open(uri)
         if ds is None:
             if any(s.has_work for s in plan.features):
                 raise RunError(f"table {uri} does not exist and the spec has no source to create it from")
