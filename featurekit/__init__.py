@@ -1,6 +1,6 @@
 """featurekit: a YAML spec in, a Lance feature store for multimodal training out.
 
-Public API: `hookimpl`, `Extractor`, `Source`, `load_spec`, `plan`, `apply`, `status`.
+Public API: `hookimpl`, `Extractor`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`.
 Nothing heavy is imported here: torch, transformers, geneva and ray belong to plugins.
 """
 from __future__ import annotations
@@ -16,8 +16,9 @@ from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError,
 from .extractor import Extractor, Resources  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .source import Source  # noqa: E402
+from .trainer import Trainer  # noqa: E402
 
-_API = ("apply", "load_spec", "plan", "status")
+_API = ("apply", "load_spec", "plan", "status", "slice")
 
 
 def __getattr__(name: str):
@@ -29,5 +30,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'featurekit' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "Extractor", "Resources", "Source", "load_spec", "plan", "apply", "status",
+__all__ = ["hookimpl", "Extractor", "Resources", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
            "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]

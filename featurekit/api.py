@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .engine import Reporter, RunResult
-from .errors import UsageError
+from .errors import RunError, UsageError
 from .ingest import prepare_ingest
 from .loader import load_document
 from .lock import table_lock
 from .planner import Plan, build_plan
 from .registry import Registry, default_registry
 from .resolve import Project, resolve, table_uri
-from .table import applies, failed_filter, open_dataset, sql_quote, stored_features
+from .table import open_dataset
 
 
 def load_spec(path: str | Path, *, registry: Registry | None = None) -> Project:
@@ -93,63 +92,21 @@ def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporte
     return runner.run(project, the_plan, prepared, reporter or Reporter())
 
 
-@dataclass(frozen=True)
-class FeatureStatus:
-    name: str
-    state: str                 # fresh | stale | new | orphaned
-    columns: tuple[str, ...]
-    computed: int = 0
-    failed: int = 0
-    pending: int = 0
-    errors: tuple[tuple[Any, str], ...] = ()
-    reasons: tuple[str, ...] = ()
+def status(spec: str | Path | Project, *, registry: Registry | None = None, errors: int = 3):
+    """Per feature: fresh or stale, rows computed, failed (first errors), pending, outside its
+    `only:` slice; per slice: rows per split. See `featurekit.status.Status`."""
+    from .overview import table_status
+    return table_status(_project(spec, registry), errors=errors)
 
 
-@dataclass(frozen=True)
-class Status:
-    table: str
-    exists: bool
-    version: int | None
-    rows: int
-    features: tuple[FeatureStatus, ...]
-    history: tuple[dict, ...] = field(default_factory=tuple)  # applies: which Lance versions each made
-
-    def to_dict(self) -> dict:
-        from dataclasses import asdict
-        return asdict(self)
-
-
-def status(spec: str | Path | Project, *, registry: Registry | None = None, errors: int = 3) -> Status:
-    """Per feature: fresh or stale, rows computed, failed (first errors), pending."""
+def slice(spec: str | Path | Project, name: str, *, registry: Registry | None = None):  # noqa: A001
+    """A stored slice: rows per split, rows removed by each step, duplicate groups, leaks, the
+    change made by the last apply; `.keys(split)` lists a split's row keys."""
+    from .curation.report import build_report
     project = _project(spec, registry)
+    if name not in project.slices:
+        raise UsageError(f"unknown slice {name!r}; slices: {', '.join(project.slices) or '(none defined)'}")
     ds = open_dataset(project.table_uri)
     if ds is None:
-        feats = tuple(FeatureStatus(n, "new", tuple(f.columns)) for n, f in project.features.items())
-        return Status(project.table_uri, False, None, 0, feats)
-    stored = stored_features(ds.schema)
-    the_plan = build_plan(project, ds, None)
-    rows = ds.count_rows()
-    out = []
-    for step in the_plan.features:
-        f = project.features[step.name]
-        if step.action == "create":
-            out.append(FeatureStatus(step.name, "new", step.columns, pending=rows))
-            continue
-        state = f.state_column
-        if step.action == "recompute":
-            computed, failed, pending = 0, 0, step.rows if step.rows is not None else rows
-        else:  # the plan counted failed and pending rows (inside an `only:` slice) already
-            computed = ds.count_rows(filter=f"{state} = {sql_quote(f.fingerprint)}")
-            failed, pending = step.failed_rows, step.new_rows + step.outdated_rows
-        sample = ()
-        if failed:
-            cols = [c for c in [project.key, state] if c and c in ds.schema.names]
-            tbl = ds.to_table(columns=cols, filter=failed_filter(state, f.fingerprint), limit=errors)
-            keys = tbl.column(project.key).to_pylist() if project.key in tbl.column_names else [None] * tbl.num_rows
-            sample = tuple((k, s.split("!", 1)[1]) for k, s in zip(keys, tbl.column(state).to_pylist()))
-        label = "stale" if step.action == "recompute" else ("fresh" if not (failed or pending) else "incomplete")
-        out.append(FeatureStatus(step.name, label, step.columns, computed, failed, pending, sample, step.reasons))
-    for name, s in sorted(stored.items()):
-        if name not in project.features:
-            out.append(FeatureStatus(name, "orphaned", s.columns))
-    return Status(project.table_uri, True, ds.version, rows, tuple(out), tuple(applies(ds.schema)))
+        raise RunError(f"table {project.table_uri} does not exist yet; run 'featurekit apply'")
+    return build_report(project, name, ds)

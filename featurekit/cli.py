@@ -7,7 +7,7 @@ import time
 
 import click
 
-from .errors import ExitCode, FeaturekitError, SpecError
+from .errors import ExitCode, FeaturekitError, SpecError, UsageError
 
 EPILOG_WIDTH = 100
 
@@ -122,6 +122,40 @@ def status(spec, as_json):
     from .progress import render_status
     s = get_status(spec)
     click.echo(json.dumps(s.to_dict(), indent=2, default=str) if as_json else render_status(s))
+
+
+@cli.command("slice", epilog="Examples:\n\n\b\n  featurekit slice specs/textvqa.yaml text_dense\n"
+             "  featurekit slice specs/textvqa.yaml text_dense --keys val > val_keys.txt\n"
+             "  featurekit slice specs/textvqa.yaml text_dense --gallery dedupe.html")
+@SPEC
+@click.argument("name")
+@JSON
+@click.option("--keys", "keys_split", metavar="SPLIT", help="Print the row keys of this split, one a line.")
+@click.option("--gallery", type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="Write one static HTML page: sample rows per split, the largest duplicate groups side by side.")
+@click.option("--groups", default=5, show_default=True, help="Duplicate groups and leaks to show.")
+def slice_(spec, name, as_json, keys_split, gallery, groups):
+    """A slice's rows per split, rows removed by each step, duplicate groups, leaks across
+    splits, and what the last apply changed. Reads the table; computes nothing."""
+    from .api import slice as get_slice
+    report = get_slice(spec, name)
+    if keys_split is not None:
+        try:
+            keys = report.keys(keys_split)
+        except KeyError as exc:
+            raise UsageError(exc.args[0]) from None
+        click.echo("\n".join(map(str, keys)))
+        return
+    if gallery:
+        from .api import load_spec
+        from .curation.gallery import write_gallery
+        path = write_gallery(load_spec(spec), report, gallery)
+        click.echo(f"wrote {path}", err=True)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    elif not gallery:
+        from .curation.report import render
+        click.echo(render(report, groups=groups))
 
 
 @cli.command(epilog="Example: featurekit graph specs/textvqa.yaml --format mermaid")

@@ -50,7 +50,7 @@ def validation_problems(doc: Document, exc: ValidationError, model: Any, base: L
         kind, msg = err["type"], err["msg"]
         if kind == "extra_forbidden":
             owner = _model_at(model, loc[:-1])
-            valid = ", ".join(owner.model_fields) if owner else ""
+            valid = ", ".join(f.alias or n for n, f in owner.model_fields.items()) if owner else ""
             problems.append(doc.problem(full, f"unknown key {loc[-1]!r}" + (f"; valid keys: {valid}" if valid else ""),
                                         key=True))
         elif kind == "missing":

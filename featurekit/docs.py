@@ -12,6 +12,7 @@ from .spec import (
     EngineSpec,
     EvalSpec,
     FeatureSpec,
+    NearSpec,
     OnErrorSpec,
     RecipeSpec,
     ResourcesSpec,
@@ -26,7 +27,7 @@ SECTIONS = [
     ("top level", Spec), ("table", TableSpec), ("engine", EngineSpec), ("source", SourceSpec),
     ("features.NAME", FeatureSpec), ("features.NAME.resources", ResourcesSpec),
     ("features.NAME.on_error", OnErrorSpec), ("slices.NAME", SliceSpec), ("slices.NAME.dedupe", DedupeSpec),
-    ("slices.NAME.split", SplitSpec), ("recipes.NAME", RecipeSpec), ("recipes.NAME.eval", EvalSpec),
+    ("slices.NAME.dedupe.near", NearSpec), ("slices.NAME.split", SplitSpec), ("recipes.NAME", RecipeSpec), ("recipes.NAME.eval", EvalSpec),
 ]
 
 
@@ -53,7 +54,7 @@ def model_table(model: type[BaseModel]) -> list[str]:
     for name, field in model.model_fields.items():
         meaning = (field.description or "").replace("|", "\\|")
         kind = _type(field.annotation).replace("|", "\\|")
-        lines.append(f"| `{name}` | `{kind}` | {_default(field)} | {meaning} |")
+        lines.append(f"| `{field.alias or name}` | `{kind}` | {_default(field)} | {meaning} |")
     return lines
 
 

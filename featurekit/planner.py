@@ -9,9 +9,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import UsageError
 from .ingest import PreparedIngest
-from .resolve import Feature, Project, state_column
-from .table import StoredFeature, failed_filter, stored_features, todo_filter
+from .resolve import SLICE_VERSION, Feature, Project, Slice, state_column
+from .table import (
+    StoredFeature,
+    StoredSlice,
+    failed_filter,
+    slice_todo_filter,
+    stored_features,
+    stored_slices,
+    todo_filter,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,24 @@ class FeatureStep:
     new_rows: int = 0           # rows never computed (appended, or new in the slice)
     failed_rows: int = 0        # rows that failed last time and will be retried
     outdated_rows: int = 0      # rows computed by another definition (an interrupted recompute)
+    only_pending: str | None = None  # the `only:` slice runs first in this apply: rows known then
+
+    @property
+    def has_work(self) -> bool:
+        return self.action in ("create", "recompute", "fill")
+
+
+@dataclass(frozen=True)
+class SliceStep:
+    """A curation slice: examine rows (filter, dedupe, split) and store their membership."""
+
+    name: str
+    tier: int
+    action: str                 # create | recompute | fill | none | skip
+    reasons: tuple[str, ...]
+    fingerprint: str
+    rows: int | None = None     # rows to examine (None: every row, count known after ingest)
+    new_rows: int = 0           # rows never examined (appended), or waiting for an upstream value
 
     @property
     def has_work(self) -> bool:
@@ -62,15 +89,28 @@ class Plan:
     ingest: IngestStep | None
     features: tuple[FeatureStep, ...]
     orphans: tuple[OrphanStep, ...] = ()
+    slices: tuple[SliceStep, ...] = ()
+    order: tuple[str, ...] = ()  # "feature:x" / "slice:y" in the order the engine runs them
 
     @property
     def is_noop(self) -> bool:
-        return not (self.ingest and self.ingest.new_rows) and not any(s.has_work for s in self.features) \
+        return not (self.ingest and self.ingest.new_rows) and not any(s.has_work for s in self.steps) \
             and not any(o.action == "drop" for o in self.orphans) \
             and not (self.ingest and self.ingest.changed)
 
+    @property
+    def steps(self) -> tuple[FeatureStep | SliceStep, ...]:
+        """Feature and slice steps in the order they run: a slice after the features it
+        reads, an `only:` feature after its slice."""
+        by_key = {f"feature:{s.name}": s for s in self.features} | {f"slice:{s.name}": s for s in self.slices}
+        ordered = [by_key[k] for k in self.order if k in by_key]
+        return tuple(ordered + [s for k, s in by_key.items() if k not in self.order])
+
     def step(self, name: str) -> FeatureStep:
         return next(s for s in self.features if s.name == name)
+
+    def slice_step(self, name: str) -> SliceStep:
+        return next(s for s in self.slices if s.name == name)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -97,8 +137,9 @@ class Plan:
                 lines.append(msg)
                 for what, n in sorted(i.skipped.items()):
                     lines.append(f"    skip {n} row(s): {what}")
-        for s in self.features:
-            lines.append(f"  {_symbol(s.action)} {s.name} (tier {s.tier}): {_describe(s)}")
+        for s in self.steps:
+            what = f"slice {s.name}" if isinstance(s, SliceStep) else f"{s.name} (tier {s.tier})"
+            lines.append(f"  {_symbol(s.action)} {what}: {_describe(s)}")
             for reason in s.reasons:
                 lines.append(f"      {reason}")
         for o in self.orphans:
@@ -115,17 +156,26 @@ def _symbol(action: str) -> str:
     return {"create": "+", "recompute": "~", "fill": "~", "none": "=", "skip": " "}[action]
 
 
-def _describe(s: FeatureStep) -> str:
+def _describe(s: FeatureStep | SliceStep) -> str:
     if s.action == "skip":
         return "not selected"
     if s.action == "none":
         return "up to date"
+    if isinstance(s, SliceStep):
+        rows = "every row" if s.rows is None else f"{s.rows} row(s)"
+        if s.action == "create":
+            return f"new slice: examine {rows}"
+        if s.action == "recompute":
+            return f"stale: examine {rows} again"
+        return f"examine {rows}: new, or waiting for an upstream value"
     rows = "all rows" if s.rows is None else f"{s.rows} row(s)"
+    if s.only_pending:
+        rows = f"the rows of slice {s.only_pending} (known once it has run)"
     if s.action == "create":
         return f"new column(s) {', '.join(s.columns)}: compute {rows}"
     if s.action == "recompute":
         return f"stale: recompute {rows}"
-    parts = []
+    parts = [f"new rows of slice {s.only_pending} (known once it has run)"] if s.only_pending else []
     if s.new_rows:
         parts.append(f"{s.new_rows} new row(s) to fill")
     if s.failed_rows:
@@ -158,52 +208,150 @@ def stale_reasons(f: Feature, stored: StoredFeature, stale_upstream: set[str]) -
 
 def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
                selected: set[str] | None = None, max_tier: int | None = None, prune: bool = False) -> Plan:
-    """Compare the project with the table; `dataset` is a LanceDataset or None."""
-    stored = stored_features(dataset.schema) if dataset is not None else {}
-    existing_cols = set(dataset.schema.names) if dataset is not None else set()
-    total = dataset.count_rows() if dataset is not None else 0
-    incoming = prepared.count if prepared else 0
-    steps: list[FeatureStep] = []
-    changing: set[str] = set()  # features whose definition changes in this plan
-    for name, f in project.features.items():
-        base = dict(name=name, tier=f.tier, columns=tuple(f.columns), fingerprint=f.fingerprint)
-        if (selected is not None and f"feature:{name}" not in selected) or (max_tier and f.tier > max_tier):
-            steps.append(FeatureStep(action="skip", reasons=(), **base))
-            continue
-        old = stored.get(name)
-        missing_cols = [c for c in f.columns if c not in existing_cols]
-        if old is None or missing_cols or f.state_column not in existing_cols:
-            changing.add(name)
-            steps.append(FeatureStep(action="create", reasons=("new feature",) if old is None else
-                                     (f"columns missing from the table: {', '.join(missing_cols) or f.state_column}",),
-                                     rows=_rows_in_scope(project, f, dataset, total, incoming), **base))
-            continue
-        if old.fingerprint != f.fingerprint:
-            changing.add(name)
-            steps.append(FeatureStep(action="recompute", reasons=tuple(stale_reasons(f, old, changing)),
-                                     rows=_rows_in_scope(project, f, dataset, total, incoming), **base))
-            continue
-        steps.append(_fill_step(project, f, dataset, incoming, base))
-    orphans = _orphans(project, stored, "drop" if prune else "keep")
+    """Compare the project with the table; `dataset` is a LanceDataset or None.
+
+    Steps come in graph order, so what a step depends on is planned before it: a slice
+    knows whether its upstream features change, and an `only:` feature whether its slice
+    runs first (then its rows are known only once the slice has run)."""
+    ctx = _Context(project, dataset, prepared.count if prepared else 0, selected, max_tier)
+    steps: dict[str, FeatureStep | SliceStep] = {}
+    for key in project.graph.order():
+        kind, name = key.split(":", 1)
+        if kind == "feature" and name in project.features:
+            steps[key] = ctx.feature_step(project.features[name])
+        elif kind == "slice" and name in project.slices:
+            steps[key] = ctx.slice_step(project.slices[name])
+    orphans = _orphans(project, ctx.stored, stored_slices(dataset.schema) if dataset is not None else {},
+                       "drop" if prune else "keep")
     ingest = None
     if prepared is not None:
         ingest = IngestStep(files=len(project.source_files), changed=prepared.changed, new_rows=prepared.count,
                             already_present=prepared.already_present, skipped=prepared.issue_counts())
     return Plan(spec=project.spec.name, table=project.table_uri, table_exists=dataset is not None,
-                table_version=dataset.version if dataset is not None else None, table_rows=total,
-                ingest=ingest, features=tuple(steps), orphans=orphans)
+                table_version=dataset.version if dataset is not None else None, table_rows=ctx.total,
+                ingest=ingest, features=tuple(steps[f"feature:{n}"] for n in project.features
+                                              if f"feature:{n}" in steps),
+                orphans=orphans, slices=tuple(steps[f"slice:{n}"] for n in project.slices if f"slice:{n}" in steps),
+                order=tuple(steps))
+
+
+class _Context:
+    """What planning one step needs to know about the table and the steps planned before it."""
+
+    def __init__(self, project: Project, dataset, incoming: int, selected: set[str] | None, max_tier: int | None):
+        self.project, self.dataset, self.incoming = project, dataset, incoming
+        self.selected, self.max_tier = selected, max_tier
+        self.stored = stored_features(dataset.schema) if dataset is not None else {}
+        self.stored_slices = stored_slices(dataset.schema) if dataset is not None else {}
+        self.existing = set(dataset.schema.names) if dataset is not None else set()
+        self.total = dataset.count_rows() if dataset is not None else 0
+        self.changing: set[str] = set()     # features and slices whose definition changes in this plan
+        self.slice_work: set[str] = set()   # slices that run in this apply
+
+    def skipped(self, key: str, tier: int) -> bool:
+        return (self.selected is not None and key not in self.selected) or bool(self.max_tier and tier > self.max_tier)
+
+    # features ---------------------------------------------------------------------------
+    def feature_step(self, f: Feature) -> FeatureStep:
+        base = dict(name=f.name, tier=f.tier, columns=tuple(f.columns), fingerprint=f.fingerprint)
+        if self.skipped(f"feature:{f.name}", f.tier):
+            return FeatureStep(action="skip", reasons=(), **base)
+        only = f.spec.only
+        if only and only not in self.slice_work and only not in self.stored_slices:
+            raise UsageError(f"feature {f.name!r} is computed only on slice {only!r}, which is not in the table "
+                             f"yet and is not part of this apply; select '+{f.name}' (with what it depends on), "
+                             "or run apply without --select/--tier")
+        pending = only if only in self.slice_work else None
+        if pending:
+            base["only_pending"] = pending
+        old = self.stored.get(f.name)
+        missing_cols = [c for c in f.columns if c not in self.existing]
+        if old is None or missing_cols or f.state_column not in self.existing:
+            self.changing.add(f.name)
+            reasons = ("new feature",) if old is None else \
+                (f"columns missing from the table: {', '.join(missing_cols) or f.state_column}",)
+            return FeatureStep(action="create", reasons=reasons, rows=self.rows_in_scope(f, pending), **base)
+        if old.fingerprint != f.fingerprint:
+            self.changing.add(f.name)
+            return FeatureStep(action="recompute", reasons=tuple(stale_reasons(f, old, self.changing)),
+                               rows=self.rows_in_scope(f, pending), **base)
+        return self.fill_step(f, base, pending)
+
+    def rows_in_scope(self, f: Feature, pending: str | None) -> int | None:
+        scope = only_filter(self.project, f)
+        if scope is None:
+            return self.total + self.incoming
+        if self.dataset is None or pending:
+            return None  # the slice runs first in this apply: its rows are known only then
+        return count_rows(self.dataset, scope)
+
+    def fill_step(self, f: Feature, base: dict, pending: str | None) -> FeatureStep:
+        ds, state, fp = self.dataset, f.state_column, f.fingerprint
+        scope = only_filter(self.project, f)
+        failed = count_rows(ds, failed_filter(state, fp), scope) or 0
+        todo = count_rows(ds, todo_filter(state, fp), scope) or 0
+        new = count_rows(ds, f"{state} IS NULL", scope) or 0
+        outdated = max(todo - new - failed, 0)
+        new_rows = new + self.incoming if scope is None else new
+        if pending:  # new rows of the slice are known once it has run
+            return FeatureStep(action="fill", reasons=(), rows=None, new_rows=new_rows, failed_rows=failed,
+                               outdated_rows=outdated, **base)
+        if not (new_rows or failed or outdated):
+            return FeatureStep(action="none", reasons=(), **base)
+        return FeatureStep(action="fill", reasons=(), rows=new_rows + failed + outdated, new_rows=new_rows,
+                           failed_rows=failed, outdated_rows=outdated, **base)
+
+    # slices -------------------------------------------------------------------------------
+    def slice_step(self, sl: Slice) -> SliceStep:
+        base = dict(name=sl.name, tier=sl.tier, fingerprint=sl.fingerprint)
+        if self.skipped(f"slice:{sl.name}", sl.tier):
+            return SliceStep(action="skip", reasons=(), **base)
+        old = self.stored_slices.get(sl.name)
+        every = None if self.incoming else self.total
+        if old is None or sl.state_column not in self.existing:
+            self.changing.add(sl.name)
+            self.slice_work.add(sl.name)
+            return SliceStep(action="create", reasons=("new slice",), rows=every, **base)
+        if old.fingerprint != sl.fingerprint:
+            self.changing.add(sl.name)
+            self.slice_work.add(sl.name)
+            return SliceStep(action="recompute", reasons=tuple(slice_stale_reasons(sl, old, self.changing)),
+                             rows=every, **base)
+        todo = count_rows(self.dataset, slice_todo_filter(sl.state_column, sl.fingerprint)) or 0
+        parent_runs = sl.parent in self.slice_work
+        if not (todo or self.incoming or parent_runs):
+            return SliceStep(action="none", reasons=(), **base)
+        self.slice_work.add(sl.name)
+        return SliceStep(action="fill", reasons=(), rows=todo + self.incoming, new_rows=todo + self.incoming, **base)
+
+
+def slice_stale_reasons(sl: Slice, stored: StoredSlice, changing: set[str]) -> list[str]:
+    reasons = []
+    old, new = stored.definition, sl.definition
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            reasons.append(f"{key} changed: {json.dumps(old.get(key))} -> {json.dumps(new.get(key))}")
+    ups = sorted(u for u in [*sl.depends_on, *([sl.parent] if sl.parent else [])] if u in changing)
+    if ups:
+        reasons.append("upstream changed: " + ", ".join(ups))
+    if stored.version != SLICE_VERSION:
+        reasons.append(f"slice semantics version {stored.version} -> {SLICE_VERSION}")
+    if not reasons:
+        reasons.append(f"fingerprint {stored.fingerprint} -> {sl.fingerprint}")
+    return reasons
 
 
 def only_filter(project: Project, f: Feature) -> str | None:
+    """The rows an `only:` feature is computed for: its slice's rows, every split."""
     if not f.spec.only:
         return None
-    where = project.spec.slices[f.spec.only].where
-    return f"({where})" if where else None
+    return f"({project.slices[f.spec.only].column} IS NOT NULL)"
 
 
-def _orphans(project: Project, stored: dict[str, StoredFeature], action: str) -> tuple[OrphanStep, ...]:
-    """Columns the table holds for features the spec no longer has, or that a feature no
-    longer produces (its ``outputs:`` changed)."""
+def _orphans(project: Project, stored: dict[str, StoredFeature], slices: dict[str, StoredSlice],
+             action: str) -> tuple[OrphanStep, ...]:
+    """Columns the table holds for features or slices the spec no longer has, or that a
+    feature no longer produces (its ``outputs:`` changed)."""
     produced = {c for f in project.features.values() for c in f.columns}
     out = []
     for name, s in sorted(stored.items()):
@@ -211,42 +359,19 @@ def _orphans(project: Project, stored: dict[str, StoredFeature], action: str) ->
             out.append(OrphanStep(name, s.columns + (state_column(name),), action))
         elif leftover := tuple(c for c in s.columns if c not in produced):
             out.append(OrphanStep(f"{name} (old outputs)", leftover, action))
+    for name in sorted(slices):
+        if name not in project.slices:
+            out.append(OrphanStep(f"slice {name}", (name, state_column(name)), action))
     return tuple(out)
 
 
 def count_rows(dataset, *filters: str | None) -> int | None:
     """Rows matching all `filters`; None when a filter names a column not in the table yet
     (an `only:` slice over a feature this apply creates)."""
+    if dataset is None:
+        return None
     where = " AND ".join(f for f in filters if f)
     try:
         return dataset.count_rows(filter=where or None)
     except (ValueError, OSError):
         return None
-
-
-def _rows_in_scope(project: Project, f: Feature, dataset, total: int, incoming: int) -> int | None:
-    scope = only_filter(project, f)
-    if scope is None:
-        return total + incoming
-    if dataset is None or incoming:
-        return None  # the new rows' slice membership is known only once their features exist
-    return count_rows(dataset, scope)
-
-
-def _fill_step(project: Project, f: Feature, dataset, incoming: int, base: dict) -> FeatureStep:
-    state, fp = f.state_column, f.fingerprint
-    in_slice = only_filter(project, f)
-    scope = in_slice
-    failed = dataset.count_rows(filter=failed_filter(state, fp))
-    todo = count_rows(dataset, todo_filter(state, fp), scope)
-    if todo is None:  # the slice cannot be evaluated yet: every row not done may need work
-        todo = dataset.count_rows(filter=todo_filter(state, fp))
-        scope = None
-    pending = dataset.count_rows(filter=" AND ".join(filter(None, [f"{state} IS NULL", scope]))) if todo else 0
-    outdated = max(todo - pending - failed, 0)
-    new_rows = pending + incoming
-    if not (new_rows or failed or outdated):
-        return FeatureStep(action="none", reasons=(), **base)
-    rows = new_rows + failed + outdated if not (in_slice and incoming) else None
-    return FeatureStep(action="fill", reasons=(), rows=rows, new_rows=new_rows, failed_rows=failed,
-                       outdated_rows=outdated, **base)

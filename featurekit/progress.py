@@ -69,8 +69,8 @@ def make_reporter(quiet: bool = False) -> Reporter:
 
 def render_summary(result, seconds: float) -> str:
     run = result.run
-    lines = [f"applied {result.plan.spec}: table version {run.version_before} -> {run.version_after} "
-             f"in {seconds:.1f}s"]
+    before = "new table" if run.version_before is None else f"table version {run.version_before}"
+    lines = [f"applied {result.plan.spec}: {before} -> version {run.version_after} in {seconds:.1f}s"]
     if result.plan.ingest is not None:
         lines.append(f"  ingested {run.ingested} row(s)")
         for what, n in sorted(run.skipped_rows.items()):
@@ -80,6 +80,15 @@ def render_summary(result, seconds: float) -> str:
         lines.append(line)
         for key, err in f.errors[:3]:
             lines.append(f"      row {key!r}: {err}")
+    for name, sl in run.slices.items():
+        kept = ", ".join(f"{split} +{n}" for split, n in sl.added.items()) or "none kept"
+        removed = ", ".join(f"{step} {n}" for step, n in sorted(sl.removed.items()))
+        line = f"  slice {name}: {sl.examined} examined, {kept}" + (f"; removed {removed}" if removed else "")
+        if sl.blocked:
+            line += f"; {sl.blocked} waiting for upstream values"
+        if sl.leaks:
+            line += f"; {len(sl.leaks)} leak(s) across splits (featurekit slice shows them)"
+        lines.append(line)
     for col in run.dropped:
         lines.append(f"  dropped column {col}")
     return "\n".join(lines)
@@ -91,12 +100,20 @@ def render_status(s) -> str:
     lines = [f"table {s.table}: version {s.version}, {s.rows} rows"]
     width = max([len(f.name) for f in s.features] + [4])
     for f in s.features:
+        outside = f", outside slice {f.only} {f.outside}" if f.only else ""
         lines.append(f"  {f.name:<{width}}  {f.state:<10}  computed {f.computed}, failed {f.failed}, "
-                     f"pending {f.pending}")
+                     f"pending {f.pending}{outside}")
         for reason in f.reasons:
             lines.append(f"      {reason}")
         for key, err in f.errors:
             lines.append(f"      failed row {key!r}: {err}")
+    for sl in s.slices:
+        splits = ", ".join(f"{k} {v}" for k, v in sl.splits.items()) or "no rows"
+        removed = ", ".join(f"{k} {v}" for k, v in sl.removed.items())
+        lines.append(f"  slice {sl.name}: {sl.state}; {splits}" + (f"; removed {removed}" if removed else "")
+                     + (f"; {sl.pending} row(s) to examine" if sl.pending else ""))
+        for reason in sl.reasons:
+            lines.append(f"      {reason}")
     if s.history:
         lines.append("applies (Lance versions each produced):")
         for h in s.history[-10:]:
@@ -104,6 +121,8 @@ def render_status(s) -> str:
             did = [f"ingested {h['ingested']}"] if h.get("ingested") else []
             did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
                     for n, f in h.get("features", {}).items()]
+            did += [f"slice {n} {sum(r.get('added', {}).values())} kept of {r.get('examined', 0)} examined"
+                    for n, r in h.get("slices", {}).items()]
             did += [f"dropped {c}" for c in h.get("dropped", [])]
             lines.append(f"  v{start}-v{h['version_to']}  {h['at']}  {'; '.join(did) or 'source recorded'}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
@@ -19,7 +20,8 @@ from .loader import Document, Loc
 from .registry import Registry
 from .source import Source, expand
 from .spec import RESERVED_PREFIX, FeatureSpec, SliceSpec, Spec, check_name
-from .sqlcols import sql_columns
+from .sqlcols import check_filter, several_statements, sql_columns
+from .table import is_featurekit_column
 
 STATE_PREFIX = RESERVED_PREFIX
 
@@ -64,6 +66,34 @@ class Feature:
         return self.extractor_cls(self.run_params)
 
 
+ALL_ROWS = "all"      # the split of a slice without split:
+SLICE_VERSION = "1"   # bump when slice semantics change: every stored slice becomes stale
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A curation slice, stored as column `name` (its split, NULL outside) plus a state column."""
+
+    name: str
+    spec: SliceSpec
+    columns_used: tuple[str, ...]
+    depends_on: tuple[str, ...]     # upstream features
+    parent: str | None              # `from:` slice
+    fingerprint: str
+    tier: int
+    splits: tuple[str, ...]         # split names, in the spec's order ("all" without split:)
+    key: str | None                 # the row key (keepers are recorded by key)
+    definition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def column(self) -> str:
+        return self.name
+
+    @property
+    def state_column(self) -> str:
+        return state_column(self.name)
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -85,6 +115,7 @@ class Project:
     table_schema: pa.Schema | None
     source: Source | None = None
     source_files: tuple[Path, ...] = ()
+    slices: dict[str, Slice] = field(default_factory=dict)  # in dependency order
 
     @property
     def root(self) -> Path:
@@ -163,7 +194,7 @@ class _Resolver:
         cols: dict[str, Column] = {}
         if self.table_schema is not None:
             for f in self.table_schema:
-                if not f.name.startswith(STATE_PREFIX) and not (f.metadata or {}).get(b"featurekit.feature"):
+                if not is_featurekit_column(f):
                     cols[f.name] = Column(f.name, f.type, "table")
         source, files = None, ()
         if spec.source is not None:
@@ -311,18 +342,51 @@ class _Resolver:
         return f"unknown column {col!r}: not in the table, the source or any feature's outputs{hint}"
 
     # slices and recipes -----------------------------------------------------------------
-    def slice_columns(self, name: str, sl: SliceSpec, cols: dict[str, Column]) -> list[str]:
+    def slice_columns(self, name: str, sl: SliceSpec, cols: dict[str, Column], key: str | None) -> list[str]:
+        """Columns a slice reads, each checked; the `where` filter is parsed by Lance."""
         used: list[tuple[Loc, str]] = []
-        if sl.where:
+        if sl.where and (error := several_statements(sl.where)):
+            self.problem(("slices", name, "where"), error)
+        elif sl.where:
             used += [(("slices", name, "where"), c) for c in sql_columns(sl.where)]
         if sl.dedupe:
             used += [(("slices", name, "dedupe", "by", i), c) for i, c in enumerate(sl.dedupe.by)]
+            if sl.dedupe.near:
+                used += [(("slices", name, "dedupe", "near", "column"), sl.dedupe.near.column)]
         if sl.split and sl.split.by:
             used += [(("slices", name, "split", "by"), sl.split.by)]
+        unknown = False
         for loc, col in used:
-            if col not in cols and col not in self.broken and not self.columns_unknown:
-                self.problem(loc, self.unknown_column(col, cols))
+            if col not in cols:
+                unknown = True
+                if col not in self.broken and not self.columns_unknown:
+                    self.problem(loc, self.unknown_column(col, cols))
+        if sl.where and not unknown and not several_statements(sl.where):
+            error = check_filter(sl.where, {c: cols[c].type for c in sql_columns(sl.where)})
+            if error:
+                self.problem(("slices", name, "where"), error)
+        near = sl.dedupe.near if sl.dedupe else None
+        if near and near.column in cols and cols[near.column].type is not None \
+                and not pa.types.is_integer(cols[near.column].type):
+            self.problem(("slices", name, "dedupe", "near", "column"),
+                         f"column {near.column!r} is {cols[near.column].type}; near duplicates need a 64-bit "
+                         "integer hash (image.dhash or image.phash give uint64)")
+        if (sl.dedupe or (sl.split and not sl.split.by)) and key is None:
+            what = "dedupe" if sl.dedupe else "split"
+            self.problem(("slices", name, what), f"{what} needs a row key: add source: with key:"
+                         + ("" if sl.dedupe else ", or give split.by"))
         return [c for _, c in used]
+
+    def slice_names(self, spec: Spec, cols: dict[str, Column]) -> None:
+        """A slice is stored as a column named after it: it must not shadow another column."""
+        for name, sl in spec.slices.items():
+            if name in cols:
+                what = cols[name].origin.replace("feature:", "feature ")
+                self.problem(("slices", name), f"slice {name!r} is stored as column {name!r}, which the "
+                                               f"{what} already has; rename the slice", key=True)
+            if sl.from_ is not None and sl.from_ not in spec.slices and sl.from_ not in self.broken:
+                self.problem(("slices", name, "from"), f"unknown slice {sl.from_!r}; "
+                                                       f"slices: {', '.join(spec.slices) or '(none defined)'}")
 
     def recipes(self, spec: Spec, cols: dict[str, Column]) -> dict[str, list[str]]:
         out = {}
@@ -382,15 +446,22 @@ class _Resolver:
             cols.setdefault(name, Column(name, None, f"feature:{name}"))
         for name, r in resolved.items():
             self.check_input(name, spec.features[name], r[0], cols)
-        slice_cols = {n: self.slice_columns(n, sl, cols) for n, sl in spec.slices.items()}
+        self.slice_names(spec, cols)
+        for name in spec.slices:
+            cols.setdefault(name, Column(name, pa.string(), f"slice:{name}"))
+        key = spec.source.key if spec.source else None
+        slice_cols = {n: self.slice_columns(n, sl, cols, key) for n, sl in spec.slices.items()}
         recipe_cols = self.recipes(spec, cols)
         graph = self.graph(spec, cols, owner, slice_cols, recipe_cols)
         if self.problems:
             raise SpecError(self.problems)
         features = self.fingerprint(spec, graph, resolved, owner)
+        slices = self.slices(spec, graph, features, owner, slice_cols, key)
+        if self.problems:
+            raise SpecError(self.problems)
         return Project(spec=spec, path=path, doc=self.doc, registry=self.registry, features=features,
                        columns=cols, graph=graph, table_schema=self.table_schema, source=source,
-                       source_files=files)
+                       source_files=files, slices=slices)
 
     def graph(self, spec: Spec, cols, owner, slice_cols, recipe_cols) -> Graph:
         nodes: dict[str, Node] = {}
@@ -398,9 +469,11 @@ class _Resolver:
         raw: dict[str, tuple[str, ...]] = {}
 
         def split(key: str, used: list[str], extra: list[str] = ()) -> None:
-            up = [f"feature:{owner[c]}" for c in used if c in owner] + list(extra)
+            up = [f"feature:{owner[c]}" if c in owner else f"slice:{c}" for c in used
+                  if c in owner or (c in cols and cols[c].origin.startswith("slice:"))] + list(extra)
             deps[key] = tuple(dict.fromkeys(up))
-            raw[key] = tuple(dict.fromkeys(c for c in used if c not in owner and c in cols))
+            raw[key] = tuple(dict.fromkeys(c for c in used if c not in owner and c in cols
+                                           and not cols[c].origin.startswith("slice:")))
 
         for name, fs in spec.features.items():
             key = f"feature:{name}"
@@ -410,9 +483,9 @@ class _Resolver:
                 self.problem(("features", name, "only"), f"unknown slice {fs.only!r}; "
                                                          f"slices: {', '.join(spec.slices) or '(none defined)'}")
             split(key, list(fs.inputs.values()), only)
-        for name in spec.slices:
+        for name, sl in spec.slices.items():
             nodes[f"slice:{name}"] = Node("slice", name)
-            split(f"slice:{name}", slice_cols[name])
+            split(f"slice:{name}", slice_cols[name], [f"slice:{sl.from_}"] if sl.from_ in spec.slices else [])
         for name, rs in spec.recipes.items():
             nodes[f"recipe:{name}"] = Node("recipe", name)
             split(f"recipe:{name}", recipe_cols[name], [f"slice:{rs.slice}"] if rs.slice in spec.slices else [])
@@ -441,6 +514,46 @@ class _Resolver:
             features[name] = Feature(name, fs, cls, params, dict(fs.inputs), outputs, types, resources,
                                      depends, fp, self.runtime_params(cls, params))
         return features
+
+
+    def slices(self, spec: Spec, graph: Graph, features: dict[str, Feature], owner: dict[str, str],
+               slice_cols: dict[str, list[str]], key: str | None) -> dict[str, Slice]:
+        """Resolved slices in dependency order, with fingerprints and tiers; a feature computed
+        `only:` on a slice must not be of a cheaper tier than the slice needs."""
+        out: dict[str, Slice] = {}
+        for node in graph.order():
+            kind, name = node.split(":", 1)
+            if kind != "slice":
+                continue
+            sl = spec.slices[name]
+            used = list(dict.fromkeys(slice_cols[name]))
+            ups = {}
+            for col in used:
+                if col in owner:
+                    ups[col] = features[owner[col]].fingerprint + "/" + col
+                elif col in out:
+                    ups[col] = "slice:" + out[col].fingerprint
+                else:
+                    ups[col] = f"column:{col}"
+            parent = out.get(sl.from_) if sl.from_ else None
+            if parent is not None:
+                ups["from"] = "slice:" + parent.fingerprint
+            depends = tuple(dict.fromkeys(owner[c] for c in used if c in owner))
+            tier = max([features[d].tier for d in depends] + [s.tier for s in out.values()
+                                                               if s.name in used or s is parent] + [1])
+            definition = sl.model_dump(mode="json", by_alias=True, exclude_none=True)
+            fp = fingerprint("slice", SLICE_VERSION, definition, ups)
+            splits = tuple(sl.split.fractions) if sl.split else (parent.splits if parent else (ALL_ROWS,))
+            out[name] = Slice(name, sl, tuple(used), depends, parent.name if parent else None, fp, tier,
+                              splits, key, definition)
+        for name, f in features.items():
+            sl = out.get(f.spec.only) if f.spec.only else None
+            if sl is not None and f.tier < sl.tier:
+                needs = [d for d in sl.depends_on if features[d].tier == sl.tier] or [sl.name]
+                self.problem(("features", name, "only"),
+                             f"slice {sl.name!r} needs tier-{sl.tier} feature {needs[0]!r}, so a tier-{f.tier} "
+                             f"feature cannot be computed only on its rows; make {name!r} tier {sl.tier} or more")
+        return out
 
 
 def resolve(doc: Document, registry: Registry, path: Path, table_schema: pa.Schema | None) -> Project:

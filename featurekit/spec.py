@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SUPPORTED_VERSIONS = (1,)
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -81,18 +81,35 @@ class FeatureSpec(Strict):
     description: str | None = Field(None, description="free text, for people")
 
 
+class NearSpec(Strict):
+    column: str = Field(description="a uint64 hash column (e.g. image.dhash): rows whose hashes differ in at "
+                        "most max_distance bits are near duplicates")
+    max_distance: int = Field(description="bits two hashes may differ in", ge=0, le=16)
+
+
 class DedupeSpec(Strict):
-    by: list[str] = Field(min_length=1, description="keep one row per identical value of these columns")
+    by: list[str] = Field(default_factory=list, description="duplicates agree on every one of these columns")
+    near: NearSpec | None = Field(None, description="and their hashes are within max_distance bits of each other")
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.by and self.near is None:
+            raise ValueError("dedupe needs by: [columns], near: {column, max_distance}, or both")
+        return self
 
 
 class SplitSpec(Strict):
-    by: str | None = Field(None, description="rows sharing this column's value land in one split")
+    by: str | None = Field(None, description="rows sharing this column's value land in one split "
+                           "(default: the source key)")
     seed: int = Field(0, description="the same seed gives the same split")
     fractions: dict[str, float] = Field(min_length=1, description="split name -> fraction; they add up to 1")
 
     @field_validator("fractions")
     @classmethod
     def _sum_to_one(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in value:
+            if not NAME_RE.match(name):
+                raise ValueError(f"split name {name!r} must be letters, digits and _, not starting with a digit")
         if any(v < 0 for v in value.values()):
             raise ValueError("fractions must not be negative")
         if abs(sum(value.values()) - 1.0) > 1e-6:
@@ -101,9 +118,12 @@ class SplitSpec(Strict):
 
 
 class SliceSpec(Strict):
-    where: str | None = Field(None, description="Lance/DataFusion SQL filter")
-    dedupe: DedupeSpec | None = None
-    split: SplitSpec | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: str | None = Field(None, alias="from", description="start from another slice's rows, then apply "
+                              "this slice's steps")
+    where: str | None = Field(None, description="Lance/DataFusion SQL filter; never evaluated as Python")
+    dedupe: DedupeSpec | None = Field(None, description="keep one row per group of duplicates (the earliest)")
+    split: SplitSpec | None = Field(None, description="assign rows to named splits, stable as data grows")
 
 
 class EvalSpec(Strict):

@@ -1,7 +1,10 @@
-"""Which columns a SQL filter refers to: read, never evaluated."""
+"""SQL filters in specs: which columns they name (read, never evaluated), and whether Lance
+accepts them (parsed by Lance against an empty table, never evaluated as Python)."""
 from __future__ import annotations
 
+import itertools
 import re
+from typing import Any
 
 SQL_WORDS = {
     "and", "or", "not", "is", "null", "true", "false", "in", "like", "ilike", "between", "case",
@@ -28,3 +31,44 @@ def sql_columns(expr: str) -> list[str]:
     return cols
 
 
+
+
+def several_statements(expr: str) -> str | None:
+    """A filter is one expression: Lance would silently ignore what follows a ';'."""
+    if ";" in _STRING.sub("''", expr):
+        return "a filter is one SQL expression; remove the ';'"
+    return None
+
+
+def check_filter(expr: str, columns: dict[str, Any]) -> str | None:
+    """Why Lance would reject `expr` as a filter over `columns` (name -> Arrow type), or None.
+
+    Lance itself parses and plans the filter against an empty in-memory table of that
+    schema: the same parser apply uses, with no data touched. Columns of unknown type
+    (their producer has errors) cannot be checked and are skipped.
+    """
+    import pyarrow as pa
+    if any(t is None for t in columns.values()):
+        return None
+    import lance
+    fields = [pa.field(n, pa.string() if pa.types.is_null(t) else t) for n, t in columns.items()]
+    table = pa.schema(fields).empty_table()
+    uri = f"memory://featurekit-filter-check-{next(_CHECKS)}"
+    try:
+        # parenthesized: Lance silently ignores trailing junk after a complete expression
+        lance.write_dataset(table, uri).scanner(filter=f"({expr})", columns=[]).to_table()
+    except (ValueError, OSError) as exc:
+        return _lance_message(str(exc).replace(f"({expr})", expr))
+    return None
+
+
+_CHECKS = itertools.count()
+
+
+def _lance_message(text: str) -> str:
+    """Lance's error without the Rust source location and boilerplate."""
+    text = re.sub(r",\s*/\S+\.rs:\d+:\d+", "", text).strip()
+    text = text.replace("Invalid user input: ", "")
+    text = re.sub(r"Valid fields are .*", "", text).rstrip(" .,")
+    text = text.replace("Error parsing statement: SELECT 1 FROM t WHERE ", "cannot parse ")
+    return "invalid SQL filter: " + " ".join(text.split())

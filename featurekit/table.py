@@ -43,6 +43,44 @@ class StoredFeature:
     input_fingerprints: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StoredSlice:
+    """A slice as recorded in its column's field metadata."""
+
+    name: str
+    fingerprint: str
+    version: str
+    definition: dict[str, Any]
+    inputs: dict[str, str]
+
+
+def slice_metadata(sl) -> dict[str, str]:
+    """Field metadata of a resolved slice's column."""
+    from .resolve import SLICE_VERSION
+    return {META + "slice": sl.name, META + "version": SLICE_VERSION, META + "fingerprint": sl.fingerprint,
+            META + "definition": json.dumps(sl.definition, sort_keys=True),
+            META + "inputs": json.dumps(list(sl.columns_used)), META + "splits": json.dumps(list(sl.splits))}
+
+
+def stored_slices(schema: pa.Schema) -> dict[str, StoredSlice]:
+    out = {}
+    for f in schema:
+        md = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+        name = md.get(META + "slice")
+        if name:
+            out[name] = StoredSlice(name, md.get(META + "fingerprint", ""), md.get(META + "version", ""),
+                                    json.loads(md.get(META + "definition", "{}")),
+                                    json.loads(md.get(META + "inputs", "[]")))
+    return out
+
+
+def is_featurekit_column(f: pa.Field) -> bool:
+    """A column featurekit derived (feature output, slice, state), not source data."""
+    md = f.metadata or {}
+    return f.name.startswith("_fk_") or b"featurekit.feature" in md or b"featurekit.slice" in md \
+        or b"featurekit.state_of" in md
+
+
 def feature_metadata(feature, column: str, input_fps: dict[str, str]) -> dict[str, str]:
     """Field metadata for one output column of a resolved feature."""
     extra = {f"{META}output.{k}": str(v) for k, v in feature.make_extractor().output_metadata().items()}
@@ -100,6 +138,13 @@ def failed_filter(state_col: str, fp: str) -> str:
 def todo_filter(state_col: str, fp: str) -> str:
     """Rows whose value is missing, failed or computed by another fingerprint."""
     return f"({state_col} IS NULL OR {state_col} <> {sql_quote(fp)})"
+
+
+def slice_todo_filter(state_col: str, fp: str) -> str:
+    """Slice rows to examine: never examined, examined by another definition, or waiting
+    for an upstream value (``<fp>!blocked``)."""
+    return (f"({state_col} IS NULL OR NOT starts_with({state_col}, {sql_quote(fp)}) "
+            f"OR starts_with({state_col}, {sql_quote(fp + FAILED_SEP + 'blocked')}))")
 
 
 def applies(schema: pa.Schema) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ CASES = [
         "spec.yaml:13:5: features.question_length.cache: unknown key 'cache'; valid keys: tier, extractor, inputs, params, resources, only, outputs, on_error, description",
     ]),
     ("unknown-slice-key", add("    limit: 10\n"), [
-        "spec.yaml:23:5: slices.text_dense.limit: unknown key 'limit'; valid keys: where, dedupe, split",
+        "spec.yaml:23:5: slices.text_dense.limit: unknown key 'limit'; valid keys: from, where, dedupe, split",
     ]),
     ("unknown-recipe-key", add("recipes:\n  r:\n    trainer: qlora\n    slice: text_dense\n    epochs: 3\n"), [
         "spec.yaml:27:5: recipes.r.epochs: unknown key 'epochs'; valid keys: trainer, slice, split, columns, params, output, eval",

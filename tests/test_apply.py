@@ -359,7 +359,7 @@ def test_status_shows_which_versions_each_apply_produced(project, run_cli):
     assert lines[0].startswith(f"  v1-v{first}  ")
     assert lines[1].startswith(f"  v{first + 1}-v{project.dataset().version}  ")
     assert lines[1].endswith("ingested 5; ocr_token_count 5 computed; question_length 5 computed; "
-                             "question_type 5 computed")
+                             "question_type 5 computed; slice text_dense 2 kept of 5 examined")
 
 
 def test_progress_lines_when_not_a_terminal_and_quiet(project, run_cli):
@@ -425,7 +425,8 @@ def test_failing_rows_are_isolated_by_halving_at_any_batch_size(project, batch_s
 def test_only_computes_the_rows_of_the_slice_and_the_plan_counts_them(project):
     spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  dense_type:\n    extractor: text.question_type\n"
                                                 "    inputs: {text: question}\n    only: text_dense\nslices:\n"))
-    featurekit.apply(spec, select=["ocr_token_count"])
+    assert featurekit.plan(spec).step("dense_type").only_pending == "text_dense"  # rows known once it runs
+    featurekit.apply(spec, select=["+text_dense"])
     dense = [i for i, n in enumerate(column(project, "ocr_token_count")) if n >= 8]
     assert featurekit.plan(spec).step("dense_type").rows == len(dense)
     result = featurekit.apply(spec)

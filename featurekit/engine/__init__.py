@@ -23,6 +23,7 @@ class RunResult:
     ingested: int = 0
     skipped_rows: dict[str, int] = field(default_factory=dict)
     features: dict[str, FeatureRun] = field(default_factory=dict)
+    slices: dict[str, Any] = field(default_factory=dict)   # name -> engine.slices.SliceRun
     dropped: list[str] = field(default_factory=list)
     version_before: int | None = None
     version_after: int | None = None

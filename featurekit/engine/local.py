@@ -22,10 +22,12 @@ import pyarrow as pa
 from pydantic import Field
 
 from ..errors import RunError
-from ..planner import FeatureStep, Plan, only_filter
+from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
 from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
+from .lancefiles import ColumnFile, commit_replacements, file_version
+from .slices import finish_metadata, run_slice
 from .work import (
     FeatureError,
     FeatureTask,
@@ -34,7 +36,6 @@ from .work import (
     FragmentTask,
     compute_fragment,
     compute_piece,
-    file_version,
     release_extractor,
 )
 
@@ -78,11 +79,15 @@ class LocalEngine(Engine):
                 result.dropped.extend(cols)
         self.pool = None
         try:
-            for step in plan.features:
-                if step.has_work:
-                    run = self._feature(project, project.features[step.name], step, reporter, result)
-                    result.features[step.name] = run
-                    reporter.feature_finished(run)
+            for step in plan.steps:
+                if not step.has_work:
+                    continue
+                if isinstance(step, SliceStep):
+                    result.slices[step.name] = self._slice(project, project.slices[step.name], step, reporter)
+                    continue
+                run = self._feature(project, project.features[step.name], step, reporter, result)
+                result.features[step.name] = run
+                reporter.feature_finished(run)
         finally:
             if self.pool is not None:
                 self.pool.shutdown(cancel_futures=True)
@@ -93,6 +98,7 @@ class LocalEngine(Engine):
                 "spec": project.spec.name, "engine": self.name, "version_from": plan.table_version,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
                 "features": {n: {"computed": f.computed, "failed": f.failed} for n, f in result.features.items()},
+                "slices": {n: s.summary() for n, s in result.slices.items()},
                 "dropped": result.dropped})
         result.version_after = _open(uri).version
         return result
@@ -131,6 +137,19 @@ class LocalEngine(Engine):
         if ds is not None:
             ds.update_schema_metadata({SOURCE_META.decode(): json.dumps(prepared.signature, sort_keys=True)})
         return written
+
+    # -- one slice --------------------------------------------------------------------------
+    def _slice(self, project: Project, sl, step: SliceStep, reporter: Reporter):
+        reporter.message(f"slice {sl.name}: examining {'every row' if step.rows is None else step.rows} row(s)"
+                         .replace("every row row(s)", "every row"))
+        run = run_slice(project, sl, step.action in ("create", "recompute"), _open(project.table_uri))
+        finish_metadata(_open(project.table_uri), sl)
+        kept = sum(run.added.values())
+        removed = ", ".join(f"{n} {step_}" for step_, n in sorted(run.removed.items())) or "none removed"
+        reporter.message(f"slice {sl.name}: {run.examined} examined, {kept} kept ({removed})"
+                         + (f", {run.blocked} waiting for upstream values" if run.blocked else "")
+                         + (f", {len(run.leaks)} leak(s) across splits" if run.leaks else ""))
+        return run
 
     # -- one feature -----------------------------------------------------------------------
     def _feature(self, project: Project, f: Feature, step: FeatureStep, reporter: Reporter,
@@ -326,18 +345,11 @@ class LocalEngine(Engine):
 
     def _commit(self, project: Project, ds, results: list[FragmentResult], read_version: int,
                 run: FeatureRun) -> int:
-        import lance
-        from lance.fragment import DataFile
         if not results:
             return read_version
-        major, minor = (int(v) for v in file_version(ds).split("."))
-        groups = [lance.LanceOperation.DataReplacementGroup(
-            r.fragment_id, DataFile(r.path, fields=r.field_ids, column_indices=list(range(len(r.field_ids))),
-                                    file_major_version=major, file_minor_version=minor))
-            for r in results]
+        files = [ColumnFile(r.fragment_id, r.path, r.field_ids) for r in results]
         try:
-            ds = lance.LanceDataset.commit(project.table_uri, lance.LanceOperation.DataReplacement(groups),
-                                           read_version=read_version)
+            ds = commit_replacements(project.table_uri, files, read_version, file_version(ds))
         except Exception as exc:
             raise RunError(f"could not commit feature {run.name!r} to {project.table_uri}: {exc} "
                            "(another writer changed the table? run apply again)") from exc

@@ -7,10 +7,8 @@ raise. The engine commits the file (a Lance DataReplacement); until then nothing
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +18,7 @@ import pyarrow.compute as pc
 
 from ..extractor import Extractor, type_matches
 from ..table import FAILED_SEP
+from .lancefiles import open_writer, row_offsets
 
 MAX_ERROR_CHARS = 500
 ERROR_SAMPLE = 5
@@ -203,8 +202,6 @@ class FragmentJob:
     """
 
     def __init__(self, task: FragmentTask):
-        from lance.file import LanceFileWriter
-
         self.task = task
         self.started = time.perf_counter()
         ft = task.feature
@@ -213,9 +210,8 @@ class FragmentJob:
         self.physical = self.fragment.physical_rows
         self.schema = pa.schema([pa.field(c, t) for c, t in ft.output_types.items()]
                                 + [pa.field(ft.state_column, pa.string())])
-        name = f"{uuid.uuid4().hex}.lance"
-        self.writer = LanceFileWriter(os.path.join(ds.uri, "data", name), self.schema, version=file_version(ds))
-        self.result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in self.schema.names])
+        self.writer, out = open_writer(ds, task.fragment_id, self.schema)
+        self.result = FragmentResult(task.fragment_id, out.name, out.field_ids)
         self.cursor = 0      # next physical offset to write
         self.reported = 0
         self.pending: pa.Table | None = None  # partial jobs: computed rows not written yet, with "offset"
@@ -359,11 +355,6 @@ def compute_fragment(task: FragmentTask) -> FragmentResult:
     return job.close()
 
 
-def file_version(ds) -> str:
-    """The Lance file format of the table's data files ("2.2"); new files must match it."""
-    return ds.data_storage_version
-
-
 def _nulls(schema: pa.Schema, n: int) -> pa.RecordBatch:
     return pa.record_batch([pa.nulls(n, f.type) for f in schema], schema=schema)
 
@@ -372,7 +363,7 @@ class Offsets:
     """Physical row offsets of a batch within its fragment (from ``_rowaddr``)."""
 
     def __init__(self, rowaddr: pa.Array):
-        self.array = pc.bit_wise_and(rowaddr, pa.scalar(0xFFFFFFFF, pa.uint64()))
+        self.array = row_offsets(rowaddr)
         self.first = self.array[0].as_py()
         self.last = self.array[-1].as_py()
         self.contiguous = self.last - self.first + 1 == len(self.array)

@@ -1,0 +1,117 @@
+"""One static HTML page to look at a slice: sample rows per split and the largest duplicate
+groups side by side, images inline (data URIs), so a person sees what dedupe removes.
+No server, no script, nothing fetched: the file can be mailed or attached to a PR."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..table import sql_quote
+
+SAMPLES = 8
+GROUPS = 12
+GROUP_ROWS = 8
+MAGIC = [(b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"), (b"RIFF", "image/webp"),
+         (b"BM", "image/bmp")]
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; }
+.row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; margin: 8px 0 18px; }
+figure { margin: 0; width: 168px; font-size: 12px; }
+figure img { width: 160px; height: 160px; object-fit: contain; background: #f3f3f3; border: 2px solid #ddd; }
+figure.keeper img { border-color: #2a7; } figure.removed img { border-color: #d55; opacity: .85; }
+figcaption { overflow-wrap: anywhere; } .meta { color: #666; }
+"""
+
+
+def write_gallery(project, report, path: str | Path) -> Path:
+    import lance
+    sl = project.slices[report.slice]
+    ds = lance.dataset(report.uri, version=report.table_version)
+    image = _image_column(project, sl, ds.schema)
+    key = report.key
+    shown = [c for c in [key, image, *_text_columns(sl, ds.schema)] if c]
+    parts = [f"<h1>slice {html.escape(report.slice)}</h1>",
+             f"<p class=meta>table version {report.table_version}; "
+             + ", ".join(f"{html.escape(s)}: {n}" for s, n in report.splits.items())
+             + ("; removed " + ", ".join(f"{html.escape(k)} {v}" for k, v in report.removed.items())
+                if report.removed else "") + f"; leaks across splits: {report.leaks}</p>"]
+    if image is None:
+        parts.append("<p>No image column in the table: showing text only.</p>")
+    for split in report.splits:
+        rows = ds.to_table(columns=shown, filter=f"{sl.column} = {sql_quote(split)}", limit=SAMPLES).to_pylist()
+        parts.append(f"<h2>{html.escape(split)}: sample rows</h2>")
+        parts.append(_row_of(rows, key, image, shown, "member"))
+    if report.groups and key:
+        parts.append("<h2>largest duplicate groups (green: kept, red: removed)</h2>")
+        for group in report.groups[:GROUPS]:
+            keys = [group["keeper"], *group["removed"][:GROUP_ROWS - 1]]
+            rows = _rows_by_key(ds, key, keys, shown)
+            kinds = ["keeper"] + ["removed"] * (len(keys) - 1)
+            parts.append(f"<p class=meta>{group['size']} rows, {group['near']} near duplicates</p>")
+            parts.append("<div class=row>" + "".join(
+                _figure(rows.get(str(k)), key, image, shown, kind) for k, kind in zip(keys, kinds)) + "</div>")
+    page = ("<!doctype html><html><head><meta charset=utf-8><title>featurekit slice "
+            f"{html.escape(report.slice)}</title><style>{STYLE}</style></head><body>"
+            + "\n".join(parts) + "</body></html>\n")
+    path = Path(path)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _image_column(project, sl, schema: pa.Schema) -> str | None:
+    """The image the near-duplicate hash was computed from, else the first binary column."""
+    near = sl.spec.dedupe.near.column if sl.spec.dedupe and sl.spec.dedupe.near else None
+    for f in project.features.values():
+        if near in f.columns:
+            for col in f.inputs.values():
+                if col in schema.names and _is_binary(schema.field(col).type):
+                    return col
+    return next((f.name for f in schema if _is_binary(f.type) and not f.name.startswith("_fk_")), None)
+
+
+def _text_columns(sl, schema: pa.Schema) -> list[str]:
+    cols = list(sl.spec.dedupe.by) if sl.spec.dedupe else []
+    if sl.spec.split and sl.spec.split.by:
+        cols.append(sl.spec.split.by)
+    return [c for c in dict.fromkeys(cols) if c in schema.names and not _is_binary(schema.field(c).type)]
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _rows_by_key(ds, key: str, keys: list, shown: list[str]) -> dict:
+    typ = ds.schema.field(key).type
+    values = pa.array([k if pa.types.is_string(typ) or pa.types.is_large_string(typ) else _parse(k, typ)
+                       for k in keys])
+    literal = ", ".join(sql_quote(str(v)) if isinstance(v, str) else str(v) for v in values.to_pylist())
+    rows = ds.to_table(columns=shown, filter=f"{key} IN ({literal})").to_pylist()
+    return {str(r[key]): r for r in rows}
+
+
+def _parse(text: str, typ: pa.DataType):
+    try:
+        return pa.scalar(text).cast(typ).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return text
+
+
+def _row_of(rows: list[dict], key, image, shown, kind: str) -> str:
+    return "<div class=row>" + "".join(_figure(r, key, image, shown, kind) for r in rows) + "</div>"
+
+
+def _figure(row: dict | None, key, image, shown, kind: str) -> str:
+    if row is None:
+        return f"<figure class={kind}><figcaption>(row gone)</figcaption></figure>"
+    img = ""
+    if image and row.get(image):
+        blob = row[image]
+        mime = next((m for magic, m in MAGIC if blob.startswith(magic)), "application/octet-stream")
+        img = f"<img alt='' src='data:{mime};base64,{base64.b64encode(blob).decode()}'>"
+    caption = "<br>".join(f"<b>{html.escape(c)}</b> {html.escape(str(row.get(c)))}" for c in shown if c != image)
+    return f"<figure class={kind}>{img}<figcaption>{caption}</figcaption></figure>"

@@ -1,0 +1,70 @@
+"""Column files for existing fragments, committed with Lance's DataReplacement.
+
+This is the one place featurekit works below Lance's public write API: it writes a data
+file holding some columns for every physical row of a fragment and commits it in place of
+those columns' current file, so no other column (image bytes above all) is rewritten.
+Every assumption about Lance internals (DataFile fields, row addresses) lives here.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ROW_OFFSET_MASK = 0xFFFFFFFF  # a row address is fragment_id << 32 | offset within the fragment
+
+
+def file_version(ds) -> str:
+    """The Lance file format of the table's data files ("2.2"); new files must match it."""
+    return ds.data_storage_version
+
+
+def row_offsets(rowaddr: pa.Array) -> pa.Array:
+    """Offsets within their fragment of row addresses (``_rowaddr``)."""
+    return pc.bit_wise_and(rowaddr, pa.scalar(ROW_OFFSET_MASK, pa.uint64()))
+
+
+def fragment_ids(rowaddr: pa.Array) -> pa.Array:
+    return pc.shift_right(rowaddr, pa.scalar(32, pa.uint64()))
+
+
+@dataclass
+class ColumnFile:
+    """A new data file for one fragment: `name` under data/, holding `field_ids` in order."""
+
+    fragment_id: int
+    name: str
+    field_ids: list[int]
+
+
+def open_writer(ds, fragment_id: int, schema: pa.Schema):
+    """A writer for a new data file of `fragment_id` holding `schema`'s columns."""
+    from lance.file import LanceFileWriter
+    ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
+    name = f"{uuid.uuid4().hex}.lance"
+    writer = LanceFileWriter(os.path.join(ds.uri, "data", name), schema, version=file_version(ds))
+    return writer, ColumnFile(fragment_id, name, [ids[c] for c in schema.names])
+
+
+def write_fragment_columns(ds, fragment_id: int, table: pa.Table) -> ColumnFile:
+    """Write `table` (one row per physical row of the fragment) as a new column file."""
+    writer, out = open_writer(ds, fragment_id, table.schema)
+    for batch in table.to_batches():
+        writer.write_batch(batch)
+    writer.close()
+    return out
+
+
+def commit_replacements(uri: str, files: list[ColumnFile], read_version: int, file_format: str):
+    """Commit new column files in place of the old ones, in one Lance version; returns the dataset."""
+    import lance
+    from lance.fragment import DataFile
+    major, minor = (int(v) for v in file_format.split("."))
+    groups = [lance.LanceOperation.DataReplacementGroup(
+        f.fragment_id, DataFile(f.name, fields=f.field_ids, column_indices=list(range(len(f.field_ids))),
+                                file_major_version=major, file_minor_version=minor))
+        for f in files]
+    return lance.LanceDataset.commit(uri, lance.LanceOperation.DataReplacement(groups), read_version=read_version)

@@ -1,0 +1,322 @@
+"""Curation slices end to end, checked against an independent pure-Python computation.
+
+The reference below does what the spec's words say, with all-pairs Hamming distances and a
+plain union-find, over the rows in storage (arrival) order: duplicates agree on `by` and
+are within `max_distance` bits; a group keeps its earliest row; rows sharing `split.by` or
+near-duplicate images form a split group, placed by BLAKE2b-8 of the JSON of
+[seed, value of the group's earliest row] against the cumulative fractions.
+"""
+import hashlib
+import json
+import random
+
+import lance
+import pyarrow as pa
+import pytest
+
+import featurekit
+from conftest import Project, registry_with
+
+SPEC = """\
+featurekit: 1
+name: curation
+table: {db: data, name: t, fragment_rows: 40}
+source: {format: jsonl, path: "raw/*.jsonl", key: id}
+features:
+  qlen:
+    extractor: text.length
+    inputs: {text: question}
+slices:
+  train_set:
+    where: "qlen >= 5"
+    dedupe: {by: [question], near: {column: h, max_distance: 3}}
+    split: {by: image_id, seed: 7, fractions: {train: 0.7, val: 0.2, test: 0.1}}
+"""
+
+QUESTIONS = ["what is it?", "who?", "what brand?", "how many?", "what does it say?", "is it red?"]
+
+
+@pytest.fixture
+def project(tmp_path):
+    return Project(tmp_path)  # no rows yet: each test writes its own
+
+
+def make_rows(start, n, images, rng, max_flips=3):
+    """Rows over a set of images; each image has a base hash, and each row's image is a
+    copy of it with up to `max_flips` bits flipped (a re-encode), so near duplicates abound.
+    With max_flips=1 all copies of an image are within 2 bits: a new row can join a group
+    but never bridge two."""
+    rows = []
+    for i in range(start, start + n):
+        image_id, base = rng.choice(images)
+        flips = rng.sample(range(64), rng.randint(0, max_flips))
+        h = base ^ sum(1 << b for b in flips)
+        rows.append({"id": i, "image_id": image_id, "question": rng.choice(QUESTIONS), "h": h & (2 ** 63 - 1)})
+    return rows
+
+
+def write(project, rows, name):
+    path = project.root / "raw" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def images(rng, n, start=0):
+    return [(f"img{k}", rng.getrandbits(63)) for k in range(start, start + n)]
+
+
+def split_of(value, seed, fractions):
+    u = int.from_bytes(hashlib.blake2b(json.dumps([seed, value], sort_keys=True).encode(),
+                                       digest_size=8).digest(), "big") / 2 ** 64
+    acc = 0.0
+    for name, frac in fractions.items():
+        acc += frac
+        if u < acc:
+            return name
+    return name
+
+
+class UnionFind:
+    def __init__(self, n):
+        self.parent = list(range(n))
+
+    def find(self, x):
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def reference(rows, *, min_qlen=5, by=("question",), d=3, split_by="image_id", seed=7,
+              fractions=(("train", 0.7), ("val", 0.2), ("test", 0.1))):
+    """key -> split for members; key -> keeper key for removed duplicates."""
+    fractions = dict(fractions)
+    cand = [r for r in rows if len(r["question"]) >= min_qlen]
+    n = len(cand)
+    dup, grp = UnionFind(n), UnionFind(n)
+    for a in range(n):
+        for b in range(a + 1, n):
+            near = (cand[a]["h"] ^ cand[b]["h"]).bit_count() <= d
+            if near and all(cand[a][c] == cand[b][c] for c in by):
+                dup.union(a, b)
+            if near or cand[a][split_by] == cand[b][split_by]:
+                grp.union(a, b)
+    members, keepers = {}, {}
+    for a in range(n):
+        root = grp.find(a)  # the smallest index: the group's earliest row
+        split = split_of(cand[root][split_by], seed, fractions)
+        k = dup.find(a)
+        if k == a:
+            members[cand[a]["id"]] = split
+        else:
+            keepers[cand[a]["id"]] = cand[k]["id"]
+    return members, keepers
+
+
+def stored(project):
+    ds = lance.dataset(str(project.root / "data" / "t.lance"))
+    t = ds.to_table(columns=["id", "train_set", "_fk_train_set"], with_row_address=True).sort_by("_rowaddr")
+    members, keepers, states = {}, {}, {}
+    for key, split, state in zip(*(t.column(c).to_pylist() for c in ["id", "train_set", "_fk_train_set"])):
+        states[key] = state
+        if split is not None:
+            members[key] = split
+        elif "duplicate:" in state:
+            keepers[key] = int(state.split(":", 2)[2])
+    return members, keepers, states
+
+
+def table_rows(project):
+    ds = lance.dataset(str(project.root / "data" / "t.lance"))
+    return ds.to_table(columns=["id", "image_id", "question", "h"], with_row_address=True).sort_by("_rowaddr").to_pylist()
+
+
+def test_membership_keepers_and_splits_equal_an_independent_computation(project):
+    rng = random.Random(1)
+    write(project, make_rows(0, 150, images(rng, 40), rng), "a.jsonl")
+    spec = project.write_spec(SPEC)
+    result = featurekit.apply(spec)
+    assert result.ok
+    members, keepers, _ = stored(project)
+    want_members, want_keepers = reference(table_rows(project))
+    assert members == want_members
+    assert keepers == want_keepers
+    assert len(keepers) > 10 and len(set(members.values())) == 3  # the data exercised every step
+    run = result.run.slices["train_set"]
+    assert run.examined == 150 and sum(run.added.values()) == len(members)
+    assert run.removed["where"] == 150 - len(want_members) - len(want_keepers)
+
+
+def test_appended_rows_never_move_existing_rows_and_equal_the_full_computation(project):
+    rng = random.Random(2)
+    imgs = images(rng, 30)
+    write(project, make_rows(0, 120, imgs, rng, max_flips=1), "a.jsonl")
+    spec = project.write_spec(SPEC)
+    featurekit.apply(spec)
+    before_members, before_keepers, before_states = stored(project)
+    # new rows on existing images and on new ones: joins groups, forms groups, never bridges two
+    write(project, make_rows(120, 60, imgs + images(rng, 10, start=100), rng, max_flips=1), "b.jsonl")
+    plan = featurekit.plan(spec)
+    assert plan.slice_step("train_set").action == "fill"
+    result = featurekit.apply(spec)
+    assert result.run.slices["train_set"].examined == 60  # only the new rows
+    members, keepers, states = stored(project)
+    for key, state in before_states.items():
+        assert states[key] == state  # every existing row kept its split, keeper and state
+    for key, split in before_members.items():
+        assert members[key] == split
+    want_members, want_keepers = reference(table_rows(project))
+    assert (members, keepers) == (want_members, want_keepers)
+    assert any(keepers[k] < 120 for k in keepers if k >= 120)  # new duplicates of old keepers
+    assert featurekit.plan(spec).is_noop
+
+
+def test_a_new_row_bridging_two_splits_moves_nothing_and_is_counted_as_a_leak(project):
+    spec = project.write_spec(SPEC.replace("dedupe: {by: [question], near: {column: h, max_distance: 3}}",
+                                           "dedupe: {by: [question], near: {column: h, max_distance: 2}}"))
+    fractions = {"train": 0.7, "val": 0.2, "test": 0.1}
+    a = next(f"a{k}" for k in range(1000) if split_of(f"a{k}", 7, fractions) == "train")
+    b = next(f"b{k}" for k in range(1000) if split_of(f"b{k}", 7, fractions) == "val")
+    write(project, [{"id": 1, "image_id": a, "question": "what is it?", "h": 0},
+                    {"id": 2, "image_id": b, "question": "who is it?", "h": 0b1111}], "a.jsonl")
+    featurekit.apply(spec)
+    assert stored(project)[0] == {1: "train", 2: "val"}
+    # 2 bits from each: a near duplicate of both images, so it joins both split groups
+    write(project, [{"id": 3, "image_id": "c", "question": "how many?", "h": 0b0011}], "b.jsonl")
+    result = featurekit.apply(spec)
+    assert stored(project)[0] == {1: "train", 2: "val", 3: "train"}  # the earliest group's split
+    assert result.run.slices["train_set"].leaks == [{"keys": ["3"], "splits": ["train", "val"]}]
+
+
+class CountingTower(featurekit.Extractor):
+    """A tier-3 stand-in that records every row it is called on."""
+
+    name = "acme.tower"
+    inputs = {"key": "integer"}
+    log = None
+
+    def output_type(self):
+        return pa.int64()
+
+    def __call__(self, batch):
+        keys = batch.column("key").to_pylist()
+        with open(CountingTower.log, "a") as fh:
+            fh.writelines(f"{k}\n" for k in keys)
+        return pa.array(keys, pa.int64())
+
+
+def test_only_runs_the_heavy_extractor_on_exactly_the_slice_rows(project, tmp_path):
+    rng = random.Random(3)
+    write(project, make_rows(0, 100, images(rng, 25), rng), "a.jsonl")
+    CountingTower.log = str(tmp_path / "calls.txt")
+    spec = project.write_spec(SPEC.replace("slices:", "  tower:\n    tier: 3\n    extractor: acme.tower\n"
+                                           "    inputs: {key: id}\n    only: train_set\nslices:"))
+    reg = registry_with(CountingTower)
+    featurekit.apply(spec, registry=reg)
+    members, _, _ = stored(project)
+    calls = open(CountingTower.log).read().split()
+    assert sorted(map(int, calls)) == sorted(members)  # each slice row once, no other row
+    status = {f.name: f for f in featurekit.status(spec, registry=reg).features}["tower"]
+    assert (status.computed, status.pending, status.failed, status.outside) == (len(members), 0, 0, 100 - len(members))
+    write(project, make_rows(100, 30, images(rng, 5, start=50), rng), "b.jsonl")
+    featurekit.apply(spec, registry=reg)
+    members_after, _, _ = stored(project)
+    calls = open(CountingTower.log).read().split()
+    assert sorted(map(int, calls)) == sorted(members_after)  # the new slice rows, once
+
+
+def test_a_changed_definition_is_stale_with_its_reason_and_recomputed(project):
+    rng = random.Random(4)
+    write(project, make_rows(0, 60, images(rng, 20), rng), "a.jsonl")
+    spec = project.write_spec(SPEC)
+    featurekit.apply(spec)
+    spec = project.write_spec(SPEC.replace("qlen >= 5", "qlen >= 10"))
+    step = featurekit.plan(spec).slice_step("train_set")
+    assert step.action == "recompute"
+    assert step.reasons == ('where changed: "qlen >= 5" -> "qlen >= 10"',)
+    assert "~ slice train_set: stale: examine 60 row(s) again" in featurekit.plan(spec).render()
+    featurekit.apply(spec)
+    members, keepers, _ = stored(project)
+    assert (members, keepers) == reference(table_rows(project), min_qlen=10)
+
+
+def test_rows_waiting_for_an_upstream_value_are_examined_once_it_exists(project):
+    class Flaky(featurekit.Extractor):
+        name = "acme.flaky"
+        inputs = {"text": "string"}
+        fail = True
+
+        def output_type(self):
+            return pa.int64()
+
+        def __call__(self, batch):
+            out = []
+            for t in batch.column("text").to_pylist():
+                if Flaky.fail and t == "who?":
+                    raise ValueError("flaky")
+                out.append(len(t))
+            return pa.array(out, pa.int64())
+
+    rng = random.Random(5)
+    write(project, make_rows(0, 50, images(rng, 20), rng), "a.jsonl")
+    spec = project.write_spec(SPEC.replace("text.length", "acme.flaky").replace(
+        "inputs: {text: question}", "inputs: {text: question}\n    on_error: {max_failure_rate: 1}"))
+    reg = registry_with(Flaky)
+    result = featurekit.apply(spec, registry=reg)
+    waiting = result.run.slices["train_set"].blocked
+    assert waiting == sum(1 for r in table_rows(project) if r["question"] == "who?") > 0
+    Flaky.fail = False
+    assert featurekit.plan(spec, registry=reg).slice_step("train_set").rows == waiting
+    featurekit.apply(spec, registry=reg)
+    members, keepers, _ = stored(project)
+    assert (members, keepers) == reference(table_rows(project))
+
+
+def test_a_slice_from_another_keeps_its_splits_and_applies_its_own_steps(project):
+    rng = random.Random(6)
+    write(project, make_rows(0, 80, images(rng, 20), rng), "a.jsonl")
+    spec = project.write_spec(SPEC + "  what_only:\n    from: train_set\n    where: \"question LIKE 'what%'\"\n")
+    featurekit.apply(spec)
+    members, _, _ = stored(project)
+    t = lance.dataset(str(project.root / "data" / "t.lance")).to_table(columns=["id", "question", "what_only"])
+    got = {k: s for k, s, q in zip(*(t.column(c).to_pylist() for c in ["id", "what_only", "question"])) if s}
+    assert got == {k: s for k, s in members.items()
+                   if next(r for r in table_rows(project) if r["id"] == k)["question"].startswith("what")}
+
+
+def test_slices_survive_compaction_and_the_next_apply_is_a_noop(project):
+    rng = random.Random(8)
+    write(project, make_rows(0, 100, images(rng, 30), rng), "a.jsonl")
+    spec = project.write_spec(SPEC)
+    featurekit.apply(spec)
+    before = stored(project)[:2]
+    ds = lance.dataset(str(project.root / "data" / "t.lance"))
+    ds.optimize.compact_files(target_rows_per_fragment=1000)
+    assert len(lance.dataset(ds.uri).get_fragments()) == 1
+    assert stored(project)[:2] == before
+    assert featurekit.plan(spec).is_noop
+
+
+@pytest.mark.parametrize("where,message", [
+    ("qlen >>= 4", "spec.yaml:11:12: slices.train_set.where: invalid SQL filter: cannot parse qlen >>= 4 "
+                   "(sql parser error: Expected: an expression, found: =)"),
+    ("qlen > 'long'", "spec.yaml:11:12: slices.train_set.where: invalid SQL filter: Error resolving filter "
+                      "expression qlen > 'long': Received literal Utf8(\"long\") and could not convert to literal "
+                      "of type 'Int32'"),
+    ("qlen > 1; DROP TABLE t", "spec.yaml:11:12: slices.train_set.where: a filter is one SQL expression; "
+                               "remove the ';'"),
+    ("qlne >= 4", "spec.yaml:11:12: slices.train_set.where: unknown column 'qlne': not in the table, the source "
+                  "or any feature's outputs; did you mean 'qlen'?"),
+])
+def test_a_bad_filter_is_a_spec_error_at_its_place(project, run_cli, where, message):
+    write(project, make_rows(0, 5, images(random.Random(0), 3), random.Random(0)), "a.jsonl")
+    project.write_spec(SPEC.replace("qlen >= 5", where))
+    code, out, err = run_cli("validate", "spec.yaml", cwd=project.root)
+    assert code == 2
+    assert err.splitlines()[0] == message
+    assert not (project.root / "data").exists()
