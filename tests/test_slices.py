@@ -320,3 +320,82 @@ def test_a_bad_filter_is_a_spec_error_at_its_place(project, run_cli, where, mess
     assert code == 2
     assert err.splitlines()[0] == message
     assert not (project.root / "data").exists()
+
+
+def test_existing_keepers_are_never_displaced_when_a_new_row_bridges_their_groups(project):
+    spec = project.write_spec(SPEC.replace("max_distance: 3", "max_distance: 2"))
+    write(project, [{"id": 1, "image_id": "a", "question": "what is it?", "h": 0},
+                    {"id": 2, "image_id": "b", "question": "what is it?", "h": 0b1111}], "a.jsonl")
+    featurekit.apply(spec)
+    members, keepers, _ = stored(project)
+    assert set(members) == {1, 2} and keepers == {}
+    write(project, [{"id": 3, "image_id": "c", "question": "what is it?", "h": 0b0011}], "b.jsonl")
+    featurekit.apply(spec)
+    members, keepers, _ = stored(project)
+    assert set(members) == {1, 2} and keepers == {3: 1}  # both keepers stay; the bridge is a duplicate
+
+
+def test_each_split_read_with_plain_lancedb_equals_slice_keys(project, run_cli):
+    import lancedb
+    rng = random.Random(9)
+    write(project, make_rows(0, 120, images(rng, 40), rng), "a.jsonl")
+    project.write_spec(SPEC)
+    assert run_cli("apply", "-q", "spec.yaml", cwd=project.root)[0] == 0
+    tbl = lancedb.connect(str(project.root / "data")).open_table("t")
+    for split in ("train", "val", "test"):
+        code, out, err = run_cli("slice", "spec.yaml", "train_set", "--keys", split)
+        assert code == 0
+        plain = tbl.search().where(f"train_set = '{split}'").select(["id"]).limit(None).to_arrow()
+        assert sorted(map(int, out.split())) == sorted(plain.column("id").to_pylist()) and out.strip()
+    code, out, err = run_cli("slice", "spec.yaml", "train_set", "--keys", "holdout")
+    assert code == 2 and "slice 'train_set' has no split 'holdout'; its splits: train, val, test" in err
+
+
+def test_slice_json_and_text_report_what_the_table_holds(project, run_cli):
+    rng = random.Random(10)
+    write(project, make_rows(0, 90, images(rng, 25), rng), "a.jsonl")
+    project.write_spec(SPEC)
+    run_cli("apply", "-q", "spec.yaml", cwd=project.root)
+    members, keepers, states = stored(project)
+    code, out, err = run_cli("slice", "spec.yaml", "train_set", "--json")
+    report = json.loads(out)
+    assert report["slice"] == "train_set" and report["table_version"] == lance.dataset(
+        str(project.root / "data" / "t.lance")).version
+    assert report["splits"] == {s: list(members.values()).count(s) for s in ("train", "val", "test")}
+    removed = {step: sum(1 for s in states.values() if "!" in s and s.split("!")[1].split(":")[0] == step)
+               for step in ("where", "duplicate", "near_duplicate")}
+    assert report["removed"] == {k: v for k, v in removed.items() if v}
+    assert report["leaks"] == 0 and report["fresh"] is True
+    biggest = report["groups"][0]
+    assert biggest["size"] == max(list(keepers.values()).count(k) for k in set(keepers.values())) + 1
+    assert all(keepers[int(r)] == int(biggest["keeper"]) for r in biggest["removed"])
+    code, text, err = run_cli("slice", "spec.yaml", "train_set")
+    assert text.startswith(f"slice train_set: {len(members)} of 90 rows")
+    assert "largest duplicate groups (keeper: removed rows):" in text
+
+
+def test_the_gallery_is_one_static_page_with_the_images_inline(project, run_cli):
+    import base64
+    from PIL import Image
+    rng = random.Random(11)
+    rows = make_rows(0, 40, images(rng, 10), rng)
+    files = {}
+    for r in rows:
+        path = project.root / "raw" / f"{r['image_id']}.png"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (r["h"] % 255, 0, 0)).save(path)
+        files[r["image_id"]] = path.read_bytes()
+        r["image_path"] = f"raw/{r['image_id']}.png"
+    write(project, rows, "a.jsonl")
+    project.write_spec(SPEC.replace('key: id}', 'key: id, files: {image: image_path}}'))
+    run_cli("apply", "-q", "spec.yaml", cwd=project.root)
+    code, out, err = run_cli("slice", "spec.yaml", "train_set", "--gallery", "g.html")
+    assert code == 0 and err == "wrote g.html\n"
+    page = (project.root / "g.html").read_text()
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+    for split in ("train", "val"):
+        assert f"<h2>{split}: sample rows</h2>" in page
+    assert "largest duplicate groups" in page
+    shown = {base64.b64decode(src) for src in __import__("re").findall(r"data:image/png;base64,([^']+)", page)}
+    assert shown and shown <= set(files.values())
