@@ -376,6 +376,7 @@ def test_slice_json_and_text_report_what_the_table_holds(project, run_cli):
 
 def test_the_gallery_is_one_static_page_with_the_images_inline(project, run_cli):
     import base64
+
     from PIL import Image
     rng = random.Random(11)
     rows = make_rows(0, 40, images(rng, 10), rng)

@@ -43,10 +43,32 @@ class ColumnFile:
 def open_writer(ds, fragment_id: int, schema: pa.Schema):
     """A writer for a new data file of `fragment_id` holding `schema`'s columns."""
     from lance.file import LanceFileWriter
-    ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
     name = f"{uuid.uuid4().hex}.lance"
     writer = LanceFileWriter(os.path.join(ds.uri, "data", name), schema, version=file_version(ds))
-    return writer, ColumnFile(fragment_id, name, [ids[c] for c in schema.names])
+    return writer, ColumnFile(fragment_id, name, file_fields(ds, schema.names))
+
+
+def file_fields(ds, names: list[str]) -> list[int]:
+    """The Lance field ids a data file holding top-level columns `names` lists, in file order.
+
+    File format 2.1+ lists only leaf fields (a list's item, a struct's children; a
+    fixed-size list of fixed-size lists is one leaf); format 2.0 lists every field, parents
+    included, depth first. This is what ``DataFile.create`` reads back from a written file
+    (checked for list, large list, struct, map and nested fixed-size lists: notes/lance-facts.md).
+    """
+    legacy = tuple(int(x) for x in file_version(ds).split(".")) < (2, 1)
+    fields: list[int] = []
+
+    def walk(field) -> None:
+        children = field.children()
+        if legacy or not children:
+            fields.append(field.id())
+        for child in children:
+            walk(child)
+
+    for name in names:
+        walk(ds.lance_schema.field(name))
+    return fields
 
 
 def write_fragment_columns(ds, fragment_id: int, table: pa.Table) -> ColumnFile:

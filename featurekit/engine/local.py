@@ -350,9 +350,11 @@ class LocalEngine(Engine):
         files = [ColumnFile(r.fragment_id, r.path, r.field_ids) for r in results]
         try:
             ds = commit_replacements(project.table_uri, files, read_version, file_version(ds))
-        except Exception as exc:
-            raise RunError(f"could not commit feature {run.name!r} to {project.table_uri}: {exc} "
-                           "(another writer changed the table? run apply again)") from exc
+        except OSError as exc:
+            from lance.commit import CommitConflictError
+            why = "another writer changed the same fragments; run apply again" \
+                if isinstance(exc, CommitConflictError) else str(exc)
+            raise RunError(f"could not commit feature {run.name!r} to {project.table_uri}: {why}") from exc
         results.clear()
         run.versions.append(ds.version)
         return ds.version

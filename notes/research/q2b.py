@@ -1,0 +1,10 @@
+import shutil, lance, pyarrow as pa
+uri = "/tmp/research/q2b.lance"; shutil.rmtree(uri, ignore_errors=True)
+ds = lance.write_dataset(pa.table({"id": pa.array(range(8), pa.int64()), "f": pa.array([None] * 8, pa.float32())}), uri, max_rows_per_file=4)
+try: ds.merge(pa.table({"id": pa.array([1], pa.int64()), "f": pa.array([1.0], pa.float32())}), left_on="id"); print("ds.merge existing col: ok", lance.dataset(uri).schema)
+except Exception as e: print("ds.merge existing col:", type(e).__name__, str(e)[:150])
+ds = lance.dataset(uri)
+print("ds.update:", ds.update({"f": "2.5"}, where="id = 5"))
+ds = lance.dataset(uri)
+t = ds.to_table(with_row_address=True)
+print("after ds.update: fragments", [f.fragment_id for f in ds.get_fragments()], "id 5 rowaddr", t.filter(pa.compute.equal(t["id"], 5))["_rowaddr"].to_pylist(), "deletions", [f.metadata.deletion_file is not None for f in ds.get_fragments()])
