@@ -42,6 +42,8 @@ def cli():
       featurekit plan specs/textvqa.yaml       # what would run, and why
       featurekit apply specs/textvqa.yaml      # ingest + compute what is new or stale
       featurekit status specs/textvqa.yaml     # fresh, stale, failed rows
+      featurekit slice specs/textvqa.yaml text_dense   # splits, duplicates removed
+      featurekit train specs/textvqa-qwen.yaml --recipe qlora
 
     Exit codes: 0 success, 1 a run failed, 2 invalid spec or usage (nothing written).
     """
@@ -156,6 +158,46 @@ def slice_(spec, name, as_json, keys_split, gallery, groups):
     elif not gallery:
         from .curation.report import render
         click.echo(render(report, groups=groups))
+
+
+@cli.command(epilog="Examples:\n\n\b\n  featurekit train specs/textvqa-qwen.yaml --recipe qlora\n"
+             "  featurekit train specs/textvqa-qwen.yaml --recipe qlora --resume")
+@SPEC
+@click.option("--recipe", "-r", required=True, help="The recipe to run (recipes: in the spec).")
+@click.option("--resume", is_flag=True, help="Continue the newest run of this recipe from its last checkpoint.")
+@click.option("--steps", type=click.IntRange(1), help="Stop after this many optimizer steps (overrides params).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary.")
+def train(spec, recipe, resume, steps, quiet):
+    """Train a recipe from the materialized columns (the vision tower is never run).
+
+    Writes a run folder under the recipe's output: the trainer's checkpoints and model,
+    metrics.jsonl, loss.png and manifest.json (spec and git commit, table version, the
+    fingerprints of every column read, seeds, software, wall time, final loss).
+    """
+    from .api import load_spec
+    from .training import train as run_train
+    result = run_train(load_spec(spec), recipe, resume=resume, steps=steps, quiet=quiet)
+    loss = result.metrics.get("loss")
+    click.echo(f"trained {recipe}: {result.run_dir}" + (f" (final loss {loss:.4f})" if isinstance(loss, float) else ""))
+
+
+@cli.command("eval", epilog="Example: featurekit eval specs/textvqa-qwen.yaml --recipe qlora --limit 50")
+@SPEC
+@click.option("--recipe", "-r", required=True, help="The recipe whose eval split and trainer to use.")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="A run folder (default: the newest run).")
+@click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many rows.")
+@click.option("--base-only", is_flag=True, help="Evaluate the base model only.")
+@JSON
+def eval_(spec, recipe, run_dir, limit, base_only, as_json):
+    """Evaluate the base and the tuned model on the recipe's eval split; write eval.json and
+    predictions.jsonl into the run folder, print the table."""
+    from .api import load_spec
+    from .training import evaluate, render_eval
+    result = evaluate(load_spec(spec), recipe, run=run_dir, limit=limit, base_only=base_only)
+    if as_json:
+        click.echo(json.dumps({"metrics": result.metrics, "out": str(result.out_dir)}, indent=2))
+    else:
+        click.echo(render_eval(result))
 
 
 @cli.command(epilog="Example: featurekit graph specs/textvqa.yaml --format mermaid")

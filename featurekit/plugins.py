@@ -22,6 +22,7 @@ BUILTIN_PLUGINS = (
     "featurekit.builtin.text",
     "featurekit.builtin.sources",
     "featurekit.builtin.engines",
+    "featurekit.builtin.trainers",
 )
 
 

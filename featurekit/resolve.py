@@ -19,7 +19,7 @@ from .graph import Graph, Node
 from .loader import Document, Loc
 from .registry import Registry
 from .source import Source, expand
-from .spec import RESERVED_PREFIX, FeatureSpec, SliceSpec, Spec, check_name
+from .spec import RESERVED_PREFIX, FeatureSpec, RecipeSpec, SliceSpec, Spec, check_name
 from .sqlcols import check_filter, several_statements, sql_columns
 from .table import is_featurekit_column
 
@@ -95,6 +95,26 @@ class Slice:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """A training recipe: its trainer and params, and the columns it reads (logical -> column)."""
+
+    name: str
+    spec: RecipeSpec
+    trainer_cls: type
+    params: BaseModel                 # as written: what the manifest records
+    runtime_params: BaseModel         # paths resolved against the spec's folder
+    columns: dict[str, str]           # training batches
+    eval_columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def slice(self) -> str:
+        return self.spec.slice
+
+    def make_trainer(self):
+        return self.trainer_cls(self.runtime_params)
+
+
+@dataclass(frozen=True)
 class Column:
     name: str
     type: pa.DataType | None  # None: unknown (its producer had errors)
@@ -116,6 +136,7 @@ class Project:
     source: Source | None = None
     source_files: tuple[Path, ...] = ()
     slices: dict[str, Slice] = field(default_factory=dict)  # in dependency order
+    recipes: dict[str, Recipe] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -389,27 +410,74 @@ class _Resolver:
                                                        f"slices: {', '.join(spec.slices) or '(none defined)'}")
 
     def recipes(self, spec: Spec, cols: dict[str, Column]) -> dict[str, list[str]]:
+        """Each recipe's trainer, params, slice, splits and columns, checked like an extractor's."""
         out = {}
+        self.resolved_recipes: dict[str, Recipe] = {}
         for name, rs in spec.recipes.items():
-            if self.registry.get("trainer", rs.trainer) is None:
-                self.problem(("recipes", name, "trainer"), self.registry.unknown("trainer", rs.trainer))
+            base = ("recipes", name)
+            entry = self.registry.get("trainer", rs.trainer)
+            params = None
+            if entry is None:
+                self.problem(base + ("trainer",), self.registry.unknown("trainer", rs.trainer))
+            else:
+                try:
+                    params = entry.cls.Params.model_validate(rs.params)
+                except ValidationError as exc:
+                    self.problems.extend(validation_problems(self.doc, exc, entry.cls.Params, base + ("params",)))
             if rs.slice not in spec.slices:
                 if rs.slice not in self.broken:
-                    self.problem(("recipes", name, "slice"), f"unknown slice {rs.slice!r}; "
+                    self.problem(base + ("slice",), f"unknown slice {rs.slice!r}; "
                                  f"slices: {', '.join(spec.slices) or '(none defined)'}")
             else:
-                split = spec.slices[rs.slice].split
-                names = list(split.fractions) if split else []
-                for loc, wanted in ((("recipes", name, "split"), rs.split),
-                                    (("recipes", name, "eval", "split"), rs.eval.split if rs.eval else None)):
+                names = _split_names(spec, rs.slice)
+                for loc, wanted in ((base + ("split",), rs.split),
+                                    (base + ("eval", "split"), rs.eval.split if rs.eval else None)):
                     if wanted is not None and wanted not in names:
                         self.problem(loc, f"slice {rs.slice!r} has no split {wanted!r}; "
                                           f"its splits: {', '.join(names) or '(none: add split: to the slice)'}")
-            for logical, col in rs.columns.items():
-                if col not in cols and col not in self.broken and not self.columns_unknown:
-                    self.problem(("recipes", name, "columns", logical), self.unknown_column(col, cols))
-            out[name] = list(rs.columns.values())
+            trainer = entry.cls if entry is not None else None
+            columns = self.recipe_columns(base + ("columns",), rs.columns, trainer.columns if trainer else None,
+                                          trainer.optional_columns if trainer else (), cols, rs.trainer)
+            eval_columns = {}
+            if rs.eval is not None and trainer is not None:
+                # default: the training mapping for the same logical name, else a column of that name
+                wanted = {k: rs.eval.columns.get(k, rs.columns.get(k, k)) for k in trainer.eval_columns}
+                unknown = [k for k in rs.eval.columns if k not in trainer.eval_columns]
+                for k in unknown:
+                    self.problem(base + ("eval", "columns", k), f"trainer {rs.trainer!r} reads no eval column {k!r}; "
+                                 f"its eval columns: {', '.join(trainer.eval_columns) or '(none)'}", key=True)
+                eval_columns = self.recipe_columns(base + ("eval", "columns"), wanted, trainer.eval_columns, (),
+                                                   cols, rs.trainer)
+            if trainer is not None and params is not None:
+                self.resolved_recipes[name] = Recipe(name, rs, trainer, params, self.runtime_params(trainer, params),
+                                                     columns, eval_columns)
+            out[name] = list(dict.fromkeys([*rs.columns.values(), *eval_columns.values()]))
         return out
+
+    def recipe_columns(self, loc: Loc, mapping: dict[str, str], expected, optional, cols: dict[str, Column],
+                       trainer: str) -> dict[str, str]:
+        """logical -> column, each present and of the type the trainer expects."""
+        if expected is not None:
+            for k in expected:
+                if k not in mapping and k not in optional:
+                    self.problem(loc, f"trainer {trainer!r} needs column {k!r} ({describe_type(expected[k])}); "
+                                      f"add '{k}: <column>'")
+            for k in mapping:
+                if k not in expected:
+                    self.problem(loc + (k,), f"trainer {trainer!r} reads no column {k!r}; "
+                                             f"its columns: {', '.join(expected) or '(none)'}", key=True)
+        for logical, col in mapping.items():
+            if col not in cols:
+                if col not in self.broken and not self.columns_unknown:
+                    self.problem(loc + (logical,), self.unknown_column(col, cols))
+                continue
+            actual = cols[col].type
+            if expected is not None and logical in expected and actual is not None \
+                    and not type_matches(expected[logical], actual):
+                self.problem(loc + (logical,), f"type mismatch: column {col!r} is {actual}, but trainer "
+                                               f"{trainer!r} column {logical!r} expects "
+                                               f"{describe_type(expected[logical])}")
+        return dict(mapping)
 
     # everything -------------------------------------------------------------------------
     def resolve(self, path: Path) -> Project:
@@ -461,7 +529,7 @@ class _Resolver:
             raise SpecError(self.problems)
         return Project(spec=spec, path=path, doc=self.doc, registry=self.registry, features=features,
                        columns=cols, graph=graph, table_schema=self.table_schema, source=source,
-                       source_files=files, slices=slices)
+                       source_files=files, slices=slices, recipes=self.resolved_recipes)
 
     def graph(self, spec: Spec, cols, owner, slice_cols, recipe_cols) -> Graph:
         nodes: dict[str, Node] = {}
@@ -554,6 +622,16 @@ class _Resolver:
                              f"slice {sl.name!r} needs tier-{sl.tier} feature {needs[0]!r}, so a tier-{f.tier} "
                              f"feature cannot be computed only on its rows; make {name!r} tier {sl.tier} or more")
         return out
+
+
+def _split_names(spec: Spec, name: str, seen: tuple[str, ...] = ()) -> list[str]:
+    """A slice's split names: its own, else its `from:` slice's, else the one split "all"."""
+    sl = spec.slices[name]
+    if sl.split:
+        return list(sl.split.fractions)
+    if sl.from_ in spec.slices and sl.from_ not in seen:
+        return _split_names(spec, sl.from_, seen + (name,))
+    return [ALL_ROWS]
 
 
 def resolve(doc: Document, registry: Registry, path: Path, table_schema: pa.Schema | None) -> Project:

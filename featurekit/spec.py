@@ -128,6 +128,9 @@ class SliceSpec(Strict):
 
 class EvalSpec(Strict):
     split: str = Field(description="the slice's split to evaluate on")
+    columns: dict[str, str] = Field(default_factory=dict, description="trainer eval input -> column "
+                                    "(default: the column of the same name)")
+    limit: int | None = Field(None, gt=0, description="evaluate at most this many rows")
 
 
 class RecipeSpec(Strict):
