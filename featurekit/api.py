@@ -70,6 +70,8 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
     """Ingest the source and run the plan; `dry_run` only plans. Failed rows are recorded,
     and `ApplyResult.ok` is False when a feature exceeded its failure threshold."""
     project = _project(spec, registry)
+    if project.deferred and open_dataset(project.table_uri) is None:
+        raise UsageError("; ".join(p.message.split(":")[0] for p in project.deferred) + ": nothing to apply yet")
     selected = _selection(project, select)
     if dry_run:
         return ApplyResult(plan(project, select=select, tier=tier, prune=prune), None)

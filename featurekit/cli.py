@@ -58,17 +58,28 @@ TIER = click.option("--tier", type=click.IntRange(1, 3), help="Only tiers up to 
 
 @cli.command(epilog="Example: featurekit validate specs/*.yaml")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate(specs):
-    """Check specs: syntax, keys, plugins, columns, types and the graph. Touches no data."""
+@click.option("--strict", is_flag=True, help="Checks that wait for the source files (none match yet) are errors.")
+def validate(specs, strict):
+    """Check specs: syntax, keys, plugins, columns, types and the graph. Touches no data.
+
+    Without the source files (a fresh clone of a specs repository), everything else is
+    checked and the checks that waited for the data are listed; --strict fails on them.
+    """
     from .api import load_spec
     problems = []
     for path in specs:
         try:
             project = load_spec(path)
-            click.echo(f"{path}: ok ({len(project.features)} features, {len(project.spec.slices)} slices, "
-                       f"{len(project.spec.recipes)} recipes)")
         except SpecError as exc:
             problems.extend(exc.problems)
+            continue
+        if strict and project.deferred:
+            problems.extend(project.deferred)
+            continue
+        click.echo(f"{path}: ok ({len(project.features)} features, {len(project.spec.slices)} slices, "
+                   f"{len(project.spec.recipes)} recipes)")
+        for p in project.deferred:
+            click.echo(f"  waited for the data: {p}")
     if problems:
         _fail(SpecError(problems))
 
@@ -104,7 +115,8 @@ def apply(spec, select, tier, engine, dry_run, prune, quiet):
                        reporter=reporter)
     reporter.close()
     if dry_run or result.run is None:
-        click.echo(result.plan.render())
+        if not (quiet and result.run is None and result.plan.is_noop):  # -q: silence when nothing changed
+            click.echo(result.plan.render())
         return
     from .progress import render_summary
     click.echo(render_summary(result, time.perf_counter() - started))

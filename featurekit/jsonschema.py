@@ -10,6 +10,13 @@ def spec_schema(registry: Registry) -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "featurekit spec (format 1)"
     defs = schema.setdefault("$defs", {})
+    engine = schema["properties"]["engine"]
+    engines = registry.names("engine")
+    # `engine: local` is shorthand for `engine: {kind: local}` (the model's before-validator)
+    schema["properties"]["engine"] = {
+        "description": engine.get("description", ""), "default": "local",
+        "anyOf": [{"type": "string", "enum": engines}, {"$ref": "#/$defs/EngineSpec"}]}
+    defs["EngineSpec"]["properties"]["kind"] = {"type": "string", "enum": engines, "default": "local"}
     feature = defs["FeatureSpec"]
     names = registry.names("extractor")
     feature["properties"]["extractor"] = {"type": "string", "enum": names,

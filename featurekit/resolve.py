@@ -137,6 +137,7 @@ class Project:
     source_files: tuple[Path, ...] = ()
     slices: dict[str, Slice] = field(default_factory=dict)  # in dependency order
     recipes: dict[str, Recipe] = field(default_factory=dict)
+    deferred: tuple[Problem, ...] = ()  # checks that wait for the source files (none match yet)
 
     @property
     def root(self) -> Path:
@@ -168,6 +169,7 @@ class _Resolver:
     problems: list[Problem] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)  # names whose own definition had errors
     columns_unknown: bool = False  # the source could not be read: don't cascade unknown columns
+    deferred: list[Problem] = field(default_factory=list)  # checks that wait for the data
 
     def problem(self, loc: Loc, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(loc, message, key=key))
@@ -239,8 +241,11 @@ class _Resolver:
         files = tuple(expand(self.root, src.path))
         if not files:
             if self.table_schema is None:
-                self.problem(("source", "path"), f"no file matches {src.path!r} (paths are relative to the "
-                                                 "spec's folder)")
+                # a fresh clone of a specs repository: check everything that does not need the data
+                self.deferred.append(self.doc.problem(
+                    ("source", "path"), f"no file matches {src.path!r} (paths are relative to the spec's "
+                                        "folder): the source's columns, their types and the filters over them "
+                                        "were not checked"))
                 self.columns_unknown = True
             return source, (), {}
         try:
@@ -529,7 +534,8 @@ class _Resolver:
             raise SpecError(self.problems)
         return Project(spec=spec, path=path, doc=self.doc, registry=self.registry, features=features,
                        columns=cols, graph=graph, table_schema=self.table_schema, source=source,
-                       source_files=files, slices=slices, recipes=self.resolved_recipes)
+                       source_files=files, slices=slices, recipes=self.resolved_recipes,
+                       deferred=tuple(self.deferred))
 
     def graph(self, spec: Spec, cols, owner, slice_cols, recipe_cols) -> Graph:
         nodes: dict[str, Node] = {}

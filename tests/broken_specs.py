@@ -124,9 +124,6 @@ CASES = [
     ("reserved-feature-name", replace("  question_length:\n", "  _fk_len:\n"), [
         "spec.yaml:11:3: features._fk_len: a feature name '_fk_len' starts with '_fk_', which featurekit reserves",
     ]),
-    ("source-no-files", replace("path: raw/*.jsonl", "path: raw/*.parquet"), [
-        "spec.yaml:8:9: source.path: no file matches 'raw/*.parquet' (paths are relative to the spec's folder)",
-    ]),
     ("source-missing-key", replace("key: question_id", "key: qid"), [
         "spec.yaml:9:8: source.key: key column 'qid' is not in train.jsonl (columns: question_id, image_id, question, answer, ocr_tokens)",
     ]),

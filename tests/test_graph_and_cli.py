@@ -114,3 +114,43 @@ def test_a_spec_with_nothing_to_do_says_why(tmp_path, run_cli):
     assert out.splitlines()[-1] == "the table does not exist and the spec has no source: add source: to create it"
     assert run_cli("graph", "a.yaml")[1] == "(no features, slices or recipes)\n"
     assert not (tmp_path / "data" / "t.lance").exists()
+
+
+def yaml_specs_in_readme() -> list[str]:
+    """Every YAML block of the README that is a whole spec."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    return [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "featurekit: 1" in b]
+
+
+def test_the_json_schema_accepts_every_form_the_spec_does():
+    """Every spec in specs/ and in the README, plus the engine shorthand and the mapping form."""
+    from pathlib import Path
+
+    import jsonschema
+    import yaml
+
+    from featurekit.jsonschema import spec_schema
+    from featurekit.plugins import make_plugin_manager
+    from featurekit.registry import Registry
+
+    registry = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=True))
+    validator = jsonschema.Draft202012Validator(spec_schema(registry))
+    texts = [p.read_text() for p in sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))]
+    texts += yaml_specs_in_readme()
+    assert len(texts) >= 3
+    for text in texts:
+        data = yaml.safe_load(text)
+        for engine in ("local", {"kind": "local", "checkpoint_seconds": 5}, None):
+            if engine is not None:
+                data["engine"] = engine
+            errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(data)]
+            assert errors == [], text.splitlines()[0]
+
+
+def test_quiet_apply_prints_nothing_when_nothing_changed(project, run_cli):
+    assert run_cli("apply", "-q", "spec.yaml", cwd=project.root)[0] == 0
+    assert run_cli("apply", "-q", "spec.yaml") == (0, "", "")
+    code, out, err = run_cli("apply", "spec.yaml")
+    assert out.splitlines()[-1] == "nothing to do: everything is up to date"

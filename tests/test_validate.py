@@ -89,3 +89,25 @@ def test_bad_params_for_an_extractor_name_the_key_and_the_expected_type(project,
         "features.question_length.params.hash_size: input should be a valid integer, unable to parse string "
         "as an integer (got 'big')"]
     assert info.value.problems[0].line == 13
+
+
+def test_a_fresh_clone_without_the_data_validates_everything_else(project, run_cli):
+    """No source file yet: exit 0 and say what waited; --strict fails on it; apply says why not."""
+    import shutil
+    shutil.rmtree(project.root / "raw")
+    code, out, err = run_cli("validate", "spec.yaml", cwd=project.root)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "spec.yaml: ok (3 features, 1 slices, 0 recipes)",
+        "  waited for the data: spec.yaml:8:9: source.path: no file matches 'raw/*.jsonl' (paths are relative "
+        "to the spec's folder): the source's columns, their types and the filters over them were not checked"]
+    code, out, err = run_cli("validate", "--strict", "spec.yaml")
+    assert code == 2 and err.splitlines()[0].startswith("spec.yaml:8:9: source.path: no file matches 'raw/*.jsonl'")
+    project.write_spec(BASE_SPEC.replace("extractor: text.count", "extractor: text.cuont"))
+    code, out, err = run_cli("validate", "spec.yaml")  # what can be checked still is
+    assert code == 2 and "unknown extractor 'text.cuont'" in err
+    project.write_spec(BASE_SPEC)
+    code, out, err = run_cli("apply", "spec.yaml")
+    assert code == 2 and err == "error: no file matches 'raw/*.jsonl' (paths are relative to the spec's folder): " \
+                                "nothing to apply yet\n"
+    assert not (project.root / "data").exists()
