@@ -81,6 +81,8 @@ def spec_reference(registry: Registry) -> str:
         if doc:
             lines += [doc[0], ""]
         inputs = ", ".join(f"`{k}`: {v if isinstance(v, str) else str(v)}" for k, v in cls.inputs.items())
+        if cls.inputs_from_params:
+            inputs = "the columns its params name (no `inputs:` needed)"
         lines += [f"- inputs: {inputs or '(none)'}"]
         try:
             outputs = cls().outputs()

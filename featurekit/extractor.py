@@ -46,12 +46,22 @@ class Extractor:
     resources: ClassVar[Resources] = Resources()
     Params: ClassVar[type[BaseModel]] = _Params
     path_params: ClassVar[tuple[str, ...]] = ()  # params naming files: relative to the spec's folder
+    inputs_from_params: ClassVar[bool] = False  # inputs come from params; unmapped ones read the same-named column
 
     def __init__(self, params: BaseModel | None = None):
         self.params = params if params is not None else self.Params()
 
     def setup(self) -> None:
         """Runs once per worker before the first batch: load models here, never at import."""
+
+    def input_types(self) -> Mapping[str, Any]:
+        """Logical input -> expected type. The class's ``inputs`` unless params decide them."""
+        return type(self).inputs
+
+    def check_inputs(self, types: Mapping[str, pa.DataType]) -> str | None:
+        """Optional: why these input column types cannot work with these params (checked by
+        `validate`, before any data is touched), or None."""
+        return None
 
     def output_type(self) -> pa.DataType:
         """The Arrow type of the single output column."""

@@ -20,6 +20,7 @@ from . import hookspecs
 ENTRY_POINT_GROUP = "featurekit"
 BUILTIN_PLUGINS = (
     "featurekit.builtin.text",
+    "featurekit.builtin.sql",
     "featurekit.builtin.sources",
     "featurekit.builtin.engines",
     "featurekit.builtin.trainers",

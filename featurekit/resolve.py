@@ -170,6 +170,7 @@ class _Resolver:
     broken: set[str] = field(default_factory=set)  # names whose own definition had errors
     columns_unknown: bool = False  # the source could not be read: don't cascade unknown columns
     deferred: list[Problem] = field(default_factory=list)  # checks that wait for the data
+    feature_inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # logical -> column, per feature
 
     def problem(self, loc: Loc, message: str, *, key: bool = False) -> None:
         self.problems.append(self.doc.problem(loc, message, key=key))
@@ -330,9 +331,13 @@ class _Resolver:
         if outputs is None:
             self.broken.add(name)
             return None
-        expected = dict(cls.inputs)
-        missing = [k for k in expected if k not in fs.inputs]
-        extra = [k for k in fs.inputs if k not in expected]
+        expected = dict(ext.input_types())
+        inputs = dict(fs.inputs)
+        if cls.inputs_from_params:  # e.g. the sql extractor: a column named in the expression feeds itself
+            inputs = {**{k: k for k in expected}, **inputs}
+        self.feature_inputs[name] = inputs
+        missing = [k for k in expected if k not in inputs]
+        extra = [k for k in inputs if k not in expected]
         for k in missing:
             self.problem(("features", name, "inputs"), f"{fs.extractor} needs input {k!r} "
                                                        f"({describe_type(expected[k])}); add '{k}: <column>'")
@@ -345,19 +350,28 @@ class _Resolver:
         types = ext.outputs()
         return cls, params, outputs, {col: types[out] for out, col in outputs.items()}, resources
 
-    def check_input(self, name: str, fs: FeatureSpec, cls: type[Extractor], cols: dict[str, Column]) -> None:
-        for logical, col in fs.inputs.items():
-            if logical not in cls.inputs:
+    def check_input(self, name: str, fs: FeatureSpec, cls: type[Extractor], params: BaseModel,
+                    cols: dict[str, Column]) -> None:
+        ext = cls(params)
+        expected = dict(ext.input_types())
+        actual_types = {}
+        for logical, col in self.feature_inputs[name].items():
+            if logical not in expected:
                 continue
-            loc = ("features", name, "inputs", logical)
+            loc = ("features", name, "inputs", logical) if logical in fs.inputs else ("features", name, "params")
             if col not in cols:
                 if col not in self.broken and not self.columns_unknown:
                     self.problem(loc, self.unknown_column(col, cols))
                 continue
             actual = cols[col].type
-            if actual is not None and not type_matches(cls.inputs[logical], actual):
+            actual_types[logical] = actual
+            if actual is not None and not type_matches(expected[logical], actual):
                 self.problem(loc, f"type mismatch: column {col!r} is {actual}, but {fs.extractor} "
-                                  f"input {logical!r} expects {describe_type(cls.inputs[logical])}")
+                                  f"input {logical!r} expects {describe_type(expected[logical])}")
+        if len(actual_types) == len(expected) and all(t is not None for t in actual_types.values()):
+            error = ext.check_inputs(actual_types)
+            if error:
+                self.problem(("features", name, "params"), error)
 
     @staticmethod
     def unknown_column(col: str, cols: dict[str, Column]) -> str:
@@ -518,7 +532,7 @@ class _Resolver:
         for name in self.broken & set(spec.features):
             cols.setdefault(name, Column(name, None, f"feature:{name}"))
         for name, r in resolved.items():
-            self.check_input(name, spec.features[name], r[0], cols)
+            self.check_input(name, spec.features[name], r[0], r[1], cols)
         self.slice_names(spec, cols)
         for name in spec.slices:
             cols.setdefault(name, Column(name, pa.string(), f"slice:{name}"))
@@ -556,7 +570,7 @@ class _Resolver:
             if fs.only is not None and fs.only not in spec.slices and fs.only not in self.broken:
                 self.problem(("features", name, "only"), f"unknown slice {fs.only!r}; "
                                                          f"slices: {', '.join(spec.slices) or '(none defined)'}")
-            split(key, list(fs.inputs.values()), only)
+            split(key, list(self.feature_inputs.get(name, fs.inputs).values()), only)
         for name, sl in spec.slices.items():
             nodes[f"slice:{name}"] = Node("slice", name)
             split(f"slice:{name}", slice_cols[name], [f"slice:{sl.from_}"] if sl.from_ in spec.slices else [])
@@ -581,11 +595,11 @@ class _Resolver:
             cls, params, outputs, types, resources = resolved[name]
             fs = spec.features[name]
             ups = {}
-            for logical, col in fs.inputs.items():
+            for logical, col in self.feature_inputs[name].items():
                 ups[logical] = features[owner[col]].fingerprint + "/" + col if col in owner else f"column:{col}"
             fp = fingerprint(cls.name, cls.version, params.model_dump(mode="json"), ups)
-            depends = tuple(dict.fromkeys(owner[c] for c in fs.inputs.values() if c in owner))
-            features[name] = Feature(name, fs, cls, params, dict(fs.inputs), outputs, types, resources,
+            depends = tuple(dict.fromkeys(owner[c] for c in self.feature_inputs[name].values() if c in owner))
+            features[name] = Feature(name, fs, cls, params, dict(self.feature_inputs[name]), outputs, types, resources,
                                      depends, fp, self.runtime_params(cls, params))
         return features
 

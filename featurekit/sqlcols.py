@@ -71,4 +71,5 @@ def _lance_message(text: str) -> str:
     text = text.replace("Invalid user input: ", "")
     text = re.sub(r"Valid fields are .*", "", text).rstrip(" .,")
     text = text.replace("Error parsing statement: SELECT 1 FROM t WHERE ", "cannot parse ")
+    text = re.sub(r"Error parsing statement: SELECT \((.*)\) FROM t", r"cannot parse \1", text)
     return "invalid SQL filter: " + " ".join(text.split())

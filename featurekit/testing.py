@@ -49,30 +49,33 @@ def _sample(expected: Any, n: int = 3) -> pa.Array:
 def _task(ext: Extractor) -> FeatureTask:
     outputs = {o: (o or "value") for o in ext.outputs()}
     types = {outputs[o]: t for o, t in ext.outputs().items()}
-    return FeatureTask(feature="check", extractor_cls=type(ext), params=ext.params, inputs={k: k for k in ext.inputs},
+    return FeatureTask(feature="check", extractor_cls=type(ext), params=ext.params,
+                       inputs={k: k for k in ext.input_types()},
                        outputs=outputs, output_types=types, state_column="_fk_check", fingerprint="check",
                        upstream_states={}, field_ids={}, batch_size=1024, key=None)
 
 
-def _batch(cls: type[Extractor], batch: Mapping[str, Any] | pa.RecordBatch | None) -> pa.RecordBatch:
+def _batch(ext: Extractor, batch: Mapping[str, Any] | pa.RecordBatch | None) -> pa.RecordBatch:
+    inputs = ext.input_types()
     if isinstance(batch, pa.RecordBatch):
         return batch
     if batch is None:
-        return pa.record_batch([_sample(t) for t in cls.inputs.values()], names=list(cls.inputs))
+        return pa.record_batch([_sample(t) for t in inputs.values()], names=list(inputs))
     arrays = []
-    for name in cls.inputs:
+    for name in inputs:
         if name not in batch:
             raise AssertionError(f"the sample batch lacks input {name!r}")
         value = batch[name]
         arrays.append(value if isinstance(value, pa.Array) else pa.array(value))
-    return pa.record_batch(arrays, names=list(cls.inputs))
+    return pa.record_batch(arrays, names=list(inputs))
 
 
 def check_extractor(cls: type[Extractor], params: BaseModel | Mapping[str, Any] | None = None,
                     batch: Mapping[str, Any] | pa.RecordBatch | None = None) -> dict[str, pa.Array]:
     """Assert that `cls` keeps the Extractor contract; returns its output on `batch`."""
     assert isinstance(cls, type) and issubclass(cls, Extractor), f"{cls!r} must subclass featurekit.Extractor"
-    assert isinstance(cls.name, str) and "." in cls.name, \
+    builtin = cls.__module__.startswith("featurekit.builtin.")  # bare names (`sql`) are featurekit's own
+    assert isinstance(cls.name, str) and ("." in cls.name or builtin), \
         f"{cls.__name__}.name must be '<plugin>.<thing>', not {cls.name!r}"
     assert isinstance(cls.version, str) and cls.version, f"{cls.name}: version must be a non-empty string"
     try:
@@ -90,7 +93,7 @@ def check_extractor(cls: type[Extractor], params: BaseModel | Mapping[str, Any] 
     assert outputs and all(isinstance(t, pa.DataType) for t in outputs.values()), \
         f"{cls.name}: output_type()/output_types() must return Arrow types"
     task = _task(ext)
-    data = _batch(cls, batch)
+    data = _batch(ext, batch)
     try:
         first = call_extractor(ext, task, data)
     except FeatureError as exc:

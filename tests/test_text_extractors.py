@@ -61,3 +61,54 @@ def test_item_count_null_is_zero():
 def test_word_count():
     text = pa.array(["what is written on the sign?", "  two   words ", "", None])
     assert _run(WordCount, text=text) == [6, 2, 0, None]
+
+
+def test_a_sql_feature_is_computed_by_lance_and_fingerprinted_by_its_expression(project):
+    import lance
+
+    import featurekit
+    from conftest import BASE_SPEC
+    spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  qlen_plus:\n    extractor: sql\n"
+                                                "    params: {expr: \"length(question) + 1\", type: int32}\n"
+                                                "slices:\n"))
+    assert featurekit.apply(spec).ok
+    t = lance.dataset(project.uri).to_table(columns=["question", "qlen_plus"])
+    assert t.schema.field("qlen_plus").type == pa.int32()
+    assert t.column("qlen_plus").to_pylist() == [len(q) + 1 for q in t.column("question").to_pylist()]
+    assert featurekit.plan(spec).is_noop
+    spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  qlen_plus:\n    extractor: sql\n"
+                                                "    params: {expr: \"length(question) + 2\", type: int32}\n"
+                                                "slices:\n"))
+    step = featurekit.plan(spec).step("qlen_plus")
+    assert step.action == "recompute"
+    assert step.reasons == ('params changed: expr "length(question) + 1" -> "length(question) + 2"',)
+    assert featurekit.load_spec(spec).graph.inputs["feature:qlen_plus"] == ("question",)
+
+
+@pytest.mark.parametrize("params,expected", [
+    ('{expr: "length(questoin)", type: int32}',
+     "spec.yaml:22:13: features.f.params: unknown column 'questoin': not in the table, the source or any "
+     "feature's outputs; did you mean 'question' or 'question_id' or 'question_type'?"),
+    ('{expr: "length(question) +", type: int32}',
+     "spec.yaml:22:13: features.f.params: invalid SQL expression: cannot parse length(question) + "
+     "(sql parser error: Expected: an expression, found: ))"),
+    ('{expr: "question", type: int32}',
+     "spec.yaml:22:13: features.f.params: the expression gives string, which does not convert to int32"),
+    ('{expr: "length(question)", type: int33}',
+     "spec.yaml:22:46: features.f.params.type: unknown type 'int33'; one of: bool, int8, int16, int32, int64, "
+     "uint8, uint16, uint32, uint64, float32, float64, string, binary, date32, timestamp"),
+])
+def test_a_bad_sql_feature_is_a_spec_error(project, run_cli, params, expected):
+    from conftest import BASE_SPEC
+    project.write_spec(BASE_SPEC.replace("slices:\n", f"  f:\n    extractor: sql\n    params: {params}\nslices:\n"))
+    code, out, err = run_cli("validate", "spec.yaml", cwd=project.root)
+    assert code == 2
+    assert err.splitlines()[0] == expected
+
+
+def test_the_sql_extractor_keeps_the_contract():
+    from featurekit.builtin.sql import SqlExpression
+    from featurekit.testing import check_extractor
+    out = check_extractor(SqlExpression, params={"expr": "length(q) * 2", "type": "int64"},
+                          batch={"q": ["ab", "", None]})
+    assert out["value"].to_pylist() == [4, 0, None]
