@@ -90,11 +90,45 @@ def validate(specs, strict):
 @SELECT
 @TIER
 @click.option("--prune", is_flag=True, help="Show orphaned columns as dropped.")
-def plan(spec, as_json, select, tier, prune):
+@click.option("--against", metavar="REV", help="Instead: compare the spec as committed at this git revision "
+              "with the working copy (touches no data).")
+def plan(spec, as_json, select, tier, prune, against):
     """Show what apply would do per feature, and why: new, stale (what changed), rows to fill."""
+    if against:
+        from .history import diff
+        d = diff(spec, against)
+        click.echo(d.to_json() if as_json else d.render())
+        return
     from .api import plan as make_plan
     p = make_plan(spec, select=select, tier=tier, prune=prune)
     click.echo(p.to_json() if as_json else p.render())
+
+
+@cli.command("diff", epilog="Examples:\n\n\b\n  featurekit diff specs/textvqa.yaml HEAD~1\n"
+             "  featurekit diff specs/textvqa.yaml v1.0 v1.1 --json")
+@SPEC
+@click.argument("rev1")
+@click.argument("rev2", required=False)
+@JSON
+def diff_(spec, rev1, rev2, as_json):
+    """Compare the spec at git revision REV1 with REV2 (default: the working copy): features
+    added, removed, changed and exactly why; slices whose membership would change; recipes
+    affected. Touches no data."""
+    from .history import diff
+    d = diff(spec, rev1, rev2)
+    click.echo(d.to_json() if as_json else d.render())
+
+
+@cli.command("log", epilog="Example: featurekit log specs/textvqa.yaml --json")
+@SPEC
+@JSON
+def log_(spec, as_json):
+    """The applies that changed the table, newest first: when, Lance versions, the spec's git
+    commit (and whether it was modified), who, and what was computed."""
+    from .api import load_spec
+    from .history import log_entries, render_log
+    entries = log_entries(load_spec(spec))
+    click.echo(json.dumps(entries, indent=2) if as_json else render_log(entries))
 
 
 @cli.command(epilog="Example: featurekit apply specs/textvqa.yaml --tier 2")

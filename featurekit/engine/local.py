@@ -24,7 +24,7 @@ from pydantic import Field
 from ..errors import RunError
 from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
-from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
+from ..table import SOURCE_META, apply_entry, feature_metadata, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
 from .lancefiles import ColumnFile, commit_replacements, file_version
 from .slices import finish_metadata, run_slice
@@ -94,12 +94,7 @@ class LocalEngine(Engine):
         result.seconds = time.perf_counter() - started
         ds = _open(uri)
         if ds.version != plan.table_version:
-            record_apply(ds, {
-                "spec": project.spec.name, "engine": self.name, "version_from": plan.table_version,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
-                "features": {n: {"computed": f.computed, "failed": f.failed} for n, f in result.features.items()},
-                "slices": {n: s.summary() for n, s in result.slices.items()},
-                "dropped": result.dropped})
+            record_apply(ds, apply_entry(project, plan, result, self.name))
         result.version_after = _open(uri).version
         return result
 

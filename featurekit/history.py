@@ -1,0 +1,171 @@
+"""`featurekit log` and `featurekit diff`: what applies did, and how specs changed in git.
+
+The log comes from the table (each apply records its Lance versions, the spec file's sha256,
+git commit and dirty flag, the software and the user). The diff resolves the spec as
+committed at a git revision and compares it with the working copy (or another revision)
+without touching data: features added, removed, or changed and exactly why; slices whose
+membership would change; recipes affected.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .table import applies, open_dataset
+
+
+def log_entries(project) -> list[dict[str, Any]]:
+    """The applies that changed the table, newest first."""
+    ds = open_dataset(project.table_uri)
+    return list(reversed(applies(ds.schema))) if ds is not None else []
+
+
+def render_log(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "no applies recorded yet"
+    lines = []
+    for e in entries:
+        start = 1 if e.get("version_from") is None else e["version_from"] + 1
+        spec = e.get("spec_file") or {}
+        git = spec.get("git") or {}
+        where = (f"{git['commit'][:10]}{' (modified)' if git.get('dirty') else ''}" if git
+                 else spec.get("git_note", "no provenance recorded"))
+        lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}")
+        did = [f"ingested {e['ingested']}"] if e.get("ingested") else []
+        did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
+                for n, f in e.get("features", {}).items()]
+        did += [f"slice {n}: {r.get('examined', 0)} examined" for n, r in e.get("slices", {}).items()]
+        did += [f"dropped {c}" for c in e.get("dropped", [])]
+        lines.append("    " + ("; ".join(did) or "metadata only"))
+    return "\n".join(lines)
+
+
+# -- spec at a git revision ---------------------------------------------------------------
+
+def spec_at(path: Path, rev: str) -> str:
+    """The spec file's text as committed at `rev`."""
+    path = Path(path).resolve()
+    top = _git(path.parent, "rev-parse", "--show-toplevel")
+    rel = path.relative_to(Path(top).resolve()).as_posix()
+    text = _git(path.parent, "show", f"{rev}:{rel}")
+    return text + "\n"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"git {' '.join(args)}: {exc}") from None
+    if proc.returncode != 0:
+        raise UsageError(f"git {' '.join(args)}: {proc.stderr.strip() or 'failed'}")
+    return proc.stdout.rstrip("\n")
+
+
+def load_at(path: Path, rev: str | None, registry=None):
+    """The resolved project of the spec at `rev` (None: the working copy), against the same
+    table, so column types and fingerprints compare."""
+    from .api import _peek_schema, load_spec
+    from .loader import load_document
+    from .registry import default_registry
+    from .resolve import resolve
+    if rev is None:
+        return load_spec(path, registry=registry)
+    doc = load_document(Path(path), spec_at(path, rev))
+    doc.file = f"{rev}:{Path(path).name}"
+    return resolve(doc, registry or default_registry(), Path(path), _peek_schema(doc, Path(path)))
+
+
+# -- comparing two resolved specs ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    kind: str          # feature | slice | recipe
+    name: str
+    action: str        # added | removed | changed | stale (an upstream changed) | unchanged
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class SpecDiff:
+    old: str
+    new: str
+    changes: list[Change] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"old": self.old, "new": self.new, "changes": [asdict(c) for c in self.changes if c.action != "unchanged"]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render(self) -> str:
+        lines = [f"diff {self.old} -> {self.new}"]
+        symbol = {"added": "+", "removed": "-", "changed": "~", "stale": "~"}
+        shown = [c for c in self.changes if c.action != "unchanged"]
+        for c in shown:
+            lines.append(f"  {symbol[c.action]} {c.kind} {c.name}: {c.action}")
+            lines.extend(f"      {r}" for r in c.reasons)
+        if not shown:
+            lines.append("  no change to features, slices or recipes")
+        return "\n".join(lines)
+
+
+def diff_projects(old, new, old_label: str, new_label: str) -> SpecDiff:
+    from .planner import slice_stale_reasons, stale_reasons
+    from .table import StoredFeature, StoredSlice
+    out = SpecDiff(old_label, new_label)
+    changed: set[str] = set()
+    for name, f in new.features.items():
+        o = old.features.get(name)
+        if o is None:
+            out.changes.append(Change("feature", name, "added"))
+            changed.add(name)
+        elif o.fingerprint != f.fingerprint:
+            stored = StoredFeature(name, tuple(o.columns), o.extractor_cls.name, str(o.extractor_cls.version),
+                                   o.params.model_dump(mode="json"), dict(o.inputs), o.fingerprint)
+            reasons = stale_reasons(f, stored, changed)
+            own = [r for r in reasons if not r.startswith(("upstream", "fingerprint"))]
+            out.changes.append(Change("feature", name, "changed" if own else "stale", tuple(reasons)))
+            changed.add(name)
+        else:
+            out.changes.append(Change("feature", name, "unchanged"))
+    out.changes += [Change("feature", n, "removed") for n in old.features if n not in new.features]
+    for name, sl in new.slices.items():
+        o = old.slices.get(name)
+        if o is None:
+            out.changes.append(Change("slice", name, "added"))
+            changed.add(name)
+        elif o.fingerprint != sl.fingerprint:
+            stored = StoredSlice(name, o.fingerprint, "", o.definition, {})
+            reasons = [r for r in slice_stale_reasons(sl, stored, changed) if not r.startswith("slice semantics")]
+            own = [r for r in reasons if not r.startswith(("upstream", "fingerprint"))]
+            out.changes.append(Change("slice", name, "changed" if own else "stale",
+                                      tuple(reasons) + ("membership would be recomputed",)))
+            changed.add(name)
+        else:
+            out.changes.append(Change("slice", name, "unchanged"))
+    out.changes += [Change("slice", n, "removed") for n in old.slices if n not in new.slices]
+    for name, rs in new.spec.recipes.items():
+        o = old.spec.recipes.get(name)
+        if o is None:
+            out.changes.append(Change("recipe", name, "added"))
+            continue
+        reasons = [f"{k} changed: {json.dumps(v_old, default=str)} -> {json.dumps(v_new, default=str)}"
+                   for k in sorted(set(rs.model_fields))
+                   if (v_old := o.model_dump(mode="json").get(k)) != (v_new := rs.model_dump(mode="json").get(k))]
+        ups = sorted(a.split(":", 1)[1] for a in new.graph.ancestors(f"recipe:{name}") if a.split(":", 1)[1] in changed)
+        if ups:
+            reasons.append("reads what changed: " + ", ".join(ups))
+        out.changes.append(Change("recipe", name, "changed" if reasons else "unchanged", tuple(reasons)))
+    out.changes += [Change("recipe", n, "removed") for n in old.spec.recipes if n not in new.spec.recipes]
+    return out
+
+
+def diff(path: str | Path, rev1: str, rev2: str | None = None, registry=None) -> SpecDiff:
+    """The spec at `rev1` against `rev2` (None: the working copy)."""
+    old = load_at(Path(path), rev1, registry)
+    new = load_at(Path(path), rev2, registry)
+    return diff_projects(old, new, rev1, rev2 or "working copy")
