@@ -124,6 +124,11 @@ def load_adapter(model, folder, *, trainable: bool = False):
 
 # -- the forward pass from cached features ---------------------------------------------
 
+def base_model(model):
+    """The transformers model under a peft wrapper (LoRA layers are injected in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def to_device(batch: Mapping[str, Any], device) -> dict[str, Any]:
     """The batch on `device`, integer columns as int64 (the table stores int32 / int8)."""
     out = {}
@@ -164,18 +169,24 @@ def rope_positions(model, batch: Mapping[str, torch.Tensor], grid_thw: Sequence[
     return positions
 
 
-def token_loss(model, batch: Mapping[str, torch.Tensor], grid_thw: Sequence[int]) -> tuple[torch.Tensor, int]:
-    """(sum of the next-token cross-entropy over supervised tokens, their count).
+def supervised_logits(model, batch: Mapping[str, torch.Tensor], grid_thw: Sequence[int]):
+    """(logits, targets) at every position whose next token is supervised, in row order.
 
-    The LM head runs only where labels are set (the answer, a handful of tokens a row), not
-    over the vocabulary at all 512 positions: the same loss, without [B, L, 151936] logits.
+    The LM head runs only there (the answer, a handful of tokens a row), not over the
+    vocabulary at all 512 positions: the same loss without [B, L, 151936] logits.
     """
+    model = base_model(model)
     embeds = splice(model, batch["input_ids"], batch["vision"])
     hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                                         position_ids=rope_positions(model, batch, grid_thw),
                                         use_cache=False).last_hidden_state
     targets = batch["labels"][:, 1:]
     supervised = targets != IGNORE
-    logits = model.lm_head(hidden[:, :-1][supervised]).float()
-    loss = nn.functional.cross_entropy(logits, targets[supervised], reduction="sum")
-    return loss, int(supervised.sum())
+    return model.lm_head(hidden[:, :-1][supervised]).float(), targets[supervised]
+
+
+def token_loss(model, batch: Mapping[str, torch.Tensor], grid_thw: Sequence[int]) -> tuple[torch.Tensor, int]:
+    """(sum of the next-token cross-entropy over supervised tokens, their count): summed, so
+    gradient accumulation can divide by the whole window's count."""
+    logits, targets = supervised_logits(model, batch, grid_thw)
+    return nn.functional.cross_entropy(logits, targets, reduction="sum"), int(targets.numel())

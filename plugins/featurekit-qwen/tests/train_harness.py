@@ -75,12 +75,13 @@ class LanceTrainRun:
     """`TrainRun` over `uri` for `columns` ({logical: table column}); rows with a null in
     any of them (failed features) are left out, like a slice would."""
 
-    def __init__(self, uri: str | Path, columns: Mapping[str, str], dir: Path, *, seed: int = 0,
+    def __init__(self, uri: str | Path, columns: Mapping[str, str], dir: Path | None, *, seed: int = 0,
                  steps: int | None = None, resume: bool = False, stop_after: int | None = None, key: str = "id"):
         ds = lance.dataset(str(uri))
         self.version = ds.version
-        self.dir = Path(dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(dir) if dir is not None else None
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.seed, self.steps, self.resume, self.stop_after = seed, steps, resume, stop_after
         self.columns = {lg: column_info(ds.schema, lg, col) for lg, col in columns.items()}
         where = " AND ".join(f"{c} IS NOT NULL" for c in columns.values())
