@@ -18,12 +18,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("bitsandbytes")
 
+from train_harness import Interrupted, LanceEvalRun, LanceTrainRun  # noqa: E402
+
 import featurekit_image  # noqa: E402
 import featurekit_qwen  # noqa: E402
 from featurekit.testing import TestProject  # noqa: E402
 from featurekit_qwen.tiny import build_tiny_qwen  # noqa: E402
 from featurekit_qwen.train import QLoraTrainer  # noqa: E402
-from train_harness import Interrupted, LanceEvalRun, LanceTrainRun  # noqa: E402
 
 PX = 112            # 112 px -> grid [1, 8, 8] -> 16 image tokens a row: fast, still a 2D mRoPE grid
 MAX_LENGTH = 64
