@@ -11,6 +11,7 @@ This module imports torch and transformers at the top: import it inside function
 """
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -68,11 +69,33 @@ def quantization_config(kind: str, compute_dtype, skip: Sequence[str] = ()) -> B
         return None
     extra = {"llm_int8_skip_modules": list(skip)} if skip else {}
     if kind == "int8":
+        _say_int8_cast_once()
         return BitsAndBytesConfig(load_in_8bit=True, **extra)
     if kind == "nf4":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                   bnb_4bit_compute_dtype=compute_dtype, **extra)
     raise ValueError(f"unknown quantization {kind!r}: none, int8 or nf4")
+
+
+class _OnceFilter(logging.Filter):
+    """Lets a message starting with `prefix` through once per process."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix, self.seen = prefix, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.prefix):
+            return True
+        seen, self.seen = self.seen, True
+        return not seen
+
+
+def _say_int8_cast_once() -> None:
+    """bitsandbytes logs its int8 input cast on every matmul of every step: keep the first."""
+    log = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _OnceFilter) for f in log.filters):
+        log.addFilter(_OnceFilter("MatMul8bitLt: inputs will be cast"))
 
 
 def _load(cls, model: str, quantization: str, dtype, device, skip: Sequence[str] = ()):

@@ -328,6 +328,29 @@ def test_quantized_training_on_cpu(tiny, table, tmp_path, quantization, layer, m
     assert (run.dir / "adapter" / "adapter_model.safetensors").is_file() and out["eval_loss"] < first - 4
 
 
+def test_gradient_checkpointing_is_switched_on_and_changes_no_result(tiny, table, tmp_path, monkeypatch):
+    from featurekit_qwen import lm
+    built, runs = [], {}
+    load = lm.load_language_model
+    monkeypatch.setattr(lm, "load_language_model", lambda *a: built.append(load(*a)) or built[-1])
+    for on in (False, True):
+        runs[on] = LanceTrainRun(table, TRAIN_COLUMNS, tmp_path / str(on))
+        QLoraTrainer(params(tiny, steps=3, checkpoint_every=0, gradient_checkpointing=on)).train(runs[on])
+    layers = [model.model.language_model.layers[0] for model in built]
+    assert [layer.gradient_checkpointing for layer in layers] == [False, True]
+    assert runs[True].losses() == pytest.approx(runs[False].losses(), abs=1e-5)
+
+
+def test_evaluation_quantizes_the_language_model_not_the_tower(tiny):
+    import bitsandbytes as bnb
+
+    from featurekit_qwen import lm
+    model = lm.load_full_model(str(tiny), "nf4", torch.float32, torch.device("cpu"))
+    assert isinstance(model.model.language_model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
+    assert type(model.model.visual.blocks[0].attn.qkv) is torch.nn.Linear
+    assert type(model.lm_head) is torch.nn.Linear
+
+
 def test_features_made_with_other_settings_are_refused(tiny, table, tmp_path):
     run = LanceTrainRun(table, TRAIN_COLUMNS, tmp_path)
     with pytest.raises(ValueError, match=r"params.image_px is 560 but feature 'vision' was computed with image_px "
