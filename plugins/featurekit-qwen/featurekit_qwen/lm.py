@@ -106,7 +106,9 @@ def _load(cls, model: str, quantization: str, dtype, device, skip: Sequence[str]
     if device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}
     loaded = cls.from_pretrained(model, **kwargs)
-    return loaded if device.type == "cuda" else loaded.to(device) if qc is None else loaded
+    if device.type != "cuda" and qc is None:   # bitsandbytes models are placed by from_pretrained
+        loaded = loaded.to(device)
+    return loaded
 
 
 def load_language_model(model: str, quantization: str, dtype, device) -> Qwen2_5_VLLanguageModel:
@@ -143,6 +145,16 @@ def load_adapter(model, folder, *, trainable: bool = False):
     """`model` with the adapter saved in `folder` (by `save_pretrained`)."""
     from peft import PeftModel
     return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each decoder layer's activations in backward (non-reentrant: the frozen
+    embeddings need no grad). transformers 5.24 renamed gradient_ to activation_checkpointing."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 # -- the forward pass from cached features ---------------------------------------------

@@ -208,7 +208,7 @@ def build_session(params, run, total: int) -> Session:
     peft_model = lm.add_lora(model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
                              target_modules=lora.target_modules)
     if params.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm.enable_activation_checkpointing(model)
     model.train()  # before any forward: a 4-bit model that ran in eval mode first cannot train (bitsandbytes)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
