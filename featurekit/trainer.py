@@ -76,7 +76,8 @@ class EvalRun(Protocol):
     columns: dict[str, ColumnInfo]    # logical -> column info for `eval_columns`
 
     def rows(self, *, batch_size: int) -> Iterable[dict[str, Any]]:
-        """The eval split's rows in a fixed order, as dicts logical column -> list of values."""
+        """The eval split's rows in a fixed order, as dicts logical column -> list of values,
+        plus ``"key"``: the rows' keys (the source key), so predictions can name their rows."""
 
     def progress(self, n: int) -> None:
         """Rows done since the last call (the progress bar)."""

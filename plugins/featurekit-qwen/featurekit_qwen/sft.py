@@ -65,13 +65,22 @@ class SftTokens(featurekit.Extractor):
         full = self.tokenizer.apply_chat_template(messages, chat_template=self.template, tokenize=False)
         return prompt, full
 
+    def expand_image(self, text: str) -> str:
+        """The single <|image_pad|> of the template as the tower's token count of them."""
+        return text.replace(IMAGE_PAD, IMAGE_PAD * self.image_tokens)
+
+    def prompt_ids(self, question: str) -> list[int]:
+        """The tokens up to the assistant's turn: what generation starts from at evaluation,
+        identical to the prompt part of a training row."""
+        prompt, _ = self.texts(question, "")
+        return self.tokenizer(self.expand_image(prompt), add_special_tokens=False)["input_ids"]
+
     def encode(self, question: str | None, answer: str | None) -> dict[str, list[int]]:
         if question is None or answer is None:
             raise ValueError("question or answer is null")
         prompt, full = self.texts(question, answer)
-        pads = IMAGE_PAD * self.image_tokens
-        ids = self.tokenizer(full.replace(IMAGE_PAD, pads), add_special_tokens=False)["input_ids"]
-        prompt_ids = self.tokenizer(prompt.replace(IMAGE_PAD, pads), add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(self.expand_image(full), add_special_tokens=False)["input_ids"]
+        prompt_ids = self.tokenizer(self.expand_image(prompt), add_special_tokens=False)["input_ids"]
         if ids[:len(prompt_ids)] != prompt_ids:
             raise ValueError("the prompt does not tokenize as a prefix of the conversation")
         n, limit = len(ids), self.params.max_length

@@ -28,15 +28,21 @@ def tokenizer_files() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
 
 
-def build_tiny_qwen(folder: str | Path, seed: int = 0) -> Path:
-    """Write config, weights, tokenizer and chat template of a tiny Qwen2.5-VL to `folder`."""
+def build_tiny_qwen(folder: str | Path, seed: int = 0, initializer_range: float | None = None) -> Path:
+    """Write config, weights, tokenizer and chat template of a tiny Qwen2.5-VL to `folder`.
+
+    `initializer_range` sets the language model's init std (default 0.02, the real config's):
+    with 0.02 a tiny model's logits are nearly flat and stay so under LoRA (frozen norms and
+    LM head), so training tests that must see it learn use a wider init such as 0.2.
+    """
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    config = Qwen2_5_VLConfig(vision_config=TINY_VISION, text_config=TINY_TEXT,
+    text = dict(TINY_TEXT, **({"initializer_range": initializer_range} if initializer_range else {}))
+    config = Qwen2_5_VLConfig(vision_config=TINY_VISION, text_config=text,
                               image_token_id=151655, video_token_id=151656,
                               vision_start_token_id=151652, vision_end_token_id=151653)
     Qwen2_5_VLForConditionalGeneration(config).save_pretrained(folder)

@@ -73,7 +73,6 @@ class VisionTower(featurekit.Extractor):
     # -- running -------------------------------------------------------------------------
     def setup(self) -> None:
         import torch
-        from transformers import Qwen2VLImageProcessorPil
 
         p = self.params
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if p.device == "auto" else p.device)
@@ -87,21 +86,11 @@ class VisionTower(featurekit.Extractor):
             raise ValueError(f"{p.model}: vision config has patch_size {cfg.patch_size}, spatial_merge_size "
                              f"{cfg.spatial_merge_size}, out_hidden_size {cfg.out_hidden_size}; the params say "
                              f"{p.patch_size}, {p.merge_size}, {self.hidden}")
-        self.processor = Qwen2VLImageProcessorPil(
-            min_pixels=3136, max_pixels=12845056, patch_size=p.patch_size, merge_size=p.merge_size,
-            temporal_patch_size=cfg.temporal_patch_size)
+        self.processor = image_processor(p.patch_size, p.merge_size, cfg.temporal_patch_size)
 
     def prepare(self, blobs: list[bytes]):
         """Decode, convert to RGB and resize to the square: what the tower is fed."""
-        from PIL import Image
-        side = self.params.image_px
-        images = []
-        for blob in blobs:
-            if blob is None:
-                raise ValueError("no image (null)")
-            img = Image.open(io.BytesIO(blob)).convert("RGB")
-            images.append(img.resize((side, side), Image.Resampling.BICUBIC))
-        return self.processor(images=images, return_tensors="pt")
+        return prepare_images(blobs, self.params.image_px, self.processor)
 
     def embed(self, inputs):
         """pooler_output (after the merger, in the original token order), [n * tokens, hidden]."""
@@ -117,6 +106,26 @@ class VisionTower(featurekit.Extractor):
         hidden = self.embed(self.prepare(blobs))
         flat = hidden.to(torch.float16).reshape(len(blobs), -1).cpu().numpy()
         return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float16()), flat.shape[1])
+
+
+def image_processor(patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2):
+    """The Qwen2.5-VL image processor with the released checkpoints' settings (needs no files)."""
+    from transformers import Qwen2VLImageProcessorPil
+    return Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056, patch_size=patch_size,
+                                    merge_size=merge_size, temporal_patch_size=temporal_patch_size)
+
+
+def prepare_images(blobs: list[bytes], side: int, processor):
+    """Decode, convert to RGB, resize to `side` x `side`, then the processor: pixel_values and
+    image_grid_thw. One function, so the feature and `qlora` evaluation see identical pixels."""
+    from PIL import Image
+    images = []
+    for blob in blobs:
+        if blob is None:
+            raise ValueError("no image (null)")
+        img = Image.open(io.BytesIO(blob)).convert("RGB")
+        images.append(img.resize((side, side), Image.Resampling.BICUBIC))
+    return processor(images=images, return_tensors="pt")
 
 
 def build_vision_tower(vision_config, device: str | None = None):
