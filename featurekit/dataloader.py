@@ -101,7 +101,7 @@ class DataLoader:
         mine = self.state_dict()
         for key in STATE_KEYS:
             if key in state and state[key] != mine[key]:
-                hint = " (open the loader with version=%s)" % state[key] if key == "version" else ""
+                hint = f" (open the loader with version={state[key]})" if key == "version" else ""
                 raise UsageError(f"cannot resume: the state has {key}={state[key]!r}, this loader {mine[key]!r}{hint}")
         self.epoch, self._start = int(state["epoch"]), int(state["position"])
 

@@ -27,8 +27,8 @@ torch = pytest.importorskip("torch")
 ROWS, SHAPE = 120, (4, 64)
 
 
-def failing(i: int) -> bool:
-    return i % 11 == 5
+def failing(i: int) -> bool:  # fragments 0, 2 and 4 get nullable pages, the others plain ones
+    return i in (5, 40, 41, 77)
 
 
 def deleted(i: int) -> bool:
@@ -95,11 +95,13 @@ def table(tmp_path_factory):
     p = TestProject(tmp_path_factory.mktemp("loader"), plugins=[plugin()])
     p.write({"hid": {"tier": 3, "extractor": "t.hiddens", "inputs": {"n": "id"},
                      "on_error": {"max_failure_rate": 0.5}},
+             "early": {"tier": 3, "extractor": "t.hiddens", "inputs": {"n": "id"}, "only": "first",
+                       "on_error": {"max_failure_rate": 0.5}},
              "small": {"extractor": "t.small", "inputs": {"n": "id"}},
              "qlen": {"extractor": "text.length", "inputs": {"text": "question"}}},
             rows=[{"id": i, "question": "q" * (i % 7 + 1)} for i in range(ROWS)],
             slices={"text_dense": {"where": "qlen >= 1", "split": {"fractions": {"train": 0.8, "val": 0.2}}},
-                    "everything": {"where": "qlen >= 0"}})
+                    "everything": {"where": "qlen >= 0"}, "first": {"where": "id < 40"}})
     spec = yaml.safe_load(p.spec_path.read_text())
     spec["table"]["fragment_rows"] = 16
     spec["recipes"] = {"r": {"trainer": "t.noop", "slice": "text_dense", "split": "train",
@@ -131,6 +133,15 @@ def test_every_row_exactly_once_per_epoch_and_failed_rows_skipped(table, direct)
     assert sorted(first) == sorted(second) == good
     assert first != second  # the second pass is the next epoch
     assert len(loader) == -(-len(good) // 8)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_rows_a_feature_was_never_computed_for_are_skipped(table, direct):
+    _, uri, live, good = table
+    loader = DataLoader(uri, columns=["early", "id"], batch_size=8, direct=direct)
+    assert (loader.reads[0].locations is not None) == direct
+    want = [i for i in good if i < 40]
+    assert sorted(ids_of(loader)) == want and loader.skipped == len(live) - len(want)
 
 
 @pytest.mark.parametrize("direct", [True, False])
