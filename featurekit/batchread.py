@@ -147,16 +147,21 @@ class BatchReader:
 
     # -- reading -----------------------------------------------------------------------
 
-    def read(self, rows: np.ndarray) -> dict[str, Any]:
-        """The batch of eligible rows at positions `rows`, in that order."""
+    def read(self, rows: np.ndarray, into: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The batch of eligible rows at positions `rows`, in that order. Tensor columns named
+        in `into` are written into those tensors' first rows instead of new ones."""
+        into = into or {}
         out: dict[str, Any] = {}
         via_lance = [c for c in self.columns if c.locations is None]
         if via_lance:
-            out.update(self._read_lance(rows, via_lance))
+            out.update(self._read_lance(rows, via_lance, into))
         for i, c in enumerate(self.columns):
             if c.locations is not None:
-                out[c.key] = self._read_direct(i, c, self.addresses[rows])
+                out[c.key] = self._read_direct(i, c, self.addresses[rows], into.get(c.key))
         return {c.key: out[c.key] for c in self.columns}
+
+    def tensor_columns(self) -> list[ColumnRead]:
+        return [c for c in self.columns if c.kind == "tensor"]
 
     def _alloc(self, shape: tuple[int, ...], dtype: str):
         import torch
@@ -169,12 +174,15 @@ class BatchReader:
             return torch.empty(shape, dtype=tdtype, pin_memory=True)
         return torch.from_numpy(self._pool.get(shape, dtype))
 
-    def _read_direct(self, index: int, c: ColumnRead, addresses: np.ndarray):
+    def _out(self, c: ColumnRead, n: int, into):
+        return into[:n] if into is not None else self._alloc((n, *c.shape), c.dtype)
+
+    def _read_direct(self, index: int, c: ColumnRead, addresses: np.ndarray, into=None):
         loc = c.locations
         files, offsets = loc.locate(addresses)
         if (files < 0).any():
             raise RuntimeError(f"column {c.column!r}: a requested row is NULL (it should have been skipped)")
-        tensor = self._alloc((len(addresses), *c.shape), c.dtype)
+        tensor = self._out(c, len(addresses), into)
         flat = memoryview(tensor.numpy().reshape(-1).view(np.uint8))
         size = loc.value_bytes
         order = np.lexsort((offsets, files))  # storage order: what the page cache and readahead like
@@ -193,7 +201,7 @@ class BatchReader:
             _preadv_all(self._fd(index, run_file), run, run_start)
         return tensor
 
-    def _read_lance(self, rows: np.ndarray, cols: list[ColumnRead]) -> dict[str, Any]:
+    def _read_lance(self, rows: np.ndarray, cols: list[ColumnRead], into: dict[str, Any]) -> dict[str, Any]:
         ids = self.row_ids[rows]
         order = np.argsort(ids, kind="stable")
         back = np.empty_like(order)
@@ -207,7 +215,7 @@ class BatchReader:
             if c.kind == "tensor":
                 arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
                 values = arr.values.to_numpy(zero_copy_only=False).reshape(len(arr), *c.shape)
-                tensor = self._alloc((len(arr), *c.shape), c.dtype)
+                tensor = self._out(c, len(arr), into.get(c.key))
                 np.take(values, back, axis=0, out=tensor.numpy())
                 out[c.key] = tensor
             elif c.kind == "scalar":

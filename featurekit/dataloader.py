@@ -81,6 +81,16 @@ class DataLoader:
         return len(self._reader.addresses)
 
     @property
+    def row_addresses(self) -> np.ndarray:
+        """The rows this loader reads (all ranks), as Lance row addresses in storage order."""
+        return self._reader.addresses
+
+    @property
+    def row_ids(self) -> np.ndarray:
+        """The same rows as Lance row ids (what `take` and LanceDB Permutations use)."""
+        return self._reader.row_ids
+
+    @property
     def reads(self) -> list[ColumnRead]:
         return list(self._reader.columns)
 
@@ -151,7 +161,7 @@ class DataLoader:
             reader = copy.copy(self._reader)
             reader.pin_memory, reader.shared_memory = False, True  # torch pins in the trainer's process
             self._workers = WorkerPool(reader, num_workers=self.num_workers, depth=self.prefetch,
-                                       pin_memory=self.pin_memory)
+                                       pin_memory=self.pin_memory, batch_size=self.batch_size)
         return self._workers
 
 

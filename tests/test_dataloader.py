@@ -330,3 +330,42 @@ def test_import_featurekit_stays_light_and_exports_dataloader():
             "import featurekit.dataloader as m; from featurekit.dataloader import DataLoader; "
             "assert callable(featurekit.dataloader)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_batches_kept_by_the_trainer_are_never_overwritten(table, num_workers):
+    """Buffers are recycled only once nothing refers to them: keep every batch (one of them
+    only through a view) for a whole epoch, and they must all still hold their own rows."""
+    _, uri, _, good = table
+    with DataLoader(uri, columns=["id", "hid"], batch_size=4, prefetch=2, num_workers=num_workers) as loader:
+        for _ in range(2):
+            kept = list(loader)
+            first_ids, view = kept[0]["id"].tolist(), kept[0]["hid"][1:]
+            del kept[0]
+            for b in kept + [{"id": torch.tensor(first_ids[1:]), "hid": view}]:
+                for j, i in enumerate(b["id"].tolist()):
+                    assert np.array_equal(b["hid"][j].numpy(), hid_values(i))
+            assert len(kept) * 4 >= len(good) - 4
+
+
+def test_buffer_pools_hand_out_a_buffer_again_only_when_released():
+    from featurekit.batchread import BufferPool, ColumnRead
+    from featurekit.prefetch import SLAB, SlabPool
+    pool = BufferPool(2)
+    held = torch.from_numpy(pool.get((4, 3), "float16"))
+    other = pool.get((4, 3), "float16")
+    assert not np.shares_memory(other, held.numpy())
+    del other
+    view = held[1:]
+    del held
+    assert not np.shares_memory(pool.get((4, 3), "float16"), view.numpy())  # a view keeps it
+    del view
+    assert np.shares_memory(pool.get((4, 3), "float16"), pool._free[((4, 3), "float16")][0])
+    slabs = SlabPool([ColumnRead("h", "h", "tensor", (3,), "float16")], 4, 2)
+    first, second = slabs.acquire(), slabs.acquire()
+    assert (first, second, slabs.acquire()) == (0, 1, -1)
+    batch = slabs.wrap({"id": 7, SLAB: (first, 2)})
+    assert list(batch) == ["id", "h"] and tuple(batch["h"].shape) == (2, 3)
+    assert slabs.acquire() == -1  # slab 0 is in the trainer's hands, slab 1 in a worker's
+    del batch
+    assert slabs.acquire() == 0
