@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -176,17 +175,21 @@ class Check:
 
 
 def peak_rss(uri: str, batch_size: int, workers: int) -> dict:
-    """Peak RSS of a fresh process reading two shuffled epochs (children counted apart)."""
+    """Peak RSS (VmHWM: ru_maxrss survives exec on Linux, so a child would report ours) of a
+    fresh process reading two shuffled epochs of the whole table, and of its workers."""
     code = textwrap.dedent(f"""
-        import json, resource
+        import json, psutil
         from featurekit.dataloader import DataLoader
+        def hwm(pid):
+            for line in open(f"/proc/{{pid}}/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
         with DataLoader({uri!r}, columns=["id", "hiddens"], batch_size={batch_size}, num_workers={workers}) as dl:
             for _ in range(2):
                 for b in dl:
                     pass
-            depth = dl.prefetch
-        print(json.dumps({{"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                          "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "depth": depth}}))
+            kids = [hwm(p.pid) for p in psutil.Process().children(recursive=True)]
+            print(json.dumps({{"self": hwm("self"), "workers": max(kids, default=0), "depth": dl.prefetch}}))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -245,10 +248,13 @@ def run(root: Path, args) -> None:
     for bs in [int(x) for x in args.batch_sizes.split(",")]:
         for workers in (0, 2):
             r = peak_rss(uri, bs, workers)
-            print(f"  batch {bs:>3}, {workers} workers: {r['self'] / 1024:,.0f} MB (workers: {r['children'] / 1024:,.0f} MB"
-                  f" each at most); prefetch depth {r['depth']} x {bs * ROW / 1e6:,.0f} MB a batch; "
-                  f"table {args.rows * ROW / 1e6:,.0f} MB")
-    print(f"(for scale: this benchmark process peaked at {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB)")
+            print(f"  batch {bs:>3}, {workers} workers: {r['self']:,} MB"
+                  + (f" (each worker at most {r['workers']:,} MB)" if workers else "")
+                  + f"; prefetch depth {r['depth']} x {bs * ROW / 1e6:,.0f} MB a batch; table {args.rows * ROW / 1e6:,.0f} MB")
+    base = subprocess.run([sys.executable, "-c", "import torch, lance, featurekit.dataloader; "
+                           "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"],
+                          capture_output=True, text=True, check=True)
+    print(f"  (a process that only imports torch, lance and featurekit: {int(base.stdout) // 1024:,} MB)")
 
 
 def compare(bs: int, env) -> None:

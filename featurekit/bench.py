@@ -58,13 +58,14 @@ class BenchResult:
         return out
 
     def render(self) -> str:
-        lines = [f"table {self.table} (version {self.version}): {self.rows} rows x "
-                 f"{self.row_bytes / 1e6:.2f} MB of {', '.join(self.columns.values())}, batch {self.batch_size}",
-                 f"  {'reader':<34} {'rows/s':>9} {'GB/s':>7} {'vs featurekit':>14}"]
+        size = f"{self.row_bytes / 1e6:.2f} MB" if self.row_bytes >= 1e5 else f"{self.row_bytes / 1e3:.1f} kB"
+        lines = [f"table {self.table} (version {self.version}): {self.rows} rows x {size} of "
+                 f"{', '.join(self.columns.values())}, batch {self.batch_size}",
+                 f"  {'reader':<34} {'rows/s':>9} {'GB/s':>7} {'featurekit speed-up':>20}"]
         base = next((m.rows_per_s for m in self.measures if m.name == "featurekit shuffled"), 0.0)
         for m in self.measures:
             ratio = f"{base / m.rows_per_s:.1f}x" if m.rows_per_s and base and m.name != "featurekit shuffled" else ""
-            lines.append(f"  {m.name:<34} {m.rows_per_s:>9,.0f} {m.gb_per_s:>7.2f} {ratio:>14}"
+            lines.append(f"  {m.name:<34} {m.rows_per_s:>9,.0f} {m.gb_per_s:>7.2f} {ratio:>20}"
                          + (f"  {m.note}" if m.note else ""))
         if self.shuffle:
             q = self.shuffle

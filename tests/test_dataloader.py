@@ -7,6 +7,7 @@ skip), a small int32[3] feature (read through Lance), deleted rows, and a slice 
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import types
@@ -369,3 +370,43 @@ def test_buffer_pools_hand_out_a_buffer_again_only_when_released():
     assert slabs.acquire() == -1  # slab 0 is in the trainer's hands, slab 1 in a worker's
     del batch
     assert slabs.acquire() == 0
+
+
+def test_bench_command_prints_its_table(table, run_cli, monkeypatch):
+    p, _, _, _ = table
+    monkeypatch.setitem(sys.modules, "loader_test_plugin", plugin())
+    monkeypatch.setenv("FEATUREKIT_PLUGINS", "loader_test_plugin")
+    code, out, err = run_cli("bench", p.spec_path, "--recipe", "r", "--rows", "24", "--batch-size", "8")
+    assert code == 0, err
+    for reader in ("featurekit shuffled", "featurekit sequential", "LanceDB Permutation shuffled",
+                   "Parquet, same shuffled order", "page cache (os.preadv)"):
+        assert reader in out
+    assert "24 rows" in out and "shuffle quality" in out
+    code, out, err = run_cli("bench", p.spec_path, "--rows", "16", "--json", "--quiet")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["columns"] == {"hid": "hid", "early": "early", "small": "small"}
+    assert all(m["rows_per_s"] > 0 for m in result["measures"])
+    code, _, err = run_cli("bench", p.spec_path, "--recipe", "nope")
+    assert code == 2 and "no recipe 'nope'" in err
+
+
+def test_direct_reads_follow_the_table_through_compaction(table, tmp_path):
+    """Compaction rewrites fragments into files holding every column: still read directly."""
+    import shutil
+
+    import lance
+    _, uri, _, good = table
+    copy = str(tmp_path / "compacted.lance")
+    shutil.copytree(uri, copy)
+    lance.dataset(copy).optimize.compact_files(target_rows_per_fragment=50)
+    ds = lance.dataset(copy)
+    assert all(len(f.data_files()) == 1 and len(f.data_files()[0].fields) > 2 for f in ds.get_fragments())
+    loader = DataLoader(copy, columns=["id", "hid"], batch_size=16)
+    assert loader.reads[1].locations is not None and loader.skipped == 4 - sum(deleted(i) for i in (5, 40, 41, 77))
+    ids = []
+    for b in loader:
+        for j, i in enumerate(b["id"].tolist()):
+            assert np.array_equal(b["hid"][j].numpy(), hid_values(i))
+        ids += b["id"].tolist()
+    assert sorted(ids) == good
