@@ -253,14 +253,13 @@ def bench(spec: Any, *, recipe: str | None = None, columns: Sequence[str] | None
     n = len(pick)
     make = dict(columns=cols, rows=sample_addr, batch_size=batch_size, seed=seed)
     shuffled, sequential = DataLoader(ds, shuffle=True, **make), DataLoader(ds, shuffle=False, **make)
-    order_addr = shuffled.epoch_rows()             # the shuffled order everyone reads in
+    for loader in (sequential, shuffled):  # warm the page cache with exactly these rows, and the buffers
+        for _ in loader:
+            pass
+    order_addr = shuffled.epoch_rows()              # epoch 1: the shuffled order everyone reads in
     position = np.searchsorted(sample_addr, order_addr)
     shapes = {r.column: r.shape for r in shuffled.reads if r.kind == "tensor"}
-    first = next(iter(sequential))
-    row_bytes = batch_bytes(first) // len(next(iter(first.values())))
-    sequential.set_epoch(0)
-    for _ in sequential:  # warm the page cache with exactly these rows
-        pass
+    row_bytes = batch_bytes(shuffled._reader.read(np.arange(1)))
     out = [measure(STAGES[0], shuffled, row_bytes, n, progress),
            measure(STAGES[1], sequential, row_bytes, n, progress)]
     import lancedb
