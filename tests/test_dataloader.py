@@ -410,3 +410,20 @@ def test_direct_reads_follow_the_table_through_compaction(table, tmp_path):
             assert np.array_equal(b["hid"][j].numpy(), hid_values(i))
         ids += b["id"].tolist()
     assert sorted(ids) == good
+
+
+def test_only_layouts_recognised_whole_are_read_directly():
+    from featurekit.lancefiles import parse_page
+    plain = ("PageLayout { layout: Some( FullZipLayout( FullZipLayout { bits_rep: 0, bits_def: 0, num_items: 16, "
+             "num_visible_items: 16, value_compression: Some( CompressiveEncoding { compression: Some( FixedSizeList( "
+             "FixedSizeList { items_per_value: 256, has_validity: false, values: Some( CompressiveEncoding { "
+             "compression: Some( Flat( Flat { bits_per_value: 16, data: None, }, ), ), }, ), }, ), ), }, ), "
+             "layers: [ RepdefAllValidItem, ], details: Some( BitsPerValue( 4096, ), ), }, ), ), }")
+    page = parse_page(plain, [(64, 16 * 512)], 256, 2)
+    assert page is not None and (page.rows, page.position, page.stride, page.prefix) == (16, 64, 512, 0)
+    assert parse_page(plain, [(64, 16 * 512 - 1)], 256, 2) is None          # sizes must add up
+    assert parse_page(plain, [(64, 16 * 512)], 128, 2) is None              # another list size
+    assert parse_page(plain.replace("Flat( Flat { bits_per_value: 16, data: None, }, )",
+                                    "General( General { compression: Zstd, }, )"), [(64, 100)], 256, 2) is None
+    assert parse_page(plain.replace("FullZipLayout( FullZipLayout", "MiniBlockLayout( MiniBlockLayout"),
+                      [(64, 16 * 512)], 256, 2) is None
