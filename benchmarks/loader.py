@@ -42,6 +42,7 @@ import pyarrow as pa  # noqa: E402
 import yaml  # noqa: E402
 
 import featurekit  # noqa: E402
+from featurekit.batchread import BufferPool  # noqa: E402
 from featurekit.bench import (  # noqa: E402
     parquet_batches,
     permutation_batches,
@@ -237,6 +238,14 @@ def run(root: Path, args) -> None:
     print(f"{args.rows} rows x fp16[{TOK} x {HID}] ({ROW / 1e6:.2f} MB a row, {args.rows * ROW / 1e9:.2f} GB), "
           f"{len(ds.get_fragments())} fragments, Lance file format {ds.data_storage_version}; "
           f"torch {torch.__version__}, {os.cpu_count()} cores; best of {args.rounds} interleaved rounds\n", flush=True)
+    started = time.perf_counter()
+    n = ds.count_rows(filter="hiddens IS NOT NULL")
+    scan = time.perf_counter() - started
+    started = time.perf_counter()
+    DataLoader(ds, columns=["hiddens"], shuffle=False)
+    built = time.perf_counter() - started
+    print(f"finding the rows with a value: Lance filter 'hiddens IS NOT NULL' {scan:.2f}s ({n} rows); "
+          f"building a featurekit loader (NULLs from the pages, one row verified) {built:.2f}s\n")
 
     where = ds.to_table(columns=["id"], with_row_address=True)
     env = types.SimpleNamespace(ds=ds, table=table, hf=hf, pq_same=pq_same, pq_blob=pq_blob, probe=probe,
@@ -270,6 +279,8 @@ def compare(bs: int, env) -> None:
     fk_workers = DataLoader(ds, columns=["id", "hiddens"], batch_size=bs, seed=0, num_workers=2)
     fk_seq = DataLoader(ds, columns=["id", "hiddens"], batch_size=bs, shuffle=False)
     fk_lance = DataLoader(ds, columns=["id", "hiddens"], batch_size=bs, seed=0, direct=False)
+    fk_fresh = DataLoader(ds, columns=["id", "hiddens"], batch_size=bs, seed=0)
+    fk_fresh._reader._pool = BufferPool(0)  # ablation: a new buffer every batch
     started = time.perf_counter()
     for _ in fk_workers:  # start the (persistent) workers outside the timing
         pass
@@ -286,7 +297,8 @@ def compare(bs: int, env) -> None:
             yield to_numpy(ds._take_rows(ids, columns=["id", "hiddens"]), shapes)
 
     loaders = {"featurekit shuffled, threads": fk, "featurekit shuffled, 2 workers": fk_workers,
-               "featurekit sequential": fk_seq, "featurekit shuffled, via Lance take": fk_lance}
+               "featurekit sequential": fk_seq, "featurekit shuffled, new buffer a batch": fk_fresh,
+               "featurekit shuffled, via Lance take": fk_lance}
     contenders = {
         **{name: loader.__iter__ for name, loader in loaders.items()},
         "LanceDB Permutation, same order": lambda: permutation_batches(env.table, row_ids[pos], ["id", "hiddens"],
