@@ -59,7 +59,7 @@ class _Batches:
         if slab < 0:
             return self.reader.read(rows)
         batch = self.reader.read(rows, into=self.slabs[slab])
-        return {**{k: v for k, v in batch.items() if k not in self.slabs[slab]}, SLAB: (slab, len(rows))}
+        return {**{k: None if k in self.slabs[slab] else v for k, v in batch.items()}, SLAB: (slab, len(rows))}
 
 
 class SlabPool:
@@ -103,7 +103,7 @@ class SlabPool:
         s, n = batch.pop(SLAB)
         self.busy.discard(s)
         views = {k: torch.from_numpy(a[:n]) for k, a in self.arrays[s].items()}
-        return {k: views.get(k, v) for k, v in batch.items()} | {k: v for k, v in views.items() if k not in batch}
+        return {k: views.get(k, v) for k, v in batch.items()}  # the worker kept each key's place
 
 
 def _refs(a) -> int:

@@ -311,6 +311,7 @@ def test_worker_processes_yield_what_threads_yield(table):
     a = [(b["id"].tolist(), b["hid"]) for b in DataLoader(uri, columns=["id", "hid"], batch_size=8, seed=2)]
     with DataLoader(uri, columns=["id", "hid"], batch_size=8, seed=2, num_workers=2) as loader:
         b = [(x["id"].tolist(), x["hid"]) for x in loader]
+        assert list(next(iter(DataLoader(uri, columns=["hid", "id"], num_workers=2)))) == ["hid", "id"]
         assert [i for i, _ in a] == [i for i, _ in b]
         assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a, b))
         second = [i for x in loader for i in x["id"].tolist()]  # the same workers, next epoch
@@ -365,8 +366,8 @@ def test_buffer_pools_hand_out_a_buffer_again_only_when_released():
     slabs = SlabPool([ColumnRead("h", "h", "tensor", (3,), "float16")], 4, 2)
     first, second = slabs.acquire(), slabs.acquire()
     assert (first, second, slabs.acquire()) == (0, 1, -1)
-    batch = slabs.wrap({"id": 7, SLAB: (first, 2)})
-    assert list(batch) == ["id", "h"] and tuple(batch["h"].shape) == (2, 3)
+    batch = slabs.wrap({"h": None, "id": 7, SLAB: (first, 2)})
+    assert list(batch) == ["h", "id"] and tuple(batch["h"].shape) == (2, 3)
     assert slabs.acquire() == -1  # slab 0 is in the trainer's hands, slab 1 in a worker's
     del batch
     assert slabs.acquire() == 0
