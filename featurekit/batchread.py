@@ -219,9 +219,12 @@ class BatchReader:
                 np.take(values, back, axis=0, out=tensor.numpy())
                 out[c.key] = tensor
             elif c.kind == "scalar":
-                import torch
-                values = col.to_numpy()[back]
-                out[c.key] = torch.from_numpy(np.ascontiguousarray(values))
+                values = np.ascontiguousarray(col.to_numpy()[back])
+                if self.shared_memory:  # a worker: numpy pickles by value; a tensor would cost a
+                    out[c.key] = values  # shared-memory segment and an fd handover (~2.5 ms a batch)
+                else:
+                    import torch
+                    out[c.key] = torch.from_numpy(values)
             else:
                 out[c.key] = col.take(pa.array(back)).to_pylist()
         return out

@@ -106,6 +106,17 @@ class SlabPool:
         return {k: views.get(k, v) for k, v in batch.items()}  # the worker kept each key's place
 
 
+def _as_is(batch):
+    """The workers' collate function: leave numpy arrays alone (torch's default turns them into
+    tensors, which then travel through shared memory one segment each)."""
+    return batch
+
+
+def _tensors(batch: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+
+
 def _refs(a) -> int:
     return sys.getrefcount(a)
 
@@ -155,14 +166,14 @@ class WorkerPool:
         self.loader = tud.DataLoader(
             _Batches(reader, self.slabs.tensors if self.slabs else []), batch_size=None, sampler=self.plan,
             num_workers=num_workers, multiprocessing_context=mp_context(), persistent_workers=True,
-            pin_memory=pin_memory, prefetch_factor=prefetch_factor, timeout=timeout)
+            pin_memory=pin_memory, prefetch_factor=prefetch_factor, timeout=timeout, collate_fn=_as_is)
 
     def run(self, items: list) -> Iterator[Any]:
         self.plan.items = list(items)
         if self.slabs is not None:  # a pass cut short left slabs marked busy; the reset drains their batches
             self.slabs.release_all()
         for batch in iter(self.loader):  # persistent workers: a new pass resets the same workers
-            yield self.slabs.wrap(batch) if self.slabs is not None else batch
+            yield _tensors(self.slabs.wrap(batch) if self.slabs is not None else batch)
 
     def close(self) -> None:
         it = getattr(self.loader, "_iterator", None)
