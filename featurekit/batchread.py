@@ -1,12 +1,12 @@
 """Read one batch of rows from a pinned table version into torch tensors.
 
 Large fixed-size lists (the vision tower's hiddens) are read with `os.preadv` straight
-into their slot of a freshly allocated tensor (pinned when CUDA is there, shared memory in a
-worker process): reads are issued in storage order, adjacent rows coalesced into one
+into their slot of the batch tensor (a recycled buffer, pinned memory when CUDA is there, or
+a shared-memory slab in a worker process): reads are issued in storage order, adjacent rows coalesced into one
 syscall, and since every row lands in its own slot the shuffled order costs nothing to
 restore. Numeric scalar columns are held in memory for the eligible rows (8 bytes a row;
 a Lance take of them cost ~1 ms a batch). Every other column goes through one Lance `take`
-per batch with the row ids sorted (what Lance reads best: 2-5x faster than unsorted here),
+per batch with the row ids sorted (what Lance reads best: 1.5-2.5x faster than unsorted here),
 then is put back into the batch's order in memory. `torch` is imported only when a batch is
 built.
 
@@ -228,7 +228,7 @@ class BatchReader:
             elif c.kind == "scalar":
                 values = np.ascontiguousarray(col.to_numpy()[back])
                 if self.shared_memory:  # a worker: numpy pickles by value; a tensor would cost a
-                    out[c.key] = values  # shared-memory segment and an fd handover (~2.5 ms a batch)
+                    out[c.key] = values  # shared-memory segment and an fd handover per batch
                 else:
                     import torch
                     out[c.key] = torch.from_numpy(values)
