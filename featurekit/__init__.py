@@ -1,6 +1,7 @@
 """featurekit: a YAML spec in, a Lance feature store for multimodal training out.
 
-Public API: `hookimpl`, `Extractor`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`.
+Public API: `hookimpl`, `Extractor`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`,
+`dataloader`.
 Nothing heavy is imported here: torch, transformers, geneva and ray belong to plugins.
 """
 from __future__ import annotations
@@ -27,8 +28,13 @@ def __getattr__(name: str):
     if name in _API:
         from . import api
         return getattr(api, name)
+    if name == "dataloader":  # torch is imported only when a loader is built
+        from .dataloader import dataloader
+        globals()["dataloader"] = dataloader  # the function, not the submodule of the same name
+        return dataloader
     raise AttributeError(f"module 'featurekit' has no attribute {name!r}")
 
 
 __all__ = ["hookimpl", "Extractor", "Resources", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
+           "dataloader",
            "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]

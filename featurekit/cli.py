@@ -255,6 +255,33 @@ def graph(spec, fmt):
     click.echo(load_spec(spec).graph.render(fmt))
 
 
+@cli.command(epilog="Example: featurekit bench specs/textvqa.yaml --recipe qlora --rows 256")
+@SPEC
+@click.option("--recipe", help="Read this recipe's split and columns. Without it: --columns, or else every "
+              "fixed-size list feature (the large ones training reads).")
+@click.option("--columns", metavar="A,B", help="Columns to read (without --recipe).")
+@click.option("--rows", type=click.IntRange(1), default=512, show_default=True,
+              help="Rows sampled from the split; each reader reads them all once.")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress.")
+@JSON
+def bench(spec, recipe, columns, rows, batch_size, quiet, as_json):
+    """Read throughput (rows/s, GB/s) of training columns on your table: featurekit's loader shuffled and
+    sequential, a shuffled LanceDB Permutation, a Parquet copy (temporary) and the page-cache ceiling."""
+    from .bench import STAGES
+    from .bench import bench as run_bench
+    from .progress import StageProgress
+    if recipe and columns:
+        raise UsageError("give --recipe or --columns, not both")
+    progress = StageProgress(rows * len(STAGES), quiet=quiet or as_json)
+    try:
+        result = run_bench(spec, recipe=recipe, columns=[c.strip() for c in (columns or "").split(",") if c.strip()] or None,
+                           rows=rows, batch_size=batch_size, progress=progress)
+    finally:
+        progress.close()
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
+
+
 @cli.command(epilog="Example: featurekit plugins --json")
 @JSON
 def plugins(as_json):

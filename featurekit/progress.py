@@ -126,3 +126,33 @@ def render_status(s) -> str:
             did += [f"dropped {c}" for c in h.get("dropped", [])]
             lines.append(f"  v{start}-v{h['version_to']}  {h['at']}  {'; '.join(did) or 'source recorded'}")
     return "\n".join(lines)
+
+
+class StageProgress:
+    """One bar across the stages of a run (`featurekit bench`), its label the current stage;
+    on a pipe, one line per stage."""
+
+    def __init__(self, total: int, quiet: bool = False) -> None:
+        self.bar = None
+        self.stage = None
+        self.quiet = quiet
+        if not quiet and sys.stderr.isatty():
+            import shutil
+
+            from tqdm import tqdm
+            width = shutil.get_terminal_size((100, 20)).columns or 100
+            self.bar = tqdm(total=total, unit="row", file=sys.stderr, ncols=width)
+
+    def __call__(self, stage: str, rows: int) -> None:
+        if stage != self.stage:
+            self.stage = stage
+            if self.bar is not None:
+                self.bar.set_description(stage)
+            elif not self.quiet:
+                click.echo(f"reading: {stage}", err=True)
+        if self.bar is not None:
+            self.bar.update(rows)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

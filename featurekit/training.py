@@ -105,7 +105,7 @@ class _TrainRun:
 
     def loader(self, *, batch_size: int, epoch: int = 0, shuffle: bool = True, seed: int | None = None,
                drop_last: bool = True, **options):
-        from . import dataloader
+        from .dataloader import dataloader
         loader = dataloader(self.project, recipe=self.recipe.name, batch_size=batch_size, epoch=epoch,
                             shuffle=shuffle, seed=self.seed if seed is None else seed, drop_last=drop_last,
                             version=self.version, **options)
