@@ -2,8 +2,8 @@
 
 One table for the module: 120 rows in fragments of 16, a fp16[4 x 64] feature stored in
 Lance's plain layout (read straight from the files) that fails on some rows (NULLs to
-skip), a small int32[3] feature (read through Lance), deleted rows, and a slice column
-`text_dense` added with pylance the way curation materializes it.
+skip), a small int32[3] feature (read through Lance), deleted rows, and slices
+materialized by the same apply (`split_of` reads the split each row got).
 """
 from __future__ import annotations
 
@@ -36,8 +36,11 @@ def deleted(i: int) -> bool:
     return i % 13 == 0
 
 
+SPLITS: dict[int, str | None] = {}  # filled from the table by the `table` fixture
+
+
 def split_of(i: int) -> str | None:
-    return None if i % 4 == 3 else ("val" if i % 5 == 0 else "train")
+    return SPLITS[i]
 
 
 def hid_values(i: int) -> np.ndarray:
@@ -80,6 +83,7 @@ class Small(featurekit.Extractor):
 
 class Noop(Trainer):
     name = "t.noop"
+    columns = {"vision": "list", "extra": "list", "length": "integer"}
 
 
 def plugin():
@@ -101,7 +105,7 @@ def table(tmp_path_factory):
              "small": {"extractor": "t.small", "inputs": {"n": "id"}},
              "qlen": {"extractor": "text.length", "inputs": {"text": "question"}}},
             rows=[{"id": i, "question": "q" * (i % 7 + 1)} for i in range(ROWS)],
-            slices={"text_dense": {"where": "qlen >= 1", "split": {"fractions": {"train": 0.8, "val": 0.2}}},
+            slices={"text_dense": {"where": "qlen % 4 <> 3", "split": {"fractions": {"train": 0.8, "val": 0.2}}},
                     "everything": {"where": "qlen >= 0"}, "first": {"where": "id < 40"}})
     spec = yaml.safe_load(p.spec_path.read_text())
     spec["table"]["fragment_rows"] = 16
@@ -112,10 +116,9 @@ def table(tmp_path_factory):
     uri = p.project().table_uri
     ds = lance.dataset(uri)
     ds.delete("id % 13 = 0")
-    ds = lance.dataset(uri)
-    ds.add_columns(lambda batch: pa.record_batch(  # a slice column as curation materializes it
-        {"text_dense": pa.array([split_of(i) for i in batch.column("id").to_pylist()], pa.string()),
-         "everything": pa.array(["all"] * batch.num_rows, pa.string())}), read_columns=["id"])
+    t = lance.dataset(uri).to_table(columns=["id", "text_dense"])
+    SPLITS.update(zip(t.column("id").to_pylist(), t.column("text_dense").to_pylist()))
+    assert set(SPLITS.values()) == {"train", "val", None}
     live = [i for i in range(ROWS) if not deleted(i)]
     return p, uri, live, [i for i in live if not failing(i)]
 
@@ -301,9 +304,10 @@ def test_spec_errors_name_the_fix(table):
 def test_a_slice_not_materialized_yet_is_a_usage_error(table, tmp_path):
     p, uri, _, _ = table
     import lance
-    ds = lance.dataset(uri)
+    before = max(v["version"] for v in lance.dataset(uri).versions()
+                 if "text_dense" not in lance.dataset(uri, version=v["version"]).schema.names)
     with pytest.raises(UsageError, match="not materialized"):
-        dataloader(p.project(), slice="text_dense", columns=["id"], version=ds.version - 1)
+        dataloader(p.project(), slice="text_dense", columns=["id"], version=before)
 
 
 def test_worker_processes_yield_what_threads_yield(table):
