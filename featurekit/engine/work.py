@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..extractor import Extractor, type_matches
+from ..lifetime import deadline
 from ..table import FAILED_SEP
 
 MAX_ERROR_CHARS = 500
@@ -45,6 +46,7 @@ class FeatureTask:
     field_ids: dict[str, int]            # column -> Lance field id
     batch_size: int
     key: str | None
+    timeout: float | None = None         # seconds an extractor call may take (resources.timeout)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class FragmentResult:
     failed: int = 0
     errors: list[tuple[Any, str]] = field(default_factory=list)
     seconds: float = 0.0
+    changed: bool = True              # False: every row got back the value and state it had
 
 
 _LOCK = threading.Lock()
@@ -117,12 +120,18 @@ def _as_array(value: Any, typ: pa.DataType, feature: str, what: str, n: int) -> 
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise FeatureError(f"feature {feature!r}: {what} returned {value.type}, "
                                f"which does not convert to the declared {typ}: {exc}") from None
+    try:  # e.g. strings that are not UTF-8: written, they would make the column unreadable
+        value.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise FeatureError(f"feature {feature!r}: {what} returned malformed {typ} values ({exc}); "
+                           "nothing of this batch was written") from None
     return value
 
 
 def call_extractor(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch) -> dict[str, pa.Array]:
     """Output column -> values, checked against the declared types."""
-    out = ext(batch)
+    with deadline(task.timeout):
+        out = ext(batch)
     n = batch.num_rows
     name = task.extractor_cls.name
     if "" in task.outputs:
@@ -215,7 +224,8 @@ class FragmentJob:
                                 + [pa.field(ft.state_column, pa.string())])
         name = f"{uuid.uuid4().hex}.lance"
         self.writer = LanceFileWriter(os.path.join(ds.uri, "data", name), self.schema, version=file_version(ds))
-        self.result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in self.schema.names])
+        self.result = FragmentResult(task.fragment_id, name, [ft.field_ids[c] for c in self.schema.names],
+                                     changed=task.full)  # partial jobs: found out in _merge
         self.cursor = 0      # next physical offset to write
         self.reported = 0
         self.pending: pa.Table | None = None  # partial jobs: computed rows not written yet, with "offset"
@@ -324,6 +334,11 @@ class FragmentJob:
             return table
         computed, self.pending = self.pending.slice(0, k), self.pending.slice(k)
         rows = np.searchsorted(offsets.array.to_numpy(), pending_offsets[:k])
+        if not self.result.changed:
+            state = self.task.feature.state_column
+            before = table.column(state).take(pa.array(rows))
+            same = pc.fill_null(pc.equal(before, computed.column(state)), False)
+            self.result.changed = not pc.all(same).as_py()
         index = np.arange(table.num_rows)
         index[rows] = table.num_rows + np.arange(k)
         both = pa.concat_tables([table, computed.select(self.schema.names).cast(self.schema)])
@@ -357,6 +372,17 @@ def compute_fragment(task: FragmentTask) -> FragmentResult:
         else:
             job.finish(piece, *compute_piece(task.feature, piece.logical))
     return job.close()
+
+
+def discard(ds, result: FragmentResult) -> None:
+    """Remove a data file that will not be committed (it changed nothing): no version,
+    and no unreferenced file left behind. Object stores keep it (cleanup removes it)."""
+    path = os.path.join(ds.uri, "data", result.path)
+    if "://" not in path:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def file_version(ds) -> str:

@@ -1,0 +1,223 @@
+"""Process lifetime: worker processes die with their parent, SIGTERM stops a run the way
+Ctrl-C does, an extractor call can be given a deadline, and a full disk is named.
+
+Why this module exists: an apply forks worker processes. If the apply is killed (SIGTERM
+from ``docker stop``/systemd, SIGKILL from the OOM killer), orphaned workers would keep
+computing for nobody and, having inherited the table lock's file descriptor, keep every
+later apply out. Here workers (1) ask the kernel for SIGKILL when their parent dies
+(``PR_SET_PDEATHSIG``, Linux), (2) watch their parent's pid as a fallback elsewhere, and
+(3) drop their copy of the lock descriptor as their first act.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+MONITOR_SECONDS = 0.1   # how often a worker checks its parent and its current call
+PR_SET_PDEATHSIG = 1
+EXIT_TIMED_OUT = 70     # a worker's exit status when it ends itself over a stuck call
+
+
+class Stopped(KeyboardInterrupt):
+    """The run was asked to stop (SIGTERM, SIGINT). A KeyboardInterrupt, so every
+    ``finally`` that commits finished work on Ctrl-C does so here too."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+class ExtractorTimeout(Exception):
+    """An extractor call ran past ``resources.timeout``: its rows fail (and are retried
+    next apply), the other rows keep their values."""
+
+
+# -- worker processes --------------------------------------------------------------
+
+class _Worker:
+    reports = None              # where a worker says which piece it gave up on (a queue)
+    piece: int | None = None    # the piece being computed
+    call: tuple[float, float] | None = None  # (started, hard limit) of the extractor call running
+
+
+_WORKER = _Worker()
+
+
+def worker_init(parent_pid: int, reports=None) -> None:
+    """Pool initializer: runs first in every worker process (fork or spawn)."""
+    from .lock import held_lock_fds
+    _WORKER.reports = reports
+    for fd in held_lock_fds():  # forked copies of the table lock: not ours to hold
+        _release_fd(fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides what Ctrl-C means
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and may always end a worker
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the parent died before we could ask for the signal
+        os._exit(1)
+    threading.Thread(target=_monitor, args=(parent_pid,), name="featurekit-worker-monitor",
+                     daemon=True).start()
+
+
+def in_worker() -> bool:
+    return _WORKER.reports is not None
+
+
+def set_piece(piece_id: int | None) -> None:
+    """The piece this worker computes now (named in its report if it has to give up)."""
+    _WORKER.piece = piece_id
+
+
+def _release_fd(fd: int) -> None:
+    """Point `fd` at /dev/null: the lock's open file is no longer referenced from here,
+    and the number stays valid for whatever object still wraps it."""
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+
+
+def _die_with_parent() -> bool:
+    """Linux: the kernel sends SIGKILL to this process when its parent exits."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _monitor(parent_pid: int) -> None:
+    """A worker's watchdog thread. (1) Fallback where PR_SET_PDEATHSIG is missing: once the
+    parent is gone we are re-parented and getppid() changes. (2) The hard deadline: an
+    extractor call stuck where SIGALRM cannot reach it (C code) ends this worker; the
+    piece is reported first, so the engine fails that piece alone and resubmits the rest."""
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        call = _WORKER.call
+        if call is not None and time.monotonic() > call[0] + call[1]:
+            try:
+                _WORKER.reports.put(_WORKER.piece)
+            finally:
+                os._exit(EXIT_TIMED_OUT)
+        time.sleep(MONITOR_SECONDS)
+
+
+def machine_workers() -> int:
+    """The CPUs this process may run on: the cap on worker processes."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+# -- stopping a run ------------------------------------------------------------------
+
+class _StopState:
+    depth = 0                  # > 0 inside a commit: the stop waits until it is done
+    pending: int | None = None  # the signal that arrived meanwhile
+
+
+_STATE = _StopState()
+
+
+def _on_signal(signum, frame) -> None:
+    if _STATE.depth > 0:
+        _STATE.pending = signum
+        return
+    raise Stopped(signum)
+
+
+@contextmanager
+def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
+    """While the block runs, SIGTERM and SIGINT raise `Stopped` (never inside a
+    `critical()` section: there the stop waits for the section to end). Only the main
+    thread can install signal handlers; elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _on_signal) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _STATE.pending = None
+
+
+@contextmanager
+def critical():
+    """A section a stop must not cut in half (a Lance commit and the bookkeeping after it):
+    a signal arriving inside is acted on when the outermost section ends."""
+    _STATE.depth += 1
+    try:
+        yield
+    finally:
+        _STATE.depth -= 1
+        if _STATE.depth == 0 and _STATE.pending is not None:
+            signum, _STATE.pending = _STATE.pending, None
+            raise Stopped(signum)
+
+
+# -- extractor deadlines ---------------------------------------------------------------
+
+def hard_limit(seconds: float) -> float:
+    """How long a call may run before its worker is ended: twice the timeout, at least +1s."""
+    return seconds + max(1.0, seconds)
+
+
+@contextmanager
+def deadline(seconds: float | None):
+    """Raise `ExtractorTimeout` in this thread after `seconds` (SIGALRM). In a worker
+    process, a call still running at `hard_limit(seconds)` (stuck in C code, where the
+    alarm cannot interrupt it) ends the worker instead (see `_monitor`)."""
+    if not seconds:
+        yield
+        return
+    if in_worker():
+        _WORKER.call = (time.monotonic(), hard_limit(seconds))
+    soft = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if not soft:
+        try:
+            yield
+        finally:
+            _WORKER.call = None
+        return
+
+    def expired(signum, frame):
+        raise ExtractorTimeout(f"timed out after {seconds:g}s (resources.timeout)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _WORKER.call = None
+
+
+# -- errors --------------------------------------------------------------------------
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or anything in its cause chain) is "no space left on device";
+    Lance reports it as an OSError whose text ends in "(os error 28)"."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc)
+        if "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
