@@ -162,13 +162,14 @@ def _first_type(values: list) -> pa.DataType | None:
 
 
 def _fits(value, typ: pa.DataType | None) -> bool:
+    """Whether `value` converts to `typ` and back unchanged (Arrow truncates 4.5 to int 4)."""
     if typ is None:
         return False
     try:
-        pa.array([value], type=typ)
+        back = pa.array([value], type=typ)[0].as_py()
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         return False
-    return True
+    return back == value or (isinstance(value, float) and value != value)
 
 
 def _short(value) -> str:
@@ -197,7 +198,12 @@ class CsvSource(Source):
         import pyarrow.csv as pcsv
         with open(path, "rb") as fh:
             head = b"".join(line for _, line in zip(range(PEEK_LINES), fh))
-        return pcsv.read_csv(io.BytesIO(head), parse_options=pcsv.ParseOptions(invalid_row_handler=lambda r: "skip")).schema
+        options = pcsv.ParseOptions(invalid_row_handler=lambda r: "skip")
+        schema = pcsv.read_csv(io.BytesIO(head), parse_options=options).schema
+        if any(pa.types.is_binary(f.type) for f in schema):  # a byte that is not UTF-8: as read() does
+            clean = _without_undecodable_records(head, path)[0]
+            schema = pcsv.read_csv(io.BytesIO(clean), parse_options=options).schema if clean else schema
+        return schema
 
     def read(self, path: Path) -> SourceBatch:
         table, issues = self._read(path, path)
@@ -205,7 +211,7 @@ class CsvSource(Source):
             return SourceBatch(table, issues)
         # Arrow reads a column holding a byte that is not UTF-8 as binary, all of it. Drop
         # the records holding such bytes (reported by line and column) and read the rest.
-        clean, line_of, dropped = _without_undecodable_records(path)
+        clean, line_of, dropped = _without_undecodable_records(path.read_bytes(), path)
         if not clean:
             return SourceBatch(pa.table({}), dropped)
         table, issues = self._read(io.BytesIO(clean), path, line_of)
@@ -227,11 +233,10 @@ class CsvSource(Source):
         return pcsv.read_csv(data, parse_options=pcsv.ParseOptions(invalid_row_handler=bad)), issues
 
 
-def _without_undecodable_records(path: Path) -> tuple[bytes, list[int], list[RowIssue]]:
-    """The file without the records holding bytes that are not UTF-8; for every line kept,
-    its line number in the file; and an issue per record dropped."""
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        lines = fh.readlines()
+def _without_undecodable_records(data: bytes, path: Path) -> tuple[bytes, list[int], list[RowIssue]]:
+    """The file's bytes without the records holding bytes that are not UTF-8; for every
+    line kept, its line number in the file; and an issue per record dropped."""
+    lines = io.StringIO(data.decode("utf-8", "surrogateescape"), newline="").readlines()
     consumed: list[str] = []
     reader = csv.reader(_recording(lines, consumed))
     header: list[str] = []
