@@ -18,9 +18,8 @@ import threading
 import time
 from contextlib import contextmanager
 
-MONITOR_SECONDS = 0.1   # how often a worker checks its parent and its current call
+MONITOR_SECONDS = 0.25  # how often a worker checks that its parent is alive
 PR_SET_PDEATHSIG = 1
-EXIT_TIMED_OUT = 70     # a worker's exit status when it ends itself over a stuck call
 
 
 class Stopped(KeyboardInterrupt):
@@ -39,19 +38,55 @@ class ExtractorTimeout(Exception):
 
 # -- worker processes --------------------------------------------------------------
 
+class CallBoard:
+    """Shared memory where each worker posts the extractor call it is in: (piece, started,
+    hard limit). The parent reads it to end a worker whose call is stuck, even one that
+    holds the GIL in C code (a thread inside the worker could not run then)."""
+
+    FIELDS = 3
+
+    def __init__(self, context, slots: int):
+        self.slots = slots
+        self.cells = context.Array("d", self.FIELDS * slots, lock=False)
+        self.claimed = context.Value("i", 0)
+
+    def claim(self) -> int:
+        with self.claimed.get_lock():
+            slot = self.claimed.value % self.slots
+            self.claimed.value += 1
+        return slot
+
+    def post(self, slot: int, piece: int, limit: float) -> None:
+        i = self.FIELDS * slot
+        self.cells[i], self.cells[i + 2], self.cells[i + 1] = piece, limit, time.monotonic()
+
+    def clear(self, slot: int) -> None:
+        self.cells[self.FIELDS * slot + 1] = 0.0
+
+    def stuck(self) -> int | None:
+        """A piece whose call has run past its hard limit (CLOCK_MONOTONIC is system-wide)."""
+        now = time.monotonic()
+        for slot in range(self.slots):
+            piece, started, limit = self.cells[self.FIELDS * slot:self.FIELDS * slot + self.FIELDS]
+            if started and now > started + limit:
+                return int(piece)
+        return None
+
+
 class _Worker:
-    reports = None              # where a worker says which piece it gave up on (a queue)
-    piece: int | None = None    # the piece being computed
-    call: tuple[float, float] | None = None  # (started, hard limit) of the extractor call running
+    board: CallBoard | None = None  # set in worker processes
+    slot = 0
+    piece: int | None = None        # the piece being computed
 
 
 _WORKER = _Worker()
 
 
-def worker_init(parent_pid: int, reports=None) -> None:
+def worker_init(parent_pid: int, board: CallBoard | None = None) -> None:
     """Pool initializer: runs first in every worker process (fork or spawn)."""
     from .lock import held_lock_fds
-    _WORKER.reports = reports
+    if board is not None:
+        _WORKER.board, _WORKER.slot = board, board.claim()
     for fd in held_lock_fds():  # forked copies of the table lock: not ours to hold
         _release_fd(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides what Ctrl-C means
@@ -59,16 +94,12 @@ def worker_init(parent_pid: int, reports=None) -> None:
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before we could ask for the signal
         os._exit(1)
-    threading.Thread(target=_monitor, args=(parent_pid,), name="featurekit-worker-monitor",
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="featurekit-parent-watch",
                      daemon=True).start()
 
 
-def in_worker() -> bool:
-    return _WORKER.reports is not None
-
-
 def set_piece(piece_id: int | None) -> None:
-    """The piece this worker computes now (named in its report if it has to give up)."""
+    """The piece this worker computes now (posted with each call it makes)."""
     _WORKER.piece = piece_id
 
 
@@ -95,21 +126,12 @@ def _die_with_parent() -> bool:
         return False
 
 
-def _monitor(parent_pid: int) -> None:
-    """A worker's watchdog thread. (1) Fallback where PR_SET_PDEATHSIG is missing: once the
-    parent is gone we are re-parented and getppid() changes. (2) The hard deadline: an
-    extractor call stuck where SIGALRM cannot reach it (C code) ends this worker; the
-    piece is reported first, so the engine fails that piece alone and resubmits the rest."""
-    while True:
-        if os.getppid() != parent_pid:
-            os._exit(1)
-        call = _WORKER.call
-        if call is not None and time.monotonic() > call[0] + call[1]:
-            try:
-                _WORKER.reports.put(_WORKER.piece)
-            finally:
-                os._exit(EXIT_TIMED_OUT)
+def _watch_parent(parent_pid: int) -> None:
+    """Fallback where PR_SET_PDEATHSIG is missing: once the parent is gone we are
+    re-parented, and getppid() changes."""
+    while os.getppid() == parent_pid:
         time.sleep(MONITOR_SECONDS)
+    os._exit(1)
 
 
 def machine_workers() -> int:
@@ -178,19 +200,22 @@ def hard_limit(seconds: float) -> float:
 @contextmanager
 def deadline(seconds: float | None):
     """Raise `ExtractorTimeout` in this thread after `seconds` (SIGALRM). In a worker
-    process, a call still running at `hard_limit(seconds)` (stuck in C code, where the
-    alarm cannot interrupt it) ends the worker instead (see `_monitor`)."""
+    process the call is also posted on the pool's `CallBoard`: one still running at
+    `hard_limit(seconds)` (stuck in C code, where no alarm reaches) has its worker ended
+    by the parent."""
     if not seconds:
         yield
         return
-    if in_worker():
-        _WORKER.call = (time.monotonic(), hard_limit(seconds))
+    board = _WORKER.board
+    if board is not None and _WORKER.piece is not None:
+        board.post(_WORKER.slot, _WORKER.piece, hard_limit(seconds))
     soft = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
     if not soft:
         try:
             yield
         finally:
-            _WORKER.call = None
+            if board is not None:
+                board.clear(_WORKER.slot)
         return
 
     def expired(signum, frame):
@@ -203,7 +228,8 @@ def deadline(seconds: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        _WORKER.call = None
+        if board is not None:
+            board.clear(_WORKER.slot)
 
 
 # -- errors --------------------------------------------------------------------------

@@ -4,9 +4,10 @@
   the table lock after a SIGTERM/SIGKILL of the parent.
 - Stopping is prompt: `shutdown` on an error or a stop kills workers still busy instead of
   waiting for their batches (which may hang).
-- ``resources.timeout``: a worker whose extractor call is stuck past the hard limit ends
-  itself after naming its piece; that piece's rows fail ("timed out"), the pool is
-  restarted and the other pieces in flight are resubmitted, so no other row is lost.
+- ``resources.timeout``: inside the worker an alarm interrupts a slow call (its rows fail,
+  see `lifetime.deadline`). A call the alarm cannot reach (stuck in C code) is seen here on
+  the `CallBoard` once past its hard limit: the workers are ended, that piece's rows fail
+  ("timed out"), and the other pieces in flight are resubmitted, so no other row is lost.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
 
-from ..lifetime import hard_limit, set_piece, worker_init
+from ..lifetime import CallBoard, hard_limit, set_piece, worker_init
 from .work import FeatureTask, compute_piece
 
 MAX_RESUBMITS = 8  # a piece resubmitted more often than this gives up (a pool that keeps dying)
+POLL_SECONDS = 0.2  # how often a wait looks at the call board for a stuck call
 
 
 def run_piece(piece_id: int, ft: FeatureTask, logical: pa.RecordBatch):
@@ -45,17 +47,17 @@ class WorkerPool:
     def __init__(self, workers: int, context):
         self._max_workers = workers
         self.context = context
-        self.reports = context.SimpleQueue()
         self.generation = 0
-        self.timed_out: set[int] = set()        # pieces whose worker ended itself
-        self.broken_by_timeout: set[int] = set()  # generations a timeout ended
+        self.timed_out: set[int] = set()  # pieces whose call got stuck: their rows fail
         self.outstanding: set = set()
         self._ids = itertools.count()
+        self.board: CallBoard | None = None
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
+        self.board = CallBoard(self.context, self._max_workers)
         return ProcessPoolExecutor(self._max_workers, mp_context=self.context, initializer=worker_init,
-                                   initargs=(os.getpid(), self.reports))
+                                   initargs=(os.getpid(), self.board))
 
     def submit(self, fn, ft: FeatureTask, logical: pa.RecordBatch) -> PieceFuture:
         """`fn` is `compute_piece` (kept in the signature of ProcessPoolExecutor.submit)."""
@@ -67,11 +69,12 @@ class WorkerPool:
         future.add_done_callback(self.outstanding.discard)
         return future
 
-    def collect(self) -> None:
-        """Read the workers' reports of pieces they gave up on."""
-        while not self.reports.empty():
-            self.timed_out.add(self.reports.get())
-            self.broken_by_timeout.add(self.generation)
+    def end_stuck_calls(self) -> None:
+        """A call past its hard limit: fail its piece, end the workers, start afresh."""
+        piece = self.board.stuck()
+        if piece is not None and piece not in self.timed_out:
+            self.timed_out.add(piece)
+            self.restart()
 
     def restart(self) -> None:
         self._kill()
@@ -105,25 +108,24 @@ class PieceFuture:
 
     def result(self):
         pool = self.pool
-        for _ in range(MAX_RESUBMITS):
+        resubmits = 0
+        while True:
+            if self.id in pool.timed_out:
+                return timed_out_piece(self.ft, self.logical.num_rows)
             if self.generation != pool.generation and not _succeeded(self.future):
+                resubmits += 1  # the pool was restarted for another piece: run this one again
+                if resubmits > MAX_RESUBMITS:
+                    raise BrokenProcessPool("worker processes kept being restarted")
                 self.generation = pool.generation
                 self.future = pool._submit(self.id, self.ft, self.logical)
             try:
-                return self.future.result()
+                return self.future.result(timeout=POLL_SECONDS)
+            except TimeoutError:
+                pool.end_stuck_calls()
             except (BrokenProcessPool, CancelledError):
-                pool.collect()
-                if self.id in pool.timed_out:
-                    if self.generation == pool.generation:
-                        pool.restart()
-                    return timed_out_piece(self.ft, self.logical.num_rows)
-                if self.generation != pool.generation:
-                    continue  # the pool was restarted for another piece: run this one again
-                if self.generation in pool.broken_by_timeout:
-                    pool.restart()
+                if self.id in pool.timed_out or self.generation != pool.generation:
                     continue
                 raise BrokenProcessPool("a worker process died") from None
-        raise BrokenProcessPool("worker processes kept dying")
 
 
 def _succeeded(future) -> bool:

@@ -97,8 +97,19 @@ class Proj:
                               capture_output=True, text=True, timeout=timeout)
 
     def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "featurekit", *args], cwd=self.root, env=subprocess_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        """An apply in the background. Its output goes to files, not pipes: a leftover
+        worker holding a pipe open must not make reading it hang."""
+        self.runs = getattr(self, "runs", 0) + 1
+        out, err = (open(self.root / f"run{self.runs}.{n}", "w") for n in ("out", "err"))
+        with out, err:
+            proc = subprocess.Popen([sys.executable, "-m", "featurekit", *args], cwd=self.root, env=subprocess_env(),
+                                    stdout=out, stderr=err, text=True)
+        proc.err_path = self.root / f"run{self.runs}.err"
+        return proc
+
+
+def stderr_of(proc: subprocess.Popen) -> str:
+    return proc.err_path.read_text()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Rows are chosen by content: a question containing a marker word makes the extrac
 raise, hang, or block, so a test says which rows go wrong by writing them."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import signal
@@ -62,15 +63,15 @@ class Hangs(_Text):
 
 
 class Stuck(_Text):
-    """Blocks SIGALRM, then sleeps on rows containing "STUCK": like a call stuck in C code
-    that no alarm can interrupt; only ending the worker stops it."""
+    """On rows containing "STUCK", a C call that holds the GIL with SIGALRM blocked: no
+    alarm and no thread of the worker can run; only ending the worker stops it."""
 
     name = "faults.stuck"
 
     def __call__(self, batch):
         if any("STUCK" in (t or "") for t in batch.column("text").to_pylist()):
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-            time.sleep(3600)
+            ctypes.PyDLL(None).sleep(3600)  # PyDLL: the GIL stays held
         return pa.array(self.lengths(batch), pa.int32())
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from featurekit.table import todo_filter
 
-from .conftest import TALLY, TESTS, Proj, registry, stop, subprocess_env, wait_until
+from .conftest import TALLY, TESTS, Proj, registry, stderr_of, stop, subprocess_env, wait_until
 
 N = 300
 ROWS = [{"id": i, "question": ("BOOM " if i == 17 else "") + "q" * (i % 23 + 1) + "?"} for i in range(N)]
@@ -69,10 +69,10 @@ def test_a_kill_at_a_random_point_loses_nothing_and_redoes_nothing(tmp_path, del
     if proc.poll() is None:
         code = stop(proc, sig)
         # -SIGTERM: the apply had finished and was exiting when the signal came
-        assert code in (-signal.SIGKILL, -signal.SIGTERM, 128 + signal.SIGTERM, 0), proc.stderr.read()
+        assert code in (-signal.SIGKILL, -signal.SIGTERM, 128 + signal.SIGTERM, 0), stderr_of(proc)
     else:
         proc.wait()
-    assert "Traceback" not in proc.stderr.read()
+    assert "Traceback" not in stderr_of(proc)
     TALLY["kills"] += 1
     todo = _todo(p)
     result = p.apply()  # in this process: the lock is free, the workers are gone
@@ -113,7 +113,7 @@ def test_concurrent_applies_and_readers_see_a_consistent_table(tmp_path):
     reader.start()
     try:
         procs = [p.start("apply", "-q", "spec.yaml") for _ in range(2)]
-        results = [(proc.wait(120), proc.stderr.read()) for proc in procs]
+        results = [(proc.wait(120), stderr_of(proc)) for proc in procs]
     finally:
         done.set()
         reader.join()

@@ -1,11 +1,12 @@
 """Issue 12, item 2: killing the apply's main process never leaves forked workers alive
 holding the table lock; SIGTERM stops the run like Ctrl-C, keeping finished work."""
+import os
 import signal
 import time
 
 import pytest
 
-from .conftest import TALLY, alive, children, stop, wait_until
+from .conftest import TALLY, alive, children, stderr_of, stop, wait_until
 
 ROWS = [{"id": i, "question": "q" * (i % 13 + 1)} for i in range(240)]
 CHEAP = {"n": {"extractor": "text.length", "inputs": {"text": "question"}}}
@@ -19,7 +20,7 @@ def _start_fill(proj):
     assert proj.apply().ok
     proj.write({**CHEAP, **SLOW}, table={"fragment_rows": 20})
     proc = proj.start("apply", "-q", "spec.yaml")
-    assert wait_until(lambda: len(children(proc.pid)) >= 2, 30), proc.communicate()
+    assert wait_until(lambda: len(children(proc.pid)) >= 2, 30), stderr_of(proc)
     time.sleep(0.5)
     return proc, children(proc.pid)
 
@@ -31,10 +32,21 @@ def _finish_and_check(proj):
     assert proj.apply().run is None
 
 
-def test_sigterm_stops_the_run_commits_finished_work_and_the_next_apply_runs(proj):
+@pytest.fixture
+def reap():
+    """Workers a failing test leaves behind are ended (they are this test's grandchildren)."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_the_run_commits_finished_work_and_the_next_apply_runs(proj, reap):
     proc, workers = _start_fill(proj)
+    reap.extend(workers)
     code = stop(proc, signal.SIGTERM)
-    err = proc.stderr.read()
+    err = stderr_of(proc)
     assert code == 128 + signal.SIGTERM and "Traceback" not in err, err
     assert "stopped by SIGTERM: finished work was committed" in err
     assert wait_until(lambda: not any(alive(w) for w in workers), 10), "workers outlived their apply"
@@ -44,8 +56,9 @@ def test_sigterm_stops_the_run_commits_finished_work_and_the_next_apply_runs(pro
     _finish_and_check(proj)
 
 
-def test_sigkill_takes_the_workers_with_it_and_the_lock_is_free(proj):
+def test_sigkill_takes_the_workers_with_it_and_the_lock_is_free(proj, reap):
     proc, workers = _start_fill(proj)
+    reap.extend(workers)
     proc.kill()
     proc.wait()
     assert wait_until(lambda: not any(alive(w) for w in workers), 10), "workers outlived their apply"

@@ -9,7 +9,6 @@ import featurekit
 from featurekit.api import load_spec
 from featurekit.engine.local import LocalEngine
 from featurekit.errors import SpecError
-from featurekit.lifetime import disk_full, machine_workers
 
 from .conftest import TALLY, registry
 
@@ -91,12 +90,14 @@ def test_the_failure_rate_counts_the_features_rows_so_a_retry_does_not_fail_the_
 
 
 def test_workers_are_capped_at_the_machine(proj):
+    from featurekit.lifetime import machine_workers
     proj.write({"n": {**QLEN["qlen"], "resources": {"workers": 100000}}}, [{"id": 1, "question": "q?"}])
     feature = load_spec(proj.spec, registry=registry()).features["n"]
     assert LocalEngine()._workers(feature, 10 ** 6) == machine_workers()
 
 
 def test_a_full_disk_is_recognised_in_lance_errors():
+    from featurekit.lifetime import disk_full
     assert disk_full(OSError(28, "No space left on device"))
     assert disk_full(RuntimeError("LanceError(IO): Generic LocalFileSystem error: No space left on device "
                                   "(os error 28)"))
