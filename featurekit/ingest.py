@@ -146,7 +146,8 @@ def prepare_ingest(project, dataset, *, prune: bool = False) -> PreparedIngest |
         return None
     root = FileRoot.for_source(project.root, spec)
     files = list(project.source_files)
-    signature = {"files": file_signature(files, project.root), "key": spec.key, "files_map": spec.files}
+    signature = {"files": file_signature(files, project.root), "key": spec.key, "files_map": spec.files,
+                 "format": spec.format, "options": spec.options}
     on_change = getattr(spec, "on_change", "update")
     if dataset is not None and _in_sync(project, dataset, signature, root):
         return PreparedIngest(None, signature, changed=False, files=dict(spec.files), root=root, key=spec.key,

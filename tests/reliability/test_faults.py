@@ -27,8 +27,11 @@ FEATURES = {
     "r": {"extractor": "faults.raises", "inputs": {"text": "question"}, "resources": {"batch_size": 8},
           "on_error": {"max_failure_rate": 0.05}},
 }
-KILLS = [(0.0, signal.SIGKILL), (0.15, signal.SIGTERM), (0.3, signal.SIGKILL), (0.6, signal.SIGTERM),
-         (0.9, signal.SIGKILL), (1.3, signal.SIGTERM)]
+# Kill points: delays after the apply starts writing, drawn from a seed (set
+# FEATUREKIT_RELIABILITY_SEED / _KILLS to explore more of them), alternating SIGKILL and SIGTERM.
+_RNG = random.Random(int(os.environ.get("FEATUREKIT_RELIABILITY_SEED", "12")))
+KILLS = [(round(_RNG.uniform(0.0, 1.5), 2), (signal.SIGKILL, signal.SIGTERM)[i % 2])
+         for i in range(int(os.environ.get("FEATUREKIT_RELIABILITY_KILLS", "6")))]
 
 
 def _expected(row):
@@ -65,7 +68,7 @@ def test_a_kill_at_a_random_point_loses_nothing_and_redoes_nothing(tmp_path, del
     # Once the process works on the table (ingest has begun), kill it a little later.
     started = wait_until(lambda: os.path.exists(os.path.join(p.uri, "_versions")) or proc.poll() is not None, 60)
     assert started
-    time.sleep(delay + random.Random(int(delay * 100)).random() * 0.1)
+    time.sleep(delay)
     if proc.poll() is None:
         code = stop(proc, sig)
         # -SIGTERM: the apply had finished and was exiting when the signal came
