@@ -153,17 +153,18 @@ _STATE = _StopState()
 
 
 def _on_signal(signum, frame) -> None:
-    if _STATE.depth > 0:
+    if _STATE.depth > 0 and _STATE.pending is None:  # a second signal does not wait
         _STATE.pending = signum
         return
+    _STATE.pending = None
     raise Stopped(signum)
 
 
 @contextmanager
 def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
-    """While the block runs, SIGTERM and SIGINT raise `Stopped` (never inside a
-    `critical()` section: there the stop waits for the section to end). Only the main
-    thread can install signal handlers; elsewhere the block runs unchanged."""
+    """While the block runs, SIGTERM and SIGINT raise `Stopped`; inside a `critical()`
+    section the first one waits for the section to end (a second one does not). Only the
+    main thread can install signal handlers; elsewhere the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

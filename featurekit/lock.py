@@ -88,11 +88,11 @@ def _alive(pid: int) -> bool:
 
 
 def _processes_holding(path: Path) -> list[int]:
-    """Pids with a descriptor open on `path` (Linux /proc; empty elsewhere)."""
+    """Other pids with a descriptor open on `path` (Linux /proc; empty elsewhere)."""
     target = str(path.resolve())
     out = []
     try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
     except OSError:
         return []
     for pid in pids:

@@ -98,3 +98,42 @@ def _new_fingerprint(proj):
 
     from .conftest import registry
     return load_spec(proj.spec, registry=registry()).features["slow"].fingerprint
+
+
+def test_a_stop_waits_for_a_commit_in_progress_but_a_second_one_does_not():
+    from featurekit.lifetime import Stopped, critical, stop_on_signals
+    with stop_on_signals():
+        with pytest.raises(Stopped, match="SIGTERM"):
+            with critical():
+                os.kill(os.getpid(), signal.SIGTERM)
+                reached = True  # the commit finishes first
+        assert reached
+        with pytest.raises(Stopped, match="SIGINT"):
+            with critical():
+                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGINT)
+                raise AssertionError("a second signal must not wait")
+
+
+def test_a_lock_kept_by_leftovers_of_a_dead_apply_names_them(proj):
+    import subprocess
+    import sys
+
+    from featurekit.errors import RunError
+    from featurekit.lock import lock_path
+    proj.write({"n": {"extractor": "text.length", "inputs": {"text": "question"}}}, ROWS[:3])
+    lock = lock_path(proj.uri)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("999999")  # the apply that took it is gone; a process it left behind holds it
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"fh = open({str(lock)!r}, 'a+'); fcntl.flock(fh, fcntl.LOCK_EX)\n"
+                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunError, match=rf"held by processes {holder.pid} left behind by featurekit apply "
+                                           rf"\(pid 999999\), which is gone; stop them \(kill {holder.pid}\)"):
+            proj.apply()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proj.apply().ok  # the kernel released it with its holder
