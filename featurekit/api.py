@@ -139,7 +139,7 @@ def status(spec: str | Path | Project, *, registry: Registry | None = None, erro
         feats = tuple(FeatureStatus(n, "new", tuple(f.columns)) for n, f in project.features.items())
         return Status(project.table_uri, False, None, 0, feats)
     stored = stored_features(ds.schema)
-    the_plan = build_plan(project, ds, None)
+    the_plan = build_plan(project, ds, prepare_ingest(project, ds))  # source rows changed or new: pending
     rows = ds.count_rows()
     out = []
     for step in the_plan.features:
