@@ -84,7 +84,10 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
             return ApplyResult(the_plan, None)
         if prepared is not None:
             prepared.check()  # source.on_change: error refuses before anything is written
-        return ApplyResult(the_plan, _run(project, the_plan, prepared, engine, reporter))
+        run = _run(project, the_plan, prepared, engine, reporter)
+        if run.version_after == the_plan.table_version:  # e.g. retries that failed again
+            remember_in_sync(project, ds, prepared)
+        return ApplyResult(the_plan, run)
 
 
 def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporter: Reporter | None) -> RunResult:

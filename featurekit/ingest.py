@@ -497,24 +497,28 @@ def write_changes(uri: str, prepared: PreparedIngest, schema: pa.Schema, fragmen
     if not prepared.delete_keys and prepared.changed_rows is None:
         return 0
     ds = lance.dataset(uri)
-    written = 0
+    replaced: list = []
     new_fragments = []
     if prepared.changed_rows is not None:
         def counted():
-            nonlocal written
             for batch in prepared.changed_batches():
                 batch = checked_batch(batch.cast(schema))
-                written += batch.num_rows
+                replaced.extend(batch.column(prepared.key).to_pylist())
                 yield batch
         reader = pa.RecordBatchReader.from_batches(schema, counted())
         new_fragments = write_fragments(reader, ds, schema=schema, max_rows_per_file=fragment_rows,
                                         data_storage_version=ds.data_storage_version)
-    removed, updated = _delete_rows(ds, prepared.key, prepared.delete_keys)
+    # a changed row whose new file could not be loaded after all keeps its old version
+    unwritten = set(prepared.changed_keys) - set(replaced)
+    doomed = [k for k in prepared.delete_keys if k not in unwritten]
+    if not doomed and not new_fragments:
+        return 0
+    removed, updated = _delete_rows(ds, prepared.key, doomed)
     lance.LanceDataset.commit(uri, lance.LanceOperation.Update(removed_fragment_ids=removed,
                                                                updated_fragments=updated,
                                                                new_fragments=new_fragments),
                               read_version=ds.version)
-    return written
+    return len(replaced)
 
 
 def _delete_rows(ds, key: str, keys: list) -> tuple[list[int], list]:
