@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .engine import Reporter, RunResult
 from .errors import RunError, UsageError
-from .ingest import prepare_ingest
+from .ingest import prepare_ingest, remember_in_sync
+from .lifetime import disk_full
 from .loader import load_document
 from .lock import table_lock
 from .planner import Plan, build_plan
@@ -50,7 +51,7 @@ def plan(spec: str | Path | Project, *, select: Iterable[str] | None = None, tie
     """What `apply` would do, and why. Reads the source only if its files changed."""
     project = _project(spec, registry)
     ds = open_dataset(project.table_uri)
-    return build_plan(project, ds, prepare_ingest(project, ds), selected=_selection(project, select),
+    return build_plan(project, ds, prepare_ingest(project, ds, prune=prune), selected=_selection(project, select),
                       max_tier=tier, prune=prune)
 
 
@@ -77,11 +78,17 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
         return ApplyResult(plan(project, select=select, tier=tier, prune=prune), None)
     with table_lock(project.table_uri):  # plan and run under one lock: the plan stays true
         ds = open_dataset(project.table_uri)
-        prepared = prepare_ingest(project, ds)
+        prepared = prepare_ingest(project, ds, prune=prune)
         the_plan = build_plan(project, ds, prepared, selected=selected, max_tier=tier, prune=prune)
         if the_plan.is_noop:
+            remember_in_sync(project, ds, prepared)  # a source read and found in sync: no version
             return ApplyResult(the_plan, None)
-        return ApplyResult(the_plan, _run(project, the_plan, prepared, engine, reporter))
+        if prepared is not None:
+            prepared.check()  # source.on_change: error refuses before anything is written
+        run = _run(project, the_plan, prepared, engine, reporter)
+        if run.version_after == the_plan.table_version:  # e.g. retries that failed again
+            remember_in_sync(project, ds, prepared)
+        return ApplyResult(the_plan, run)
 
 
 def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporter: Reporter | None) -> RunResult:
@@ -91,7 +98,15 @@ def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporte
         raise UsageError(project.registry.unknown("engine", engine_name))
     options = project.spec.engine.options if engine_name == project.spec.engine.kind else {}
     runner = entry.cls(options)
-    return runner.run(project, the_plan, prepared, reporter or Reporter())
+    try:
+        return runner.run(project, the_plan, prepared, reporter or Reporter())
+    except RunError:
+        raise
+    except Exception as exc:
+        if disk_full(exc):  # committed work is kept; what was being written is not
+            raise RunError(f"the disk holding {project.table_uri} is full ({exc}); free some space and run apply "
+                           "again: finished work was committed and will not be redone") from exc
+        raise
 
 
 def status(spec: str | Path | Project, *, registry: Registry | None = None, errors: int = 3):

@@ -142,11 +142,13 @@ def log_(spec, as_json):
 def apply(spec, select, tier, engine, dry_run, prune, quiet):
     """Ingest the source and compute every feature that is new or stale; commit to Lance."""
     from .api import apply as run_apply
+    from .lifetime import stop_on_signals
     from .progress import make_reporter
     started = time.perf_counter()
     reporter = make_reporter(quiet=quiet)
-    result = run_apply(spec, engine=engine, select=select, tier=tier, dry_run=dry_run, prune=prune,
-                       reporter=reporter)
+    with stop_on_signals():  # SIGTERM (docker stop, systemd) stops the run like Ctrl-C
+        result = run_apply(spec, engine=engine, select=select, tier=tier, dry_run=dry_run, prune=prune,
+                           reporter=reporter)
     reporter.close()
     if dry_run or result.run is None:
         if not (quiet and result.run is None and result.plan.is_noop):  # -q: silence when nothing changed
@@ -331,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return int(ExitCode.USAGE)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        from .lifetime import Stopped
+        if isinstance(exc.__cause__, Stopped):
+            click.echo(f"{exc.__cause__}: finished work was committed; run apply again to go on", err=True)
+            return 128 + exc.__cause__.signum
         click.echo("aborted", err=True)
         return 130
     except SystemExit as exc:

@@ -20,12 +20,15 @@ class Resources(BaseModel):
     """What one worker running the extractor needs. Overridable per feature in the spec."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0)
-    batch_size: int = Field(1024, gt=0, description="rows handed to one __call__")
-    workers: int | None = Field(None, gt=0, description="worker processes; None lets the engine choose")
-    threads: int = Field(1, gt=0, description="fragments computed at once by threads in one process; for "
+    cpus: float = Field(1.0, gt=0, le=1 << 20, allow_inf_nan=False)
+    gpus: float = Field(0.0, ge=0, le=1 << 10, allow_inf_nan=False)
+    batch_size: int = Field(1024, gt=0, le=1 << 24, description="rows handed to one __call__")
+    workers: int | None = Field(None, gt=0, le=1 << 20, description="worker processes; None lets the engine choose "
+                                "(capped at the machine's CPUs)")
+    threads: int = Field(1, gt=0, le=1 << 10, description="fragments computed at once by threads in one process; for "
                          "thread-safe extractors whose work releases the GIL (Arrow compute, I/O, torch)")
+    timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600, allow_inf_nan=False,
+                                  description="seconds one __call__ may take; its rows fail past it")
 
 
 class _Params(BaseModel):

@@ -1,8 +1,12 @@
 """One featurekit writer per table at a time (local tables), so two applies cannot both
 append the same new keys or compute the same rows twice.
 
-An advisory ``flock`` on a file beside the table: released by the OS if the process dies,
-so a crash never leaves a stale lock. Object-store tables (s3://, gs://) are not locked.
+An advisory ``flock`` on a file beside the table. The kernel releases it when the last
+descriptor of its open file is closed, so a holder that dies (SIGKILL, OOM) never leaves
+a stale lock: the next apply takes it over at once. Forked worker processes would inherit
+that descriptor and keep the lock alive after their parent's death, so every worker drops
+its copy first thing (`lifetime.worker_init`, through `held_lock_fds`). The pid written
+in the file is only for messages. Object-store tables (s3://, gs://) are not locked.
 """
 from __future__ import annotations
 
@@ -12,10 +16,17 @@ from pathlib import Path
 
 from .errors import RunError
 
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
 
 def lock_path(uri: str) -> Path:
     table = Path(uri)
     return table.parent / f".{table.name}.featurekit-lock"
+
+
+def held_lock_fds() -> tuple[int, ...]:
+    """The lock descriptors this process holds (a forked child must not keep them)."""
+    return tuple(_HELD)
 
 
 @contextmanager
@@ -33,15 +44,67 @@ def table_lock(uri: str):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip()  # empty if the holder has not written its pid yet
-            who = f"another featurekit apply (pid {holder})" if holder.isdigit() else "another featurekit apply"
-            raise RunError(f"{who} is writing {uri}; wait for it to finish, then run apply again") from None
+            raise RunError(_busy_message(fh, path, uri)) from None
+        _HELD.add(fh.fileno())
+        _write_pid(fh)
+        try:
+            yield
+        finally:
+            _HELD.discard(fh.fileno())
+            fcntl.flock(fh, fcntl.LOCK_UN)  # the pid stays in the file: only the flock counts
+
+
+def _write_pid(fh) -> None:
+    """For messages only: a full disk must not stop the apply here."""
+    try:
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
         fh.flush()
+    except OSError:
+        pass
+
+
+def _busy_message(fh, path: Path, uri: str) -> str:
+    fh.seek(0)
+    holder = fh.read().strip()  # empty if the holder has not written its pid yet
+    if holder.isdigit() and not _alive(int(holder)):
+        holders = _processes_holding(path)
+        who = f"processes {', '.join(map(str, holders))}" if holders else "another process"
+        return (f"the lock on {uri} is held by {who} left behind by featurekit apply (pid {holder}), "
+                f"which is gone; stop them (kill {' '.join(map(str, holders)) or 'PID'}), then run apply again")
+    who = f"another featurekit apply (pid {holder})" if holder.isdigit() else "another featurekit apply"
+    return f"{who} is writing {uri}; wait for it to finish, then run apply again"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _processes_holding(path: Path) -> list[int]:
+    """Other pids with a descriptor open on `path` (Linux /proc; empty elsewhere)."""
+    target = str(path.resolve())
+    out = []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    except OSError:
+        return []
+    for pid in pids:
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)  # the pid stays in the file: only the flock counts
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    out.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return sorted(out)

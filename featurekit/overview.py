@@ -55,7 +55,8 @@ def table_status(project: Project, errors: int = 3) -> Status:
         feats = tuple(FeatureStatus(n, "new", tuple(f.columns), only=f.spec.only) for n, f in project.features.items())
         return Status(project.table_uri, False, None, 0, feats,
                       slices=tuple(SliceStatus(n, "new") for n in project.slices))
-    the_plan = build_plan(project, ds, None)
+    from .ingest import prepare_ingest
+    the_plan = build_plan(project, ds, prepare_ingest(project, ds))  # changed or new source rows: pending
     rows = ds.count_rows()
     out = [_feature(project, ds, step, rows, errors) for step in the_plan.features]
     for name, s in sorted(stored_features(ds.schema).items()):

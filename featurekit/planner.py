@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import UsageError
-from .ingest import PreparedIngest
+from .ingest import PreparedIngest, show_keys
 from .resolve import SLICE_VERSION, Feature, Project, Slice, state_column
 from .table import (
     StoredFeature,
@@ -26,14 +26,25 @@ from .table import (
 @dataclass(frozen=True)
 class IngestStep:
     files: int
-    changed: bool
-    new_rows: int
+    changed: bool               # the source was read (its files changed since the last ingest)
+    new_rows: int               # rows with new keys, to append
     already_present: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    skipped_keys: dict[str, tuple] = field(default_factory=dict)  # per reason, keys of rows skipped
+    changed_keys: tuple = ()    # keys whose source row differs from what was ingested
+    on_change: str = "update"   # what apply does with them (source.on_change)
+    gone_keys: tuple = ()       # keys in the table, no longer in the source
+    delete_gone: bool = False   # apply --prune deletes them
+    prune_blocked: str | None = None
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.new_rows or (self.changed_keys and self.on_change != "ignore")
+                    or (self.gone_keys and self.delete_gone))
 
     @property
     def action(self) -> str:
-        return "append" if self.new_rows else "none"
+        return "append" if self.has_work else "none"
 
 
 @dataclass(frozen=True)
@@ -94,9 +105,8 @@ class Plan:
 
     @property
     def is_noop(self) -> bool:
-        return not (self.ingest and self.ingest.new_rows) and not any(s.has_work for s in self.steps) \
-            and not any(o.action == "drop" for o in self.orphans) \
-            and not (self.ingest and self.ingest.changed)
+        return not (self.ingest and self.ingest.has_work) and not any(s.has_work for s in self.steps) \
+            and not any(o.action == "drop" for o in self.orphans)
 
     @property
     def steps(self) -> tuple[FeatureStep | SliceStep, ...]:
@@ -135,8 +145,10 @@ class Plan:
                 if i.already_present:
                     msg += f", {i.already_present} already in the table"
                 lines.append(msg)
+                lines.extend(_source_changes(i))
                 for what, n in sorted(i.skipped.items()):
-                    lines.append(f"    skip {n} row(s): {what}")
+                    keys = i.skipped_keys.get(what)
+                    lines.append(f"    skip {n} row(s): {what}" + (f" (keys {show_keys(list(keys))})" if keys else ""))
         for s in self.steps:
             what = f"slice {s.name}" if isinstance(s, SliceStep) else f"{s.name} (tier {s.tier})"
             lines.append(f"  {_symbol(s.action)} {what}: {_describe(s)}")
@@ -150,6 +162,20 @@ class Plan:
         elif self.is_noop:
             lines.append("nothing to do: everything is up to date")
         return "\n".join(lines)
+
+
+def _source_changes(i: IngestStep) -> list[str]:
+    lines = []
+    if i.changed_keys:
+        what = {"update": "to update (their features are recomputed)", "ignore": "ignored (source.on_change: ignore)",
+                "error": "refused (source.on_change: error): apply fails"}[i.on_change]
+        lines.append(f"    {len(i.changed_keys)} changed row(s) {what}: keys {show_keys(list(i.changed_keys))}")
+    if i.gone_keys:
+        fate = "to delete (--prune)" if i.delete_gone else \
+            (f"kept: --prune cannot delete them now, {i.prune_blocked}" if i.prune_blocked else
+             "kept (apply --prune deletes them)")
+        lines.append(f"    {len(i.gone_keys)} row(s) no longer in the source, {fate}: keys {show_keys(list(i.gone_keys))}")
+    return lines
 
 
 def _symbol(action: str) -> str:
@@ -225,8 +251,14 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
                        "drop" if prune else "keep")
     ingest = None
     if prepared is not None:
-        ingest = IngestStep(files=len(project.source_files), changed=prepared.changed, new_rows=prepared.count,
-                            already_present=prepared.already_present, skipped=prepared.issue_counts())
+        ingest = IngestStep(files=len(project.source_files), changed=prepared.changed,
+                            new_rows=prepared.new_rows.num_rows if prepared.new_rows is not None else 0,
+                            already_present=prepared.already_present, skipped=prepared.issue_counts(),
+                            skipped_keys={k: tuple(v) for k, v in prepared.skipped_keys().items()},
+                            changed_keys=tuple(prepared.changed_keys), on_change=prepared.on_change,
+                            gone_keys=tuple(prepared.gone_keys),
+                            delete_gone=bool(set(prepared.gone_keys) & set(prepared.delete_keys)),
+                            prune_blocked=prepared.prune_blocked)
     return Plan(spec=project.spec.name, table=project.table_uri, table_exists=dataset is not None,
                 table_version=dataset.version if dataset is not None else None, table_rows=ctx.total,
                 ingest=ingest, features=tuple(steps[f"feature:{n}"] for n in project.features

@@ -16,10 +16,17 @@ class _Options(BaseModel):
 
 @dataclass
 class RowIssue:
-    """A source row that could not be ingested, and why."""
+    """A source row that could not be ingested, and why. ``message`` starts with the
+    category the summary counts ("unreadable file: ...", "not UTF-8 text: ...")."""
 
     where: str  # file:line, or the row key
     message: str
+    key: Any = None  # the row's key, when known: the plan names skipped rows by it
+    rows: int = 1    # rows this issue stands for (one issue may report a whole column's conflict)
+
+    @property
+    def category(self) -> str:
+        return self.message.split(":")[0]
 
 
 @dataclass
@@ -28,6 +35,7 @@ class SourceBatch:
 
     table: pa.Table
     issues: list[RowIssue] = field(default_factory=list)
+    lines: list[int] | None = None  # the line each row was read from, when the format has lines
 
 
 class Source:

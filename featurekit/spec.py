@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SUPPORTED_VERSIONS = (1,)
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_PREFIX = "_fk_"
+RESERVED_FEATURES = ("source",)  # _fk_source holds each row's source hash, not a feature's state
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
 class Strict(BaseModel):
@@ -24,13 +26,16 @@ def check_name(name: str, what: str) -> str:
         raise ValueError(f"{what} name {name!r} must be letters, digits and _, not starting with a digit")
     if name.startswith(RESERVED_PREFIX):
         raise ValueError(f"{what} name {name!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+    if what == "a feature" and name in RESERVED_FEATURES:
+        raise ValueError(f"{what} cannot be named {name!r}: featurekit keeps each row's source hash in "
+                         f"{RESERVED_PREFIX}{name}; rename the feature")
     return name
 
 
 class TableSpec(Strict):
     db: str = Field(description="LanceDB database URI: a folder relative to the spec, or s3://, gs://")
     name: str = Field(description="table name inside the database")
-    fragment_rows: int = Field(8192, gt=0, description="rows per Lance fragment written by ingest; "
+    fragment_rows: int = Field(8192, gt=0, le=1 << 30, description="rows per Lance fragment written by ingest; "
                                "the unit of parallel work and of checkpointing")
 
 
@@ -52,14 +57,42 @@ class SourceSpec(Strict):
     files: dict[str, str] = Field(default_factory=dict,
                                   description="binary column -> column holding a file path to load into it")
     options: dict[str, Any] = Field(default_factory=dict, description="format-specific reader options")
+    files_root: str | None = Field(None, description="folder the files named by `files` must be inside "
+                                   "(default: the spec's folder); relative to the spec's folder")
+    max_file_bytes: int = Field(MAX_FILE_BYTES, gt=0, le=1 << 36,
+                                description="a file larger than this is a row error, never read")
+    on_change: Literal["update", "ignore", "error"] = Field(
+        "update", description="a source row that changed since it was ingested: update (rewrite that row and "
+        "recompute its features), ignore (keep the table's), error (apply fails, writes nothing)")
+
+    @field_validator("key")
+    @classmethod
+    def _key_not_reserved(cls, value: str) -> str:
+        if value.startswith(RESERVED_PREFIX):
+            raise ValueError(f"column {value!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _targets_not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        for target in value:
+            if target.startswith(RESERVED_PREFIX):
+                raise ValueError(f"column {target!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+        return value
 
 
 class ResourcesSpec(Strict):
-    cpus: float | None = Field(None, gt=0, description="CPUs one worker needs")
-    gpus: float | None = Field(None, ge=0, description="GPUs one worker needs (a GPU extractor runs one worker)")
-    batch_size: int | None = Field(None, gt=0, description="rows handed to one extractor call")
-    workers: int | None = Field(None, gt=0, description="parallel worker processes (local engine)")
-    threads: int | None = Field(None, gt=0, description="fragments at once in one process (thread-safe extractors)")
+    cpus: float | None = Field(None, gt=0, le=1 << 20, allow_inf_nan=False, description="CPUs one worker needs")
+    gpus: float | None = Field(None, ge=0, le=1 << 10, allow_inf_nan=False,
+                               description="GPUs one worker needs (a GPU extractor runs one worker)")
+    batch_size: int | None = Field(None, gt=0, le=1 << 24, description="rows handed to one extractor call")
+    workers: int | None = Field(None, gt=0, le=1 << 20,
+                                description="parallel worker processes (local engine; capped at the machine's CPUs)")
+    threads: int | None = Field(None, gt=0, le=1 << 10,
+                                description="fragments at once in one process (thread-safe extractors)")
+    timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600, allow_inf_nan=False,
+                                  description="seconds one extractor call may take; its rows fail (and are "
+                                  "retried next apply) past it. Enforced in worker processes")
 
 
 class OnErrorSpec(Strict):

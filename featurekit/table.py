@@ -170,8 +170,20 @@ def apply_entry(project, plan, result, engine: str) -> dict[str, Any]:
     }
 
 
-def record_apply(ds, entry: dict[str, Any]) -> None:
-    """Append `entry` to the apply log; this commit is the apply's last version."""
+def record_apply(ds, entry: dict[str, Any], source: dict[str, Any] | None = None) -> None:
+    """Append `entry` to the apply log; this commit is the apply's last version. `source`:
+    the source signature ingested, recorded in the same commit (never a version of its own)."""
     log = applies(ds.schema)[-(APPLIES_KEPT - 1):]
     entry = {**entry, "version_to": ds.version + 1}
-    ds.update_schema_metadata({APPLIES_META.decode(): json.dumps(log + [entry], sort_keys=True)})
+    meta = {APPLIES_META.decode(): json.dumps(log + [entry], sort_keys=True)}
+    if source is not None:
+        meta[SOURCE_META.decode()] = json.dumps(source, sort_keys=True)
+    ds.update_schema_metadata(meta)
+
+
+def failure_counts(ds, state_col: str, fp: str, scope: str | None = None) -> tuple[int, int]:
+    """(failed, attempted) over the feature's rows: rows whose state holds this
+    fingerprint, failed or not, within the feature's `only:` scope."""
+    def count(where: str) -> int:
+        return ds.count_rows(filter=" AND ".join(filter(None, [where, scope])))
+    return count(failed_filter(state_col, fp)), count(f"starts_with({state_col}, {sql_quote(fp)})")

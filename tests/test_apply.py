@@ -71,10 +71,11 @@ def test_appended_source_rows_are_the_only_rows_computed(project):
 
 def test_reingesting_the_same_keys_adds_nothing(project):
     featurekit.apply(project.spec)
-    project.add_rows(10, start=0, file="raw/again.jsonl")  # same keys, new file
+    version = project.dataset().version
+    project.add_rows(10, start=0, file="raw/again.jsonl")  # same keys, same rows, new file
     result = featurekit.apply(project.spec)
-    assert result.run.ingested == 0
-    assert project.dataset().count_rows() == 40
+    assert result.run is None  # nothing to write: no version
+    assert project.dataset().count_rows() == 40 and project.dataset().version == version
 
 
 class Upper(featurekit.Extractor):

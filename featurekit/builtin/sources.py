@@ -1,6 +1,12 @@
-"""Built-in sources: jsonl, parquet, csv and lance."""
+"""Built-in sources: jsonl, parquet, csv and lance.
+
+The text formats check their input the way a hostile file needs: bytes that are not UTF-8,
+unpaired surrogate escapes, lines whose values change type, numbers out of range and
+nesting too deep each skip one row, reported with its file and line, never the file.
+"""
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -35,29 +41,140 @@ class JsonlSource(Source):
             return self._parse_lines(path, lines).table.schema
 
     def read(self, path: Path) -> SourceBatch:
+        """Arrow's reader when the file is clean (fast); line by line when it is not."""
         import pyarrow.json as pj
         try:
-            return SourceBatch(pj.read_json(path))
+            table = pj.read_json(path)
+            table.validate(full=True)  # Arrow's JSON reader does not check UTF-8
+            return SourceBatch(table)
         except pa.ArrowInvalid:
             with open(path, "rb") as fh:
                 return self._parse_lines(path, fh)
 
     @staticmethod
     def _parse_lines(path: Path, lines) -> SourceBatch:
-        rows, issues = [], []
+        rows, numbers, issues = [], [], []
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                issues.append(RowIssue(f"{path}:{n}", f"not valid JSON: {exc}"))
-                continue
-            if not isinstance(row, dict):
-                issues.append(RowIssue(f"{path}:{n}", "a line must hold a JSON object"))
+            row, problem = _parse_line(line)
+            if problem is not None:
+                issues.append(RowIssue(f"{path}:{n}", problem))
                 continue
             rows.append(row)
-        return SourceBatch(pa.Table.from_pylist(rows), issues)
+            numbers.append(n)
+        table, kept, more = table_from_rows(rows, [f"{path}:{n}" for n in numbers])
+        return SourceBatch(table, issues + more, [numbers[i] for i in kept])
+
+
+def _parse_line(line: bytes) -> tuple[dict | None, str | None]:
+    """A JSON object from one line, or why not."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text: {_undecodable(line, exc)}; fix the file's encoding"
+    try:
+        row = json.loads(text)
+    except RecursionError:
+        return None, "not valid JSON: nested too deeply"
+    except ValueError as exc:
+        return None, f"not valid JSON: {exc}"
+    if not isinstance(row, dict):
+        return None, "not valid JSON: a line must hold a JSON object"
+    where = _unencodable(row)
+    if where is not None:
+        return None, f"not UTF-8 text: {where} holds an unpaired surrogate escape (like \\ud800)"
+    return row, None
+
+
+def _undecodable(line: bytes, exc: UnicodeDecodeError) -> str:
+    """Which column holds the bytes that are not UTF-8 (decoded leniently to find it)."""
+    detail = f"byte 0x{line[exc.start]:02x} at position {exc.start + 1}"
+    try:
+        row = json.loads(line.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return detail
+    where = _unencodable(row) if isinstance(row, dict) else None
+    return f"{where}: {detail}" if where else detail
+
+
+def _unencodable(row: dict) -> str | None:
+    """The column whose name or value holds a string UTF-8 cannot encode, if any."""
+    for name, value in row.items():
+        if not _encodes(name):
+            return f"a column name ({name.encode('utf-8', 'backslashreplace').decode()!r})"
+        if not _encodes(value):
+            return f"column {name!r}"
+    return None
+
+
+def _encodes(value) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list):
+        return all(_encodes(v) for v in value)
+    if isinstance(value, dict):
+        return all(_encodes(k) and _encodes(v) for k, v in value.items())
+    return True
+
+
+def table_from_rows(rows: list[dict], where: list[str]) -> tuple[pa.Table, list[int], list[RowIssue]]:
+    """Rows (dicts) -> a table with every column any row has. A value that does not fit
+    its column's type (the type of the column's first usable value) skips its row.
+    Returns the table, the indices of the rows kept, and the issues."""
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    types: dict[str, pa.DataType | None] = {}
+    bad: dict[int, str] = {}
+    for name in names:
+        values = [r.get(name) for r in rows]
+        try:
+            pa.array(values)
+            types[name] = None  # Arrow infers it
+            continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            pass
+        typ = _first_type(values)
+        types[name] = typ
+        for i, v in enumerate(values):
+            if v is not None and i not in bad and not _fits(v, typ):
+                bad[i] = f"type conflict: column {name!r}: {_short(v)} is not {typ} like the rows before it"
+    kept = [i for i in range(len(rows)) if i not in bad]
+    issues = [RowIssue(where[i], message) for i, message in sorted(bad.items())]
+    columns = {n: pa.array([rows[i].get(n) for i in kept], type=types[n]) for n in names}
+    return pa.table(columns) if names else pa.table({}), kept, issues
+
+
+def _first_type(values: list) -> pa.DataType | None:
+    for v in values:
+        if v is None:
+            continue
+        try:
+            typ = pa.array([v]).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            continue
+        if "null" not in str(typ):
+            return typ
+    return None
+
+
+def _fits(value, typ: pa.DataType | None) -> bool:
+    """Whether `value` converts to `typ` and back unchanged (Arrow truncates 4.5 to int 4)."""
+    if typ is None:
+        return False
+    try:
+        back = pa.array([value], type=typ)[0].as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return False
+    return back == value or (isinstance(value, float) and value != value)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class ParquetSource(Source):
@@ -81,19 +198,71 @@ class CsvSource(Source):
         import pyarrow.csv as pcsv
         with open(path, "rb") as fh:
             head = b"".join(line for _, line in zip(range(PEEK_LINES), fh))
-        return pcsv.read_csv(io.BytesIO(head), parse_options=pcsv.ParseOptions(invalid_row_handler=lambda r: "skip")).schema
+        options = pcsv.ParseOptions(invalid_row_handler=lambda r: "skip")
+        schema = pcsv.read_csv(io.BytesIO(head), parse_options=options).schema
+        if any(pa.types.is_binary(f.type) for f in schema):  # a byte that is not UTF-8: as read() does
+            clean = _without_undecodable_records(head, path)[0]
+            schema = pcsv.read_csv(io.BytesIO(clean), parse_options=options).schema if clean else schema
+        return schema
 
     def read(self, path: Path) -> SourceBatch:
+        table, issues = self._read(path, path)
+        if not any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema):
+            return SourceBatch(table, issues)
+        # Arrow reads a column holding a byte that is not UTF-8 as binary, all of it. Drop
+        # the records holding such bytes (reported by line and column) and read the rest.
+        clean, line_of, dropped = _without_undecodable_records(path.read_bytes(), path)
+        if not clean:
+            return SourceBatch(pa.table({}), dropped)
+        table, issues = self._read(io.BytesIO(clean), path, line_of)
+        return SourceBatch(table, dropped + issues)
+
+    @staticmethod
+    def _read(data, path: Path, line_of: list[int] | None = None):
         import pyarrow.csv as pcsv
         issues: list[RowIssue] = []
 
         def bad(row) -> str:
-            issues.append(RowIssue(f"{path}:{row.number}", f"expected {row.expected_columns} fields, "
-                                                            f"got {row.actual_columns}"))
+            n = row.number  # None when Arrow does not know it (reading from memory)
+            if line_of is not None and n is not None and 0 < n <= len(line_of):
+                n = line_of[n - 1]
+            where = f"{path}:{n}" if n is not None else f"{path}: {row.text[:40]!r}"
+            issues.append(RowIssue(where, f"expected {row.expected_columns} fields, got {row.actual_columns}"))
             return "skip"
 
-        table = pcsv.read_csv(path, parse_options=pcsv.ParseOptions(invalid_row_handler=bad))
-        return SourceBatch(table, issues)
+        return pcsv.read_csv(data, parse_options=pcsv.ParseOptions(invalid_row_handler=bad)), issues
+
+
+def _without_undecodable_records(data: bytes, path: Path) -> tuple[bytes, list[int], list[RowIssue]]:
+    """The file's bytes without the records holding bytes that are not UTF-8; for every
+    line kept, its line number in the file; and an issue per record dropped."""
+    lines = io.StringIO(data.decode("utf-8", "surrogateescape"), newline="").readlines()
+    consumed: list[str] = []
+    reader = csv.reader(_recording(lines, consumed))
+    header: list[str] = []
+    kept, line_of, issues = [], [], []
+    start = 1
+    for record in reader:
+        text, consumed[:] = "".join(consumed), []
+        bad = [i for i, value in enumerate(record) if not _encodes(value)]
+        if not header:
+            header = record
+            if bad:
+                return b"", [], [RowIssue(f"{path}:1", "not UTF-8 text: the header line; fix the file's encoding")]
+        if bad:
+            column = header[bad[0]] if bad[0] < len(header) else f"field {bad[0] + 1}"
+            issues.append(RowIssue(f"{path}:{start}", f"not UTF-8 text: column {column!r}; fix the file's encoding"))
+        else:
+            kept.append(text)
+            line_of.extend(range(start, reader.line_num + 1))
+        start = reader.line_num + 1
+    return "".join(kept).encode("utf-8", "surrogateescape"), line_of, issues
+
+
+def _recording(lines: list[str], consumed: list[str]):
+    for line in lines:
+        consumed.append(line)
+        yield line
 
 
 class LanceSource(Source):

@@ -15,18 +15,21 @@ import sys
 import time
 import warnings
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
 from pydantic import Field
 
 from ..errors import RunError
+from ..ingest import checked_batch, write_changes
+from ..lifetime import critical, disk_full, machine_workers
 from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
-from ..table import SOURCE_META, apply_entry, feature_metadata, record_apply, todo_filter
+from ..table import apply_entry, failure_counts, feature_metadata, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
 from .lancefiles import ColumnFile, commit_replacements, file_version
+from .pool import WorkerPool
 from .slices import finish_metadata, run_slice
 from .work import (
     FeatureError,
@@ -36,6 +39,7 @@ from .work import (
     FragmentTask,
     compute_fragment,
     compute_piece,
+    discard,
     release_extractor,
 )
 
@@ -43,9 +47,10 @@ PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process time above which a worker p
 
 
 class LocalOptions(EngineOptions):
-    checkpoint_seconds: float = Field(30.0, gt=0, description="commit finished fragments at least this often")
-    max_workers: int | None = Field(None, gt=0, description="cap on worker processes (default: the cores)")
-    ingest_commit_rows: int | None = Field(None, gt=0, description="rows a commit while ingesting "
+    checkpoint_seconds: float = Field(30.0, gt=0, le=1e9, allow_inf_nan=False,
+                                      description="commit finished fragments at least this often")
+    max_workers: int | None = Field(None, gt=0, le=1 << 20, description="cap on worker processes (default: the cores)")
+    ingest_commit_rows: int | None = Field(None, gt=0, le=1 << 40, description="rows a commit while ingesting "
                                            "(default: 16 fragments)")
 
 
@@ -94,20 +99,24 @@ class LocalEngine(Engine):
         result.seconds = time.perf_counter() - started
         ds = _open(uri)
         if ds.version != plan.table_version:
-            record_apply(ds, apply_entry(project, plan, result, self.name))
+            with critical():
+                record_apply(ds, apply_entry(project, plan, result, self.name),
+                             source=prepared.signature if prepared is not None else None)
         result.version_after = _open(uri).version
         return result
 
     # -- ingest ---------------------------------------------------------------------------
     def _ingest(self, project: Project, prepared) -> int:
-        """Append the new rows, streaming file bytes chunk by chunk; record the source."""
-        import json
-
+        """Replace changed rows and delete pruned ones (one commit), then append the new
+        rows, streaming file bytes chunk by chunk. The source signature is recorded by the
+        apply's last commit (record_apply): reading a source that changed nothing writes
+        no version."""
         import lance
         uri = project.table_uri
         ds = _open(uri)
         written = 0
-        if prepared.new_rows is not None:
+        schema = None
+        if prepared.count:
             schema = prepared.schema()
             if ds is not None:
                 new_cols = [f for f in schema if f.name not in ds.schema.names]
@@ -115,22 +124,25 @@ class LocalEngine(Engine):
                     ds.add_columns(pa.schema(new_cols))
                     ds = _open(uri)
                 schema = pa.schema([ds.schema.field(f.name).remove_metadata() for f in schema])
-
+        if ds is not None and (prepared.changed_rows is not None or prepared.delete_keys):
+            with critical():
+                written += write_changes(uri, prepared, schema, project.spec.table.fragment_rows)
+            ds = _open(uri)
+        if prepared.new_rows is not None:
             def counted(start: int, stop: int):
                 nonlocal written
                 for batch in prepared.batches(start, stop):
                     written += batch.num_rows
-                    yield batch.cast(schema)
+                    yield checked_batch(batch.cast(schema))
 
             # One commit per group of fragments: a crash loses at most one group, and the
             # next apply skips the keys already in (ingest is keyed).
             step = self.options.ingest_commit_rows or project.spec.table.fragment_rows * 16
-            for start in range(0, prepared.count, step):
+            for start in range(0, prepared.new_rows.num_rows, step):
                 reader = pa.RecordBatchReader.from_batches(schema, counted(start, start + step))
-                ds = lance.write_dataset(reader, uri, mode="create" if ds is None else "append",
-                                         max_rows_per_file=project.spec.table.fragment_rows)
-        if ds is not None:
-            ds.update_schema_metadata({SOURCE_META.decode(): json.dumps(prepared.signature, sort_keys=True)})
+                with critical():
+                    ds = lance.write_dataset(reader, uri, mode="create" if ds is None else "append",
+                                             max_rows_per_file=project.spec.table.fragment_rows)
         return written
 
     # -- one slice --------------------------------------------------------------------------
@@ -151,7 +163,7 @@ class LocalEngine(Engine):
                  result: RunResult) -> FeatureRun:
         run = FeatureRun(f.name)
         started = time.perf_counter()
-        ds = self._prepare_columns(project, f, step)
+        ds, deferred = self._prepare_columns(project, f, step)
         upstream_bad = [u for u in f.depends_on if u in result.features and result.features[u].error
                         and not result.features[u].computed]
         task = self._task(project, f, ds)
@@ -172,20 +184,30 @@ class LocalEngine(Engine):
             reporter.message(f"{f.name}: upstream {', '.join(upstream_bad)} failed; rows without their values fail too")
         try:
             self._execute(project, f, work, ds, run, reporter)
+            if deferred:  # every row now has the new fingerprint: the metadata may say so
+                with critical():
+                    _open(project.table_uri).update_field_metadata(deferred, replace=True)
         except FeatureError as exc:
             run.error = str(exc)
         finally:
             release_extractor(task)  # a model loaded here must not outlive its feature
         run.seconds = time.perf_counter() - started
         rate = f.spec.on_error.max_failure_rate
-        attempted = run.computed + run.failed
-        if run.error is None and run.failed and run.failed > rate * attempted:
-            run.error = (f"feature {f.name!r}: {run.failed} of {attempted} rows failed "
-                         f"({run.failed / attempted:.1%} > max_failure_rate {rate:g})")
+        if run.error is None and run.failed:
+            # over the feature's rows, not the rows retried now: a retry that fails again
+            # must not turn 1 failure in 1,000 rows into 1 in 1
+            failed, attempted = failure_counts(_open(project.table_uri), f.state_column, f.fingerprint, scope)
+            failed, attempted = max(failed, run.failed), max(attempted, run.computed + run.failed)
+            if failed > rate * attempted:
+                run.error = (f"feature {f.name!r}: {failed} of {attempted} rows failed "
+                             f"({failed / attempted:.1%} > max_failure_rate {rate:g})")
         return run
 
     def _prepare_columns(self, project: Project, f: Feature, step: FeatureStep):
-        """Add the feature's columns as nulls (metadata only), or refresh their metadata."""
+        """Add the feature's columns as nulls (metadata only), or refresh their metadata.
+        Returns the dataset and the metadata to write once every row is recomputed: while
+        a stale feature is recomputed, its columns keep the old metadata, so a reader never
+        sees the new fingerprint claimed over old values."""
         uri = project.table_uri
         ds = _open(uri)
         input_fps = {col: project.features[o].fingerprint for col in f.inputs.values()
@@ -212,10 +234,12 @@ class LocalEngine(Engine):
             current = {k.decode(): v.decode() for k, v in (ds.schema.field(w.name).metadata or {}).items()}
             if current != want:
                 updates[w.name] = want
+        if updates and step.action == "recompute" and not missing:
+            return ds, updates
         if updates:  # one commit for all of the feature's columns
             ds.update_field_metadata(updates, replace=True)
             ds = _open(uri)
-        return ds
+        return ds, {}
 
     def _task(self, project: Project, f: Feature, ds) -> FeatureTask:
         ids = {fld.name(): fld.id() for fld in ds.lance_schema.fields()}
@@ -225,12 +249,13 @@ class LocalEngine(Engine):
             outputs=dict(f.outputs), output_types=dict(f.output_types), state_column=f.state_column,
             fingerprint=f.fingerprint, upstream_states=upstream,
             field_ids={c: ids[c] for c in [*f.output_types, f.state_column]},
-            batch_size=f.resources.batch_size, key=project.key if project.key in ds.schema.names else None)
+            batch_size=f.resources.batch_size, key=project.key if project.key in ds.schema.names else None,
+            timeout=f.resources.timeout)
 
     # -- running and committing ---------------------------------------------------------
     def _workers(self, f: Feature, n_tasks: int) -> int:
         if f.resources.workers:
-            return min(f.resources.workers, n_tasks)
+            return min(f.resources.workers, n_tasks, machine_workers())
         if f.resources.gpus:
             return 1
         return max(1, min(os.cpu_count() or 1, n_tasks, self.options.max_workers or 64))
@@ -244,7 +269,10 @@ class LocalEngine(Engine):
 
         def take(res: FragmentResult) -> None:
             nonlocal last_commit, read_version
-            pending.append(res)
+            if res.changed:
+                pending.append(res)
+            else:  # every retried row failed again, as before: nothing to commit
+                discard(ds, res)
             run.computed += res.computed
             run.failed += res.failed
             run.errors.extend(res.errors[: max(0, 5 - len(run.errors))])
@@ -255,7 +283,9 @@ class LocalEngine(Engine):
         queue = [dataclasses.replace(t, on_rows=lambda n: reporter.rows_done(f.name, n)) for t in work]
         workers = self._workers(f, len(queue))
         try:
-            if workers > 1 and (f.resources.workers or 0) > 1:
+            if f.resources.timeout and queue:  # a timeout is enforced in worker processes
+                self._run_pool(queue, workers, take, reporter)
+            elif workers > 1 and (f.resources.workers or 0) > 1:
                 self._run_pool(queue, workers, take, reporter)
             elif queue:
                 t0 = time.perf_counter()
@@ -330,12 +360,12 @@ class LocalEngine(Engine):
                 owner.finish(piece, values, errors)
             fill()
 
-    def _pool(self, workers: int) -> ProcessPoolExecutor:
+    def _pool(self, workers: int) -> WorkerPool:
         if self.pool is not None and self.pool._max_workers >= workers:
             return self.pool
         if self.pool is not None:
             self.pool.shutdown()
-        self.pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
+        self.pool = WorkerPool(workers, _worker_context())
         return self.pool
 
     def _commit(self, project: Project, ds, results: list[FragmentResult], read_version: int,
@@ -344,14 +374,18 @@ class LocalEngine(Engine):
             return read_version
         files = [ColumnFile(r.fragment_id, r.path, r.field_ids) for r in results]
         try:
-            ds = commit_replacements(project.table_uri, files, read_version, file_version(ds))
+            with critical():
+                ds = commit_replacements(project.table_uri, files, read_version, file_version(ds))
+                results.clear()
+                run.versions.append(ds.version)
         except OSError as exc:
             from lance.commit import CommitConflictError
+            if disk_full(exc):
+                raise RunError(f"could not commit feature {run.name!r} to {project.table_uri}: the disk is full "
+                               f"({exc}); free some space and run apply again") from exc
             why = "another writer changed the same fragments; run apply again" \
                 if isinstance(exc, CommitConflictError) else str(exc)
             raise RunError(f"could not commit feature {run.name!r} to {project.table_uri}: {why}") from exc
-        results.clear()
-        run.versions.append(ds.version)
         return ds.version
 
 

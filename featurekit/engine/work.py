@@ -7,6 +7,7 @@ raise. The engine commits the file (a Lance DataReplacement); until then nothing
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..extractor import Extractor, type_matches
+from ..lifetime import deadline
 from ..table import FAILED_SEP
 from .lancefiles import open_writer, row_offsets
 
@@ -44,6 +46,7 @@ class FeatureTask:
     field_ids: dict[str, int]            # column -> Lance field id
     batch_size: int
     key: str | None
+    timeout: float | None = None         # seconds an extractor call may take (resources.timeout)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class FragmentResult:
     failed: int = 0
     errors: list[tuple[Any, str]] = field(default_factory=list)
     seconds: float = 0.0
+    changed: bool = True              # False: every row got back the value and state it had
 
 
 _LOCK = threading.Lock()
@@ -116,12 +120,18 @@ def _as_array(value: Any, typ: pa.DataType, feature: str, what: str, n: int) -> 
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise FeatureError(f"feature {feature!r}: {what} returned {value.type}, "
                                f"which does not convert to the declared {typ}: {exc}") from None
+    try:  # e.g. strings that are not UTF-8: written, they would make the column unreadable
+        value.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise FeatureError(f"feature {feature!r}: {what} returned malformed {typ} values ({exc}); "
+                           "nothing of this batch was written") from None
     return value
 
 
 def call_extractor(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch) -> dict[str, pa.Array]:
     """Output column -> values, checked against the declared types."""
-    out = ext(batch)
+    with deadline(task.timeout):
+        out = ext(batch)
     n = batch.num_rows
     name = task.extractor_cls.name
     if "" in task.outputs:
@@ -211,7 +221,8 @@ class FragmentJob:
         self.schema = pa.schema([pa.field(c, t) for c, t in ft.output_types.items()]
                                 + [pa.field(ft.state_column, pa.string())])
         self.writer, out = open_writer(ds, task.fragment_id, self.schema)
-        self.result = FragmentResult(task.fragment_id, out.name, out.field_ids)
+        self.result = FragmentResult(task.fragment_id, out.name, out.field_ids,
+                                     changed=task.full)  # partial jobs: found out in _merge
         self.cursor = 0      # next physical offset to write
         self.reported = 0
         self.pending: pa.Table | None = None  # partial jobs: computed rows not written yet, with "offset"
@@ -320,6 +331,11 @@ class FragmentJob:
             return table
         computed, self.pending = self.pending.slice(0, k), self.pending.slice(k)
         rows = np.searchsorted(offsets.array.to_numpy(), pending_offsets[:k])
+        if not self.result.changed:
+            state = self.task.feature.state_column
+            before = table.column(state).take(pa.array(rows))
+            same = pc.fill_null(pc.equal(before, computed.column(state)), False)
+            self.result.changed = not pc.all(same).as_py()
         index = np.arange(table.num_rows)
         index[rows] = table.num_rows + np.arange(k)
         both = pa.concat_tables([table, computed.select(self.schema.names).cast(self.schema)])
@@ -353,6 +369,17 @@ def compute_fragment(task: FragmentTask) -> FragmentResult:
         else:
             job.finish(piece, *compute_piece(task.feature, piece.logical))
     return job.close()
+
+
+def discard(ds, result: FragmentResult) -> None:
+    """Remove a data file that will not be committed (it changed nothing): no version,
+    and no unreferenced file left behind. Object stores keep it (cleanup removes it)."""
+    path = os.path.join(ds.uri, "data", result.path)
+    if "://" not in path:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def _nulls(schema: pa.Schema, n: int) -> pa.RecordBatch:
