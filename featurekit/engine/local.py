@@ -25,7 +25,7 @@ from ..errors import RunError
 from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
 from ..table import SOURCE_META, feature_metadata, record_apply, todo_filter
-from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
+from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry
 from .lancefiles import ColumnFile, commit_replacements, file_version
 from .slices import finish_metadata, run_slice
 from .work import (
@@ -59,11 +59,7 @@ class LocalEngine(Engine):
         started = time.perf_counter()
         result = RunResult(version_before=plan.table_version)
         uri = project.table_uri
-        ds = _open(uri)
-        if ds is not None and file_version(ds).startswith("0."):
-            raise RunError(f"{uri} uses the legacy Lance file format ({file_version(ds)}), which cannot add columns "
-                           "without rewriting them; copy it once to the current format: "
-                           "lance.write_dataset(lance.dataset(OLD), NEW, data_storage_version='stable')")
+        check_file_format(uri, _open(uri))
         if prepared is not None and prepared.changed:
             result.ingested = self._ingest(project, prepared)
             result.skipped_rows = prepared.issue_counts()  # includes files that failed to read
@@ -94,12 +90,7 @@ class LocalEngine(Engine):
         result.seconds = time.perf_counter() - started
         ds = _open(uri)
         if ds.version != plan.table_version:
-            record_apply(ds, {
-                "spec": project.spec.name, "engine": self.name, "version_from": plan.table_version,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
-                "features": {n: {"computed": f.computed, "failed": f.failed} for n, f in result.features.items()},
-                "slices": {n: s.summary() for n, s in result.slices.items()},
-                "dropped": result.dropped})
+            record_apply(ds, apply_entry(project, self.name, plan, result))
         result.version_after = _open(uri).version
         return result
 
@@ -215,8 +206,10 @@ class LocalEngine(Engine):
         for w in wanted:
             want = {k.decode(): v.decode() for k, v in (w.metadata or {}).items()}
             current = {k.decode(): v.decode() for k, v in (ds.schema.field(w.name).metadata or {}).items()}
-            if current != want:
-                updates[w.name] = want
+            # featurekit owns its `featurekit.` keys; other tools' keys (Geneva's) are kept as they are
+            ours = {k: v for k, v in current.items() if k.startswith("featurekit.")}
+            if ours != want:
+                updates[w.name] = {k: v for k, v in current.items() if not k.startswith("featurekit.")} | want
         if updates:  # one commit for all of the feature's columns
             ds.update_field_metadata(updates, replace=True)
             ds = _open(uri)
@@ -374,3 +367,27 @@ def _worker_context():
 def _open(uri: str):
     from ..table import open_dataset
     return open_dataset(uri)
+
+
+# Seams for other engines (the Geneva plugin): the same checks, ingest, columns and task as here.
+def check_file_format(uri: str, ds) -> None:
+    """Refuse legacy-format tables: they cannot take all-null columns, which the fill design needs."""
+    if ds is not None and file_version(ds).startswith("0."):
+        raise RunError(f"{uri} uses the legacy Lance file format ({file_version(ds)}), which cannot add columns "
+                       "without rewriting them; copy it once to the current format: "
+                       "lance.write_dataset(lance.dataset(OLD), NEW, data_storage_version='stable')")
+
+
+def ingest(project: Project, prepared, commit_rows: int | None = None) -> int:
+    """Append the source's new rows to the table (keyed); returns the rows written."""
+    return LocalEngine({"ingest_commit_rows": commit_rows})._ingest(project, prepared)
+
+
+def prepare_columns(project: Project, f: Feature, step: FeatureStep):
+    """Add a feature's columns (all null, metadata only) or refresh their featurekit metadata."""
+    return LocalEngine()._prepare_columns(project, f, step)
+
+
+def feature_task(project: Project, f: Feature, ds) -> FeatureTask:
+    """What a worker needs to compute `f` (`work.compute_piece`) against `ds`."""
+    return LocalEngine()._task(project, f, ds)
