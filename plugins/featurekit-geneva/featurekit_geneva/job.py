@@ -61,6 +61,13 @@ def unplaceable(feature: str, resources, concurrency: int, detail: str) -> str:
 def follow(job: Submitted, *, feature: str, rows: int, on_rows, timeout: float | None, stall: float) -> None:
     """Wait for the job, reporting rows as Geneva checkpoints them; raise JobFailed when it fails,
     runs past `timeout`, or checkpoints nothing for `stall` seconds (then it is cancelled)."""
+    try:
+        _follow(job, feature=feature, rows=rows, on_rows=on_rows, timeout=timeout, stall=stall)
+    finally:
+        release(job)
+
+
+def _follow(job: Submitted, *, feature: str, rows: int, on_rows, timeout: float | None, stall: float) -> None:
     import ray
     fut = job.future
     started = last_progress = time.monotonic()
@@ -105,6 +112,18 @@ def _checkpointed(fut) -> tuple[int, int]:
         return 0, 0
     m = snapshot.get("rows_checkpointed") or {}
     return int(m.get("n", 0)), int(m.get("total", 0))
+
+
+def release(job: Submitted) -> None:
+    """End the job's JobTracker actor (~0.4 GB each): Geneva leaves it to the driver, and an
+    apply runs a backfill per feature."""
+    import ray
+    tracker = getattr(job.future, "job_tracker", None)
+    if tracker is not None:
+        try:
+            ray.kill(tracker)
+        except Exception:  # already gone
+            pass
 
 
 def cancel(job: Submitted) -> None:
