@@ -63,6 +63,9 @@ def follow(job: Submitted, *, feature: str, rows: int, on_rows, timeout: float |
     runs past `timeout`, or checkpoints nothing for `stall` seconds (then it is cancelled)."""
     try:
         _follow(job, feature=feature, rows=rows, on_rows=on_rows, timeout=timeout, stall=stall)
+    except KeyboardInterrupt:
+        cancel(job)  # on a cluster the job would otherwise run until Ray notices the driver left
+        raise
     finally:
         release(job)
 

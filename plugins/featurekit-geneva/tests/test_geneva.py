@@ -24,6 +24,7 @@ import lance  # noqa: E402
 import yaml  # noqa: E402
 
 import featurekit_geneva  # noqa: E402
+from featurekit.engine import Reporter  # noqa: E402
 from featurekit.testing import TestProject  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -123,8 +124,10 @@ def test_parity_with_the_local_engine_failed_rows_included_and_retried(cluster, 
     local = project(tmp_path / "local", FEATURES, rows, {"kind": "local"}, slices=SLICES)
     gen = project(tmp_path / "geneva", FEATURES, rows, {"kind": "geneva", "concurrency": 1}, slices=SLICES)
     assert not local.apply().ok  # 9 of 60 rows fail: above the default max_failure_rate
-    result = gen.apply()
+    progress = Progress()
+    result = gen.apply(reporter=progress)
     assert not result.ok
+    assert progress.done == progress.started == {"n": 60, "dbl": 60, "st": 9}  # the bars follow the jobs
     runs = result.run.features
     assert (runs["n"].computed, runs["n"].failed) == (51, 9)
     assert (runs["dbl"].computed, runs["dbl"].failed) == (51, 9)   # blocked by upstream failures
@@ -151,6 +154,18 @@ def test_parity_with_the_local_engine_failed_rows_included_and_retried(cluster, 
         cluster.healed.unlink()
     assert_same_tables(local, gen)
     assert gen.plan().is_noop
+
+
+class Progress(Reporter):
+    def __init__(self):
+        self.started, self.done = {}, {}
+
+    def feature_started(self, name: str, rows: int) -> None:
+        self.started[name] = rows
+        self.done[name] = 0
+
+    def rows_done(self, name: str, rows: int) -> None:
+        self.done[name] += rows
 
 
 def featurekit_status(p: TestProject):
