@@ -75,7 +75,11 @@ class GenevaEngine(Engine):
         from .cluster import RaySession
         load()
         t0 = time.perf_counter()
-        session = RaySession(self.options).__enter__()
+        try:
+            session = RaySession(self.options).__enter__()
+        except Exception as exc:  # no cluster at that address, a Ray version mismatch, ...
+            where = f"Ray at {self.options.address}" if self.options.address else "a local Ray"
+            raise RunError(f"geneva engine: could not start or reach {where}: {exc}") from exc
         reporter.message(f"geneva: running on {session.describe()} ({time.perf_counter() - t0:.1f}s to start)")
         return session
 
