@@ -124,7 +124,11 @@ def render_status(s) -> str:
             did += [f"slice {n} {sum(r.get('added', {}).values())} kept of {r.get('examined', 0)} examined"
                     for n, r in h.get("slices", {}).items()]
             did += [f"dropped {c}" for c in h.get("dropped", [])]
-            lines.append(f"  v{start}-v{h['version_to']}  {h['at']}  {'; '.join(did) or 'source recorded'}")
+            engine = f" [{h['engine']}]" if h.get("engine", "local") != "local" else ""
+            lines.append(f"  v{start}-v{h['version_to']}  {h['at']}{engine}  {'; '.join(did) or 'source recorded'}")
+            for n, f in h.get("features", {}).items():
+                if f.get("jobs"):
+                    lines.append(f"      {n}: job {', '.join(f['jobs'])}")
     return "\n".join(lines)
 
 

@@ -153,23 +153,6 @@ def applies(schema: pa.Schema) -> list[dict[str, Any]]:
     return json.loads(raw) if raw else []
 
 
-def apply_entry(project, plan, result, engine: str) -> dict[str, Any]:
-    """What the apply log keeps of one apply: what changed, and where it came from (the spec
-    file, its git commit and whether it was modified, the software and the user)."""
-    import time
-
-    from .provenance import software, spec_provenance, who
-    return {
-        "spec": project.spec.name, "engine": engine, "version_from": plan.table_version,
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
-        "features": {n: {"computed": f.computed, "failed": f.failed} for n, f in result.features.items()},
-        "slices": {n: s.summary() for n, s in result.slices.items()},
-        "dropped": result.dropped,
-        "spec_file": spec_provenance(project.path), "software": software(project.registry),
-        "user": who()["user"], "host": who()["host"],
-    }
-
-
 def record_apply(ds, entry: dict[str, Any], source: dict[str, Any] | None = None) -> None:
     """Append `entry` to the apply log; this commit is the apply's last version. `source`:
     the source signature ingested, recorded in the same commit (never a version of its own)."""

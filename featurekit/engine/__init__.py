@@ -16,6 +16,7 @@ class FeatureRun:
     seconds: float = 0.0
     error: str | None = None    # the feature as a whole failed (contract broken, threshold)
     versions: list[int] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)  # ids of the engine's own jobs (Geneva), for the apply log
 
 
 @dataclass
@@ -32,6 +33,25 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return all(f.error is None for f in self.features.values())
+
+
+def apply_entry(project, engine: str, plan, result: RunResult) -> dict[str, Any]:
+    """The apply-log entry (`table.record_apply`) of a run; every engine writes the same shape:
+    what changed, and where it came from."""
+    import time
+    features = {}
+    for n, f in result.features.items():
+        features[n] = {"computed": f.computed, "failed": f.failed}
+        if f.jobs:
+            features[n]["jobs"] = list(f.jobs)
+    from ..provenance import software, spec_provenance, who
+    return {"spec": project.spec.name, "engine": engine, "version_from": plan.table_version,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
+            "features": features, "slices": {n: s.summary() for n, s in result.slices.items()},
+            "dropped": result.dropped,
+            # where it came from: the spec file (sha256, git commit, modified?), the software, the user
+            "spec_file": spec_provenance(project.path), "software": software(project.registry),
+            "user": who()["user"], "host": who()["host"]}
 
 
 class Reporter:

@@ -26,8 +26,8 @@ from ..ingest import checked_batch, write_changes
 from ..lifetime import critical, disk_full, machine_workers
 from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
-from ..table import apply_entry, failure_counts, feature_metadata, record_apply, todo_filter
-from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult
+from ..table import failure_counts, feature_metadata, record_apply, todo_filter
+from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry
 from .lancefiles import ColumnFile, commit_replacements, file_version
 from .pool import WorkerPool
 from .slices import finish_metadata, run_slice
@@ -64,11 +64,7 @@ class LocalEngine(Engine):
         started = time.perf_counter()
         result = RunResult(version_before=plan.table_version)
         uri = project.table_uri
-        ds = _open(uri)
-        if ds is not None and file_version(ds).startswith("0."):
-            raise RunError(f"{uri} uses the legacy Lance file format ({file_version(ds)}), which cannot add columns "
-                           "without rewriting them; copy it once to the current format: "
-                           "lance.write_dataset(lance.dataset(OLD), NEW, data_storage_version='stable')")
+        check_file_format(uri, _open(uri))
         if prepared is not None and prepared.changed:
             result.ingested = self._ingest(project, prepared)
             result.skipped_rows = prepared.issue_counts()  # includes files that failed to read
@@ -100,7 +96,7 @@ class LocalEngine(Engine):
         ds = _open(uri)
         if ds.version != plan.table_version:
             with critical():
-                record_apply(ds, apply_entry(project, plan, result, self.name),
+                record_apply(ds, apply_entry(project, self.name, plan, result),
                              source=prepared.signature if prepared is not None else None)
         result.version_after = _open(uri).version
         return result
@@ -232,8 +228,10 @@ class LocalEngine(Engine):
         for w in wanted:
             want = {k.decode(): v.decode() for k, v in (w.metadata or {}).items()}
             current = {k.decode(): v.decode() for k, v in (ds.schema.field(w.name).metadata or {}).items()}
-            if current != want:
-                updates[w.name] = want
+            # featurekit owns its `featurekit.` keys; other tools' keys (Geneva's) are kept as they are
+            ours = {k: v for k, v in current.items() if k.startswith("featurekit.")}
+            if ours != want:
+                updates[w.name] = {k: v for k, v in current.items() if not k.startswith("featurekit.")} | want
         if updates and step.action == "recompute" and not missing:
             return ds, updates
         if updates:  # one commit for all of the feature's columns
@@ -405,3 +403,28 @@ def _worker_context():
 def _open(uri: str):
     from ..table import open_dataset
     return open_dataset(uri)
+
+
+# Seams for other engines (the Geneva plugin): the same checks, ingest, columns and task as here.
+def check_file_format(uri: str, ds) -> None:
+    """Refuse legacy-format tables: they cannot take all-null columns, which the fill design needs."""
+    if ds is not None and file_version(ds).startswith("0."):
+        raise RunError(f"{uri} uses the legacy Lance file format ({file_version(ds)}), which cannot add columns "
+                       "without rewriting them; copy it once to the current format: "
+                       "lance.write_dataset(lance.dataset(OLD), NEW, data_storage_version='stable')")
+
+
+def ingest(project: Project, prepared, commit_rows: int | None = None) -> int:
+    """Append the source's new rows to the table (keyed); returns the rows written."""
+    return LocalEngine({"ingest_commit_rows": commit_rows})._ingest(project, prepared)
+
+
+def prepare_columns(project: Project, f: Feature, step: FeatureStep):
+    """Add a feature's columns (all null, metadata only) or refresh their featurekit metadata.
+    Returns (dataset, metadata to write once every row carries the new fingerprint)."""
+    return LocalEngine()._prepare_columns(project, f, step)
+
+
+def feature_task(project: Project, f: Feature, ds) -> FeatureTask:
+    """What a worker needs to compute `f` (`work.compute_piece`) against `ds`."""
+    return LocalEngine()._task(project, f, ds)

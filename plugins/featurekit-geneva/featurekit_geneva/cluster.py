@@ -1,0 +1,79 @@
+"""Ray for one run: reuse, connect, or start, and undo only what featurekit did.
+
+- Ray already initialized in this process (a notebook, a test fixture): used as it is, left running.
+- `address:` set: featurekit connects as a driver and disconnects at the end; the cluster runs on.
+- Otherwise featurekit starts a local Ray sized to this machine and stops it at the end.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+# Geneva's driver task asks for a sliver of this resource to sit on the head node; a local
+# Ray advertises it so that task takes no CPU from the appliers (Geneva's own local mode does the same).
+HEAD_RESOURCE = "geneva_ray_head"
+OVERHEAD_CPUS = 0.5  # Geneva's job tracker and fragment writers reserve ~0.1 CPU each
+
+
+class RaySession:
+    def __init__(self, options):
+        self.options = options
+        self.owned: str | None = None  # "started" | "connected" | None (someone else's Ray)
+        self.context = None
+
+    def __enter__(self) -> RaySession:
+        import ray
+        if not ray.is_initialized():
+            quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
+            if self.options.address:
+                ray.init(address=self.options.address, runtime_env=self.options.runtime_env, **quiet)
+                self.owned = "connected"
+            else:
+                ray.init(num_cpus=self.options.local_cpus or os.cpu_count(), resources={HEAD_RESOURCE: 1},
+                         include_dashboard=False, runtime_env=self.options.runtime_env, **local_memory(), **quiet)
+                self.owned = "started"
+        from geneva._context import LocalRayContext, get_current_context
+        if get_current_context() is None and not (self.options.address or "").startswith("ray://"):
+            self.context = LocalRayContext()
+            self.context.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+        if self.context is not None:
+            self.context.__exit__(*exc)
+        if self.owned:
+            ray.shutdown()  # stops the local Ray featurekit started; only disconnects from a cluster
+
+    def describe(self) -> str:
+        import ray
+        res = ray.cluster_resources()
+        where = {"started": "a local Ray started for this run", "connected": f"Ray at {self.options.address}",
+                 None: "the Ray this process had initialized"}[self.owned]
+        return f"{where} ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU)"
+
+
+def local_memory() -> dict[str, int]:
+    """Ray sizes its logical `memory` by what is free the moment it starts, so on a busy
+    machine Geneva's admission refuses jobs that fit; size it by the machine instead (Ray's
+    OOM killer still watches the real usage)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return {}
+    return {"_memory": int(total * 0.6), "object_store_memory": int(min(total * 0.1, 2 * 2**30))}
+
+
+def concurrency(options, f, fragments: int) -> int:
+    """Applier actors for one feature: what the cluster fits for its resources, one per
+    fragment with work at most (Geneva's default of 8 is 3-4x slower on 2 cores)."""
+    if options.concurrency:
+        return max(1, min(options.concurrency, fragments))
+    import ray
+    res = ray.cluster_resources()
+    if f.resources.gpus:
+        fit = math.floor(res.get("GPU", 0.0) / f.resources.gpus)
+    else:
+        fit = math.floor((res.get("CPU", 1.0) - OVERHEAD_CPUS) / f.resources.cpus)
+    return max(1, min(fit, fragments))

@@ -1,0 +1,70 @@
+"""Declare a feature's columns to Geneva as one multi-column UDF group.
+
+Layout decision (notes/geneva.md): Geneva 0.17 unpacks a struct-returning UDF into sibling
+columns (the `Columns[T]` machinery) and writes the siblings of a fragment as ONE data file,
+committed with DataReplacement: exactly featurekit's layout (values and `_fk_<feature>` in
+one file per feature per fragment), so no second pass and no re-layout.
+
+Geneva only creates such a group through `add_columns(UnpackedUDF)`, which refuses columns
+that exist; featurekit's columns usually exist (created by `prepare_columns`, the other
+engine, or an earlier apply with other params). So this module writes Geneva's field
+metadata for the group itself, the way `Table._add_unpacked_virtual_columns` does, onto the
+existing columns, next to featurekit's own `featurekit.*` keys (left untouched). It relies on
+Geneva internals of the pinned version (geneva==0.17.0): check it when the pin moves
+(tests/test_geneva.py covers it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+
+PREFIX = "virtual_column"
+
+
+def make_udf(task, f, batch_size: int | None, checkpoint_size: int | None):
+    """The Geneva UDF of a feature: its resources, batch size and fingerprint (as version)."""
+    from geneva.transformer import UDF
+
+    from .udf import FeatureUDF
+    func = FeatureUDF(task)
+    return UDF(func=func, name=f"featurekit_{f.name}", data_type=func.type, input_columns=func.columns,
+               version=f.fingerprint, num_cpus=f.resources.cpus, num_gpus=f.resources.gpus,
+               batch_size=batch_size or f.resources.batch_size, checkpoint_size=checkpoint_size)
+
+
+def register(gtable, udf, columns: list[str]) -> bool:
+    """Point `columns` (the feature's outputs, then its state column) at `udf`; False when
+    they already were (no commit)."""
+    import lance
+    from geneva.table import _build_unpacked_udf_plan
+    from geneva.transformer import UnpackedUDF
+    from geneva.utils.schema import canonical_field_paths
+
+    spec = gtable._conn._packager.marshal(udf, table_ref=gtable.get_reference())
+    location = f"_udfs/{hashlib.sha256(spec.udf_payload).hexdigest()}"
+    ds = lance.dataset(gtable.uri)
+    current = {c: _strings(ds.schema.field(c).metadata) for c in columns}
+    if all(md.get(f"{PREFIX}.udf") == location for md in current.values()):
+        return False
+    gtable._upload_udf(spec.udf_payload, location)
+    plan = _build_unpacked_udf_plan(UnpackedUDF(udf))
+    inputs = json.dumps(canonical_field_paths(ds.schema, udf.input_columns))
+    updates = {}
+    for output in plan.outputs:
+        column = output.field.output_column
+        ours = {k: v for k, v in current[column].items() if not (k == PREFIX or k.startswith(PREFIX + "."))}
+        updates[column] = ours | output.metadata | {
+            PREFIX: "true", f"{PREFIX}.udf_backend": spec.backend, f"{PREFIX}.udf_name": spec.name,
+            f"{PREFIX}.udf": location, f"{PREFIX}.udf_inputs": inputs,
+            f"{PREFIX}.platform.system": platform.system(), f"{PREFIX}.platform.arch": platform.machine(),
+            f"{PREFIX}.platform.python_version": platform.python_version(), f"{PREFIX}.auto_backfill": "false"}
+    if sorted(updates) != sorted(columns):
+        raise RuntimeError(f"Geneva unpacks {sorted(updates)}, featurekit expects {sorted(columns)}")
+    ds.update_field_metadata(updates, replace=True)  # one commit, metadata only
+    gtable.checkout_latest()
+    return True
+
+
+def _strings(metadata) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in (metadata or {}).items()}

@@ -1,0 +1,71 @@
+"""The Geneva UDF of one feature: featurekit's own per-batch function, values and state in one struct.
+
+Geneva calls it on its applier actors with the rows its `where` selected (featurekit's todo
+filter). It runs exactly what a local-engine worker runs, `work.compute_piece` (a failing
+row is isolated by halving, the extractor is built and set up once per actor on first use,
+since Geneva 0.17 never calls `setup()`), and returns a struct of the feature's columns plus
+its state column (`<fp>` or `<fp>!<error>`), which Geneva unpacks into those sibling columns
+and writes as one data file per fragment (see `columns.py`).
+
+No `from __future__ import annotations` here: Geneva reads `__call__`'s annotations to
+recognise an Array UDF (`*columns: pa.Array -> pa.Array`).
+"""
+import pyarrow as pa
+
+from featurekit.engine.work import FeatureTask, _upstream_missing, compute_piece
+from featurekit.table import FAILED_SEP
+
+
+def udf_inputs(task: FeatureTask) -> list[str]:
+    """Columns Geneva reads and hands to the UDF, in order.
+
+    The state column is among them although the UDF does not need its values: Geneva keys a
+    checkpoint by the data files of the UDF's inputs, so a committed fragment (whose state
+    file is new) is computed afresh by the next apply (a failed row is retried), while an
+    interrupted one reuses its checkpoints."""
+    return list(dict.fromkeys([*task.inputs.values(), *task.upstream_states, task.state_column]))
+
+
+def struct_type(task: FeatureTask) -> pa.StructType:
+    """The UDF's output: the feature's columns, then its state column (the layout of the
+    local engine's files, so either engine can replace the other's)."""
+    return pa.struct([pa.field(c, t) for c, t in task.output_types.items()]
+                     + [pa.field(task.state_column, pa.string())])
+
+
+class FeatureUDF:
+    """Picklable callable: the FeatureTask travels by value, the extractor class by reference."""
+
+    def __init__(self, task: FeatureTask):
+        self.task = task
+        self.columns = udf_inputs(task)
+        self.type = struct_type(task)
+
+    def __call__(self, *columns: pa.Array) -> pa.Array:
+        ft = self.task
+        batch = pa.record_batch([_array(c) for c in columns], names=self.columns)
+        n = batch.num_rows
+        blocked = _upstream_missing(batch, ft) if ft.upstream_states else None
+        run_idx = None if blocked is None or not any(blocked) else [i for i, b in enumerate(blocked) if b is None]
+        inputs = pa.record_batch([batch.column(c) for c in ft.inputs.values()], names=list(ft.inputs))
+        values: dict[str, pa.Array] = {}
+        errors = None
+        if run_idx is None:
+            values, errors = compute_piece(ft, inputs)
+        elif run_idx:
+            values, errors = compute_piece(ft, inputs.take(pa.array(run_idx, pa.int64())))
+        messages: list[str | None] = list(errors) if errors is not None else [None] * n
+        if run_idx is not None:  # spread the computed rows back; blocked rows keep their reason
+            where: list[int | None] = [None] * n
+            messages = list(blocked)
+            for j, i in enumerate(run_idx):
+                where[i] = j
+                messages[i] = errors[j] if errors is not None else None
+            index = pa.array(where, pa.int64())
+            values = {c: values[c].take(index) if c in values else pa.nulls(n, t) for c, t in ft.output_types.items()}
+        state = pa.array([ft.fingerprint if m is None else ft.fingerprint + FAILED_SEP + m for m in messages], pa.string())
+        return pa.StructArray.from_arrays([values[c] for c in ft.output_types] + [state], fields=list(self.type))
+
+
+def _array(column) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

@@ -1,0 +1,272 @@
+"""The geneva engine against the local one, on ONE local Ray for the whole module (2 CPUs).
+
+Every test builds its projects in tmp_path and compares whole tables: values, state columns
+(failed rows included) and featurekit's field metadata must be what the local engine writes.
+Skipped when geneva is not installed (it is a plugin dependency, so CI installs it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("geneva")
+ray = pytest.importorskip("ray")
+
+import lance  # noqa: E402
+import yaml  # noqa: E402
+
+import featurekit_geneva  # noqa: E402
+from featurekit.engine import Reporter  # noqa: E402
+from featurekit.testing import TestProject  # noqa: E402
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import fkg_extractors  # noqa: E402
+
+PLUGINS = [fkg_extractors, featurekit_geneva]
+
+
+@dataclass
+class Cluster:
+    address: str
+    calls: Path    # rows the test extractors computed, one a line, from any process
+    healed: Path   # exists: rows containing 'bad' stop failing
+
+    def reset_calls(self) -> None:
+        self.calls.write_text("")
+
+    def read_calls(self) -> list[str]:
+        return self.calls.read_text().splitlines() if self.calls.exists() else []
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One local Ray for the module; the engine reuses it (and so leaves it running)."""
+    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
+    tmp = tmp_path_factory.mktemp("ray")
+    env = {"FKG_CALLS": str(tmp / "calls.txt"), "FKG_HEALED": str(tmp / "healed"),
+           "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), os.environ.get("PYTHONPATH")] if p)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # Ray workers inherit this process's environment
+    ray.init(num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory())
+    try:
+        yield Cluster(ray.get_runtime_context().gcs_address, Path(env["FKG_CALLS"]), Path(env["FKG_HEALED"]))
+    finally:
+        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def project(root: Path, features: dict, rows: list[dict], engine: dict, *, slices=None,
+            fragment_rows: int = 20) -> TestProject:
+    p = TestProject(root, plugins=PLUGINS)
+    p.write(features, rows, slices=slices)
+    spec = yaml.safe_load(p.spec_path.read_text())
+    spec["table"]["fragment_rows"] = fragment_rows
+    spec["engine"] = engine
+    p.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return p
+
+
+def append_rows(p: TestProject, rows: list[dict]) -> None:
+    with open(p.root / "rows.jsonl", "a") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def rows_of(ids, bad: bool = True) -> list[dict]:
+    """Rows with a question each; with `bad`, every 7th contains 'bad' (its extractor call raises)."""
+    return [{"id": i, "q": ("bad " if bad and i % 7 == 3 else "") + f"question number {i}"} for i in ids]
+
+
+def featurekit_metadata(field) -> dict:
+    return {k: v for k, v in (field.metadata or {}).items() if k.startswith(b"featurekit.")}
+
+
+def assert_same_tables(a: TestProject, b: TestProject) -> None:
+    ta, tb = a.table(), b.table()
+    assert ta.schema.names == tb.schema.names
+    for name in ta.schema.names:
+        assert ta.column(name).to_pylist() == tb.column(name).to_pylist(), f"column {name} differs"
+        assert featurekit_metadata(ta.schema.field(name)) == featurekit_metadata(tb.schema.field(name)), \
+            f"featurekit metadata of {name} differs"
+
+
+def assert_one_file_per_feature(p: TestProject, columns: list[str]) -> None:
+    """featurekit's layout: a feature's columns and its state column share one data file per fragment."""
+    ds = lance.dataset(p.project().table_uri)
+    ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
+    want = sorted(ids[c] for c in columns)
+    for frag in ds.get_fragments():
+        assert want in [sorted(d.fields) for d in frag.data_files()], (frag.fragment_id, frag.data_files())
+
+
+FEATURES = {
+    "n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}},
+    "st": {"extractor": "fkg.stats", "inputs": {"text": "q"}, "only": "short"},
+    "dbl": {"extractor": "fkg.doubled", "inputs": {"n": "n"}},
+}
+SLICES = {"short": {"where": "n <= 17"}}
+
+
+def test_parity_with_the_local_engine_failed_rows_included_and_retried(cluster, tmp_path):
+    rows = rows_of(range(60))
+    local = project(tmp_path / "local", FEATURES, rows, {"kind": "local"}, slices=SLICES)
+    gen = project(tmp_path / "geneva", FEATURES, rows, {"kind": "geneva", "concurrency": 1}, slices=SLICES)
+    assert not local.apply().ok  # 9 of 60 rows fail: above the default max_failure_rate
+    progress = Progress()
+    result = gen.apply(reporter=progress)
+    assert not result.ok
+    assert progress.done == progress.started == {"n": 60, "dbl": 60, "st": 9}  # the bars follow the jobs
+    runs = result.run.features
+    assert (runs["n"].computed, runs["n"].failed) == (51, 9)
+    assert (runs["dbl"].computed, runs["dbl"].failed) == (51, 9)   # blocked by upstream failures
+    assert all(len(r.jobs) == 1 for r in runs.values())
+    assert_same_tables(local, gen)
+    assert_one_file_per_feature(gen, ["n", "_fk_n"])
+    assert_one_file_per_feature(gen, ["chars", "words", "_fk_st"])
+
+    from featurekit.progress import render_status
+    text = render_status(featurekit_status(gen))
+    assert f"n: job {runs['n'].jobs[0]}" in text and "[geneva]" in text
+
+    # The failure goes away: the next apply retries exactly the failed rows, on both engines.
+    cluster.healed.touch()
+    try:
+        assert local.apply().ok
+        cluster.reset_calls()
+        result = gen.apply()
+        assert result.ok
+        retried = cluster.read_calls()
+        assert sorted(retried) == sorted(r["q"] for r in rows if "bad" in r["q"])
+        assert result.run.features["n"].computed == 9
+    finally:
+        cluster.healed.unlink()
+    assert_same_tables(local, gen)
+    assert gen.plan().is_noop
+
+
+class Progress(Reporter):
+    def __init__(self):
+        self.started, self.done = {}, {}
+
+    def feature_started(self, name: str, rows: int) -> None:
+        self.started[name] = rows
+        self.done[name] = 0
+
+    def rows_done(self, name: str, rows: int) -> None:
+        self.done[name] += rows
+
+
+def featurekit_status(p: TestProject):
+    from featurekit.api import status
+    return status(p.project())
+
+
+def test_mixed_engines_recompute_nothing_fresh(cluster, tmp_path):
+    features = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}}}
+    reference = project(tmp_path / "ref", features, rows_of(range(60)), {"kind": "local"})
+    reference.apply()
+    mixed = project(tmp_path / "mixed", features, rows_of(range(20)), {"kind": "local"})
+    mixed.apply()                                    # local fills rows 0-19
+    append_rows(mixed, rows_of(range(20, 40)))
+    cluster.reset_calls()
+    run = mixed.apply(engine="geneva").run           # geneva continues: rows 20-39 only
+    assert sorted(cluster.read_calls()) == sorted(r["q"] for r in rows_of(range(20, 40)) if "bad" not in r["q"])
+    assert run.features["n"].jobs
+    append_rows(mixed, rows_of(range(40, 60)))
+    cluster.reset_calls()
+    mixed.apply()                                    # and local continues Geneva's table: rows 40-59
+    assert sorted(cluster.read_calls()) == sorted(r["q"] for r in rows_of(range(40, 60)) if "bad" not in r["q"])
+    assert_same_tables(reference, mixed)
+    assert_one_file_per_feature(mixed, ["n", "_fk_n"])
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+import fkg_extractors, featurekit_geneva
+from featurekit.testing import TestProject
+TestProject({root!r}, plugins=[fkg_extractors, featurekit_geneva]).apply()
+"""
+
+
+def test_killed_driver_resumes_recomputing_only_uncommitted_work(cluster, tmp_path):
+    features = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}, "params": {"sleep": 0.05}}}
+    rows = rows_of(range(200), bad=False)
+    engine = {"kind": "geneva", "address": cluster.address, "concurrency": 1, "checkpoint_size": 10,
+              "checkpoint_seconds": 0}
+    gen = project(tmp_path / "geneva", features, rows, engine)
+    uri = gen.project().table_uri
+    cluster.reset_calls()
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(here=str(HERE), root=str(gen.root))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while len(cluster.read_calls()) < len(rows) // 2:  # kill the driver once half the rows are computed
+            assert proc.poll() is None, "the apply finished or died before it could be interrupted"
+            assert time.monotonic() < deadline, "the backfill did not get going in time"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    wait_until_quiet(uri)  # Ray reaps the dead driver's job
+    done_before = committed(uri)
+    assert done_before < len(rows)
+    cluster.reset_calls()
+    result = gen.apply()
+    recomputed = len(cluster.read_calls())
+    print(f"\nkilled the driver with {done_before} of {len(rows)} rows committed; the next apply computed "
+          f"{recomputed} row(s) and took {len(rows) - done_before - recomputed} from Geneva checkpoints")
+    assert result.ok, result.run.features["n"].error
+    assert result.run.features["n"].computed == len(rows) - done_before  # every uncommitted row, once
+    assert recomputed < len(rows) - done_before  # rows computed before the kill were not computed again
+    reference = project(tmp_path / "local", features, rows, {"kind": "local"})
+    reference.apply()
+    assert_same_tables(reference, gen)
+
+
+def committed(uri: str) -> int:
+    try:
+        ds = lance.dataset(uri)
+        return ds.count_rows(filter="_fk_n IS NOT NULL") if "_fk_n" in ds.schema.names else 0
+    except (ValueError, OSError):
+        return 0
+
+
+def wait_until_quiet(uri: str, seconds: float = 3.0, limit: float = 60.0) -> None:
+    start = time.monotonic()
+    version, since = lance.dataset(uri).version, time.monotonic()
+    while time.monotonic() - since < seconds and time.monotonic() - start < limit:
+        time.sleep(0.5)
+        v = lance.dataset(uri).version
+        if v != version:
+            version, since = v, time.monotonic()
+
+
+def test_gpu_feature_without_a_gpu_fails_fast_with_exit_1(cluster, tmp_path, capsys):
+    from featurekit.cli import main
+    features = {"g": {"extractor": "text.length", "inputs": {"text": "q"}, "resources": {"gpus": 1}}}
+    p = project(tmp_path, features, rows_of(range(10)), {"kind": "geneva"})
+    assert main(["apply", str(p.spec_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error: feature 'g' cannot run on this Ray cluster: it needs 1 GPU per worker, and the Ray cluster " \
+        "has 0 GPU" in err, err
+
+
+def test_engine_options_are_validated_with_the_spec(tmp_path):
+    from featurekit.errors import SpecError
+    p = project(tmp_path, {"n": {"extractor": "text.length", "inputs": {"text": "q"}}}, rows_of(range(3)),
+                {"kind": "geneva", "concurency": 2})
+    with pytest.raises(SpecError, match="concurency"):
+        p.project()
