@@ -51,10 +51,11 @@ class LinearProbe(Trainer):
         dim = shape[-1] if self.params.pool == "mean" or len(shape) == 1 else int(torch.tensor(shape).prod())
         model = torch.nn.Linear(dim, len(labels))
         opt = torch.optim.AdamW(model.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
-        run.set_total(self.params.steps)
+        steps = run.steps or self.params.steps  # seconds of work: --resume simply trains again
+        run.set_total(steps)
         step, epoch, loss = 0, 0, float("nan")
         counts = torch.zeros(len(labels))
-        while step < self.params.steps:
+        while step < steps:
             loader = run.loader(batch_size=self.params.batch_size, epoch=epoch, drop_last=False)
             for batch in loader:
                 started = time.perf_counter()
@@ -69,7 +70,7 @@ class LinearProbe(Trainer):
                 step += 1
                 loss = float(loss_t)
                 run.log(step, loss=loss, lr=self.params.lr, samples_per_s=len(y) / (time.perf_counter() - started))
-                if step >= self.params.steps:
+                if step >= steps:
                     break
             epoch += 1
         torch.save({"state": model.state_dict(), "labels": labels, "majority": labels[int(counts.argmax())],

@@ -1,0 +1,120 @@
+"""featurekit train / eval through a recipe: the run folder, the manifest, metrics, eval files.
+The built-in linear_probe trainer keeps these fast; the qlora trainer has its own tests."""
+import json
+
+import pyarrow as pa
+import pytest
+
+import featurekit
+from conftest import registry_with
+
+torch = pytest.importorskip("torch")
+
+SPEC = """\
+featurekit: 1
+name: probe
+table: {db: data, name: t}
+source: {format: jsonl, path: "raw/*.jsonl", key: id}
+features:
+  emb:
+    extractor: acme.embed
+    inputs: {text: question}
+slices:
+  all_rows:
+    split: {by: id, seed: 0, fractions: {train: 0.7, val: 0.3}}
+recipes:
+  probe:
+    trainer: linear_probe
+    slice: all_rows
+    split: train
+    columns: {features: emb, label: answer}
+    params: {steps: 60, lr: 0.2, batch_size: 16}
+    output: runs/probe
+    eval: {split: val}
+"""
+
+
+class Embed(featurekit.Extractor):
+    """A row's [2, 4] matrix that carries its label: a probe can learn it."""
+
+    name = "acme.embed"
+    inputs = {"text": "string"}
+
+    def output_type(self):
+        return pa.list_(pa.float32(), 8)
+
+    def output_metadata(self):
+        return {"shape": "[2, 4]"}
+
+    def __call__(self, batch):
+        out = []
+        for q in batch.column("text").to_pylist():
+            color = ["red", "green", "blue"].index(q.split()[-1])
+            out.append([1.0 if k == color else 0.0 for k in range(4)] * 2)
+        return pa.array(out, pa.list_(pa.float32(), 8))
+
+
+@pytest.fixture
+def trained(tmp_path, run_cli, monkeypatch):
+    import featurekit.registry
+    reg = registry_with(Embed)
+    monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
+    (tmp_path / "raw").mkdir()
+    colors = ["red", "green", "blue"]
+    rows = [{"id": i, "question": f"what color is {colors[i % 3]}", "answer": colors[i % 3]} for i in range(90)]
+    (tmp_path / "raw" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    assert run_cli("apply", "-q", "spec.yaml", cwd=tmp_path)[0] == 0
+    return tmp_path
+
+
+def test_train_writes_a_run_folder_with_a_manifest_that_names_its_inputs(trained, run_cli):
+    code, out, err = run_cli("train", "spec.yaml", "--recipe", "probe", "-q")
+    assert code == 0, err
+    latest = (trained / "runs" / "probe" / "LATEST").read_text().strip()
+    run = trained / "runs" / "probe" / latest
+    assert out.startswith(f"trained probe: {run.relative_to(trained)}")
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 61))
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    manifest = json.loads((run / "manifest.json").read_text())
+    import lance
+    ds = lance.dataset(str(trained / "data" / "t.lance"))
+    assert manifest["status"] == "finished" and manifest["table"]["version"] == ds.version
+    assert manifest["columns"]["features"]["fingerprint"] == \
+        ds.schema.field("emb").metadata[b"featurekit.fingerprint"].decode()
+    assert manifest["slice"]["fingerprint"] == ds.schema.field("all_rows").metadata[b"featurekit.fingerprint"].decode()
+    assert manifest["slice"]["split"] == "train" and manifest["seed"] == 0
+    assert manifest["spec"]["sha256"] and manifest["final_loss"] == metrics[-1]["loss"]
+
+
+def test_eval_compares_base_and_tuned_on_the_eval_split(trained, run_cli):
+    run_cli("train", "spec.yaml", "--recipe", "probe", "-q", cwd=trained)
+    code, out, err = run_cli("eval", "spec.yaml", "--recipe", "probe", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["metrics"]["tuned"]["accuracy"] == 1.0 > result["metrics"]["base"]["accuracy"]
+    folder = trained / "runs" / "probe" / (trained / "runs" / "probe" / "LATEST").read_text().strip()
+    predictions = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    import lance
+    val = lance.dataset(str(trained / "data" / "t.lance")).to_table(filter="all_rows = 'val'", columns=["id"])
+    assert sorted(p["key"] for p in predictions) == sorted(val.column("id").to_pylist())
+    assert json.loads((folder / "eval.json").read_text())["split"] == "val"
+
+
+def test_a_recipe_reading_stale_columns_is_refused(trained, run_cli):
+    (trained / "spec.yaml").write_text(SPEC.replace("seed: 0, fractions", "seed: 1, fractions"))
+    code, out, err = run_cli("train", "spec.yaml", "--recipe", "probe", cwd=trained)
+    assert code == 1
+    assert "recipe 'probe' reads columns that are not up to date (all_rows: recompute (split changed" in err
+    assert "run 'featurekit apply' first" in err
+
+
+def test_resume_continues_the_newest_run(trained, run_cli):
+    run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--steps", "5", cwd=trained)
+    code, out, err = run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--resume")
+    assert code == 0, err
+    folder = trained / "runs" / "probe" / (trained / "runs" / "probe" / "LATEST").read_text().strip()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["resumes"]) == 1
