@@ -12,5 +12,7 @@ from featurekit_qwen.tiny import build_tiny_qwen
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--init-std", type=float, default=0.2,
+                        help="language model init std: 0.2 lets LoRA on a tiny model learn (the real config: 0.02)")
     args = parser.parse_args()
-    print(f"wrote {build_tiny_qwen(args.folder)}")
+    print(f"wrote {build_tiny_qwen(args.folder, initializer_range=args.init_std)} (tiny and random: for the plumbing)")

@@ -227,6 +227,8 @@ def train(spec, recipe, resume, steps, quiet):
     result = run_train(load_spec(spec), recipe, resume=resume, steps=steps, quiet=quiet)
     loss = result.metrics.get("loss")
     click.echo(f"trained {recipe}: {result.run_dir}" + (f" (final loss {loss:.4f})" if isinstance(loss, float) else ""))
+    if result.manifest.get("model_note"):
+        click.echo(f"model: {result.manifest['model_note']}")
 
 
 @cli.command("eval", epilog="Example: featurekit eval specs/textvqa-qwen.yaml --recipe qlora --limit 50")

@@ -246,6 +246,19 @@ def find_run(project: Project, recipe: Recipe, run: str | Path | None) -> Path |
     return (latest.parent / latest.read_text().strip()) if latest.exists() else None
 
 
+def model_note(recipe: Recipe) -> str | None:
+    """What a model folder says about itself (``featurekit_note`` in its config.json), e.g. that
+    it is a tiny random model: every output naming it repeats that."""
+    model = getattr(recipe.runtime_params, "model", None)
+    path = Path(model) / "config.json" if isinstance(model, str) else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("featurekit_note")
+    except (OSError, ValueError):
+        return None
+
+
 # -- train ----------------------------------------------------------------------------------
 
 @dataclass
@@ -309,6 +322,7 @@ def _manifest(project: Project, recipe: Recipe, ds, seed: int, columns: dict[str
                         "type": str(c.type), "shape": c.shape} for k, c in columns.items()},
         "features": {c.feature: feats[c.feature].fingerprint for c in columns.values() if c.feature in feats},
         "seed": seed, "software": software(project.registry), **who(), "run_dir": str(run_dir),
+        "model_note": model_note(recipe),
         "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if previous is not None:
@@ -355,6 +369,7 @@ class EvalResult:
     out_dir: Path
     metrics: dict[str, Any]
     predictions: int
+    note: str | None = None
 
 
 def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = None, limit: int | None = None,
@@ -386,14 +401,14 @@ def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = Non
     metrics = result.get("metrics", {})
     predictions = result.get("predictions", [])
     (out_dir / "eval.json").write_text(json.dumps({
-        "recipe": recipe.name, "split": recipe.spec.eval.split, "table_version": version, "limit": limit,
+        "recipe": recipe.name, "model_note": model_note(recipe), "split": recipe.spec.eval.split, "table_version": version, "limit": limit,
         "run": str(run_dir) if run_dir else None, "metrics": metrics, **{k: v for k, v in result.items()
                                                                           if k not in ("metrics", "predictions")}},
         indent=2, default=str))
     with open(out_dir / "predictions.jsonl", "w") as fh:
         for p in predictions:
             fh.write(json.dumps(p, default=str) + "\n")
-    return EvalResult(run_dir, out_dir, metrics, len(predictions))
+    return EvalResult(run_dir, out_dir, metrics, len(predictions), model_note(recipe))
 
 
 def render_eval(result: EvalResult) -> str:
@@ -409,4 +424,6 @@ def render_eval(result: EvalResult) -> str:
         lines.append(f"{n:<{width}}  " + "  ".join(cells))
     where = result.out_dir / "eval.json"
     lines.append(f"written: {where} and predictions.jsonl ({result.predictions} rows)")
+    if result.note:
+        lines.append(f"model: {result.note}")
     return "\n".join(lines)

@@ -68,7 +68,7 @@ class LinearProbe(Trainer):
                 loss_t.backward()
                 opt.step()
                 step += 1
-                loss = float(loss_t)
+                loss = float(loss_t.detach())
                 run.log(step, loss=loss, lr=self.params.lr, samples_per_s=len(y) / (time.perf_counter() - started))
                 if step >= steps:
                     break
@@ -91,7 +91,7 @@ class LinearProbe(Trainer):
             tuned = [None] * len(truth)
             if model is not None:
                 with torch.no_grad():
-                    scores = model(self._vector(torch.as_tensor(batch["features"])))
+                    scores = model(self._vector(torch.tensor(batch["features"])))
                 tuned = [saved["labels"][i] for i in scores.argmax(dim=1).tolist()]
             for key, t, b, p in zip(batch["key"], truth, base, tuned):
                 right_base += b == t

@@ -11,6 +11,7 @@ This module imports torch and transformers at the top: import it inside function
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -138,13 +139,25 @@ def add_lora(model, *, r: int, alpha: float, dropout: float, target_modules: Seq
     from peft import LoraConfig, get_peft_model
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
                         target_modules=lora_target_pattern(target_modules))
-    return get_peft_model(model, config)
+    with _quiet_peft():
+        return get_peft_model(model, config)
 
 
 def load_adapter(model, folder, *, trainable: bool = False):
     """`model` with the adapter saved in `folder` (by `save_pretrained`)."""
     from peft import PeftModel
-    return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """peft 0.21 calls a transformers property that v5 deprecated: a FutureWarning on every
+    run that users can do nothing about. Silenced here only, not process-wide."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def enable_activation_checkpointing(model) -> None:

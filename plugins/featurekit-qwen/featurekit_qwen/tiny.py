@@ -28,6 +28,9 @@ def tokenizer_files() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
 
 
+TINY_NOTE = "tiny random Qwen2.5-VL-architecture model (not Qwen's weights): numbers show the plumbing, not quality"
+
+
 def build_tiny_qwen(folder: str | Path, seed: int = 0, initializer_range: float | None = None) -> Path:
     """Write config, weights, tokenizer and chat template of a tiny Qwen2.5-VL to `folder`.
 
@@ -46,6 +49,8 @@ def build_tiny_qwen(folder: str | Path, seed: int = 0, initializer_range: float 
                               image_token_id=151655, video_token_id=151656,
                               vision_start_token_id=151652, vision_end_token_id=151653)
     Qwen2_5_VLForConditionalGeneration(config).save_pretrained(folder)
+    path = folder / "config.json"  # every output that names this model says what it is
+    path.write_text(json.dumps({**json.loads(path.read_text()), "featurekit_note": TINY_NOTE}, indent=2))
     for f in tokenizer_files().iterdir():
         shutil.copy(f, folder / f.name)
     (folder / "chat_template.json").write_text(json.dumps({"chat_template": QWEN25_VL_CHAT_TEMPLATE}))
