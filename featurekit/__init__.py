@@ -8,16 +8,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-import os as _os
-
-# Lance logs a warning on every DataReplacement commit (the way featurekit fills columns).
-_os.environ.setdefault("LANCE_LOG", "error")
-
-from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError  # noqa: E402
-from .extractor import Extractor, Resources  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
-from .source import Source  # noqa: E402
-from .trainer import Trainer  # noqa: E402
+from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError
+from .extractor import Extractor, Resources
+from .hookspecs import hookimpl
+from .source import Source
+from .trainer import Trainer
 
 _API = ("apply", "load_spec", "plan", "status", "slice")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engine import Reporter, RunResult
-from .errors import RunError, UsageError
+from .errors import FeaturekitError, RunError, UsageError
 from .ingest import prepare_ingest, remember_in_sync
 from .lifetime import disk_full
 from .loader import load_document
@@ -14,31 +14,45 @@ from .lock import table_lock
 from .planner import Plan, build_plan
 from .registry import Registry, default_registry
 from .resolve import Project, resolve, table_uri
-from .table import open_dataset
+from .store import TableRef, check_new_tag, create_tag, ensure_branch, open_dataset, require_dataset, table_ref
+from .store import with_branch as _with_branch
 
 
-def load_spec(path: str | Path, *, registry: Registry | None = None) -> Project:
-    """Parse, validate and resolve a spec; raises `SpecError` listing every problem."""
+def load_spec(path: str | Path, *, registry: Registry | None = None, branch: str | None = None) -> Project:
+    """Parse, validate and resolve a spec; raises `SpecError` listing every problem.
+    `branch`: read and apply onto that Lance branch of the table (overrides `table.branch`)."""
     path = Path(path)
     doc = load_document(path)
     registry = registry or default_registry()
-    schema = _peek_schema(doc, path)
-    return resolve(doc, registry, path, schema)
+    schema = _peek_schema(doc, path, branch)
+    return _with_branch(resolve(doc, registry, path, schema), branch)
 
 
-def _peek_schema(doc, path: Path):
+def _peek_schema(doc, path: Path, branch: str | None = None):
+    """The table's schema (columns the spec may name), before the spec is validated: a
+    spec that does not say where its table is, or cannot reach it yet, resolves without."""
     data = doc.data if isinstance(doc.data, dict) else {}
     table = data.get("table")
     if not (isinstance(table, dict) and isinstance(table.get("db"), str) and isinstance(table.get("name"), str)):
         return None
     from .spec import Spec, TableSpec
     uri = table_uri(Spec.model_construct(table=TableSpec.model_construct(db=table["db"], name=table["name"])), path.parent)
-    ds = open_dataset(uri)
+    options = table.get("storage_options")
+    options = tuple(sorted((str(k), str(v)) for k, v in options.items())) if isinstance(options, dict) else ()
+    branch = branch or (table.get("branch") if isinstance(table.get("branch"), str) else None)
+    ref = TableRef(uri, options, None)
+    try:
+        ds = open_dataset(ref.on(branch)) if branch else None
+        ds = open_dataset(ref) if ds is None else ds
+    except FeaturekitError:  # e.g. an unset environment variable: reported when the table is used
+        return None
     return ds.schema if ds is not None else None
 
 
-def _project(spec: str | Path | Project, registry: Registry | None) -> Project:
-    return spec if isinstance(spec, Project) else load_spec(spec, registry=registry)
+def _project(spec: str | Path | Project, registry: Registry | None, branch: str | None = None) -> Project:
+    if isinstance(spec, Project):
+        return _with_branch(spec, branch)
+    return load_spec(spec, registry=registry, branch=branch)
 
 
 def _selection(project: Project, select: Iterable[str] | None) -> set[str] | None:
@@ -47,10 +61,14 @@ def _selection(project: Project, select: Iterable[str] | None) -> set[str] | Non
 
 
 def plan(spec: str | Path | Project, *, select: Iterable[str] | None = None, tier: int | None = None,
-         prune: bool = False, registry: Registry | None = None) -> Plan:
-    """What `apply` would do, and why. Reads the source only if its files changed."""
-    project = _project(spec, registry)
-    ds = open_dataset(project.table_uri)
+         prune: bool = False, registry: Registry | None = None, branch: str | None = None) -> Plan:
+    """What `apply` would do, and why. Reads the source only if its files changed. On a
+    branch that does not exist yet: what apply would do on a new branch from main."""
+    project = _project(spec, registry, branch)
+    ref = table_ref(project)
+    ds = open_dataset(ref)
+    if ds is None and ref.branch:
+        ds = open_dataset(ref.main)
     return build_plan(project, ds, prepare_ingest(project, ds, prune=prune), selected=_selection(project, select),
                       max_tier=tier, prune=prune)
 
@@ -59,6 +77,10 @@ def plan(spec: str | Path | Project, *, select: Iterable[str] | None = None, tie
 class ApplyResult:
     plan: Plan
     run: RunResult | None
+    branch: str | None = None      # the Lance branch applied onto (None: main)
+    branch_created: bool = False   # this apply created the branch from main's current version
+    tag: str | None = None         # `tag=`: the tag made, naming `tagged_version`
+    tagged_version: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,28 +89,45 @@ class ApplyResult:
 
 def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iterable[str] | None = None,
           tier: int | None = None, dry_run: bool = False, prune: bool = False,
-          reporter: Reporter | None = None, registry: Registry | None = None) -> ApplyResult:
+          reporter: Reporter | None = None, registry: Registry | None = None, branch: str | None = None,
+          tag: str | None = None) -> ApplyResult:
     """Ingest the source and run the plan; `dry_run` only plans. Failed rows are recorded,
-    and `ApplyResult.ok` is False when a feature exceeded its failure threshold."""
-    project = _project(spec, registry)
-    if project.deferred and open_dataset(project.table_uri) is None:
+    and `ApplyResult.ok` is False when a feature exceeded its failure threshold.
+
+    `branch`: apply onto that Lance branch, created from main's current version when it does
+    not exist; main and its readers are untouched. `tag`: tag the version the apply leaves
+    (the one it produced, or the current one when there was nothing to do)."""
+    project = _project(spec, registry, branch)
+    ref = table_ref(project)
+    if project.deferred and open_dataset(ref.main) is None:
         raise UsageError("; ".join(p.message.split(":")[0] for p in project.deferred) + ": nothing to apply yet")
     selected = _selection(project, select)
+    if tag is not None:
+        check_new_tag(ref, tag)  # before anything is written
     if dry_run:
-        return ApplyResult(plan(project, select=select, tier=tier, prune=prune), None)
-    with table_lock(project.table_uri):  # plan and run under one lock: the plan stays true
-        ds = open_dataset(project.table_uri)
+        return ApplyResult(plan(project, select=select, tier=tier, prune=prune), None, ref.branch)
+    with table_lock(ref):  # plan and run under one lock: the plan stays true
+        ds, created = ensure_branch(ref)
+        if ds is None and ref.branch:
+            raise UsageError(f"{ref.uri} does not exist yet, so it cannot have branch {ref.branch!r}; "
+                             "run apply without --branch first")
         prepared = prepare_ingest(project, ds, prune=prune)
         the_plan = build_plan(project, ds, prepared, selected=selected, max_tier=tier, prune=prune)
+        result = ApplyResult(the_plan, None, ref.branch, created)
         if the_plan.is_noop:
             remember_in_sync(project, ds, prepared)  # a source read and found in sync: no version
-            return ApplyResult(the_plan, None)
-        if prepared is not None:
-            prepared.check()  # source.on_change: error refuses before anything is written
-        run = _run(project, the_plan, prepared, engine, reporter)
-        if run.version_after == the_plan.table_version:  # e.g. retries that failed again
-            remember_in_sync(project, ds, prepared)
-        return ApplyResult(the_plan, run)
+        else:
+            if prepared is not None:
+                prepared.check()  # source.on_change: error refuses before anything is written
+            result.run = _run(project, the_plan, prepared, engine, reporter)
+            if result.run.version_after == the_plan.table_version:  # e.g. retries that failed again
+                remember_in_sync(project, ds, prepared)
+        if tag is not None and result.ok:
+            latest = open_dataset(ref)
+            if latest is not None:
+                create_tag(ref, tag, latest.version)
+                result.tag, result.tagged_version = tag, latest.version
+        return result
 
 
 def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporter: Reporter | None) -> RunResult:
@@ -109,21 +148,39 @@ def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporte
         raise
 
 
-def status(spec: str | Path | Project, *, registry: Registry | None = None, errors: int = 3):
+def status(spec: str | Path | Project, *, registry: Registry | None = None, errors: int = 3,
+           branch: str | None = None):
     """Per feature: fresh or stale, rows computed, failed (first errors), pending, outside its
     `only:` slice; per slice: rows per split. See `featurekit.status.Status`."""
     from .overview import table_status
-    return table_status(_project(spec, registry), errors=errors)
+    project = _project(spec, registry, branch)
+    if table_ref(project).branch:
+        require_dataset(table_ref(project))  # a branch that does not exist is an error, not "new"
+    return table_status(project, errors=errors)
 
 
-def slice(spec: str | Path | Project, name: str, *, registry: Registry | None = None):  # noqa: A001
+def slice(spec: str | Path | Project, name: str, *, registry: Registry | None = None,  # noqa: A001
+          branch: str | None = None):
     """A stored slice: rows per split, rows removed by each step, duplicate groups, leaks, the
     change made by the last apply; `.keys(split)` lists a split's row keys."""
     from .curation.report import build_report
-    project = _project(spec, registry)
+    project = _project(spec, registry, branch)
     if name not in project.slices:
         raise UsageError(f"unknown slice {name!r}; slices: {', '.join(project.slices) or '(none defined)'}")
-    ds = open_dataset(project.table_uri)
-    if ds is None:
-        raise RunError(f"table {project.table_uri} does not exist yet; run 'featurekit apply'")
-    return build_report(project, name, ds)
+    return build_report(project, name, require_dataset(table_ref(project)))
+
+
+def sample(spec: str | Path | Project, rows: int, *, select: Iterable[str] | None = None, tier: int | None = None,
+           registry: Registry | None = None, branch: str | None = None):
+    """Run each feature the apply would compute on `rows` sample rows, commit nothing, and
+    estimate the real apply's time and storage. See `featurekit.sample.SampleReport`."""
+    from .sample import sample_run
+    project = _project(spec, registry, branch)
+    return sample_run(project, plan(project, select=select, tier=tier), rows)
+
+
+def branches(spec: str | Path | Project, *, registry: Registry | None = None):
+    """The table's Lance branches: base version, latest version, and the features and slices
+    whose fingerprints differ from main. See `featurekit.branches.BranchReport`."""
+    from .branches import branch_report
+    return branch_report(_project(spec, registry))

@@ -91,9 +91,11 @@ class BatchReader:
 
     def __init__(self, uri: str, version: int, columns: list[ColumnRead], row_ids: np.ndarray,
                  addresses: np.ndarray, *, pin_memory: bool = False, shared_memory: bool = False,
-                 pool_size: int = 0, scalars: dict[str, np.ndarray] | None = None):
-        self.uri = uri
+                 pool_size: int = 0, scalars: dict[str, np.ndarray] | None = None,
+                 storage_options: dict[str, str] | None = None):
+        self.uri = uri                  # the dataset's root (a branch's root on a branch)
         self.version = version
+        self.storage_options = storage_options  # an object store's: workers reopen the table with them
         self.columns = columns
         self.row_ids = row_ids          # for Lance take (== addresses unless stable row ids)
         self.addresses = addresses      # for the direct reads
@@ -135,7 +137,7 @@ class BatchReader:
         with self._lock:
             if self._ds is None:
                 import lance
-                self._ds = lance.dataset(self.uri, version=self.version)
+                self._ds = lance.dataset(self.uri, version=self.version, storage_options=self.storage_options)
             return self._ds
 
     def _fd(self, column: int, file: int) -> int:

@@ -50,6 +50,7 @@ class BenchResult:
     row_bytes: int
     measures: list[Measure]
     shuffle: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)   # reader -> why it did not run
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -67,6 +68,8 @@ class BenchResult:
             ratio = f"{base / m.rows_per_s:.1f}x" if m.rows_per_s and base and m.name != "featurekit shuffled" else ""
             lines.append(f"  {m.name:<34} {m.rows_per_s:>9,.0f} {m.gb_per_s:>7.2f} {ratio:>20}"
                          + (f"  {m.note}" if m.note else ""))
+        for name, why in self.skipped.items():
+            lines.append(f"  {name:<34} skipped: {why}")
         if self.shuffle:
             q = self.shuffle
             lines.append(f"shuffle quality: correlation of epoch and storage position {q['correlation']:+.3f}; "
@@ -232,17 +235,22 @@ def bench_columns(project, recipe: str | None, columns: Sequence[str] | None, sc
 
 def bench(spec: Any, *, recipe: str | None = None, columns: Sequence[str] | None = None, rows: int = 512,
           batch_size: int = 16, seed: int = 0, progress: Progress | None = None, registry=None,
-          parquet_row_group: int = 1, parquet_rows: int = 64, workdir: str | None = None) -> BenchResult:
+          parquet_row_group: int = 1, parquet_rows: int = 64, workdir: str | None = None,
+          branch: str | None = None) -> BenchResult:
     """Measure the readers on `rows` rows sampled from the recipe's split (or the table)."""
     from .dataloader import DataLoader, _open, dataloader
     from .errors import UsageError
     from .resolve import Project
+    from .store import table_ref, with_branch
     if isinstance(spec, Project):
         project = spec
     else:
         from .api import load_spec
         project = load_spec(Path(spec), registry=registry)
-    ds = _open(project.table_uri, None)
+    project = with_branch(project, branch)
+    ref = table_ref(project)
+    pin = project.spec.recipes[recipe].table if recipe in project.spec.recipes else None
+    ds = _open(ref, pin.pin if pin is not None else None)
     cols = bench_columns(project, recipe, columns, ds.schema)
     every = dataloader(project, recipe=recipe, columns=cols, version=ds.version) if recipe else \
         DataLoader(ds, columns=cols)
@@ -262,12 +270,13 @@ def bench(spec: Any, *, recipe: str | None = None, columns: Sequence[str] | None
     row_bytes = batch_bytes(shuffled._reader.read(np.arange(1)))
     out = [measure(STAGES[0], shuffled, row_bytes, n, progress),
            measure(STAGES[1], sequential, row_bytes, n, progress)]
-    import lancedb
-    db = project.table_uri[:-len(project.spec.table.name + ".lance")].rstrip("/")
-    table = lancedb.connect(db).open_table(project.spec.table.name)
-    table.checkout(ds.version)
-    out.append(measure(STAGES[2], permutation_batches(table, sample_ids[position], list(cols.values()), batch_size,
-                                                      shapes), row_bytes, n, progress))
+    skipped: dict[str, str] = {}
+    table, why = lancedb_table(project, ref, ds.version)
+    if table is None:
+        skipped[STAGES[2]] = why
+    else:
+        out.append(measure(STAGES[2], permutation_batches(table, sample_ids[position], list(cols.values()),
+                                                          batch_size, shapes), row_bytes, n, progress))
     with tempfile.TemporaryDirectory(prefix="featurekit-bench-", dir=workdir) as tmp:
         # pyarrow decodes fixed-size lists from Parquet at ~20 rows/s of 1.6 MB: a subset suffices
         m = min(n, parquet_rows)
@@ -283,5 +292,20 @@ def bench(spec: Any, *, recipe: str | None = None, columns: Sequence[str] | None
         note = "" if covered >= row_bytes * 0.99 else f"covers {covered / row_bytes:.0%} of a row's bytes"
         out.append(measure(STAGES[4], pread_batches(plain, order_addr, batch_size, threads=shuffled.threads),
                            covered, n, progress, note=note))
-    return BenchResult(table=project.table_uri, version=ds.version, columns=cols, rows=n, batch_size=batch_size,
-                       row_bytes=row_bytes, measures=out, shuffle=shuffled.shuffle_quality())
+    return BenchResult(table=str(ref), version=ds.version, columns=cols, rows=n, batch_size=batch_size,
+                       row_bytes=row_bytes, measures=out, shuffle=shuffled.shuffle_quality(), skipped=skipped)
+
+
+def lancedb_table(project, ref, version: int):
+    """(the table as LanceDB opens it, at `version`, or None, and why not). lancedb is only
+    needed here: ``pip install 'featurekit[bench]'``."""
+    if ref.branch is not None:
+        return None, "LanceDB 0.40 opens a table's main line only, not a branch"
+    try:
+        import lancedb
+    except ImportError:
+        return None, "lancedb is not installed (pip install 'featurekit[bench]')"
+    db = ref.uri[:-len(project.spec.table.name + ".lance")].rstrip("/")
+    table = lancedb.connect(db, storage_options=ref.storage_options).open_table(project.spec.table.name)
+    table.checkout(version)
+    return table, ""

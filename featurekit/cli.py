@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -54,6 +55,8 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable ou
 SELECT = click.option("--select", "-s", multiple=True, metavar="NAMES",
                       help="Only these features: 'a,b', '+a' (with ancestors), 'a+' (with descendants).")
 TIER = click.option("--tier", type=click.IntRange(1, 3), help="Only tiers up to N (1 cheap text, 2 image, 3 model).")
+BRANCH = click.option("--branch", "-b", metavar="NAME",
+                      help="A Lance branch of the table instead of its main line (overrides table.branch).")
 
 
 @cli.command(epilog="Example: featurekit validate specs/*.yaml")
@@ -92,7 +95,8 @@ def validate(specs, strict):
 @click.option("--prune", is_flag=True, help="Show orphaned columns as dropped.")
 @click.option("--against", metavar="REV", help="Instead: compare the spec as committed at this git revision "
               "with the working copy (touches no data).")
-def plan(spec, as_json, select, tier, prune, against):
+@BRANCH
+def plan(spec, as_json, select, tier, prune, against, branch):
     """Show what apply would do per feature, and why: new, stale (what changed), rows to fill."""
     if against:
         from .history import diff
@@ -100,7 +104,7 @@ def plan(spec, as_json, select, tier, prune, against):
         click.echo(d.to_json() if as_json else d.render())
         return
     from .api import plan as make_plan
-    p = make_plan(spec, select=select, tier=tier, prune=prune)
+    p = make_plan(spec, select=select, tier=tier, prune=prune, branch=branch)
     click.echo(p.to_json() if as_json else p.render())
 
 
@@ -122,12 +126,13 @@ def diff_(spec, rev1, rev2, as_json):
 @cli.command("log", epilog="Example: featurekit log specs/textvqa.yaml --json")
 @SPEC
 @JSON
-def log_(spec, as_json):
+@BRANCH
+def log_(spec, as_json, branch):
     """The applies that changed the table, newest first: when, Lance versions, the spec's git
     commit (and whether it was modified), who, and what was computed."""
     from .api import load_spec
     from .history import log_entries, render_log
-    entries = log_entries(load_spec(spec))
+    entries = log_entries(load_spec(spec, branch=branch))
     click.echo(json.dumps(entries, indent=2) if as_json else render_log(entries))
 
 
@@ -139,8 +144,24 @@ def log_(spec, as_json):
 @click.option("--dry-run", is_flag=True, help="Plan only; write nothing.")
 @click.option("--prune", is_flag=True, help="Drop columns of features no longer in the spec.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary and errors.")
-def apply(spec, select, tier, engine, dry_run, prune, quiet):
-    """Ingest the source and compute every feature that is new or stale; commit to Lance."""
+@BRANCH
+@click.option("--tag", metavar="NAME", help="Tag the table version this apply leaves (Lance tag; recipes can pin it).")
+@click.option("--sample", type=click.IntRange(1, 1 << 20), metavar="N",
+              help="Instead: run each feature on N sample rows, commit nothing, and estimate the real apply's "
+                   "time and storage.")
+def apply(spec, select, tier, engine, dry_run, prune, quiet, branch, tag, sample):
+    """Ingest the source and compute every feature that is new or stale; commit to Lance.
+
+    With --branch NAME, apply onto that Lance branch (created from main's current version
+    when it does not exist): main and its readers are untouched.
+    """
+    if sample is not None:
+        if dry_run or tag or prune or engine:
+            raise UsageError("--sample runs nothing for real: it does not combine with --dry-run, --tag, "
+                             "--prune or --engine")
+        from .api import sample as run_sample
+        click.echo(run_sample(spec, sample, select=select, tier=tier, branch=branch).render())
+        return
     from .api import apply as run_apply
     from .lifetime import stop_on_signals
     from .progress import make_reporter
@@ -148,14 +169,19 @@ def apply(spec, select, tier, engine, dry_run, prune, quiet):
     reporter = make_reporter(quiet=quiet)
     with stop_on_signals():  # SIGTERM (docker stop, systemd) stops the run like Ctrl-C
         result = run_apply(spec, engine=engine, select=select, tier=tier, dry_run=dry_run, prune=prune,
-                           reporter=reporter)
+                           reporter=reporter, branch=branch, tag=tag)
     reporter.close()
+    notes = _apply_notes(result)
     if dry_run or result.run is None:
-        if not (quiet and result.run is None and result.plan.is_noop):  # -q: silence when nothing changed
+        if not (quiet and result.run is None and result.plan.is_noop and not notes):  # -q: silence when nothing changed
             click.echo(result.plan.render())
+        for line in notes:
+            click.echo(line)
         return
     from .progress import render_summary
     click.echo(render_summary(result, time.perf_counter() - started))
+    for line in notes:
+        click.echo(line)
     if not result.ok:
         for run in result.run.features.values():
             if run.error:
@@ -163,14 +189,25 @@ def apply(spec, select, tier, engine, dry_run, prune, quiet):
         sys.exit(int(ExitCode.RUN_FAILED))
 
 
+def _apply_notes(result) -> list[str]:
+    notes = []
+    if result.branch_created:
+        notes.append(f"created branch {result.branch} from main version {result.plan.table_version}")
+    if result.tag:
+        where = f" of branch {result.branch}" if result.branch else ""
+        notes.append(f"tagged version {result.tagged_version}{where} as {result.tag}")
+    return notes
+
+
 @cli.command(epilog="Example: featurekit status specs/textvqa.yaml --json")
 @SPEC
 @JSON
-def status(spec, as_json):
+@BRANCH
+def status(spec, as_json, branch):
     """Per feature: fresh or stale, rows computed, failed (first errors), pending; Lance versions."""
     from .api import status as get_status
     from .progress import render_status
-    s = get_status(spec)
+    s = get_status(spec, branch=branch)
     click.echo(json.dumps(s.to_dict(), indent=2, default=str) if as_json else render_status(s))
 
 
@@ -184,11 +221,12 @@ def status(spec, as_json):
 @click.option("--gallery", type=click.Path(dir_okay=False), metavar="FILE.html",
               help="Write one static HTML page: sample rows per split, the largest duplicate groups side by side.")
 @click.option("--groups", default=5, show_default=True, help="Duplicate groups and leaks to show.")
-def slice_(spec, name, as_json, keys_split, gallery, groups):
+@BRANCH
+def slice_(spec, name, as_json, keys_split, gallery, groups, branch):
     """A slice's rows per split, rows removed by each step, duplicate groups, leaks across
     splits, and what the last apply changed. Reads the table; computes nothing."""
     from .api import slice as get_slice
-    report = get_slice(spec, name)
+    report = get_slice(spec, name, branch=branch)
     if keys_split is not None:
         try:
             keys = report.keys(keys_split)
@@ -199,7 +237,7 @@ def slice_(spec, name, as_json, keys_split, gallery, groups):
     if gallery:
         from .api import load_spec
         from .curation.gallery import write_gallery
-        path = write_gallery(load_spec(spec), report, gallery)
+        path = write_gallery(load_spec(spec, branch=branch), report, gallery)
         click.echo(f"wrote {path}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
@@ -215,7 +253,8 @@ def slice_(spec, name, as_json, keys_split, gallery, groups):
 @click.option("--resume", is_flag=True, help="Continue the newest run of this recipe from its last checkpoint.")
 @click.option("--steps", type=click.IntRange(1), help="Stop after this many optimizer steps (overrides params).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary.")
-def train(spec, recipe, resume, steps, quiet):
+@BRANCH
+def train(spec, recipe, resume, steps, quiet, branch):
     """Train a recipe from the materialized columns (the vision tower is never run).
 
     Writes a run folder under the recipe's output: the trainer's checkpoints and model,
@@ -224,7 +263,7 @@ def train(spec, recipe, resume, steps, quiet):
     """
     from .api import load_spec
     from .training import train as run_train
-    result = run_train(load_spec(spec), recipe, resume=resume, steps=steps, quiet=quiet)
+    result = run_train(load_spec(spec, branch=branch), recipe, resume=resume, steps=steps, quiet=quiet)
     loss = result.metrics.get("loss")
     click.echo(f"trained {recipe}: {result.run_dir}" + (f" (final loss {loss:.4f})" if isinstance(loss, float) else ""))
     if result.manifest.get("model_note"):
@@ -238,12 +277,13 @@ def train(spec, recipe, resume, steps, quiet):
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many rows.")
 @click.option("--base-only", is_flag=True, help="Evaluate the base model only.")
 @JSON
-def eval_(spec, recipe, run_dir, limit, base_only, as_json):
+@BRANCH
+def eval_(spec, recipe, run_dir, limit, base_only, as_json, branch):
     """Evaluate the base and the tuned model on the recipe's eval split; write eval.json and
     predictions.jsonl into the run folder, print the table."""
     from .api import load_spec
     from .training import evaluate, render_eval
-    result = evaluate(load_spec(spec), recipe, run=run_dir, limit=limit, base_only=base_only)
+    result = evaluate(load_spec(spec, branch=branch), recipe, run=run_dir, limit=limit, base_only=base_only)
     if as_json:
         click.echo(json.dumps({"metrics": result.metrics, "out": str(result.out_dir)}, indent=2))
     else:
@@ -269,7 +309,8 @@ def graph(spec, fmt):
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress.")
 @JSON
-def bench(spec, recipe, columns, rows, batch_size, quiet, as_json):
+@BRANCH
+def bench(spec, recipe, columns, rows, batch_size, quiet, as_json, branch):
     """Read throughput (rows/s, GB/s) of training columns on your table: featurekit's loader shuffled and
     sequential, a shuffled LanceDB Permutation, a Parquet copy (temporary) and the page-cache ceiling."""
     from .bench import STAGES
@@ -280,10 +321,21 @@ def bench(spec, recipe, columns, rows, batch_size, quiet, as_json):
     progress = StageProgress(rows * len(STAGES), quiet=quiet or as_json)
     try:
         result = run_bench(spec, recipe=recipe, columns=[c.strip() for c in (columns or "").split(",") if c.strip()] or None,
-                           rows=rows, batch_size=batch_size, progress=progress)
+                           rows=rows, batch_size=batch_size, progress=progress, branch=branch)
     finally:
         progress.close()
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
+
+
+@cli.command(epilog="Example: featurekit branches specs/textvqa.yaml --json")
+@SPEC
+@JSON
+def branches(spec, as_json):
+    """The table's Lance branches: base version, latest version, rows, and the features and
+    slices whose fingerprints differ from main's; then the table's tags."""
+    from .api import branches as get_branches
+    report = get_branches(spec)
+    click.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.render())
 
 
 @cli.command(epilog="Example: featurekit plugins --json")
@@ -328,6 +380,11 @@ def schema(markdown):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What users of the command see: Lance logs a warning on every DataReplacement commit
+    # (the way featurekit fills columns), which says nothing to them. Decided here, for the
+    # command only, before Lance is imported; importing featurekit changes no environment.
+    # LANCE_LOG=warn (or info, debug) in the environment shows Lance's logs again.
+    os.environ.setdefault("LANCE_LOG", "error")
     try:
         cli.main(args=argv, prog_name="featurekit", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -57,7 +57,7 @@ class DataLoader:
         if not 0 <= rank < world_size:
             raise UsageError(f"rank must be in [0, world_size), not {rank} of {world_size}")
         ds = _open(uri, version)
-        self.uri, self.version, self.filter = ds.uri, ds.version, filter
+        self.uri, self.version, self.filter = ds.uri, ds.version, filter  # uri: the branch's root on a branch
         self.columns = _column_map(columns, ds.schema)
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
@@ -70,7 +70,7 @@ class DataLoader:
         reads = _verified(ds, reads, ids, addresses)
         self._reader = BatchReader(self.uri, self.version, reads, ids, addresses, pin_memory=self.pin_memory,
                                    pool_size=self.prefetch + 2,  # the prefetched batches + two the trainer holds
-                                   scalars=scalars)
+                                   scalars=scalars, storage_options=ds.initial_storage_options)
         self._start = 0
         self._workers = None
 
@@ -177,11 +177,15 @@ def _cuda() -> bool:
 
 
 def _open(uri: Any, version: int | str | None):
+    """`uri`: an open LanceDataset, a `store.TableRef` (storage options, branch) or a URI;
+    `version`: a number or a tag."""
     import lance
+
+    from .store import require_dataset
     if isinstance(uri, lance.LanceDataset):
         return uri if version is None or version == uri.version else uri.checkout_version(version)
     try:
-        return lance.dataset(str(uri), version=version)
+        return require_dataset(uri, version)
     except (ValueError, FileNotFoundError, OSError) as exc:
         raise UsageError(f"cannot open {uri}" + (f" at version {version}" if version is not None else "")
                          + f": {exc}") from None
@@ -266,21 +270,27 @@ def _without_locations(r: ColumnRead) -> ColumnRead:
 def dataloader(spec: Any, *, recipe: str | None = None, slice: str | None = None, split: str | None = None,
                columns: Sequence[str] | Mapping[str, str] | None = None, batch_size: int = 16, shuffle: bool = True,
                seed: int = 0, epoch: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-               drop_last: bool = False, version: int | str | None = None, registry=None,
+               drop_last: bool = False, version: int | str | None = None, registry=None, branch: str | None = None,
                **options: Any) -> DataLoader:
     """A `DataLoader` over a spec's table: a recipe's slice, split and columns (batches keyed
     by the recipe's names), or the ones given; explicit arguments override the recipe's.
-    Without columns, every feature column of the spec. `options` go to `DataLoader`."""
+    Without columns, every feature column of the spec. `version`: a number or a tag (default:
+    the recipe's ``table:`` pin, else the latest); `branch`: a Lance branch of the table.
+    `options` go to `DataLoader`."""
     from .resolve import Project
     if isinstance(spec, Project):
         project = spec
     else:
         from .api import load_spec
-        project = load_spec(Path(spec), registry=registry)
+        project = load_spec(Path(spec), registry=registry, branch=branch)
+    from .store import table_ref, with_branch
+    project = with_branch(project, branch)
     slice, split, columns = _choose(project, recipe, slice, split, columns)
-    ds = _open(project.table_uri, version)
+    if version is None and recipe is not None and project.spec.recipes[recipe].table is not None:
+        version = project.spec.recipes[recipe].table.pin  # the recipe pins a version or a tag
+    ds = _open(table_ref(project), version)
     if slice is not None and slice not in ds.schema.names:
-        raise UsageError(f"slice {slice!r} is not materialized in {project.table_uri} at version {ds.version} "
+        raise UsageError(f"slice {slice!r} is not materialized in {table_ref(project)} at version {ds.version} "
                          f"(no column {slice!r}); run 'featurekit apply' first")
     from .rowfilter import slice_filter
     return DataLoader(ds, columns=columns, filter=slice_filter(slice, split), batch_size=batch_size,

@@ -15,6 +15,7 @@ from .spec import (
     NearSpec,
     OnErrorSpec,
     RecipeSpec,
+    RecipeTableSpec,
     ResourcesSpec,
     SliceSpec,
     SourceSpec,
@@ -28,6 +29,7 @@ SECTIONS = [
     ("features.NAME", FeatureSpec), ("features.NAME.resources", ResourcesSpec),
     ("features.NAME.on_error", OnErrorSpec), ("slices.NAME", SliceSpec), ("slices.NAME.dedupe", DedupeSpec),
     ("slices.NAME.dedupe.near", NearSpec), ("slices.NAME.split", SplitSpec), ("recipes.NAME", RecipeSpec), ("recipes.NAME.eval", EvalSpec),
+    ("recipes.NAME.table", RecipeTableSpec),
 ]
 
 

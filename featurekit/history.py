@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .table import applies, open_dataset
+from .store import open_dataset, table_ref
+from .table import applies
 
 
 def log_entries(project) -> list[dict[str, Any]]:
     """The applies that changed the table, newest first."""
-    ds = open_dataset(project.table_uri)
+    ds = open_dataset(table_ref(project))
     return list(reversed(applies(ds.schema))) if ds is not None else []
 
 

@@ -427,11 +427,14 @@ def _files_unchanged(dataset, files: dict[str, str], root: FileRoot, verified: d
 
 
 def _sidecar(project) -> Path | None:
-    uri = project.table_uri
-    if "://" in uri:
+    """Beside a local table; one per branch (a branch's version numbers are its own)."""
+    from .store import table_ref
+    ref = table_ref(project)
+    if ref.remote:
         return None
-    table = Path(uri)
-    return table.parent / f".{table.name}.featurekit-source"
+    table = Path(ref.uri)
+    branch = f"@{ref.branch}" if ref.branch else ""
+    return table.parent / f".{table.name}{branch}.featurekit-source"
 
 
 def _recalled_state(project, dataset) -> dict | None:
@@ -487,7 +490,7 @@ def checked_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch
 
 
-def write_changes(uri: str, prepared: PreparedIngest, schema: pa.Schema, fragment_rows: int) -> int:
+def write_changes(uri, prepared: PreparedIngest, schema: pa.Schema, fragment_rows: int) -> int:
     """Replace changed rows and delete pruned ones in one Lance commit (an Update): the old
     rows get deletion vectors, the new content goes into new fragments; no other data
     file is touched, and a reader sees either the old rows or the new ones. Returns the
@@ -496,7 +499,8 @@ def write_changes(uri: str, prepared: PreparedIngest, schema: pa.Schema, fragmen
     from lance.fragment import write_fragments
     if not prepared.delete_keys and prepared.changed_rows is None:
         return 0
-    ds = lance.dataset(uri)
+    from .store import commit, open_dataset
+    ds = open_dataset(uri)  # uri: a store.TableRef (its branch, its storage options) or a URI
     replaced: list = []
     new_fragments = []
     if prepared.changed_rows is not None:
@@ -514,10 +518,8 @@ def write_changes(uri: str, prepared: PreparedIngest, schema: pa.Schema, fragmen
     if not doomed and not new_fragments:
         return 0
     removed, updated = _delete_rows(ds, prepared.key, doomed)
-    lance.LanceDataset.commit(uri, lance.LanceOperation.Update(removed_fragment_ids=removed,
-                                                               updated_fragments=updated,
-                                                               new_fragments=new_fragments),
-                              read_version=ds.version)
+    commit(ds, lance.LanceOperation.Update(removed_fragment_ids=removed, updated_fragments=updated,
+                                           new_fragments=new_fragments), ds.version)
     return len(replaced)
 
 

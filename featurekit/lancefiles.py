@@ -163,6 +163,21 @@ def direct_item_type(t: pa.DataType) -> tuple[int, int] | None:
     return t.list_size, v.bit_width // 8
 
 
+def _data_dirs(ds) -> dict[int | None, str]:
+    """Data folders by a data file's ``base_id``: None is the dataset's own root (a branch's
+    ``tree/<name>``), other ids are registered base paths; on a branch, the files it shares
+    with main name main's root (a base path marked as a dataset root)."""
+    dirs: dict[int | None, str] = {None: os.path.join(ds.uri, "data")}
+    try:
+        bases = ds.base_paths()
+    except Exception:  # no base paths API: files with a base id are read through Lance
+        return dirs
+    for base_id, base in bases.items():
+        if getattr(base, "is_dataset_root", False) and "://" not in base.path:
+            dirs[base_id] = os.path.join(base.path, "data")
+    return dirs
+
+
 def column_locations(ds, column: str) -> ColumnLocations | None:
     """Where `column`'s rows are in `ds` (a pinned LanceDataset), or None when any data file
     is remote or not a plain layout: then the loader reads the column through Lance."""
@@ -171,7 +186,7 @@ def column_locations(ds, column: str) -> ColumnLocations | None:
         return None
     list_size, item_bytes = kind
     field_id = ds.lance_schema.field(column).id()
-    data_dir = os.path.join(ds.uri, "data")
+    data_dirs = _data_dirs(ds)
     files: list[str] = []
     cols: dict[str, list] = {k: [] for k in ("first", "rows", "file", "position", "stride", "prefix", "nullable")}
 
@@ -188,7 +203,8 @@ def column_locations(ds, column: str) -> ColumnLocations | None:
             add(base, Page(rows=frag.physical_rows, all_null=True), -1)
             continue
         d = holders[0]
-        if len(holders) > 1 or getattr(d, "base_id", None) is not None:
+        data_dir = data_dirs.get(getattr(d, "base_id", None))
+        if len(holders) > 1 or data_dir is None:
             return None
         col_index = d.column_indices[d.fields.index(field_id)]
         path = os.path.join(data_dir, d.path)

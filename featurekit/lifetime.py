@@ -134,6 +134,18 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
+@contextmanager
+def forking_workers():
+    """Around code that forks worker processes: Lance warns at every fork of a process that
+    imported it ("lance is not fork-safe"). featurekit's workers never call Lance (they only
+    compute), so the warning says nothing here; it is silenced for these forks only, never
+    process-wide."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="lance is not fork-safe")
+        yield
+
+
 def machine_workers() -> int:
     """The CPUs this process may run on: the cap on worker processes."""
     try:

@@ -1,12 +1,14 @@
-"""One featurekit writer per table at a time (local tables), so two applies cannot both
-append the same new keys or compute the same rows twice.
+"""One featurekit writer per table at a time, so two applies cannot both append the same
+new keys or compute the same rows twice.
 
-An advisory ``flock`` on a file beside the table. The kernel releases it when the last
+Object-store tables (s3://, gs://, ...): a Lance tag held on a renewable lease (`taglock`).
+Local tables: an advisory ``flock`` on a file beside the table. The kernel releases it when the last
 descriptor of its open file is closed, so a holder that dies (SIGKILL, OOM) never leaves
 a stale lock: the next apply takes it over at once. Forked worker processes would inherit
 that descriptor and keep the lock alive after their parent's death, so every worker drops
 its copy first thing (`lifetime.worker_init`, through `held_lock_fds`). The pid written
-in the file is only for messages. Object-store tables (s3://, gs://) are not locked.
+in the file is only for messages. A branch apply takes the same lock as main's: one writer
+per table.
 """
 from __future__ import annotations
 
@@ -30,14 +32,20 @@ def held_lock_fds() -> tuple[int, ...]:
 
 
 @contextmanager
-def table_lock(uri: str):
+def table_lock(where):
+    """Hold the writer lock of the table `where` (a `store.TableRef` or a URI) while the block runs."""
+    from .store import as_ref
+    ref = as_ref(where)
+    if ref.remote:
+        with _object_store_lock(ref):
+            yield
+        return
     try:
         import fcntl
-    except ImportError:  # no flock (Windows): unlocked, as for object stores
-        fcntl = None
-    if "://" in uri or fcntl is None:
+    except ImportError:  # no flock (Windows): unlocked
         yield
         return
+    uri = ref.uri
     path = lock_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
@@ -52,6 +60,18 @@ def table_lock(uri: str):
         finally:
             _HELD.discard(fh.fileno())
             fcntl.flock(fh, fcntl.LOCK_UN)  # the pid stays in the file: only the flock counts
+
+
+@contextmanager
+def _object_store_lock(ref):
+    from .store import open_dataset
+    from .taglock import tag_lock
+    main = open_dataset(ref.main)
+    if main is None:  # nothing to lock yet: Lance's create is atomic, a second creator fails
+        yield
+        return
+    with tag_lock(main, ref.uri):
+        yield
 
 
 def _write_pid(fh) -> None:

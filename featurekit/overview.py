@@ -8,7 +8,8 @@ from typing import Any
 
 from .planner import build_plan
 from .resolve import Project
-from .table import applies, failed_filter, open_dataset, sql_quote, stored_features, stored_slices
+from .store import open_dataset, table_ref
+from .table import applies, failed_filter, sql_quote, stored_features, stored_slices
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,10 @@ class Status:
 
 
 def table_status(project: Project, errors: int = 3) -> Status:
-    ds = open_dataset(project.table_uri)
+    ds = open_dataset(table_ref(project))
     if ds is None:
         feats = tuple(FeatureStatus(n, "new", tuple(f.columns), only=f.spec.only) for n, f in project.features.items())
-        return Status(project.table_uri, False, None, 0, feats,
+        return Status(str(table_ref(project)), False, None, 0, feats,
                       slices=tuple(SliceStatus(n, "new") for n in project.slices))
     from .ingest import prepare_ingest
     the_plan = build_plan(project, ds, prepare_ingest(project, ds))  # changed or new source rows: pending
@@ -63,7 +64,7 @@ def table_status(project: Project, errors: int = 3) -> Status:
         if name not in project.features:
             out.append(FeatureStatus(name, "orphaned", s.columns))
     slices = tuple(_slice(ds, step) for step in the_plan.slices)
-    return Status(project.table_uri, True, ds.version, rows, tuple(out), tuple(applies(ds.schema)), slices)
+    return Status(str(table_ref(project)), True, ds.version, rows, tuple(out), tuple(applies(ds.schema)), slices)
 
 
 def _feature(project: Project, ds, step, rows: int, errors: int) -> FeatureStatus:

@@ -12,6 +12,7 @@ from typing import Any
 from .errors import UsageError
 from .ingest import PreparedIngest, show_keys
 from .resolve import SLICE_VERSION, Feature, Project, Slice, state_column
+from .store import table_ref
 from .table import (
     StoredFeature,
     StoredSlice,
@@ -259,7 +260,7 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
                             gone_keys=tuple(prepared.gone_keys),
                             delete_gone=bool(set(prepared.gone_keys) & set(prepared.delete_keys)),
                             prune_blocked=prepared.prune_blocked)
-    return Plan(spec=project.spec.name, table=project.table_uri, table_exists=dataset is not None,
+    return Plan(spec=project.spec.name, table=str(table_ref(project)), table_exists=dataset is not None,
                 table_version=dataset.version if dataset is not None else None, table_rows=ctx.total,
                 ingest=ingest, features=tuple(steps[f"feature:{n}"] for n in project.features
                                               if f"feature:{n}" in steps),

@@ -32,11 +32,49 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+SECRET_KEY = re.compile(r"secret|password|token|(^|_)key$|credential", re.IGNORECASE)
+ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
 class TableSpec(Strict):
     db: str = Field(description="LanceDB database URI: a folder relative to the spec, or s3://, gs://")
     name: str = Field(description="table name inside the database")
     fragment_rows: int = Field(8192, gt=0, le=1 << 30, description="rows per Lance fragment written by ingest; "
                                "the unit of parallel work and of checkpointing")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="object-store options passed to every Lance call (e.g. aws_endpoint, "
+        "region, allow_http, aws_access_key_id); a value may name environment variables as ${NAME}, expanded "
+        "when the table is opened. Secrets (keys naming a secret, key, token, password or credential) must be "
+        "written that way, so they stay out of the spec and out of git")
+    branch: str | None = Field(None, description="read and apply onto this Lance branch of the table (created from "
+                               "main's current version by the first apply); `--branch` overrides it")
+
+    @field_validator("storage_options", mode="before")
+    @classmethod
+    def _option_text(cls, value: Any) -> Any:
+        """Lance takes strings: YAML's `allow_http: true` means "true"."""
+        if isinstance(value, dict):
+            return {k: (str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v)
+                    for k, v in value.items()}
+        return value
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_literal_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            if SECRET_KEY.search(key) and text and not ENV_REF.search(text):
+                raise ValueError(f"{key}: a secret written into the spec ends up in git; write "
+                                 f"{key}: ${{{key.upper()}}} and set that environment variable")
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, value: str | None) -> str | None:
+        from .store import ref_problem
+        problem = None if value is None else ref_problem(value, "branch")
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class EngineSpec(BaseModel):
@@ -166,6 +204,26 @@ class EvalSpec(Strict):
     limit: int | None = Field(None, gt=0, description="evaluate at most this many rows")
 
 
+class RecipeTableSpec(Strict):
+    version: int | None = Field(None, ge=1, description="train on this Lance version of the table (of its branch)")
+    tag: str | None = Field(None, description="train on the version this tag names (`apply --tag NAME` makes one)")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.version is None) == (self.tag is None):
+            raise ValueError("give version: N or tag: NAME (exactly one)")
+        if self.tag is not None:
+            from .store import ref_problem
+            problem = ref_problem(self.tag, "tag")
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @property
+    def pin(self) -> int | str:
+        return self.version if self.version is not None else self.tag
+
+
 class RecipeSpec(Strict):
     trainer: str = Field(description="a trainer registered by a plugin")
     slice: str = Field(description="the slice the recipe trains on")
@@ -174,6 +232,8 @@ class RecipeSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="validated by the trainer")
     output: str = Field("runs", description="folder for checkpoints and run records, relative to the spec")
     eval: EvalSpec | None = Field(None, description="what `featurekit eval` compares on")
+    table: RecipeTableSpec | None = Field(None, description="pin the table version the recipe reads: "
+                                          "{version: N} or {tag: NAME} (default: the latest)")
 
 
 class Spec(Strict):

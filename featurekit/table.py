@@ -10,13 +10,12 @@ source files last ingested, so an unchanged source costs no read.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-os.environ.setdefault("LANCE_LOG", "error")  # DataReplacement logs an "unstable" warning per commit
+from .store import open_dataset  # noqa: F401  (the one way a table is opened; kept here for plugins)
 
 META = "featurekit."
 SOURCE_META = b"featurekit.source"
@@ -113,17 +112,6 @@ def stored_features(schema: pa.Schema) -> dict[str, StoredFeature]:
             inputs=json.loads(md.get(META + "inputs", "{}")), fingerprint=md.get(META + "fingerprint", ""),
             input_fingerprints=json.loads(md.get(META + "input_fingerprints", "{}")))
     return out
-
-
-def open_dataset(uri: str):
-    """The Lance dataset at `uri`, or None when there is none yet."""
-    if "://" not in uri and not os.path.isdir(uri):
-        return None
-    import lance
-    try:
-        return lance.dataset(uri)
-    except (ValueError, FileNotFoundError, OSError):
-        return None
 
 
 def source_signature(schema: pa.Schema) -> dict[str, Any] | None:

@@ -182,5 +182,5 @@ class TestProject:
         return plan(self.project(), **kwargs)
 
     def table(self) -> pa.Table:
-        import lance
-        return lance.dataset(self.project().table_uri).to_table().sort_by(self.key)
+        from .store import require_dataset, table_ref
+        return require_dataset(table_ref(self.project())).to_table().sort_by(self.key)

@@ -20,7 +20,8 @@ from typing import Any
 from .errors import RunError, UsageError
 from .provenance import software, spec_provenance, who
 from .resolve import Project, Recipe
-from .table import open_dataset, sql_quote, stored_features, stored_slices
+from .store import require_dataset, table_ref
+from .table import sql_quote, stored_features, stored_slices
 from .trainer import ColumnInfo
 
 LATEST = "LATEST"
@@ -192,11 +193,14 @@ def split_filter(project: Project, recipe: Recipe, split: str | None = None) -> 
     return f"{column} = {sql_quote(split)}" if split else f"{column} IS NOT NULL"
 
 
-def _dataset(project: Project, version: int | None = None):
-    import lance
-    if open_dataset(project.table_uri) is None:
-        raise RunError(f"table {project.table_uri} does not exist yet; run 'featurekit apply' first")
-    return lance.dataset(project.table_uri, version=version)
+def _dataset(project: Project, version: int | str | None = None):
+    """The table (its branch) at `version`: a number or a tag; None: the latest."""
+    return require_dataset(table_ref(project), version)
+
+
+def pinned_version(recipe: Recipe) -> int | str | None:
+    """The version the recipe's ``table: {version: N | tag: NAME}`` pins, or None (the latest)."""
+    return recipe.spec.table.pin if recipe.spec.table is not None else None
 
 
 def _recipe(project: Project, name: str) -> Recipe:
@@ -206,8 +210,17 @@ def _recipe(project: Project, name: str) -> Recipe:
 
 
 def check_ready(project: Project, recipe: Recipe, ds) -> None:
-    """Training reads what apply materialized: everything the recipe depends on must be fresh."""
+    """Training reads what apply materialized: everything the recipe depends on must be fresh.
+    A recipe pinned to a version (or tag) reads that version as it is: its columns must be
+    there, and the manifest records what the spec would now compute differently."""
     from .planner import build_plan
+    if recipe.spec.table is not None:
+        missing = [c for c in [project.slices[recipe.slice].column, *recipe.columns.values()]
+                   if c not in ds.schema.names]
+        if missing:
+            raise RunError(f"recipe {recipe.name!r} is pinned to {_pin_text(recipe)} (version {ds.version}), "
+                           f"which has no column {', '.join(map(repr, missing))}; pin a version that has them")
+        return
     needed = project.graph.ancestors(f"recipe:{recipe.name}")
     plan = build_plan(project, ds, None)
     behind = [s for s in plan.steps if s.has_work and
@@ -216,6 +229,20 @@ def check_ready(project: Project, recipe: Recipe, ds) -> None:
         what = "; ".join(f"{s.name}: {s.action}" + (f" ({s.reasons[0]})" if s.reasons else "") for s in behind)
         raise RunError(f"recipe {recipe.name!r} reads columns that are not up to date ({what}); "
                        "run 'featurekit apply' first")
+
+
+def _pin_text(recipe: Recipe) -> str:
+    pin = recipe.spec.table
+    return f"tag {pin.tag!r}" if pin.tag is not None else f"version {pin.version}"
+
+
+def behind_spec(project: Project, recipe: Recipe, ds) -> list[str]:
+    """What the spec would compute differently from the version a pinned recipe reads."""
+    from .planner import build_plan
+    needed = project.graph.ancestors(f"recipe:{recipe.name}")
+    return [f"{s.name}: {s.action}" + (f" ({s.reasons[0]})" if s.reasons else "")
+            for s in build_plan(project, ds, None).steps
+            if s.has_work and (f"feature:{s.name}" in needed or f"slice:{s.name}" in needed)]
 
 
 def _run_dir(project: Project, recipe: Recipe, resume: bool) -> tuple[Path, bool]:
@@ -271,10 +298,14 @@ class TrainResult:
 def train(project: Project, recipe_name: str, *, resume: bool = False, steps: int | None = None,
           quiet: bool = False) -> TrainResult:
     recipe = _recipe(project, recipe_name)
-    ds = _dataset(project)
+    ds = _dataset(project, pinned_version(recipe))
     run_dir, resuming = _run_dir(project, recipe, resume)
     manifest_path = run_dir / MANIFEST
     previous = json.loads(manifest_path.read_text()) if resuming and manifest_path.exists() else None
+    if previous and previous["table"].get("branch") != table_ref(project).branch:
+        was = previous["table"].get("branch")
+        raise UsageError(f"--resume: {run_dir} trained on " + (f"branch {was!r}" if was else "main")
+                         + "; resume it with " + (f"--branch {was}" if was else "no --branch"))
     version = previous["table"]["version"] if previous else ds.version  # a resumed run reads what it started on
     ds = _dataset(project, version)
     if previous is None:
@@ -315,7 +346,9 @@ def _manifest(project: Project, recipe: Recipe, ds, seed: int, columns: dict[str
         "recipe": recipe.name, "trainer": recipe.trainer_cls.name, "trainer_version": recipe.trainer_cls.version,
         "params": recipe.params.model_dump(mode="json"),
         "spec": spec_provenance(project.path),
-        "table": {"uri": project.table_uri, "version": ds.version},
+        "table": {"uri": project.table_uri, "version": ds.version, "branch": table_ref(project).branch,
+                  **({"pinned": _pin_text(recipe), "behind_spec": behind_spec(project, recipe, ds)}
+                     if recipe.spec.table is not None else {})},
         "slice": {"name": sl.name, "fingerprint": stored.fingerprint if stored else None,
                   "split": recipe.spec.split, "eval_split": recipe.spec.eval.split if recipe.spec.eval else None},
         "columns": {k: {"column": c.column, "feature": c.feature, "fingerprint": c.fingerprint,
@@ -378,7 +411,8 @@ def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = Non
     if recipe.spec.eval is None:
         raise UsageError(f"recipe {recipe_name!r} has no eval: section; add eval: {{split: <split>}}")
     run_dir = None if base_only else find_run(project, recipe, run)
-    version = json.loads((run_dir / MANIFEST).read_text())["table"]["version"] if run_dir else _dataset(project).version
+    version = json.loads((run_dir / MANIFEST).read_text())["table"]["version"] if run_dir else \
+        _dataset(project, pinned_version(recipe)).version
     ds = _dataset(project, version)
     columns = column_infos(ds, recipe.eval_columns)
     limit = limit or recipe.spec.eval.limit

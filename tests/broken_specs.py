@@ -33,7 +33,7 @@ CASES = [
         "spec.yaml:23:1: owner: unknown key 'owner'; valid keys: featurekit, name, table, engine, source, features, slices, recipes",
     ]),
     ("unknown-table-key", replace("  name: textvqa\n", "  name: textvqa\n  uri: x\n"), [
-        "spec.yaml:6:3: table.uri: unknown key 'uri'; valid keys: db, name, fragment_rows",
+        "spec.yaml:6:3: table.uri: unknown key 'uri'; valid keys: db, name, fragment_rows, storage_options, branch",
     ]),
     ("unknown-source-key", replace("  key: question_id\n", "  key: question_id\n  glob: true\n"), [
         "spec.yaml:10:3: source.glob: unknown key 'glob'; valid keys: format, path, key, files, options, files_root, max_file_bytes, on_change",
@@ -45,7 +45,7 @@ CASES = [
         "spec.yaml:23:5: slices.text_dense.limit: unknown key 'limit'; valid keys: from, where, dedupe, split",
     ]),
     ("unknown-recipe-key", add("recipes:\n  r:\n    trainer: qlora\n    slice: text_dense\n    epochs: 3\n"), [
-        "spec.yaml:27:5: recipes.r.epochs: unknown key 'epochs'; valid keys: trainer, slice, split, columns, params, output, eval",
+        "spec.yaml:27:5: recipes.r.epochs: unknown key 'epochs'; valid keys: trainer, slice, split, columns, params, output, eval, table",
     ]),
     ("wrong-type-tier", replace("    extractor: text.length\n", "    tier: heavy\n    extractor: text.length\n"), [
         "spec.yaml:12:11: features.question_length.tier: input should be 1, 2 or 3 (got 'heavy')",

@@ -56,9 +56,11 @@ class Embed(featurekit.Extractor):
 
 @pytest.fixture
 def trained(tmp_path, run_cli, monkeypatch):
+    import featurekit.api
     import featurekit.registry
     reg = registry_with(Embed)
     monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
+    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)  # bound at its import
     (tmp_path / "raw").mkdir()
     colors = ["red", "green", "blue"]
     rows = [{"id": i, "question": f"what color is {colors[i % 3]}", "answer": colors[i % 3]} for i in range(90)]

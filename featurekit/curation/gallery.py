@@ -29,9 +29,9 @@ figcaption { overflow-wrap: anywhere; } .meta { color: #666; }
 
 
 def write_gallery(project, report, path: str | Path) -> Path:
-    import lance
+    from ..store import open_dataset
     sl = project.slices[report.slice]
-    ds = lance.dataset(report.uri, version=report.table_version)
+    ds = open_dataset(report.uri, report.table_version)
     image = _image_column(project, sl, ds.schema)
     key = report.key
     shown = [c for c in [key, image, *_text_columns(sl, ds.schema)] if c]

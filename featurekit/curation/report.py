@@ -36,7 +36,7 @@ class SliceReport:
     groups: list[dict] = field(default_factory=list)   # duplicate groups, largest first
     change: dict[str, Any] = field(default_factory=dict)  # what the last apply that ran the slice did
     key: str | None = None
-    uri: str = ""
+    uri: Any = ""                  # the store.TableRef it was read from (reopened by keys())
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -45,10 +45,10 @@ class SliceReport:
 
     def keys(self, split: str) -> list:
         """The row keys of a split, in storage order."""
-        import lance
+        from ..store import open_dataset
         if split not in self.splits:
             raise KeyError(f"slice {self.slice!r} has no split {split!r}; its splits: {', '.join(self.splits)}")
-        ds = lance.dataset(self.uri, version=self.table_version)
+        ds = open_dataset(self.uri, self.table_version)
         col = self.key or "_rowid"
         tbl = ds.to_table(columns=[self.key] if self.key else [], filter=f"{self.slice} = {sql_quote(split)}",
                           with_row_id=self.key is None)
@@ -110,6 +110,7 @@ def last_run(schema, name: str) -> tuple[dict[str, Any], list[dict]]:
 
 def build_report(project, name: str, ds) -> SliceReport:
     from ..planner import build_plan
+    from ..store import table_ref
     sl = project.slices[name]
     stored = stored_slices(ds.schema).get(name)
     if stored is None or sl.state_column not in ds.schema.names:
@@ -125,7 +126,8 @@ def build_report(project, name: str, ds) -> SliceReport:
                        reasons=tuple(step.reasons) if step.action == "recompute" else (),
                        rows=ds.count_rows(), splits=splits, removed=removed, waiting=waiting,
                        unexamined=unexamined, leaks=len(leaks), leak_groups=leaks,
-                       groups=duplicate_groups(ds, name, key), change=change, key=key, uri=ds.uri)
+                       groups=duplicate_groups(ds, name, key), change=change, key=key,
+                       uri=table_ref(project))
 
 
 def render(report: SliceReport, groups: int = 5) -> str:

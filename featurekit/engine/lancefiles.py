@@ -40,11 +40,19 @@ class ColumnFile:
     field_ids: list[int]
 
 
+def data_path(ds, name: str) -> str:
+    """Where a new data file of `ds` goes: ``<root>/data/<name>``. On a branch the root is
+    ``<uri>/tree/<branch>`` (featurekit opens branches by that root, so ``ds.uri`` is it)."""
+    return f"{ds.uri.rstrip('/')}/data/{name}" if "://" in ds.uri else os.path.join(ds.uri, "data", name)
+
+
 def open_writer(ds, fragment_id: int, schema: pa.Schema):
-    """A writer for a new data file of `fragment_id` holding `schema`'s columns."""
+    """A writer for a new data file of `fragment_id` holding `schema`'s columns, reaching the
+    store with the options the dataset was opened with (an s3:// table needs them)."""
     from lance.file import LanceFileWriter
     name = f"{uuid.uuid4().hex}.lance"
-    writer = LanceFileWriter(os.path.join(ds.uri, "data", name), schema, version=file_version(ds))
+    writer = LanceFileWriter(data_path(ds, name), schema, version=file_version(ds),
+                             storage_options=ds.initial_storage_options)
     return writer, ColumnFile(fragment_id, name, file_fields(ds, schema.names))
 
 
@@ -80,13 +88,16 @@ def write_fragment_columns(ds, fragment_id: int, table: pa.Table) -> ColumnFile:
     return out
 
 
-def commit_replacements(uri: str, files: list[ColumnFile], read_version: int, file_format: str):
-    """Commit new column files in place of the old ones, in one Lance version; returns the dataset."""
+def commit_replacements(where, files: list[ColumnFile], read_version: int, file_format: str):
+    """Commit new column files in place of the old ones, in one Lance version; returns the dataset.
+    `where`: a `store.TableRef`, a URI, or the dataset the files were written beside."""
     import lance
     from lance.fragment import DataFile
+
+    from ..store import commit
     major, minor = (int(v) for v in file_format.split("."))
     groups = [lance.LanceOperation.DataReplacementGroup(
         f.fragment_id, DataFile(f.name, fields=f.field_ids, column_indices=list(range(len(f.field_ids))),
                                 file_major_version=major, file_minor_version=minor))
         for f in files]
-    return lance.LanceDataset.commit(uri, lance.LanceOperation.DataReplacement(groups), read_version=read_version)
+    return commit(where, lance.LanceOperation.DataReplacement(groups), read_version)

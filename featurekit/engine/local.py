@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import sys
 import time
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +25,7 @@ from ..ingest import checked_batch, write_changes
 from ..lifetime import critical, disk_full, machine_workers
 from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
+from ..store import table_ref, write_dataset
 from ..table import failure_counts, feature_metadata, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry
 from .lancefiles import ColumnFile, commit_replacements, file_version
@@ -63,7 +63,7 @@ class LocalEngine(Engine):
 
         started = time.perf_counter()
         result = RunResult(version_before=plan.table_version)
-        uri = project.table_uri
+        uri = table_ref(project)
         check_file_format(uri, _open(uri))
         if prepared is not None and prepared.changed:
             result.ingested = self._ingest(project, prepared)
@@ -107,8 +107,7 @@ class LocalEngine(Engine):
         rows, streaming file bytes chunk by chunk. The source signature is recorded by the
         apply's last commit (record_apply): reading a source that changed nothing writes
         no version."""
-        import lance
-        uri = project.table_uri
+        uri = table_ref(project)
         ds = _open(uri)
         written = 0
         schema = None
@@ -137,7 +136,7 @@ class LocalEngine(Engine):
             for start in range(0, prepared.new_rows.num_rows, step):
                 reader = pa.RecordBatchReader.from_batches(schema, counted(start, start + step))
                 with critical():
-                    ds = lance.write_dataset(reader, uri, mode="create" if ds is None else "append",
+                    ds = write_dataset(reader, uri, mode="create" if ds is None else "append",
                                              max_rows_per_file=project.spec.table.fragment_rows)
         return written
 
@@ -145,8 +144,8 @@ class LocalEngine(Engine):
     def _slice(self, project: Project, sl, step: SliceStep, reporter: Reporter):
         reporter.message(f"slice {sl.name}: examining {'every row' if step.rows is None else step.rows} row(s)"
                          .replace("every row row(s)", "every row"))
-        run = run_slice(project, sl, step.action in ("create", "recompute"), _open(project.table_uri))
-        finish_metadata(_open(project.table_uri), sl)
+        run = run_slice(project, sl, step.action in ("create", "recompute"), _open(table_ref(project)))
+        finish_metadata(_open(table_ref(project)), sl)
         kept = sum(run.added.values())
         removed = ", ".join(f"{n} {step_}" for step_, n in sorted(run.removed.items())) or "none removed"
         reporter.message(f"slice {sl.name}: {run.examined} examined, {kept} kept ({removed})"
@@ -182,7 +181,7 @@ class LocalEngine(Engine):
             self._execute(project, f, work, ds, run, reporter)
             if deferred:  # every row now has the new fingerprint: the metadata may say so
                 with critical():
-                    _open(project.table_uri).update_field_metadata(deferred, replace=True)
+                    _open(table_ref(project)).update_field_metadata(deferred, replace=True)
         except FeatureError as exc:
             run.error = str(exc)
         finally:
@@ -192,7 +191,7 @@ class LocalEngine(Engine):
         if run.error is None and run.failed:
             # over the feature's rows, not the rows retried now: a retry that fails again
             # must not turn 1 failure in 1,000 rows into 1 in 1
-            failed, attempted = failure_counts(_open(project.table_uri), f.state_column, f.fingerprint, scope)
+            failed, attempted = failure_counts(_open(table_ref(project)), f.state_column, f.fingerprint, scope)
             failed, attempted = max(failed, run.failed), max(attempted, run.computed + run.failed)
             if failed > rate * attempted:
                 run.error = (f"feature {f.name!r}: {failed} of {attempted} rows failed "
@@ -204,7 +203,7 @@ class LocalEngine(Engine):
         Returns the dataset and the metadata to write once every row is recomputed: while
         a stale feature is recomputed, its columns keep the old metadata, so a reader never
         sees the new fingerprint claimed over old values."""
-        uri = project.table_uri
+        uri = table_ref(project)
         ds = _open(uri)
         input_fps = {col: project.features[o].fingerprint for col in f.inputs.values()
                      for o in [project.columns[col].origin.split(":", 1)[-1]] if o in project.features}
@@ -373,7 +372,7 @@ class LocalEngine(Engine):
         files = [ColumnFile(r.fragment_id, r.path, r.field_ids) for r in results]
         try:
             with critical():
-                ds = commit_replacements(project.table_uri, files, read_version, file_version(ds))
+                ds = commit_replacements(table_ref(project), files, read_version, file_version(ds))
                 results.clear()
                 run.versions.append(ds.version)
         except OSError as exc:
@@ -394,15 +393,13 @@ def _worker_context():
     """fork when it is safe: the workers only compute, never touch Lance, and nothing whose
     threads break under fork is loaded. Else spawn."""
     if "fork" in multiprocessing.get_all_start_methods() and not any(m in sys.modules for m in FORK_UNSAFE):
-        # Lance warns at every fork; the workers never call it.
-        warnings.filterwarnings("ignore", message="lance is not fork-safe")
-        return multiprocessing.get_context("fork")
+        return multiprocessing.get_context("fork")  # Lance's fork warning: silenced in pool.py, where it forks
     return multiprocessing.get_context("spawn")
 
 
-def _open(uri: str):
-    from ..table import open_dataset
-    return open_dataset(uri)
+def _open(where):
+    from ..store import open_dataset
+    return open_dataset(where)
 
 
 # Seams for other engines (the Geneva plugin): the same checks, ingest, columns and task as here.

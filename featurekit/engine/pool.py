@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
 
-from ..lifetime import CallBoard, hard_limit, set_piece, worker_init
+from ..lifetime import CallBoard, forking_workers, hard_limit, set_piece, worker_init
 from .work import FeatureTask, compute_piece
 
 MAX_RESUBMITS = 8  # a piece resubmitted more often than this gives up (a pool that keeps dying)
@@ -64,7 +64,8 @@ class WorkerPool:
         return PieceFuture(self, next(self._ids), ft, logical)
 
     def _submit(self, piece_id: int, ft: FeatureTask, logical: pa.RecordBatch):
-        future = self.executor.submit(run_piece, piece_id, ft, logical)
+        with forking_workers():  # a fork pool starts its processes on the first submit
+            future = self.executor.submit(run_piece, piece_id, ft, logical)
         self.outstanding.add(future)
         future.add_done_callback(self.outstanding.discard)
         return future

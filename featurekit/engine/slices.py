@@ -38,6 +38,7 @@ from ..curation.examine import (
 )
 from ..curation.neardup import near_pairs
 from ..resolve import Project, Slice
+from ..store import reopen
 from ..table import FAILED_SEP, slice_metadata, slice_todo_filter, sql_quote
 from .lancefiles import commit_replacements, file_version, fragment_ids, row_offsets, write_fragment_columns
 
@@ -107,13 +108,12 @@ def _against(before: list, values: list, states: list) -> dict | None:
 
 def _prepare_columns(ds, sl: Slice):
     """Add the slice's columns as nulls (metadata only) when they are missing."""
-    import lance
     want = [pa.field(sl.column, pa.string(), metadata=slice_metadata(sl)),
             pa.field(sl.state_column, pa.string(), metadata={"featurekit.state_of": sl.name})]
     missing = [f for f in want if f.name not in ds.schema.names]
     if missing:
         ds.add_columns(pa.schema(missing))
-        ds = lance.dataset(ds.uri)
+        ds = reopen(ds)
     return ds
 
 
@@ -405,4 +405,4 @@ def _write(ds, sl: Slice, addrs: pa.ChunkedArray, values: list, states: list, fu
         col_s[offsets[mask]] = states_arr[mask]
         table = pa.table([pa.array(col_v, pa.string()), pa.array(col_s, pa.string())], schema=schema)
         files.append(write_fragment_columns(ds, int(frag_id), table))
-    return commit_replacements(ds.uri, files, ds.version, file_version(ds))
+    return commit_replacements(ds, files, ds.version, file_version(ds))

@@ -33,6 +33,10 @@ class GenevaEngine(Engine):
         started = time.perf_counter()
         result = RunResult(version_before=plan.table_version)
         uri = project.table_uri
+        table = project.spec.table
+        if table.branch or table.storage_options:
+            raise RunError("the geneva engine runs on a table's main line reached without storage options; "
+                           "apply branches and object-store tables with the local engine (--engine local)")
         check_file_format(uri, open_dataset(uri))
         if prepared is not None and prepared.changed:
             result.ingested = ingest(project, prepared)
