@@ -129,3 +129,56 @@ def run_cli(capsys, monkeypatch):
         return code, out.out, out.err
 
     return run
+
+
+# -- an S3-compatible object store on loopback (moto's server) ------------------------------
+
+class S3:
+    """A bucket on a moto server in this process; `options` are the storage options a spec
+    gives (`${...}` resolved from the environment variables the fixture sets)."""
+
+    bucket = "featurekit-test"
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.options = {"aws_endpoint": endpoint, "region": "us-east-1", "allow_http": "true",
+                        "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        self.spec_options = {"aws_endpoint": endpoint, "region": "us-east-1", "allow_http": True,
+                             "aws_access_key_id": "${FK_TEST_S3_KEY_ID}",
+                             "aws_secret_access_key": "${FK_TEST_S3_SECRET}"}
+
+    def client(self):
+        import boto3
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing",
+                            aws_secret_access_key="testing", region_name="us-east-1")
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+@pytest.fixture(scope="session")
+def _moto_server():
+    import logging
+    import socket
+    pytest.importorskip("moto.server")
+    from moto.server import ThreadedMotoServer
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    s3 = S3(f"http://127.0.0.1:{port}")
+    s3.client().create_bucket(Bucket=S3.bucket)
+    yield s3
+    server.stop()
+
+
+@pytest.fixture
+def s3(_moto_server, monkeypatch):
+    monkeypatch.setenv("FK_TEST_S3_KEY_ID", "testing")
+    monkeypatch.setenv("FK_TEST_S3_SECRET", "testing")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)  # only the spec's options reach the store
+    return _moto_server
