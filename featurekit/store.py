@@ -91,8 +91,11 @@ class TableRef:
 
     @property
     def root(self) -> str:
-        """Where this ref's manifests and new data files live."""
-        return self.uri if self.branch is None else f"{self.uri.rstrip('/')}/tree/{self.branch}"
+        """Where this ref's manifests and new data files live. A local path is made absolute:
+        a branch records main's path as given when it is created, and a relative one would
+        make the branch unreadable from any other working directory (notes/lance-facts.md)."""
+        base = self.uri if self.remote else os.path.abspath(self.uri)
+        return base if self.branch is None else f"{base.rstrip('/')}/tree/{self.branch}"
 
     def on(self, branch: str | None) -> TableRef:
         return dataclasses.replace(self, branch=branch)
