@@ -294,13 +294,11 @@ def _run_feature(project, f, step: FeatureStep, plan: Plan, rows: pa.Table, file
     stored = pa.table({**outputs, f.state_column: state})
     per_row = encoded_bytes_per_row(stored, file_format)
     todo, upper = _rows_to_compute(step, plan)
-    rate = len(errors) / seconds if seconds > 0 else float("inf")
-    serial = todo / rate if rate != float("inf") else 0.0
-    workers = _engine_workers(project, f, plan, serial)
+    compute, workers = _estimate(project, f, plan, todo, seconds / len(errors))
     failed = [e for e in errors if e is not None]
     return FeatureSample(name=f.name, rows=len(errors), failed=len(failed), setup_seconds=setup, seconds=seconds,
                          peak_memory_bytes=mem.grown, bytes_per_row=per_row, rows_to_compute=todo,
-                         upper_bound=upper, workers=workers, estimated_seconds=setup + serial / workers,
+                         upper_bound=upper, workers=workers, estimated_seconds=setup + compute,
                          estimated_bytes=per_row * todo, peak_gpu_bytes=mem.gpu, errors=tuple(failed[:3])), outputs
 
 
@@ -313,15 +311,17 @@ def _rows_to_compute(step: FeatureStep, plan: Plan) -> tuple[int, bool]:
     return step.rows, False
 
 
-def _engine_workers(project, f, plan: Plan, serial_seconds: float) -> int:
-    """Worker processes the local engine would run `f` with (engine/local.py `_workers` and
-    its rule: parallel only when the in-process estimate passes PARALLEL_AFTER_SECONDS)."""
+def _estimate(project, f, plan: Plan, rows: int, per_row: float) -> tuple[float, int]:
+    """(seconds to compute `rows`, worker processes) as the local engine runs `f`: the first
+    fragment in this process, the rest in `_workers` processes when the in-process estimate
+    passes PARALLEL_AFTER_SECONDS (or workers/timeout ask for them), else in-process."""
     from .engine.local import PARALLEL_AFTER_SECONDS, LocalEngine
     options = project.spec.engine.options if project.spec.engine.kind == "local" else {}
-    fragments = max(1, -(-(plan.table_rows + (plan.ingest.new_rows if plan.ingest else 0))
-                         // project.spec.table.fragment_rows))
+    per_fragment = project.spec.table.fragment_rows
+    fragments = max(1, -(-rows // per_fragment))
     workers = LocalEngine(options)._workers(f, fragments)
     explicit = (f.resources.workers or 0) > 1 or f.resources.timeout
-    if workers > 1 and (explicit or serial_seconds > PARALLEL_AFTER_SECONDS):
-        return workers
-    return 1
+    first = min(rows, per_fragment)
+    if workers > 1 and fragments > 1 and (explicit or (rows - first) * per_row > PARALLEL_AFTER_SECONDS):
+        return (first + (rows - first) / workers) * per_row, workers
+    return rows * per_row, 1

@@ -152,7 +152,7 @@ def _ref(s3, root):
 def test_a_second_writer_is_refused_while_the_lock_is_held(s3, s3_project, run_cli):
     from featurekit.lock import table_lock
     root, _ = s3_project
-    r = run_cli("apply", "-q", "spec.yaml", "--select", "qlen", cwd=root); assert r[0] == 0, r
+    assert run_cli("apply", "-q", "spec.yaml", "--select", "qlen", cwd=root)[0] == 0
     with table_lock(_ref(s3, root)):
         code, _, err = run_cli("apply", "spec.yaml", cwd=root)
     assert code == 1
@@ -176,7 +176,7 @@ def test_a_dead_holders_lock_is_taken_over_when_its_lease_runs_out(s3, s3_projec
     """A holder killed with SIGKILL cannot release its tag: the lease it stopped renewing
     expires, and the next apply takes the lock over."""
     root, _ = s3_project
-    r = run_cli("apply", "-q", "spec.yaml", "--select", "qlen", cwd=root); assert r[0] == 0, r
+    assert run_cli("apply", "-q", "spec.yaml", "--select", "qlen", cwd=root)[0] == 0
     ref = _ref(s3, root)
     env = {**os.environ, "FEATUREKIT_LOCK_LEASE_SECONDS": "2", "PYTHONPATH": os.pathsep.join(sys.path)}
     holder = subprocess.Popen([sys.executable, "-c", HOLD, ref.uri, *(f"{k}={v}" for k, v in s3.options.items())],
@@ -204,7 +204,7 @@ def test_two_applies_taking_over_one_dead_lease_do_not_both_win(s3, s3_project, 
     from featurekit.store import open_dataset
     from featurekit.taglock import TagLease
     root, _ = s3_project
-    r = run_cli("apply", "-q", "spec.yaml", "--select", "qlen", cwd=root); assert r[0] == 0, r
+    assert run_cli("apply", "-q", "spec.yaml", "--select", "qlen", cwd=root)[0] == 0
     ds = open_dataset(_ref(s3, root))
     dead = TagLease(ds, "t", lease=1.0)
     dead.acquire()
