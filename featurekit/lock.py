@@ -62,15 +62,31 @@ def table_lock(where):
             fcntl.flock(fh, fcntl.LOCK_UN)  # the pid stays in the file: only the flock counts
 
 
+def lock_dataset_uri(uri: str) -> str:
+    """An object-store table's lock lives in an empty Lance dataset beside it,
+    ``.<name>.lance.featurekit-lock`` (no ``.lance`` suffix: LanceDB does not list it as a table)."""
+    parent, name = uri.rstrip("/").rsplit("/", 1)
+    return f"{parent}/.{name}.featurekit-lock"
+
+
 @contextmanager
 def _object_store_lock(ref):
-    from .store import open_dataset
+    """The tag lock, on a dataset of its own beside the table rather than on the table: it
+    exists before the table does (two first applies racing to create a table on S3 can both
+    "succeed", one silently overwritten), and its tag pins none of the table's versions."""
+    from .store import TableRef, open_dataset, write_dataset
     from .taglock import tag_lock
-    main = open_dataset(ref.main)
-    if main is None:  # nothing to lock yet: Lance's create is atomic, a second creator fails
-        yield
-        return
-    with tag_lock(main, ref.uri):
+    where = TableRef(lock_dataset_uri(ref.uri), ref.options)
+    ds = open_dataset(where)
+    if ds is None:
+        import pyarrow as pa
+        try:
+            write_dataset(pa.table({"lock": pa.array([], pa.int8())}), where, mode="create")
+        except OSError as exc:  # another apply created it first: the same empty dataset
+            if "already exists" not in str(exc):
+                raise RunError(f"could not create the writer lock of {ref.uri} at {where.uri}: {exc}") from exc
+        ds = open_dataset(where)
+    with tag_lock(ds, ref.uri):
         yield
 
 

@@ -3,8 +3,9 @@
 Why a tag: an object store has no flock, and a lock file would need a compare-and-swap the
 store may not give. Lance's tag creation is a conditional put (``If-None-Match``), so of
 several applies creating tag ``featurekit-writer`` at once exactly one succeeds (checked
-with 4 threads x 15 rounds on moto, notes/lance-facts.md section 3). A tag also costs no
-table version, and it names the holder in its metadata.
+with 4 threads x 15 rounds on moto, notes/lance-facts.md section 3). A tag costs no
+version, and it names the holder in its metadata. The tag lives on an empty dataset beside
+the table (`lock.lock_dataset_uri`), which exists before the table does.
 
 Why a lease: a holder that dies (SIGKILL, a lost machine) cannot delete its tag. The holder
 writes ``expires`` (epoch seconds) into the tag's metadata and renews it every quarter

@@ -71,7 +71,7 @@ def test_worker_processes_fork_without_lances_warning_and_without_a_global_filte
         features:
           slow: {extractor: slow.len, inputs: {text: q}, resources: {workers: 2}}
     """))
-    code = "import sys; sys.path.insert(0, %r); import os; os.environ['FEATUREKIT_PLUGINS'] = 'slowplug'\n" % str(tmp_path)
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import os; os.environ['FEATUREKIT_PLUGINS'] = 'slowplug'\n"
     out = _run(code + APPLY_WITH_WORKERS, str(tmp_path / "spec.yaml"), cwd=tmp_path)
     assert out["ok"] and out["workers"] == 40
     assert not [w for w in out["warnings"] if "fork" in w]

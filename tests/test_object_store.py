@@ -78,6 +78,7 @@ def test_apply_status_slice_loader_and_train_run_on_an_object_store(s3, s3_proje
     assert any(k.startswith(f"{prefix}/t.lance/_versions/") for k in keys)
     assert not (root / "data").exists()                       # nothing local: no table, no lock file, no cache
     assert not [k for k in keys if "featurekit-writer" in k]  # the lock tag is gone after the apply
+    assert any(k.startswith(f"{prefix}/.t.lance.featurekit-lock/_versions/") for k in keys)  # its dataset stays
 
     assert run_cli("apply", "-q", "spec.yaml", cwd=root)[:2] == (0, "")  # up to date: nothing, not even a version
     code, out, _ = run_cli("status", "spec.yaml", cwd=root)
