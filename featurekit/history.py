@@ -35,7 +35,8 @@ def render_log(entries: list[dict[str, Any]]) -> str:
         git = spec.get("git") or {}
         where = (f"{git['commit'][:10]}{' (modified)' if git.get('dirty') else ''}" if git
                  else spec.get("git_note", "no provenance recorded"))
-        lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}")
+        branch = f"  branch {e['branch']}" if e.get("branch") else ""
+        lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}{branch}")
         did = [f"ingested {e['ingested']}"] if e.get("ingested") else []
         did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
                 for n, f in e.get("features", {}).items()]

@@ -61,6 +61,10 @@ def test_a_branch_apply_leaves_main_untouched_and_writes_only_the_changed_column
     code, out, _ = run_cli("slice", "spec.yaml", "text_dense", "--json", cwd=project.root)
     assert on_branch > sum(json.loads(out)["splits"].values())   # the looser filter, on the branch only
 
+    code, out, _ = run_cli("log", "variant.yaml", "--branch", "exp", cwd=project.root)
+    assert code == 0 and out.splitlines()[0].endswith("branch exp")   # the branch's apply, newest first
+    assert "branch exp" not in run_cli("log", "spec.yaml", cwd=project.root)[1]
+
     code, out, _ = run_cli("branches", "spec.yaml", cwd=project.root)
     assert code == 0
     assert f"branch exp: from main version {version}, now version {branch.version}, 40 rows" in out

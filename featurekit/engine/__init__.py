@@ -51,7 +51,7 @@ def apply_entry(project, engine: str, plan, result: RunResult) -> dict[str, Any]
             "dropped": result.dropped,
             # where it came from: the spec file (sha256, git commit, modified?), the software, the user
             "spec_file": spec_provenance(project.path), "software": software(project.registry),
-            "user": who()["user"], "host": who()["host"]}
+            "user": who()["user"], "host": who()["host"], "branch": project.spec.table.branch}
 
 
 class Reporter:
