@@ -432,3 +432,19 @@ def test_only_layouts_recognised_whole_are_read_directly():
                                     "General( General { compression: Zstd, }, )"), [(64, 100)], 256, 2) is None
     assert parse_page(plain.replace("FullZipLayout( FullZipLayout", "MiniBlockLayout( MiniBlockLayout"),
                       [(64, 16 * 512)], 256, 2) is None
+
+
+def test_bench_reads_a_branch(tmp_path, run_cli, monkeypatch):
+    p = TestProject(tmp_path, plugins=[plugin()])
+    p.write({"hid": {"extractor": "t.hiddens", "inputs": {"n": "id"}, "on_error": {"max_failure_rate": 0.5}},
+             "small": {"extractor": "t.small", "inputs": {"n": "id"}}},
+            rows=[{"id": i, "question": "q"} for i in range(40)])
+    monkeypatch.setitem(sys.modules, "loader_test_plugin", plugin())
+    monkeypatch.setenv("FEATUREKIT_PLUGINS", "loader_test_plugin")
+    assert run_cli("apply", "-q", p.spec_path)[0] == 0
+    code, out, err = run_cli("apply", "-q", p.spec_path, "--branch", "copy")  # nothing to compute: only the branch
+    assert code == 0, err
+    code, out, err = run_cli("bench", p.spec_path, "--branch", "copy", "--columns", "hid", "--rows", "16")
+    assert code == 0, err
+    assert "(branch copy)" in out and "featurekit shuffled" in out and "page cache (os.preadv)" in out
+    assert "LanceDB Permutation shuffled" in out and "skipped: LanceDB 0.40 opens a table's main line only" in out
