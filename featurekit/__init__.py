@@ -14,7 +14,7 @@ import os as _os
 _os.environ.setdefault("LANCE_LOG", "error")
 
 from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError  # noqa: E402
-from .extractor import Extractor, Resources  # noqa: E402
+from .extractor import Extractor, Resources, runtime_field  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .source import Source  # noqa: E402
 from .trainer import Trainer  # noqa: E402
@@ -35,6 +35,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'featurekit' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "Extractor", "Resources", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
+__all__ = ["hookimpl", "Extractor", "Resources", "runtime_field", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
            "dataloader",
            "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]

@@ -35,6 +35,26 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+RUNTIME = "featurekit_runtime"
+
+
+def runtime_field(default: Any = ..., **kwargs: Any) -> Any:
+    """A param that changes how a value is computed but never the value (device, threads,
+    a cache folder): left out of the fingerprint, so changing it recomputes nothing.
+
+        device: str = featurekit.runtime_field("auto", description="auto, cpu, cuda:1")
+    """
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra[RUNTIME] = True
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+def is_runtime(model: type[BaseModel], key: str) -> bool:
+    info = model.model_fields.get(key)
+    extra = info.json_schema_extra if info is not None else None
+    return isinstance(extra, dict) and bool(extra.get(RUNTIME))
+
+
 class Extractor:
     """Subclass this; see the README's "Writing a plugin" for a complete example.
 
@@ -73,6 +93,19 @@ class Extractor:
     def output_types(self) -> dict[str, pa.DataType]:
         """Multi-output extractors override this: output name -> Arrow type."""
         raise NotImplementedError
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """What of the params enters the fingerprint: the params as the spec wrote them (not
+        defaults a later release may add), without runtime params (`runtime_field`).
+        Override to add facts decided at run time that change values, e.g. the compute
+        dtype `dtype: auto` resolves to on this machine."""
+        written = self.params.model_dump(mode="json", exclude_unset=True)
+        return {k: v for k, v in written.items() if not is_runtime(type(self.params), k)}
+
+    def runtime_params(self) -> dict[str, Any]:
+        """The runtime params the spec wrote (recorded, never fingerprinted)."""
+        written = self.params.model_dump(mode="json", exclude_unset=True)
+        return {k: v for k, v in written.items() if is_runtime(type(self.params), k)}
 
     def output_metadata(self) -> dict[str, str]:
         """Optional: facts readers need (a row's shape, its dtype), stored in the output

@@ -597,7 +597,7 @@ class _Resolver:
             ups = {}
             for logical, col in self.feature_inputs[name].items():
                 ups[logical] = features[owner[col]].fingerprint + "/" + col if col in owner else f"column:{col}"
-            fp = fingerprint(cls.name, cls.version, params.model_dump(mode="json"), ups)
+            fp = fingerprint(cls.name, cls.version, cls(params).fingerprint_params(), ups)
             depends = tuple(dict.fromkeys(owner[c] for c in self.feature_inputs[name].values() if c in owner))
             features[name] = Feature(name, fs, cls, params, dict(self.feature_inputs[name]), outputs, types, resources,
                                      depends, fp, self.runtime_params(cls, params))

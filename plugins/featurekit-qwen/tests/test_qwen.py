@@ -187,6 +187,19 @@ def test_tiers_1_to_3_apply_end_to_end(tiny, tmp_path, monkeypatch):
     assert hiddens.dtype == torch.float16 and tuple(hiddens.shape) == (4, 400, 128)
     assert table.column("input_ids")[3].as_py() is None
     assert featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens").action == "none"
+    spec = (tmp_path / "spec.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(spec.replace("image_px: 560}", "image_px: 560, device: cpu}"))
+    step = featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens")
+    assert step.action == "none"  # the device alone changes no value (float32 on a CPU either way)
+    assert step.reasons == ('runtime params changed (not in the fingerprint: nothing to recompute): '
+                            'device (default) -> "cpu"',)
+    (tmp_path / "spec.yaml").write_text(spec.replace("image_px: 560}", "image_px: 112}"))
+    step = featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens")
+    assert step.action == "recompute" and step.reasons[0] == "params changed: image_px 560 -> 112"
+    (tmp_path / "spec.yaml").write_text(spec.replace("image_px: 560}", "image_px: 560, dtype: bfloat16}"))
+    step = featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens")
+    assert step.action == "recompute"
+    assert step.reasons[0] == 'params changed: compute_dtype "float32" -> "bfloat16", dtype (default) -> "bfloat16"'
 
 
 @pytest.mark.gpu
