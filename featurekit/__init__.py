@@ -1,7 +1,7 @@
 """featurekit: a YAML spec in, a Lance feature store for multimodal training out.
 
 Public API: `hookimpl`, `Extractor`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`,
-`dataloader`.
+`dataloader`, `read`.
 Nothing heavy is imported here: torch, transformers, geneva and ray belong to plugins.
 """
 from __future__ import annotations
@@ -28,6 +28,9 @@ def __getattr__(name: str):
     if name in _API:
         from . import api
         return getattr(api, name)
+    if name == "read":
+        from .reading import read
+        return read
     if name == "dataloader":  # torch is imported only when a loader is built
         from .dataloader import dataloader
         globals()["dataloader"] = dataloader  # the function, not the submodule of the same name
@@ -36,5 +39,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["hookimpl", "Extractor", "Resources", "runtime_field", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
-           "dataloader",
+           "dataloader", "read",
            "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]
