@@ -141,11 +141,29 @@ def _is_binary(t: pa.DataType) -> bool:
         or pa.types.is_fixed_size_binary(t)
 
 
+def _is_image_struct(t: pa.DataType) -> bool:
+    """Hugging Face's image column, as `datasets` writes it to Parquet: struct<bytes, path>."""
+    if not pa.types.is_struct(t):
+        return False
+    names = [t.field(i).name for i in range(t.num_fields)]
+    return "bytes" in names and _is_binary(t.field("bytes").type)
+
+
+def binary_view(arr: pa.Array) -> pa.Array:
+    """An image struct's bytes (null where the struct is null); any other array unchanged."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if _is_image_struct(arr.type):
+        import pyarrow.compute as pc
+        return pc.struct_field(arr, "bytes")
+    return arr
+
+
 # Input type classes an extractor may declare instead of an Arrow type.
 TYPE_CLASSES: dict[str, Callable[[pa.DataType], bool]] = {
     "any": lambda t: True,
     "string": _is_string,
-    "binary": _is_binary,
+    "binary": lambda t: _is_binary(t) or _is_image_struct(t),
     "integer": pa.types.is_integer,
     "floating": pa.types.is_floating,
     "numeric": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t),
@@ -167,7 +185,7 @@ def type_matches(expected: Any, actual: pa.DataType) -> bool:
     if _is_string(expected):
         return _is_string(actual)
     if _is_binary(expected):
-        return _is_binary(actual)
+        return _is_binary(actual) or _is_image_struct(actual)
     if pa.types.is_integer(expected):
         return pa.types.is_integer(actual)
     if pa.types.is_floating(expected):

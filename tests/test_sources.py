@@ -52,3 +52,36 @@ def test_cheap_tiers_run_first(tmp_path):
         "  qlen:", "  a_type: {tier: 3, extractor: text.question_type, inputs: {text: question}}\n  qlen:"))
     plan = featurekit.plan(tmp_path / "spec.yaml")
     assert [s.name for s in plan.features] == ["qlen", "a_type"]
+
+
+def test_hugging_face_image_columns_feed_image_extractors(tmp_path):
+    """`datasets` writes images to Parquet as struct<bytes: binary, path: string>: accepted
+    wherever an image is, the bytes handed to the extractor."""
+    import lance
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import featurekit
+    from conftest import registry_with
+
+    class ByteLen(featurekit.Extractor):
+        name = "acme.bytelen"
+        inputs = {"image": "binary"}
+
+        def output_type(self):
+            return pa.int64()
+
+        def __call__(self, batch):
+            return pa.array([None if b is None else len(b) for b in batch.column("image").to_pylist()], pa.int64())
+
+    images = pa.array([{"bytes": b"\x89PNG" + b"x" * i, "path": f"{i}.png"} for i in range(5)] + [None],
+                      pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    (tmp_path / "raw").mkdir()
+    pq.write_table(pa.table({"id": list(range(6)), "image": images}), tmp_path / "raw" / "hf.parquet")
+    (tmp_path / "spec.yaml").write_text(
+        "featurekit: 1\nname: hf\ntable: {db: data, name: t}\n"
+        "source: {format: parquet, path: raw/hf.parquet, key: id}\n"
+        "features:\n  n:\n    extractor: acme.bytelen\n    inputs: {image: image}\n")
+    assert featurekit.apply(tmp_path / "spec.yaml", registry=registry_with(ByteLen)).ok
+    t = lance.dataset(str(tmp_path / "data" / "t.lance")).to_table(columns=["id", "n"]).sort_by("id")
+    assert t.column("n").to_pylist() == [4, 5, 6, 7, 8, None]

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..extractor import Extractor, type_matches
+from ..extractor import Extractor, binary_view, type_matches
 from ..lifetime import deadline
 from ..table import FAILED_SEP
 from .lancefiles import open_writer, row_offsets
@@ -128,8 +128,25 @@ def _as_array(value: Any, typ: pa.DataType, feature: str, what: str, n: int) -> 
     return value
 
 
+def binary_inputs(ext: Extractor, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Inputs declared binary receive bytes: an image column in Hugging Face's struct<bytes,
+    path> form is handed over as its bytes."""
+    expected = ext.input_types()
+    arrays = [binary_view(batch.column(i)) if _wants_binary(expected.get(name)) else batch.column(i)
+              for i, name in enumerate(batch.schema.names)]
+    if all(a is batch.column(i) for i, a in enumerate(arrays)):
+        return batch
+    return pa.record_batch(arrays, names=batch.schema.names)
+
+
+def _wants_binary(expected) -> bool:
+    return expected == "binary" or (isinstance(expected, pa.DataType) and
+                                    (pa.types.is_binary(expected) or pa.types.is_large_binary(expected)))
+
+
 def call_extractor(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch) -> dict[str, pa.Array]:
     """Output column -> values, checked against the declared types."""
+    batch = binary_inputs(ext, batch)
     with deadline(task.timeout):
         out = ext(batch)
     n = batch.num_rows
