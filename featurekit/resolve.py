@@ -237,6 +237,7 @@ class _Resolver:
             options = entry.cls.Options.model_validate(src.options)
         except ValidationError as exc:
             self.problems.extend(validation_problems(self.doc, exc, entry.cls.Options, ("source", "options")))
+            self.columns_unknown = True  # the source cannot be read: no cascade of unknown columns
             return None, (), {}
         source = entry.cls(options)
         files = tuple(expand(self.root, src.path))
