@@ -36,8 +36,9 @@ def test_every_hook_is_documented_here_and_in_the_readme():
 
 def test_readme_commands_name_existing_files():
     root = Path(__file__).parent.parent
-    for path in ("specs/textvqa-qwen.yaml", "examples/make_sample.py", "examples/make_tiny_qwen.py",
-                 "plugins/featurekit-image", "plugins/featurekit-qwen"):
+    for path in ("specs/easyvqa-qwen.yaml", "examples/make_easyvqa.py", "examples/make_tiny_qwen.py",
+                 "specs/textvqa-qwen.yaml", "examples/make_sample.py", "plugins/featurekit-image",
+                 "plugins/featurekit-qwen", "constraints.txt"):
         assert path in README and (root / path).exists()
 
 
