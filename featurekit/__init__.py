@@ -1,7 +1,7 @@
 """featurekit: a YAML spec in, a Lance feature store for multimodal training out.
 
 Public API: `hookimpl`, `Extractor`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`,
-`dataloader`.
+`dataloader`, `read`.
 Nothing heavy is imported here: torch, transformers, geneva and ray belong to plugins.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError
-from .extractor import Extractor, Resources
+from .extractor import Extractor, Resources, runtime_field
 from .hookspecs import hookimpl
 from .source import Source
 from .trainer import Trainer
@@ -23,6 +23,9 @@ def __getattr__(name: str):
     if name in _API:
         from . import api
         return getattr(api, name)
+    if name == "read":
+        from .reading import read
+        return read
     if name == "dataloader":  # torch is imported only when a loader is built
         from .dataloader import dataloader
         globals()["dataloader"] = dataloader  # the function, not the submodule of the same name
@@ -30,6 +33,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'featurekit' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "Extractor", "Resources", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
-           "dataloader",
+__all__ = ["hookimpl", "Extractor", "Resources", "runtime_field", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
+           "dataloader", "read",
            "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]

@@ -35,6 +35,26 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+RUNTIME = "featurekit_runtime"
+
+
+def runtime_field(default: Any = ..., **kwargs: Any) -> Any:
+    """A param that changes how a value is computed but never the value (device, threads,
+    a cache folder): left out of the fingerprint, so changing it recomputes nothing.
+
+        device: str = featurekit.runtime_field("auto", description="auto, cpu, cuda:1")
+    """
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra[RUNTIME] = True
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+def is_runtime(model: type[BaseModel], key: str) -> bool:
+    info = model.model_fields.get(key)
+    extra = info.json_schema_extra if info is not None else None
+    return isinstance(extra, dict) and bool(extra.get(RUNTIME))
+
+
 class Extractor:
     """Subclass this; see the README's "Writing a plugin" for a complete example.
 
@@ -74,6 +94,19 @@ class Extractor:
         """Multi-output extractors override this: output name -> Arrow type."""
         raise NotImplementedError
 
+    def fingerprint_params(self) -> dict[str, Any]:
+        """What of the params enters the fingerprint: the params as the spec wrote them (not
+        defaults a later release may add), without runtime params (`runtime_field`).
+        Override to add facts decided at run time that change values, e.g. the compute
+        dtype `dtype: auto` resolves to on this machine."""
+        written = self.params.model_dump(mode="json", exclude_unset=True)
+        return {k: v for k, v in written.items() if not is_runtime(type(self.params), k)}
+
+    def runtime_params(self) -> dict[str, Any]:
+        """The runtime params the spec wrote (recorded, never fingerprinted)."""
+        written = self.params.model_dump(mode="json", exclude_unset=True)
+        return {k: v for k, v in written.items() if is_runtime(type(self.params), k)}
+
     def output_metadata(self) -> dict[str, str]:
         """Optional: facts readers need (a row's shape, its dtype), stored in the output
         columns' field metadata as ``featurekit.output.<key>``."""
@@ -108,11 +141,29 @@ def _is_binary(t: pa.DataType) -> bool:
         or pa.types.is_fixed_size_binary(t)
 
 
+def _is_image_struct(t: pa.DataType) -> bool:
+    """Hugging Face's image column, as `datasets` writes it to Parquet: struct<bytes, path>."""
+    if not pa.types.is_struct(t):
+        return False
+    names = [t.field(i).name for i in range(t.num_fields)]
+    return "bytes" in names and _is_binary(t.field("bytes").type)
+
+
+def binary_view(arr: pa.Array) -> pa.Array:
+    """An image struct's bytes (null where the struct is null); any other array unchanged."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if _is_image_struct(arr.type):
+        import pyarrow.compute as pc
+        return pc.struct_field(arr, "bytes")
+    return arr
+
+
 # Input type classes an extractor may declare instead of an Arrow type.
 TYPE_CLASSES: dict[str, Callable[[pa.DataType], bool]] = {
     "any": lambda t: True,
     "string": _is_string,
-    "binary": _is_binary,
+    "binary": lambda t: _is_binary(t) or _is_image_struct(t),
     "integer": pa.types.is_integer,
     "floating": pa.types.is_floating,
     "numeric": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t),
@@ -134,7 +185,7 @@ def type_matches(expected: Any, actual: pa.DataType) -> bool:
     if _is_string(expected):
         return _is_string(actual)
     if _is_binary(expected):
-        return _is_binary(actual)
+        return _is_binary(actual) or _is_image_struct(actual)
     if pa.types.is_integer(expected):
         return pa.types.is_integer(actual)
     if pa.types.is_floating(expected):

@@ -5,6 +5,7 @@ and per-row state columns) and the source with what was last ingested.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -212,17 +213,33 @@ def _describe(s: FeatureStep | SliceStep) -> str:
     return ", ".join(parts)
 
 
+def _written(params: dict, key: str) -> str:
+    """A param as the spec wrote it; one the spec left out is the extractor's default."""
+    return json.dumps(params[key]) if key in params else "(default)"
+
+
+def runtime_note(f: Feature, stored: StoredFeature) -> str | None:
+    """Runtime params that differ from the ones the column was computed with: said, never a recompute."""
+    now = f.extractor_cls(f.params).runtime_params()
+    old = stored.runtime_params
+    changed = sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
+    if not changed:
+        return None
+    return ("runtime params changed (not in the fingerprint: nothing to recompute): " + ", ".join(
+        f"{k} {_written(old, k)} -> {_written(now, k)}" for k in changed))
+
+
 def stale_reasons(f: Feature, stored: StoredFeature, stale_upstream: set[str]) -> list[str]:
     reasons = []
     if stored.extractor != f.extractor_cls.name:
         reasons.append(f"extractor changed: {stored.extractor} -> {f.extractor_cls.name}")
     elif stored.version != str(f.extractor_cls.version):
         reasons.append(f"extractor version {stored.version} -> {f.extractor_cls.version}")
-    params = f.params.model_dump(mode="json")
+    params = f.extractor_cls(f.params).fingerprint_params()
     changed = sorted(k for k in set(params) | set(stored.params) if params.get(k) != stored.params.get(k))
     if changed:
         reasons.append("params changed: " + ", ".join(
-            f"{k} {json.dumps(stored.params.get(k))} -> {json.dumps(params.get(k))}" for k in changed))
+            f"{k} {_written(stored.params, k)} -> {_written(params, k)}" for k in changed))
     if stored.inputs != f.inputs:
         reasons.append(f"inputs changed: {stored.inputs} -> {f.inputs}")
     ups = sorted(u for u in f.depends_on if u in stale_upstream)
@@ -308,7 +325,9 @@ class _Context:
             self.changing.add(f.name)
             return FeatureStep(action="recompute", reasons=tuple(stale_reasons(f, old, self.changing)),
                                rows=self.rows_in_scope(f, pending), **base)
-        return self.fill_step(f, base, pending)
+        step = self.fill_step(f, base, pending)
+        note = runtime_note(f, old)
+        return dataclasses.replace(step, reasons=step.reasons + (note,)) if note else step
 
     def rows_in_scope(self, f: Feature, pending: str | None) -> int | None:
         scope = only_filter(self.project, f)

@@ -8,16 +8,35 @@ import click
 
 from .engine import FeatureRun, Reporter
 
+PLAIN_EVERY = 10.0  # seconds between progress lines outside a terminal
+
 
 class PlainReporter(Reporter):
-    """One line when a feature starts and one when it ends (logs, CI)."""
+    """Logs and CI: a line when a feature starts, one every `every` seconds while it runs
+    (rows, rows/s, ETA), and one when it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: float = PLAIN_EVERY) -> None:
         self.started: dict[str, float] = {}
+        self.every = every
+        self.total: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.last: dict[str, float] = {}
 
     def feature_started(self, name: str, rows: int) -> None:
-        self.started[name] = time.perf_counter()
+        self.started[name] = self.last[name] = time.perf_counter()
+        self.total[name], self.done[name] = rows, 0
         click.echo(f"{name}: computing {rows} row(s)", err=True)
+
+    def rows_done(self, name: str, rows: int) -> None:
+        self.done[name] = self.done.get(name, 0) + rows
+        now = time.perf_counter()
+        if now - self.last.get(name, now) < self.every or name not in self.started:
+            return
+        self.last[name] = now
+        done, total = self.done[name], self.total.get(name, 0)
+        rate = done / max(now - self.started[name], 1e-9)
+        eta = f", eta {(total - done) / rate:.0f}s" if rate and total > done else ""
+        click.echo(f"{name}: {done}/{total} rows, {rate:,.0f} rows/s{eta}", err=True)
 
     def feature_finished(self, run: FeatureRun) -> None:
         rate = (run.computed + run.failed) / run.seconds if run.seconds else 0.0

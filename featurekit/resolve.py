@@ -237,6 +237,7 @@ class _Resolver:
             options = entry.cls.Options.model_validate(src.options)
         except ValidationError as exc:
             self.problems.extend(validation_problems(self.doc, exc, entry.cls.Options, ("source", "options")))
+            self.columns_unknown = True  # the source cannot be read: no cascade of unknown columns
             return None, (), {}
         source = entry.cls(options)
         files = tuple(expand(self.root, src.path))
@@ -597,7 +598,7 @@ class _Resolver:
             ups = {}
             for logical, col in self.feature_inputs[name].items():
                 ups[logical] = features[owner[col]].fingerprint + "/" + col if col in owner else f"column:{col}"
-            fp = fingerprint(cls.name, cls.version, params.model_dump(mode="json"), ups)
+            fp = fingerprint(cls.name, cls.version, cls(params).fingerprint_params(), ups)
             depends = tuple(dict.fromkeys(owner[c] for c in self.feature_inputs[name].values() if c in owner))
             features[name] = Feature(name, fs, cls, params, dict(self.feature_inputs[name]), outputs, types, resources,
                                      depends, fp, self.runtime_params(cls, params))

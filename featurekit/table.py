@@ -40,6 +40,7 @@ class StoredFeature:
     inputs: dict[str, str]
     fingerprint: str
     input_fingerprints: dict[str, str] = field(default_factory=dict)
+    runtime_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def feature_metadata(feature, column: str, input_fps: dict[str, str]) -> dict[st
         META + "feature": feature.name,
         META + "extractor": feature.extractor_cls.name,
         META + "version": str(feature.extractor_cls.version),
-        META + "params": json.dumps(feature.params.model_dump(mode="json"), sort_keys=True),
+        # what the fingerprint covers (params as written, run-time facts), and the runtime params apart
+        META + "params": json.dumps(feature.extractor_cls(feature.params).fingerprint_params(), sort_keys=True),
+        META + "runtime_params": json.dumps(feature.extractor_cls(feature.params).runtime_params(), sort_keys=True),
         META + "inputs": json.dumps(feature.inputs, sort_keys=True),
         META + "input_fingerprints": json.dumps(input_fps, sort_keys=True),
         META + "fingerprint": feature.fingerprint,
@@ -110,7 +113,8 @@ def stored_features(schema: pa.Schema) -> dict[str, StoredFeature]:
             name=name, columns=(f.name,), extractor=md.get(META + "extractor", ""),
             version=md.get(META + "version", ""), params=json.loads(md.get(META + "params", "{}")),
             inputs=json.loads(md.get(META + "inputs", "{}")), fingerprint=md.get(META + "fingerprint", ""),
-            input_fingerprints=json.loads(md.get(META + "input_fingerprints", "{}")))
+            input_fingerprints=json.loads(md.get(META + "input_fingerprints", "{}")),
+            runtime_params=json.loads(md.get(META + "runtime_params", "{}")))
     return out
 
 

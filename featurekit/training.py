@@ -270,7 +270,13 @@ def find_run(project: Project, recipe: Recipe, run: str | Path | None) -> Path |
             raise UsageError(f"--run {run}: no {MANIFEST} there; give a folder 'featurekit train' made")
         return path
     latest = project.root / recipe.spec.output / LATEST
-    return (latest.parent / latest.read_text().strip()) if latest.exists() else None
+    if not latest.exists():
+        return None
+    run_dir = latest.parent / latest.read_text().strip()
+    if not (run_dir / MANIFEST).exists():
+        raise UsageError(f"the newest run {run_dir} has no {MANIFEST} (it did not start); give --run DIR "
+                         "or train again")
+    return run_dir
 
 
 def model_note(recipe: Recipe) -> str | None:
@@ -299,6 +305,8 @@ def train(project: Project, recipe_name: str, *, resume: bool = False, steps: in
           quiet: bool = False) -> TrainResult:
     recipe = _recipe(project, recipe_name)
     ds = _dataset(project, pinned_version(recipe))
+    if not resume:
+        check_ready(project, recipe, ds)  # before a run folder exists: a refused run leaves nothing
     run_dir, resuming = _run_dir(project, recipe, resume)
     manifest_path = run_dir / MANIFEST
     previous = json.loads(manifest_path.read_text()) if resuming and manifest_path.exists() else None
@@ -308,8 +316,6 @@ def train(project: Project, recipe_name: str, *, resume: bool = False, steps: in
                          + "; resume it with " + (f"--branch {was}" if was else "no --branch"))
     version = previous["table"]["version"] if previous else ds.version  # a resumed run reads what it started on
     ds = _dataset(project, version)
-    if previous is None:
-        check_ready(project, recipe, ds)
     seed = int(getattr(recipe.params, "seed", 0) or 0)
     columns = column_infos(ds, recipe.columns)
     manifest = _manifest(project, recipe, ds, seed, columns, previous, run_dir)

@@ -144,4 +144,9 @@ CASES += [
         "spec.yaml:3:23: engine.workers: unknown key 'workers'; valid keys: checkpoint_seconds, max_workers, "
         "ingest_commit_rows",
     ]),
+    ("only-slice-of-a-higher-tier", replace("  question_type:\n", "  question_type:\n    only: text_dense\n")
+     .replace("  ocr_token_count:\n", "  ocr_token_count:\n    tier: 2\n"), [
+        "spec.yaml:19:11: features.question_type.only: slice 'text_dense' needs tier-2 feature 'ocr_token_count', "
+        "so a tier-1 feature cannot be computed only on its rows; make 'question_type' tier 2 or more",
+    ]),
 ]

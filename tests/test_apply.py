@@ -139,7 +139,7 @@ def test_params_change_recomputes_descendants_and_says_why(project):
     spec = project.write_spec(DESCENDANTS.replace("inputs: {text: question}\n  shout_length",
                                                   "inputs: {text: question}\n    params: {suffix: '!!'}\n  shout_length"))
     plan = featurekit.plan(spec, registry=reg)
-    assert plan.step("shout").reasons == ('params changed: suffix "" -> "!!"',)
+    assert plan.step("shout").reasons == ('params changed: suffix (default) -> "!!"',)
     assert plan.step("shout_length").reasons == ("upstream feature changed: shout",)
     assert plan.step("question_length").action == "none"
     result = featurekit.apply(spec, registry=reg)

@@ -36,8 +36,9 @@ def test_every_hook_is_documented_here_and_in_the_readme():
 
 def test_readme_commands_name_existing_files():
     root = Path(__file__).parent.parent
-    for path in ("specs/textvqa-qwen.yaml", "examples/make_sample.py", "examples/make_tiny_qwen.py",
-                 "plugins/featurekit-image", "plugins/featurekit-qwen"):
+    for path in ("specs/easyvqa-qwen.yaml", "examples/make_easyvqa.py", "examples/make_tiny_qwen.py",
+                 "specs/textvqa-qwen.yaml", "examples/make_sample.py", "plugins/featurekit-image",
+                 "plugins/featurekit-qwen", "constraints.txt"):
         assert path in README and (root / path).exists()
 
 
@@ -93,3 +94,47 @@ def test_readme_duckdb_recipe_reads_a_table_with_float16_hiddens(project, capsys
     counts = lance.dataset(project.uri).to_table(columns=["text_dense"]).column("text_dense").value_counts()
     for row in counts.to_pylist():
         assert f"{row['values'] if row['values'] is not None else 'NULL'}" in shown and str(row["counts"]) in shown
+
+
+def test_readme_read_snippet_runs_on_a_table_with_null_hiddens(project, capsys):
+    """The README's read recipe on a table where rows outside the slice have NULL hiddens
+    (what broke the old recipe: 'zero_copy_only was True')."""
+    import lance
+    import numpy as np
+    import pyarrow as pa
+
+    import featurekit
+    from conftest import BASE_SPEC, registry_with
+
+    class Hiddens(featurekit.Extractor):
+        name = "acme.hiddens"
+        inputs = {"n": "integer"}
+
+        def output_type(self):
+            return pa.list_(pa.float16(), 6)
+
+        def output_metadata(self):
+            return {"shape": "[3, 2]"}
+
+        def __call__(self, batch):
+            return pa.array([[float(n)] * 6 for n in batch.column("n").to_pylist()], pa.list_(pa.float16(), 6))
+
+    spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  vision_tower_hiddens:\n    tier: 3\n"
+                                                "    extractor: acme.hiddens\n    inputs: {n: question_id}\n"
+                                                "    only: text_dense\nslices:\n")
+                              .replace('where: "ocr_token_count >= 8"', 'where: "ocr_token_count >= 8"\n'
+                                       '    split: {fractions: {train: 0.5, val: 0.5}}'))
+    reg = registry_with(Hiddens)
+    assert featurekit.apply(spec, registry=reg).ok
+    code = python_block_with("featurekit.read(").replace('"specs/textvqa-qwen.yaml"', "SPEC")
+    ns = {"SPEC": featurekit.load_spec(spec, registry=reg)}
+    exec(compile(code, "README:read", "exec"), ns)
+    t = lance.dataset(project.uri).to_table(filter="text_dense = 'val'", columns=["question_id"])
+    want = sorted(t.column("question_id").to_pylist())
+    got = ns["out"]
+    assert sorted(got["question_id"].tolist()) == want and len(want) > 0
+    assert tuple(got["vision_tower_hiddens"].shape) == (len(want), 3, 2)
+    ids = got["question_id"].numpy()
+    assert np.array_equal(got["vision_tower_hiddens"].numpy()[:, 0, 0], ids.astype(np.float16))
+    whole = featurekit.read(ns["SPEC"], ["vision_tower_hiddens"], format="numpy")
+    assert whole.skipped == 40 - lance.dataset(project.uri).count_rows(filter="text_dense IS NOT NULL")

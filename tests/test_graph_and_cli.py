@@ -154,3 +154,18 @@ def test_quiet_apply_prints_nothing_when_nothing_changed(project, run_cli):
     assert run_cli("apply", "-q", "spec.yaml") == (0, "", "")
     code, out, err = run_cli("apply", "spec.yaml")
     assert out.splitlines()[-1] == "nothing to do: everything is up to date"
+
+
+def test_outside_a_terminal_long_features_print_progress_lines(capsys):
+    from featurekit.engine import FeatureRun
+    from featurekit.progress import PlainReporter
+    reporter = PlainReporter(every=0.0)  # a line at every update (the default is every 10 s)
+    reporter.feature_started("hiddens", 100)
+    reporter.rows_done("hiddens", 40)
+    reporter.rows_done("hiddens", 60)
+    reporter.feature_finished(FeatureRun("hiddens", computed=100, seconds=1.0))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "hiddens: computing 100 row(s)"
+    assert lines[1].startswith("hiddens: 40/100 rows, ") and ", eta " in lines[1]
+    assert lines[2].startswith("hiddens: 100/100 rows, ") and "eta" not in lines[2]
+    assert lines[3] == "hiddens: 100 computed, 0 failed in 1.0s (100 rows/s)"

@@ -159,3 +159,35 @@ def test_an_external_distribution_installed_with_pip_is_found_through_its_entry_
         assert all(r["question_length"] == sum(c in "aeiou" for c in r["question"]) for r in values)
     finally:
         subprocess.run(pip + ["uninstall", "-y", "featurekit-acme"], check=True)
+
+
+def test_a_release_that_adds_a_defaulted_param_recomputes_nothing(project):
+    """The fingerprint covers params as written: a new param with a default does not make
+    every stored row stale."""
+    from pydantic import Field
+
+    class Newer(Vowels):
+        class Params(Vowels.Params):
+            ignore_case: bool = Field(False, description="added in a later release")
+
+    spec = project.write_spec(BASE_SPEC.replace("extractor: text.length", "extractor: acme.vowels"))
+    assert featurekit.apply(spec, registry=registry_with(Vowels, name="acme")).ok
+    plan = featurekit.plan(spec, registry=registry_with(Newer, name="acme"))
+    assert plan.step("question_length").action == "none"
+
+
+def test_runtime_params_are_recorded_but_not_fingerprinted(project):
+    class Threaded(Vowels):
+        class Params(Vowels.Params):
+            threads: int = featurekit.runtime_field(1, description="how many threads, not what they compute")
+
+    reg = registry_with(Threaded, name="acme")
+    spec = project.write_spec(BASE_SPEC.replace("extractor: text.length", "extractor: acme.vowels"))
+    assert featurekit.apply(spec, registry=reg).ok
+    spec = project.write_spec(BASE_SPEC.replace("extractor: text.length",
+                                                "extractor: acme.vowels\n    params: {threads: 4}"))
+    step = featurekit.plan(spec, registry=reg).step("question_length")
+    assert step.action == "none" and "threads (default) -> 4" in step.reasons[0]
+    spec = project.write_spec(BASE_SPEC.replace("extractor: text.length",
+                                                "extractor: acme.vowels\n    params: {letters: ae}"))
+    assert featurekit.plan(spec, registry=reg).step("question_length").action == "recompute"

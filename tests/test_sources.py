@@ -52,3 +52,83 @@ def test_cheap_tiers_run_first(tmp_path):
         "  qlen:", "  a_type: {tier: 3, extractor: text.question_type, inputs: {text: question}}\n  qlen:"))
     plan = featurekit.plan(tmp_path / "spec.yaml")
     assert [s.name for s in plan.features] == ["qlen", "a_type"]
+
+
+def test_hugging_face_image_columns_feed_image_extractors(tmp_path):
+    """`datasets` writes images to Parquet as struct<bytes: binary, path: string>: accepted
+    wherever an image is, the bytes handed to the extractor."""
+    import lance
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import featurekit
+    from conftest import registry_with
+
+    class ByteLen(featurekit.Extractor):
+        name = "acme.bytelen"
+        inputs = {"image": "binary"}
+
+        def output_type(self):
+            return pa.int64()
+
+        def __call__(self, batch):
+            return pa.array([None if b is None else len(b) for b in batch.column("image").to_pylist()], pa.int64())
+
+    images = pa.array([{"bytes": b"\x89PNG" + b"x" * i, "path": f"{i}.png"} for i in range(5)] + [None],
+                      pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    (tmp_path / "raw").mkdir()
+    pq.write_table(pa.table({"id": list(range(6)), "image": images}), tmp_path / "raw" / "hf.parquet")
+    (tmp_path / "spec.yaml").write_text(
+        "featurekit: 1\nname: hf\ntable: {db: data, name: t}\n"
+        "source: {format: parquet, path: raw/hf.parquet, key: id}\n"
+        "features:\n  n:\n    extractor: acme.bytelen\n    inputs: {image: image}\n")
+    assert featurekit.apply(tmp_path / "spec.yaml", registry=registry_with(ByteLen)).ok
+    t = lance.dataset(str(tmp_path / "data" / "t.lance")).to_table(columns=["id", "n"]).sort_by("id")
+    assert t.column("n").to_pylist() == [4, 5, 6, 7, 8, None]
+
+
+def test_csv_and_tsv_options_are_read_and_validated(tmp_path, run_cli):
+    import lance
+
+    import featurekit
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.tsv").write_text("1\twhat is it?\tNA\n2\twho, then?\tx\n")
+    (tmp_path / "raw" / "b.csv").write_text("id;q\n3;'semi;colon'\n")
+    spec = ("featurekit: 1\nname: t\ntable: {{db: data, name: {name}}}\n"
+            "source: {{format: {fmt}, path: raw/{file}, key: id, options: {options}}}\n"
+            "features:\n  n:\n    extractor: text.length\n    inputs: {{text: q}}\n")
+    (tmp_path / "tsv.yaml").write_text(spec.format(name="t1", fmt="tsv", file="a.tsv", options=
+                                                   "{header: false, column_names: [id, q, other], null_values: [NA]}"))
+    assert featurekit.apply(tmp_path / "tsv.yaml").ok
+    t = lance.dataset(str(tmp_path / "data" / "t1.lance")).to_table().sort_by("id")
+    assert t.column("q").to_pylist() == ["what is it?", "who, then?"] and t.column("other").to_pylist() == [None, "x"]
+    (tmp_path / "csv.yaml").write_text(spec.format(name="t2", fmt="csv", file="b.csv",
+                                                   options="{delimiter: ';', quote_char: \"'\"}"))
+    assert featurekit.apply(tmp_path / "csv.yaml").ok
+    assert lance.dataset(str(tmp_path / "data" / "t2.lance")).to_table().column("n").to_pylist() == [10]
+    (tmp_path / "bad.yaml").write_text(spec.format(name="t3", fmt="csv", file="b.csv",
+                                                   options="{delimiter: ';;', sep: x, header: false}"))
+    code, out, err = run_cli("validate", "bad.yaml", cwd=tmp_path)
+    assert code == 2
+    assert err.splitlines() == [
+        "bad.yaml:4:70: source.options.delimiter: string should have at most 1 character (got ';;')",
+        "bad.yaml:4:76: source.options.sep: unknown key 'sep'; valid keys: delimiter, quote_char, header, "
+        "column_names, null_values",
+        "2 problems found; nothing was written"]
+
+
+def test_a_featurekit_table_as_a_lance_source_brings_its_data_not_its_features(project, tmp_path):
+    import featurekit
+    assert featurekit.apply(project.spec).ok
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "spec.yaml").write_text(
+        f"featurekit: 1\nname: copy\ntable: {{db: data, name: c}}\n"
+        f"source: {{format: lance, path: {project.uri}, key: question_id}}\n"
+        "features:\n  qwords:\n    extractor: text.word_count\n    inputs: {text: question}\n")
+    result = featurekit.apply(other / "spec.yaml")
+    assert result.ok and result.plan.orphans == ()
+    import lance
+    names = lance.dataset(str(other / "data" / "c.lance")).schema.names
+    assert "question_length" not in names and "_fk_question_length" not in names and "text_dense" not in names
+    assert {"question", "answer", "qwords"} <= set(names)

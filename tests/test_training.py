@@ -120,3 +120,23 @@ def test_resume_continues_the_newest_run(trained, run_cli):
     folder = trained / "runs" / "probe" / (trained / "runs" / "probe" / "LATEST").read_text().strip()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert len(manifest["resumes"]) == 1
+
+
+def test_the_manifest_rebuilds_the_identical_batch_order(trained, run_cli):
+    """The pinned version and seed in the manifest give back the batches training saw, even
+    after the table has grown."""
+    run_cli("train", "spec.yaml", "--recipe", "probe", "-q", cwd=trained)
+    folder = trained / "runs" / "probe" / (trained / "runs" / "probe" / "LATEST").read_text().strip()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    project = featurekit.load_spec(trained / "spec.yaml")
+
+    def order():
+        loader = featurekit.dataloader(project, recipe="probe", batch_size=16, seed=manifest["seed"],
+                                       version=manifest["table"]["version"], drop_last=False)
+        return [b["label"] for b in loader]
+
+    before = order()
+    rows = [{"id": 1000 + i, "question": "what color is red", "answer": "red"} for i in range(30)]
+    (trained / "raw" / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_cli("apply", "-q", "spec.yaml")[0] == 0
+    assert order() == before and sum(len(b) for b in before) > 50

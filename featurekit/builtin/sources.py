@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+from pydantic import Field, model_validator
 
 from ..hookspecs import hookimpl
 from ..source import RowIssue, Source, SourceBatch
@@ -189,20 +190,50 @@ class ParquetSource(Source):
         return SourceBatch(pq.read_table(path))
 
 
+class CsvOptions(Source.Options):
+    delimiter: str = Field(",", min_length=1, max_length=1, description="the field separator")
+    quote_char: str | None = Field('"', min_length=1, max_length=1, description="quotes a field; null: none")
+    header: bool = Field(True, description="the first line names the columns")
+    column_names: list[str] | None = Field(None, description="the columns' names (needed without a header)")
+    null_values: list[str] | None = Field(None, description="strings read as NULL (default: Arrow's: '', NA, ...)")
+
+    @model_validator(mode="after")
+    def _names(self):
+        if not self.header and not self.column_names:
+            raise ValueError("header: false needs column_names: [...]")
+        return self
+
+
 class CsvSource(Source):
-    """Comma-separated with a header row. Rows with the wrong number of fields are reported."""
+    """Delimited text with a header row (options: delimiter, quote_char, header, column_names,
+    null_values). Rows with the wrong number of fields are reported."""
 
     name = "csv"
+    Options = CsvOptions
+
+    def _arrow_options(self, invalid_row_handler):
+        import pyarrow.csv as pcsv
+        o = self.options
+        if o.column_names:  # with a header line too: these names replace it
+            read = pcsv.ReadOptions(column_names=o.column_names, skip_rows=1 if o.header else 0)
+        else:
+            read = pcsv.ReadOptions()
+        parse = pcsv.ParseOptions(delimiter=o.delimiter, quote_char=o.quote_char or False,
+                                  invalid_row_handler=invalid_row_handler)
+        convert = pcsv.ConvertOptions(null_values=o.null_values, strings_can_be_null=True) \
+            if o.null_values is not None \
+            else pcsv.ConvertOptions()
+        return dict(read_options=read, parse_options=parse, convert_options=convert)
 
     def schema(self, path: Path) -> pa.Schema:
         import pyarrow.csv as pcsv
         with open(path, "rb") as fh:
             head = b"".join(line for _, line in zip(range(PEEK_LINES), fh))
-        options = pcsv.ParseOptions(invalid_row_handler=lambda r: "skip")
-        schema = pcsv.read_csv(io.BytesIO(head), parse_options=options).schema
+        options = self._arrow_options(lambda r: "skip")
+        schema = pcsv.read_csv(io.BytesIO(head), **options).schema
         if any(pa.types.is_binary(f.type) for f in schema):  # a byte that is not UTF-8: as read() does
-            clean = _without_undecodable_records(head, path)[0]
-            schema = pcsv.read_csv(io.BytesIO(clean), parse_options=options).schema if clean else schema
+            clean = _without_undecodable_records(head, path, self.options)[0]
+            schema = pcsv.read_csv(io.BytesIO(clean), **options).schema if clean else schema
         return schema
 
     def read(self, path: Path) -> SourceBatch:
@@ -211,14 +242,13 @@ class CsvSource(Source):
             return SourceBatch(table, issues)
         # Arrow reads a column holding a byte that is not UTF-8 as binary, all of it. Drop
         # the records holding such bytes (reported by line and column) and read the rest.
-        clean, line_of, dropped = _without_undecodable_records(path.read_bytes(), path)
+        clean, line_of, dropped = _without_undecodable_records(path.read_bytes(), path, self.options)
         if not clean:
             return SourceBatch(pa.table({}), dropped)
         table, issues = self._read(io.BytesIO(clean), path, line_of)
         return SourceBatch(table, dropped + issues)
 
-    @staticmethod
-    def _read(data, path: Path, line_of: list[int] | None = None):
+    def _read(self, data, path: Path, line_of: list[int] | None = None):
         import pyarrow.csv as pcsv
         issues: list[RowIssue] = []
 
@@ -230,16 +260,31 @@ class CsvSource(Source):
             issues.append(RowIssue(where, f"expected {row.expected_columns} fields, got {row.actual_columns}"))
             return "skip"
 
-        return pcsv.read_csv(data, parse_options=pcsv.ParseOptions(invalid_row_handler=bad)), issues
+        return pcsv.read_csv(data, **self._arrow_options(bad)), issues
 
 
-def _without_undecodable_records(data: bytes, path: Path) -> tuple[bytes, list[int], list[RowIssue]]:
+class TsvOptions(CsvOptions):
+    delimiter: str = Field("\t", min_length=1, max_length=1, description="the field separator")
+
+
+class TsvSource(CsvSource):
+    """Tab-separated text: csv with a tab delimiter."""
+
+    name = "tsv"
+    Options = TsvOptions
+
+
+def _without_undecodable_records(data: bytes, path: Path, options: CsvOptions | None = None
+                                 ) -> tuple[bytes, list[int], list[RowIssue]]:
     """The file's bytes without the records holding bytes that are not UTF-8; for every
     line kept, its line number in the file; and an issue per record dropped."""
     lines = io.StringIO(data.decode("utf-8", "surrogateescape"), newline="").readlines()
     consumed: list[str] = []
-    reader = csv.reader(_recording(lines, consumed))
-    header: list[str] = []
+    options = options or CsvOptions()
+    reader = csv.reader(_recording(lines, consumed), delimiter=options.delimiter,
+                        quotechar=options.quote_char or '"', quoting=csv.QUOTE_MINIMAL if options.quote_char
+                        else csv.QUOTE_NONE)
+    header: list[str] = [] if options.header else list(options.column_names or [])
     kept, line_of, issues = [], [], []
     start = 1
     for record in reader:
@@ -266,19 +311,26 @@ def _recording(lines: list[str], consumed: list[str]):
 
 
 class LanceSource(Source):
-    """Another Lance dataset (a folder ending in .lance)."""
+    """Another Lance dataset (a folder ending in .lance). When it is itself a featurekit table,
+    its derived columns (features, slices, state) are not imported: they belong to its spec."""
 
     name = "lance"
 
     def schema(self, path: Path) -> pa.Schema:
         import lance
-        return lance.dataset(str(path)).schema
+        return _source_columns(lance.dataset(str(path)).schema)
 
     def read(self, path: Path) -> SourceBatch:
         import lance
-        return SourceBatch(lance.dataset(str(path)).to_table())
+        ds = lance.dataset(str(path))
+        return SourceBatch(ds.to_table(columns=_source_columns(ds.schema).names))
+
+
+def _source_columns(schema: pa.Schema) -> pa.Schema:
+    from ..table import is_featurekit_column
+    return pa.schema([f.remove_metadata() for f in schema if not is_featurekit_column(f)])
 
 
 @hookimpl
 def featurekit_register_sources():
-    return [JsonlSource, ParquetSource, CsvSource, LanceSource]
+    return [JsonlSource, ParquetSource, CsvSource, TsvSource, LanceSource]

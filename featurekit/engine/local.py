@@ -247,7 +247,7 @@ class LocalEngine(Engine):
             fingerprint=f.fingerprint, upstream_states=upstream,
             field_ids={c: ids[c] for c in [*f.output_types, f.state_column]},
             batch_size=f.resources.batch_size, key=project.key if project.key in ds.schema.names else None,
-            timeout=f.resources.timeout)
+            timeout=f.resources.timeout, file_column=_file_column(project, f, ds))
 
     # -- running and committing ---------------------------------------------------------
     def _workers(self, f: Feature, n_tasks: int) -> int:
@@ -403,6 +403,15 @@ def _open(where):
 
 
 # Seams for other engines (the Geneva plugin): the same checks, ingest, columns and task as here.
+def _file_column(project: Project, f: Feature, ds) -> str | None:
+    """The source column naming the file one of the feature's inputs was loaded from."""
+    files = project.spec.source.files if project.spec.source else {}
+    for col in f.inputs.values():
+        if col in files and files[col] in ds.schema.names:
+            return files[col]
+    return None
+
+
 def check_file_format(uri: str, ds) -> None:
     """Refuse legacy-format tables: they cannot take all-null columns, which the fill design needs."""
     if ds is not None and file_version(ds).startswith("0."):

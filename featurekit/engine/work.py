@@ -8,6 +8,7 @@ raise. The engine commits the file (a Lance DataReplacement); until then nothing
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..extractor import Extractor, type_matches
+from ..extractor import Extractor, binary_view, type_matches
 from ..lifetime import deadline
 from ..table import FAILED_SEP
 from .lancefiles import open_writer, row_offsets
@@ -47,6 +48,7 @@ class FeatureTask:
     batch_size: int
     key: str | None
     timeout: float | None = None         # seconds an extractor call may take (resources.timeout)
+    file_column: str | None = None       # the column naming the file an input was loaded from (reports)
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,25 @@ def _as_array(value: Any, typ: pa.DataType, feature: str, what: str, n: int) -> 
     return value
 
 
+def binary_inputs(ext: Extractor, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Inputs declared binary receive bytes: an image column in Hugging Face's struct<bytes,
+    path> form is handed over as its bytes."""
+    expected = ext.input_types()
+    arrays = [binary_view(batch.column(i)) if _wants_binary(expected.get(name)) else batch.column(i)
+              for i, name in enumerate(batch.schema.names)]
+    if all(a is batch.column(i) for i, a in enumerate(arrays)):
+        return batch
+    return pa.record_batch(arrays, names=batch.schema.names)
+
+
+def _wants_binary(expected) -> bool:
+    return expected == "binary" or (isinstance(expected, pa.DataType) and
+                                    (pa.types.is_binary(expected) or pa.types.is_large_binary(expected)))
+
+
 def call_extractor(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch) -> dict[str, pa.Array]:
     """Output column -> values, checked against the declared types."""
+    batch = binary_inputs(ext, batch)
     with deadline(task.timeout):
         out = ext(batch)
     n = batch.num_rows
@@ -172,8 +191,14 @@ def compute_rows(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch):
     return values, errors
 
 
+OBJECT_REPR = re.compile(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
+
+
 def _message(exc: BaseException) -> str:
+    """One line a person can read: no memory addresses (PIL names the input '<_io.BytesIO
+    object at 0x7f...>', which says nothing about which row or file)."""
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    text = OBJECT_REPR.sub(lambda m: "the input bytes" if m.group(1) == "BytesIO" else f"a {m.group(1)}", text)
     return text[:MAX_ERROR_CHARS]
 
 
@@ -232,7 +257,8 @@ class FragmentJob:
 
     def pieces(self):
         ft = self.task.feature
-        columns = list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states) + ([ft.key] if ft.key else [])))
+        columns = list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states) + ([ft.key] if ft.key else [])
+                                     + ([ft.file_column] if ft.file_column else [])))
         for batch in self.fragment.to_batches(columns=columns, filter=None if self.task.full else self.task.filter,
                                               with_row_address=True, batch_size=ft.batch_size):
             if batch.num_rows:
@@ -242,6 +268,8 @@ class FragmentJob:
         ft = self.task.feature
         offsets = Offsets(batch.column("_rowaddr"))
         keys = batch.column(ft.key).to_pylist() if ft.key else offsets.values
+        if ft.file_column:  # a row error names the file its input came from, beside the key
+            keys = [f"{k} ({path})" if path else k for k, path in zip(keys, batch.column(ft.file_column).to_pylist())]
         blocked = _upstream_missing(batch, ft) if ft.upstream_states else None
         if blocked is None or not any(blocked):
             return Piece(offsets, keys, _logical(batch, ft))

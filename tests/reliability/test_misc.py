@@ -144,9 +144,9 @@ def test_while_a_stale_feature_is_recomputed_its_metadata_keeps_the_old_fingerpr
     assert ds.count_rows(filter=f"_fk_x = '{new}'") == 20  # half the rows have the new value ...
     meta = ds.schema.field("x").metadata
     assert meta[b"featurekit.fingerprint"].decode() == old  # ... so the metadata still says the old one
-    assert json.loads(meta[b"featurekit.params"]) == {"scale": 1}
+    assert json.loads(meta[b"featurekit.params"]) == {}  # params as written: the default was not
     plan = featurekit.plan(proj.spec, registry=reg)
-    assert plan.step("x").action == "recompute" and "params changed: scale 1 -> 2" in plan.render()
+    assert plan.step("x").action == "recompute" and "params changed: scale (default) -> 2" in plan.render()
     Interrupting.budget = 100
     result = featurekit.apply(proj.spec, registry=reg)
     assert result.run.features["x"].computed == 20  # committed work not redone

@@ -39,7 +39,8 @@ class VisionTower(featurekit.Extractor):
         out_hidden_size: int | None = Field(None, description="merger width; read from the model when omitted")
         dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
             "auto", description="compute dtype; auto: bfloat16 on CUDA, float32 on CPU")
-        device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
+        device: str = featurekit.runtime_field("auto", description="auto, cpu, cuda, cuda:1, ... (not in the "
+                                               "fingerprint: the compute dtype it leads to is)")
 
         @model_validator(mode="after")
         def _square(self):
@@ -65,6 +66,13 @@ class VisionTower(featurekit.Extractor):
     def output_type(self) -> pa.DataType:
         return pa.list_(pa.float16(), self.tokens * self.hidden)
 
+    def fingerprint_params(self) -> dict:
+        """Params as written, plus the dtype the tower computes in: `dtype: auto` gives bfloat16
+        on CUDA and float32 on a CPU, and those values differ, so they must not share a fingerprint."""
+        p = self.params
+        device = p.device if p.device != "auto" else ("cuda" if cuda_present() else "cpu")
+        return {**super().fingerprint_params(), "compute_dtype": compute_dtype(p.dtype, device.split(":")[0])}
+
     def output_metadata(self) -> dict[str, str]:
         side = self.params.image_px // self.params.patch_size
         return {"shape": f"[{self.tokens}, {self.hidden}]", "dtype": "float16",
@@ -76,10 +84,11 @@ class VisionTower(featurekit.Extractor):
 
         p = self.params
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if p.device == "auto" else p.device)
-        if p.dtype == "auto":
-            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        else:
-            self.dtype = getattr(torch, p.dtype)
+        self.dtype = getattr(torch, compute_dtype(p.dtype, self.device.type))
+        planned = self.fingerprint_params()["compute_dtype"]
+        if str(self.dtype).removeprefix("torch.") != planned:
+            raise RuntimeError(f"this worker computes in {self.dtype} but the plan fingerprinted {planned} "
+                               f"(device {p.device!r} resolved differently here): set dtype: explicitly")
         self.tower = load_vision_tower(p.model, self.dtype, self.device)
         cfg = self.tower.config
         if (cfg.patch_size, cfg.spatial_merge_size, cfg.out_hidden_size) != (p.patch_size, p.merge_size, self.hidden):
@@ -126,6 +135,33 @@ def prepare_images(blobs: list[bytes], side: int, processor):
         img = Image.open(io.BytesIO(blob)).convert("RGB")
         images.append(img.resize((side, side), Image.Resampling.BICUBIC))
     return processor(images=images, return_tensors="pt")
+
+
+def compute_dtype(dtype: str, device_type: str) -> str:
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device_type == "cuda" else "float32"
+
+
+def cuda_present() -> bool:
+    """Whether torch will see a CUDA GPU, without importing torch (plan and validate stay fast):
+    the NVIDIA management library answers in milliseconds; no driver library means no GPU."""
+    import ctypes
+    import os
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_uint(0)
+    if nvml.nvmlInit_v2() != 0:
+        return False
+    try:
+        return nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0 and count.value > 0
+    finally:
+        nvml.nvmlShutdown()
 
 
 def build_vision_tower(vision_config, device: str | None = None):

