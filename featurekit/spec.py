@@ -32,7 +32,7 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-SECRET_KEY = re.compile(r"secret|password|token|(^|_)key$|credential", re.IGNORECASE)
+SECRET_KEY = re.compile(r"secret|password|token|(^|_)key$", re.IGNORECASE)
 ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
@@ -44,7 +44,7 @@ class TableSpec(Strict):
     storage_options: dict[str, str] = Field(
         default_factory=dict, description="object-store options passed to every Lance call (e.g. aws_endpoint, "
         "region, allow_http, aws_access_key_id); a value may name environment variables as ${NAME}, expanded "
-        "when the table is opened. Secrets (keys naming a secret, key, token, password or credential) must be "
+        "when the table is opened. Secrets (keys naming a secret, token or password, or ending in _key) must be "
         "written that way, so they stay out of the spec and out of git")
     branch: str | None = Field(None, description="read and apply onto this Lance branch of the table (created from "
                                "main's current version by the first apply); `--branch` overrides it")
