@@ -1,6 +1,6 @@
 """featurekit: a YAML spec in, a Lance feature store for multimodal training out.
 
-Public API: `hookimpl`, `Extractor`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`,
+Public API: `hookimpl`, `Extractor`, `RowErrors`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`,
 `dataloader`.
 Nothing heavy is imported here: torch, transformers, geneva and ray belong to plugins.
 """
@@ -16,6 +16,7 @@ _os.environ.setdefault("LANCE_LOG", "error")
 from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError  # noqa: E402
 from .extractor import Extractor, Resources  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
+from .rowerrors import RowErrors  # noqa: E402
 from .source import Source  # noqa: E402
 from .trainer import Trainer  # noqa: E402
 
@@ -35,6 +36,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'featurekit' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "Extractor", "Resources", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
+__all__ = ["hookimpl", "Extractor", "Resources", "RowErrors", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
            "dataloader",
            "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]

@@ -388,7 +388,7 @@ def _orphans(project: Project, stored: dict[str, StoredFeature], slices: dict[st
     out = []
     for name, s in sorted(stored.items()):
         if name not in project.features:
-            out.append(OrphanStep(name, s.columns + (state_column(name),), action))
+            out.append(OrphanStep(name, s.columns + (state_column(name), "_fkin_" + name), action))
         elif leftover := tuple(c for c in s.columns if c not in produced):
             out.append(OrphanStep(f"{name} (old outputs)", leftover, action))
     for name in sorted(slices):
