@@ -248,7 +248,7 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
         elif kind == "slice" and name in project.slices:
             steps[key] = ctx.slice_step(project.slices[name])
     orphans = _orphans(project, ctx.stored, stored_slices(dataset.schema) if dataset is not None else {},
-                       "drop" if prune else "keep")
+                       "drop" if prune else "keep", ctx.existing)
     ingest = None
     if prepared is not None:
         ingest = IngestStep(files=len(project.source_files), changed=prepared.changed,
@@ -381,14 +381,15 @@ def only_filter(project: Project, f: Feature) -> str | None:
 
 
 def _orphans(project: Project, stored: dict[str, StoredFeature], slices: dict[str, StoredSlice],
-             action: str) -> tuple[OrphanStep, ...]:
+             action: str, existing: set[str] = frozenset()) -> tuple[OrphanStep, ...]:
     """Columns the table holds for features or slices the spec no longer has, or that a
     feature no longer produces (its ``outputs:`` changed)."""
     produced = {c for f in project.features.values() for c in f.columns}
     out = []
     for name, s in sorted(stored.items()):
         if name not in project.features:
-            out.append(OrphanStep(name, s.columns + (state_column(name), "_fkin_" + name), action))
+            keys = ("_fkin_" + name,) if "_fkin_" + name in existing else ()  # its input keys (reuse.py)
+            out.append(OrphanStep(name, s.columns + (state_column(name),) + keys, action))
         elif leftover := tuple(c for c in s.columns if c not in produced):
             out.append(OrphanStep(f"{name} (old outputs)", leftover, action))
     for name in sorted(slices):

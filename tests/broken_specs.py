@@ -142,6 +142,6 @@ CASES += [
     ]),
     ("unknown-engine-option", BASE_SPEC.replace("table:\n", "engine: {kind: local, workers: 4}\ntable:\n"), [
         "spec.yaml:3:23: engine.workers: unknown key 'workers'; valid keys: checkpoint_seconds, max_workers, "
-        "ingest_commit_rows",
+        "ingest_commit_rows, reuse_memory_mb",
     ]),
 ]

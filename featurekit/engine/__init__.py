@@ -48,7 +48,7 @@ def apply_entry(project, engine: str, plan, result: RunResult) -> dict[str, Any]
         features[n] = {"computed": f.computed, "failed": f.failed, "versions": list(f.versions)}
         if f.distinct is not None:
             features[n].update(rows=f.rows, distinct=f.distinct, reused=f.reused)
-        if f.passed:
+        if f.passed and (f.distinct is not None or f.passed > f.rows):
             features[n]["passed"] = f.passed
         if f.jobs:
             features[n]["jobs"] = list(f.jobs)

@@ -28,9 +28,9 @@ from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
 from ..table import failure_counts, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry
+from .columns import feature_fields, feature_layout, metadata_updates, plan_layout, reuses_values, slice_fields
 from .lancefiles import ColumnFile, commit_replacements, file_version
 from .pool import WorkerPool
-from .columns import feature_fields, feature_layout, metadata_updates, plan_layout, reuses_values, slice_fields
 from .reuse import Reuse, hash_column
 from .slices import run_slice
 from .work import (
