@@ -3,11 +3,11 @@ tagged and run-manifest-pinned versions readable; the next apply is a no-op."""
 import json
 
 import lance
+from test_efficiency import Counting
 
 import featurekit
 from conftest import registry_with
 from featurekit.compact import compact, parse_duration
-from test_efficiency import Counting
 
 SPEC = """\
 featurekit: 1
