@@ -305,9 +305,9 @@ class FragmentJob:
         """Take the computed values of a piece and write whatever is ready."""
         self.result.passed += passed
         if piece.reuse is not None:  # computed once per new input: now every row to run
-            run = piece.run_idx if piece.run_idx is not None else range(len(piece.offsets.array))
+            offsets = piece.offsets.values
             base = self.task.fragment_id << 32
-            addrs = [base + piece.offsets.values[i] for i in run]
+            addrs = [base + offsets[i] for i in (piece.run_idx if piece.run_idx is not None else range(len(offsets)))]
             values, errors = self.task.reuse.resolve(piece.reuse, values, errors, addrs)
         out = self._computed(piece, values, errors)
         if self.task.full:
