@@ -173,14 +173,14 @@ def bench_duplicates(root: Path, distinct: int, model: str | None, batch: int) -
         from featurekit_qwen.tiny import build_tiny_qwen
         model = str(build_tiny_qwen(root / "tiny-qwen"))
     reg = _registry(every_row(DHash, "bench.dhash_every_row"), every_row(VisionTower, "bench.tower_every_row"))
-    images = make_images(distinct)
-    print(f"3. content-addressed compute, {distinct} distinct PNG images (256x192), 1 worker:")
-    for feature, (shared, baseline), extra in (
-            ("dhash", ("image.dhash", "bench.dhash_every_row"), "resources: {workers: 1}"),
+    print("3. content-addressed compute (PNG images, 256x192), 1 worker:")
+    for feature, (shared, baseline), extra, n in (
+            ("dhash", ("image.dhash", "bench.dhash_every_row"), "resources: {workers: 1}", distinct * 10),
             ("tower", ("qwen.vision_tower", "bench.tower_every_row"),
-             f"params: {{model: '{model}'}}, resources: {{batch_size: {batch}}}")):
+             f"params: {{model: '{model}', image_px: 224}}, resources: {{batch_size: {batch}}}", distinct)):
+        images = make_images(n)
         for copies in (2, 10):
-            blobs = [images[i % distinct] for i in range(distinct * copies)]
+            blobs = [images[i % n] for i in range(n * copies)]
             times, runs, cols = {}, {}, {}
             for name in (shared, baseline):
                 spec = table_with(root / f"{feature}{copies}{name}", blobs, 256, "")
@@ -190,8 +190,8 @@ def bench_duplicates(root: Path, distinct: int, model: str | None, batch: int) -
                 runs[name] = result.run.features["f"]
                 cols[name] = lance.dataset(str(spec.parent / "data" / "t.lance")).to_table().sort_by("id").column("f")
             a, b = runs[shared], runs[baseline]
-            assert a.passed == a.distinct == distinct and b.passed == len(blobs) and cols[shared].equals(cols[baseline])
-            print(f"   {shared:<17} each image in {copies:>2} rows ({len(blobs):,}): passed {a.passed:,} rows "
+            assert a.passed == a.distinct == n and b.passed == len(blobs) and cols[shared].equals(cols[baseline])
+            print(f"   {shared:<17} each of {n:,} images in {copies:>2} rows ({len(blobs):,}): passed {a.passed:,} rows "
                   f"(= distinct images) {times[shared]:.2f}s; every row ({b.passed:,} passed) {times[baseline]:.2f}s; "
                   f"speed-up {times[baseline] / times[shared]:.2f}x")
 
@@ -233,7 +233,8 @@ def main() -> None:
     parser.add_argument("--vision-images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--model", default=None, help="hub id or folder (default: a tiny random model)")
-    parser.add_argument("--distinct", type=int, default=200, help="distinct images in the duplicates runs")
+    parser.add_argument("--distinct", type=int, default=200,
+                        help="distinct images in the vision-tower duplicates runs (x10 for dhash)")
     parser.add_argument("--only", choices=["duplicates", "errors"], help="run one part alone")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp())
