@@ -83,6 +83,10 @@ class Extractor:
         return {}
 
     def __call__(self, batch: pa.RecordBatch) -> Any:
+        """One value per row of `batch` (an array; a RecordBatch or dict of arrays for several
+        outputs). Rows that cannot be computed: return ``featurekit.RowErrors(values, errors)``
+        (one error or None per row) and the other rows keep their values at no extra cost;
+        raising instead makes featurekit isolate the failing rows by halving the batch."""
         raise NotImplementedError(f"{type(self).__name__} must define __call__(batch)")
 
     # -- derived, not for overriding -------------------------------------------------
