@@ -179,3 +179,13 @@ def test_the_plan_counts_distinct_inputs(tmp_path):
     spec = write(tmp_path, TEXTS)
     plan = featurekit.plan(spec, registry=registry_with(Counting))
     assert "45 rows, 7 distinct inputs" in plan.render()
+
+
+def test_worker_processes_also_compute_each_distinct_input_once(tmp_path):
+    spec = write(tmp_path, TEXTS)
+    spec.write_text(spec.read_text().replace("    on_error: {max_failure_rate: 1.0}\n",
+                                             "    on_error: {max_failure_rate: 1.0}\n    resources: {workers: 2}\n"))
+    result = featurekit.apply(spec, registry=registry_with(Counting))
+    run = result.run.features["n"]
+    assert (run.rows, run.distinct, run.passed) == (45, 7, 7)
+    assert table(tmp_path).column("n").to_pylist() == [len(x) * 7 for x in TEXTS]
