@@ -3,8 +3,8 @@
 Why: the same image often appears in several rows (easy-vqa: ~10 questions an image;
 TextVQA ~1.6). An extractor's output depends only on its inputs (and on its fingerprint),
 so rows with equal inputs can share one computed value. The key must identify the input
-values exactly, image bytes included: it is BLAKE2b-128 over, per logical input in name
-order, the input's name and a tagged encoding of the row's value. 128 bits make an
+values exactly, image bytes included: it is BLAKE2b-128 over the feature's fingerprint, then,
+per logical input in name order, the input's name and a tagged encoding of the row's value. 128 bits make an
 accidental collision negligible (rowhash's fast 64-bit sums are for change detection, not
 for handing one row's value to another).
 
@@ -25,10 +25,14 @@ DIGEST = 16
 HASH_TYPE = pa.binary(DIGEST)  # fixed_size_binary(16), the type of `_fkin_<feature>` columns
 
 
-def input_hashes(batch: pa.RecordBatch | pa.Table) -> pa.FixedSizeBinaryArray:
-    """One 16-byte key per row of `batch` (columns named by the extractor's logical inputs)."""
+def input_hashes(batch: pa.RecordBatch | pa.Table, salt: str = "") -> pa.FixedSizeBinaryArray:
+    """One 16-byte key per row of `batch` (columns named by the extractor's logical inputs).
+
+    `salt`: the feature's fingerprint, so a key never outlives the definition it was computed
+    for (an engine that rewrites values but not keys cannot leave a key naming old inputs)."""
     n = batch.num_rows
-    hashers = [hashlib.blake2b(digest_size=DIGEST) for _ in range(n)]
+    seed = hashlib.blake2b(salt.encode() + b"\x00", digest_size=DIGEST)
+    hashers = [seed.copy() for _ in range(n)]
     for name in sorted(batch.column_names):
         column = batch.column(name)
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

@@ -187,7 +187,7 @@ class LocalEngine(Engine):
                         and not result.features[u].computed]
         task = self._task(project, f, ds)
         reuse = Reuse(project.table_uri, f.state_column, f.fingerprint, task.hash_column, dict(f.output_types),
-                      int(self.options.reuse_memory_mb * (1 << 20))) if task.hash_column else None
+                      int(self.options.reuse_memory_mb * (1 << 20))) if task.hash_column and reuses_values(f) else None
         scope = only_filter(project, f)
         todo = todo_filter(f.state_column, f.fingerprint)
         work = []
@@ -252,7 +252,7 @@ class LocalEngine(Engine):
 
     def _task(self, project: Project, f: Feature, ds) -> FeatureTask:
         ids = {fld.name(): fld.id() for fld in ds.lance_schema.fields()}
-        hashes = hash_column(f.name) if reuses_values(f) and hash_column(f.name) in ids else None
+        hashes = hash_column(f.name) if hash_column(f.name) in ids else None  # rewritten with the values
         upstream = {project.features[u].state_column: project.features[u].fingerprint for u in f.depends_on}
         return FeatureTask(
             feature=f.name, extractor_cls=f.extractor_cls, params=f.run_params, inputs=dict(f.inputs),

@@ -294,7 +294,7 @@ class FragmentJob:
             piece = Piece(offsets, keys, logical, run_idx, blocked)
         reuse = self.task.reuse
         if reuse is not None and piece.logical is not None:
-            piece.reuse = reuse.classify(input_hashes(piece.logical))
+            piece.reuse = reuse.classify(input_hashes(piece.logical, ft.fingerprint))
             compute = piece.reuse.compute
             if len(compute) < piece.logical.num_rows:  # only the first row of each new input runs
                 piece.logical = piece.logical.take(pa.array(compute, pa.int64())) if compute else None
