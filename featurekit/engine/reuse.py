@@ -37,6 +37,7 @@ from ..table import open_dataset, sql_quote
 HASH_PREFIX = "_fkin_"
 DEFAULT_BUDGET = 1 << 30
 ADDR_CHUNK = 5000  # row addresses per Lance filter
+SMALL_VALUE = 4096  # bytes a row below which memo entries are views into the computed batch
 
 
 def hash_column(feature: str) -> str:
@@ -77,7 +78,7 @@ class Reuse:
         self.memo: OrderedDict[bytes, _Entry] = OrderedDict()
         self.memo_bytes = 0
         self.inflight: dict[bytes, int] = {}     # key -> pins by later pieces, while its piece computes
-        self.pending: dict[bytes, int] = {}      # key -> row address written, not committed yet
+        self.pending: dict[int, dict[bytes, int]] = {}  # fragment -> key -> row address, not committed yet
         self.extra: dict[bytes, int] = {}        # key -> row address committed by this apply
         self._index: tuple[np.ndarray, np.ndarray] | None = None
         self.seen: set[bytes] = set()
@@ -112,11 +113,8 @@ class Reuse:
 
     def committed(self, fragment_ids) -> None:
         """Rows written to these fragments are now readable from the table."""
-        done = set(fragment_ids)
-        for key, addr in list(self.pending.items()):
-            if addr >> 32 in done:
-                self.extra[key] = addr
-                del self.pending[key]
+        for fragment_id in fragment_ids:
+            self.extra.update(self.pending.pop(fragment_id, {}))
 
     # -- one piece ------------------------------------------------------------------------------
     def classify(self, hashes: pa.Array) -> ReusePlan:
@@ -158,14 +156,20 @@ class Reuse:
                 addrs: list[int]) -> tuple[dict[str, pa.Array], list[str | None] | None]:
         """Values and errors for every row of the piece, from what was computed for its new
         keys, the memo and the table. `addrs`: the rows' addresses (for the index)."""
+        n = len(plan.compute)
+        # small values are kept as views into the piece's arrays (no copy); large ones (hiddens)
+        # are copied, so one kept row never holds a whole batch of them in memory
+        copy = {c: n and values[c].nbytes > SMALL_VALUE * n for c in self.output_types}
+        width = {c: max(1, values[c].nbytes // max(n, 1)) for c in self.output_types}
         for j, i in enumerate(plan.compute):
             key = plan.keys[i]
             error = errors[j] if errors is not None else None
-            one = {c: values[c].take(pa.array([j], pa.int64())) for c in self.output_types}
-            entry = _Entry(one, error, pins=self.inflight.pop(key, 0), nbytes=sum(a.nbytes for a in one.values()))
+            one = {c: values[c].take(pa.array([j], pa.int64())) if copy[c] else values[c].slice(j, 1)
+                   for c in self.output_types}
+            entry = _Entry(one, error, pins=self.inflight.pop(key, 0), nbytes=sum(width.values()))
             self._remember(key, entry)
             if error is None:
-                self.pending[key] = addrs[i]
+                self.pending.setdefault(addrs[i] >> 32, {})[key] = addrs[i]
         memo_keys = list(dict.fromkeys(k for kind, k in plan.source if kind == "memo"))
         table_addrs = list(dict.fromkeys(a for kind, a in plan.source if kind == "table"))
         fetched = self._read(table_addrs)
