@@ -159,8 +159,8 @@ class Reuse:
         n = len(plan.compute)
         # small values are kept as views into the piece's arrays (no copy); large ones (hiddens)
         # are copied, so one kept row never holds a whole batch of them in memory
-        copy = {c: n and values[c].nbytes > SMALL_VALUE * n for c in self.output_types}
-        width = {c: max(1, values[c].nbytes // max(n, 1)) for c in self.output_types}
+        copy = {c: bool(n) and values[c].nbytes > SMALL_VALUE * n for c in self.output_types}
+        width = {c: max(1, values[c].nbytes // n) if n else 0 for c in self.output_types}
         for j, i in enumerate(plan.compute):
             key = plan.keys[i]
             error = errors[j] if errors is not None else None
