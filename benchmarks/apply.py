@@ -9,6 +9,12 @@
 4. write amplification: a small feature on a table of large image blobs, bytes written by
    featurekit vs by raw add_columns for the same column (target: <= 1.1x)
 5. parallelism: a CPU-bound extractor with 2 workers vs 1 (target: >= 1.7x)
+6. content-addressed compute: each input in 2 and in 10 rows; extractor calls equal the
+   distinct inputs, speed-up over computing every row (expect ~2x and ~10x)
+7. row errors: 1% failing rows on 20,000; rows passed to an extractor that reports them
+   (featurekit.RowErrors) over rows computed (target <= 1.05x), beside the halving fallback's
+8. versions: Lance versions written by the README's quickstart apply (specs/easyvqa-qwen.yaml,
+   needs easy-vqa and the tiny model; `--only versions` runs it alone, also against older code)
 """
 from __future__ import annotations
 
@@ -69,9 +75,45 @@ class Busy(featurekit.Extractor):
         return pa.array(out, pa.string())
 
 
+class BusyEveryRow(Busy):
+    """The same work, computed for every row (no sharing of values by input)."""
+
+    name = "bench.busy_every_row"
+    reuse_values = False
+
+
+class Flaky(featurekit.Extractor):
+    """A cheap per-row extractor that raises on rows whose text contains 'bad'."""
+
+    name = "bench.flaky"
+    inputs = {"text": pa.string()}
+    passed = 0
+
+    def output_type(self):
+        return pa.int64()
+
+    def one(self, t):
+        if "bad" in t:
+            raise ValueError("bad row")
+        return len(t)
+
+    def __call__(self, batch):
+        texts = batch.column("text").to_pylist()
+        return pa.array([self.one(t) for t in texts], pa.int64())
+
+
+class Reporting(Flaky):
+    """The same, reporting failed rows with featurekit.RowErrors."""
+
+    name = "bench.reporting"
+
+    def __call__(self, batch):
+        return featurekit.RowErrors.map(self.one, batch.column("text").to_pylist(), pa.int64())
+
+
 def registry():
     mod = types.ModuleType("bench_plugin")
-    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy, Hash64])
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy, Hash64, BusyEveryRow, Flaky, Reporting])
     return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod]))
 
 
@@ -123,11 +165,15 @@ def bench_overhead(root: Path, rows: int, repeats: int = 3) -> None:
         return pa.record_batch([pc.utf8_length(batch["question"]).cast(pa.int32())], ["question_length"])
 
     spec.write_text(spec_text("question_length: {extractor: text.length, inputs: {text: question}}\n"))
-    raw_times, fk_times = [], []
+    raw_sizes = (1024, 65536)  # Lance's default and featurekit's batch for text.length: the faster one is the baseline
+    raw_times: dict[int, list[float]] = {b: [] for b in raw_sizes}
+    fk_times = []
     for i in range(repeats):  # fresh copies each time; the median of each side is compared
-        raw_uri = str(root / f"raw_copy{i}.lance")
-        shutil.copytree(base, raw_uri)
-        raw_times.append(timed(lambda: lance.dataset(raw_uri).add_columns(length, read_columns=["question"]))[1])  # noqa: B023
+        for b in raw_sizes:
+            raw_uri = str(root / f"raw_copy{i}_{b}.lance")
+            shutil.copytree(base, raw_uri)
+            raw_times[b].append(timed(lambda: lance.dataset(raw_uri).add_columns(  # noqa: B023
+                length, read_columns=["question"], batch_size=b))[1])  # noqa: B023
         shutil.rmtree(uri)
         shutil.copytree(base, uri)
         result, t = timed(lambda: featurekit.apply(spec))
@@ -136,10 +182,13 @@ def bench_overhead(root: Path, rows: int, repeats: int = 3) -> None:
     got = lance.dataset(uri).to_table(columns=["question_length"]).column(0)
     want = lance.dataset(raw_uri).to_table(columns=["question_length"]).column(0)
     assert got.equals(want)
-    t_raw, t_fk = statistics.median(raw_times), statistics.median(fk_times)
+    medians = {b: statistics.median(t) for b, t in raw_times.items()}
+    best = min(medians, key=medians.get)
+    t_raw, t_fk = medians[best], statistics.median(fk_times)
     print(f"1. overhead, text.length over {rows:,} rows ({len(lance.dataset(uri).get_fragments())} fragments), "
           f"median of {repeats}:")
-    print(f"   raw lance add_columns {t_raw:.3f}s   featurekit apply {t_fk:.3f}s   ratio {t_fk / t_raw:.2f}"
+    print("   raw lance add_columns(batch_udf) " + ", ".join(f"batch_size={b:,}: {t:.3f}s" for b, t in medians.items()))
+    print(f"   featurekit apply {t_fk:.3f}s   ratio to the faster raw run (batch_size={best:,}) {t_fk / t_raw:.2f}"
           f"   (featurekit runs 2 fragments at once for text.length: resources.threads=2; "
           f"ingest took {t_ingest:.2f}s)")
 
@@ -212,15 +261,97 @@ def bench_parallel(root: Path, rows: int = 8000) -> None:
           f"2 workers {times[2]:.2f}s, speed-up {times[1] / times[2]:.2f}x (machine has {os.cpu_count()} cores)")
 
 
+def bench_duplicates(root: Path, distinct: int = 2000) -> None:
+    """Each input in `copies` rows: the extractor runs once per distinct input."""
+    print(f"6. content-addressed compute, CPU-bound extractor (bench.busy), {distinct} distinct inputs:")
+    for copies in (2, 10):
+        rows = distinct * copies
+        d = root / f"x{copies}"
+        (d / "raw").mkdir(parents=True)
+        pq.write_table(pa.table({"id": pa.array(range(rows), pa.int64()),
+                                 "question": pa.array([f"question {i % distinct}?" for i in range(rows)])}),
+                       d / "raw" / "q.parquet")
+        times, runs = {}, {}
+        for name in ("busy", "busy_every_row"):
+            spec = d / f"{name}.yaml"
+            spec.write_text(spec_text("{}\n", f"_{name}, fragment_rows: 500").replace("features:\n  {}", "features: {}"))
+            featurekit.apply(spec, registry=registry())  # ingest outside the timing
+            spec.write_text(spec_text(f"f: {{extractor: bench.{name}, inputs: {{text: question}}, "
+                                      f"resources: {{workers: 1}}}}\n", f"_{name}, fragment_rows: 500"))
+            result, times[name] = timed(lambda: featurekit.apply(spec, registry=registry()))  # noqa: B023
+            runs[name] = result.run.features["f"]
+        shared, every = runs["busy"], runs["busy_every_row"]
+        assert shared.computed == every.computed == rows and shared.passed == shared.distinct == distinct
+        a = lance.dataset(str(d / "data" / "t_busy.lance")).to_table().sort_by("id").column("f")
+        b = lance.dataset(str(d / "data" / "t_busy_every_row.lance")).to_table().sort_by("id").column("f")
+        assert a.equals(b)
+        print(f"   each input in {copies:>2} rows ({rows:,} rows): extractor passed {shared.passed:,} rows "
+              f"(= {shared.distinct:,} distinct), {times['busy']:.2f}s; every row computed "
+              f"({every.passed:,} passed) {times['busy_every_row']:.2f}s; speed-up "
+              f"{times['busy_every_row'] / times['busy']:.2f}x")
+
+
+def bench_row_errors(root: Path, rows: int = 20_000) -> None:
+    """1% failing rows: reported by the extractor vs isolated by halving batches."""
+    (root / "raw").mkdir(parents=True)
+    texts = [f"row {i}" + (" bad" if i % 100 == 37 else "") for i in range(rows)]
+    pq.write_table(pa.table({"id": pa.array(range(rows), pa.int64()), "question": pa.array(texts)}),
+                   root / "raw" / "q.parquet")
+    figures = {}
+    for name in ("reporting", "flaky"):
+        spec = root / f"{name}.yaml"
+        spec.write_text(spec_text(f"f: {{extractor: bench.{name}, inputs: {{text: question}}, "
+                                  "on_error: {max_failure_rate: 0.5}}\n", f"_{name}"))
+        result, t = timed(lambda: featurekit.apply(spec, registry=registry()))  # noqa: B023
+        run = result.run.features["f"]
+        assert (run.computed, run.failed) == (rows - rows // 100, rows // 100)
+        figures[name] = (run.passed, run.passed / (run.computed + run.failed), t)
+    rep, flaky = figures["reporting"], figures["flaky"]
+    print(f"7. row errors, {rows // 100:,} failing rows (1%) of {rows:,}, batch 1024: rows passed to the extractor / "
+          f"rows computed: featurekit.RowErrors {rep[0]:,} ({rep[1]:.3f}x, {rep[2]:.2f}s); "
+          f"raising (halving fallback) {flaky[0]:,} ({flaky[1]:.2f}x, {flaky[2]:.2f}s)")
+
+
+def bench_versions(root: Path) -> None:
+    """Lance versions written by the README's quickstart apply, from scratch, and by a no-op."""
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parent.parent
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(repo / "specs" / "easyvqa-qwen.yaml", root / "spec.yaml")
+    for script, out in (("make_easyvqa.py", "raw-easyvqa"), ("make_tiny_qwen.py", "models/tiny-qwen")):
+        subprocess.run([sys.executable, str(repo / "examples" / script), str(root / out)], check=True,
+                       capture_output=True)
+    result, t = timed(lambda: featurekit.apply(root / "spec.yaml"))
+    ds = lance.dataset(str(root / "data" / "easyvqa.lance"))
+    tower = result.run.features["vision_tower_hiddens"]
+    noop = featurekit.apply(root / "spec.yaml")
+    after = lance.dataset(str(root / "data" / "easyvqa.lance")).version
+    print(f"8. quickstart apply (specs/easyvqa-qwen.yaml, {ds.count_rows()} rows, 5 features, 1 slice) with "
+          f"featurekit at {Path(featurekit.__file__).parent.parent}: {ds.version} Lance versions in {t:.1f}s; "
+          f"vision tower passed {getattr(tower, 'passed', 0) or tower.computed} rows; no-op apply: "
+          f"{after - ds.version} versions{'' if noop.run is None else ' (it ran)'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=["versions", "duplicates", "errors"], help="run one part alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.only == "versions":
+            return bench_versions(tmp / "versions")
+        if args.only == "duplicates":
+            return bench_duplicates(tmp / "duplicates")
+        if args.only == "errors":
+            return bench_row_errors(tmp / "errors")
         bench_overhead(tmp / "overhead", args.rows)
         bench_write_amplification(tmp / "amplification")
         bench_parallel(tmp / "parallel")
+        bench_duplicates(tmp / "duplicates")
+        bench_row_errors(tmp / "errors")
+        bench_versions(tmp / "versions")
 
 
 if __name__ == "__main__":

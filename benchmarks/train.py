@@ -65,7 +65,7 @@ def extract(model: str, rows: list[dict], image_px: int, max_length: int, batch:
     hiddens = []
     for i in range(0, len(rows), batch):
         blobs = [r["image"] for r in rows[i:i + batch]]
-        out = tower(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
+        out = tower(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"])).values
         flat = np.asarray(out.flatten().to_numpy(zero_copy_only=False))
         hiddens.append(torch.from_numpy(flat.reshape(len(blobs), tower.tokens, tower.hidden).copy()))
     seconds = time.perf_counter() - start

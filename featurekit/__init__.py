@@ -1,6 +1,6 @@
 """featurekit: a YAML spec in, a Lance feature store for multimodal training out.
 
-Public API: `hookimpl`, `Extractor`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`,
+Public API: `hookimpl`, `Extractor`, `RowErrors`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`,
 `dataloader`, `read`.
 Nothing heavy is imported here: torch, transformers, geneva and ray belong to plugins.
 """
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError
 from .extractor import Extractor, Resources, runtime_field
 from .hookspecs import hookimpl
+from .rowerrors import RowErrors
 from .source import Source
 from .trainer import Trainer
 
@@ -33,6 +34,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'featurekit' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "Extractor", "Resources", "runtime_field", "Source", "Trainer", "load_spec", "plan", "apply", "status", "slice",
-           "dataloader", "read",
+__all__ = ["hookimpl", "Extractor", "Resources", "RowErrors", "runtime_field", "Source", "Trainer", "load_spec", "plan", "apply",
+           "status", "slice", "dataloader", "read",
            "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]

@@ -199,6 +199,22 @@ def _apply_notes(result) -> list[str]:
     return notes
 
 
+@cli.command(epilog="Examples:\n\n\b\n  featurekit compact specs/textvqa.yaml --dry-run\n"
+             "  featurekit compact specs/textvqa.yaml --older-than 1d")
+@SPEC
+@click.option("--older-than", default="7d", show_default=True, metavar="DURATION",
+              help="Remove versions older than this (30s, 15m, 12h, 7d, 2w).")
+@click.option("--dry-run", is_flag=True, help="Say what would be merged and removed; change nothing.")
+def compact(spec, older_than, dry_run):
+    """Merge small fragments and delete main's old versions, except the latest, tagged ones, each
+    branch's starting version, and those a run manifest or a recipe's table.version names (tagged
+    featurekit-run-... / featurekit-recipe-...); print the bytes freed. Values are unchanged."""
+    from .api import load_spec
+    from .compact import compact as run_compact
+    from .compact import parse_duration
+    click.echo(run_compact(load_spec(spec), parse_duration(older_than), dry_run=dry_run).render())
+
+
 @cli.command(epilog="Example: featurekit status specs/textvqa.yaml --json")
 @SPEC
 @JSON

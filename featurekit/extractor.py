@@ -70,6 +70,9 @@ class Extractor:
     Params: ClassVar[type[BaseModel]] = _Params
     path_params: ClassVar[tuple[str, ...]] = ()  # params naming files: relative to the spec's folder
     inputs_from_params: ClassVar[bool] = False  # inputs come from params; unmapped ones read the same-named column
+    # Rows with equal inputs share one computed value (content-addressed compute, notes/design.md);
+    # False for extractors cheaper than hashing their inputs (~1 us a row plus the bytes).
+    reuse_values: ClassVar[bool] = True
 
     def __init__(self, params: BaseModel | None = None):
         self.params = params if params is not None else self.Params()
@@ -113,6 +116,10 @@ class Extractor:
         return {}
 
     def __call__(self, batch: pa.RecordBatch) -> Any:
+        """One value per row of `batch` (an array; a RecordBatch or dict of arrays for several
+        outputs). Rows that cannot be computed: return ``featurekit.RowErrors(values, errors)``
+        (one error or None per row) and the other rows keep their values at no extra cost;
+        raising instead makes featurekit isolate the failing rows by halving the batch."""
         raise NotImplementedError(f"{type(self).__name__} must define __call__(batch)")
 
     # -- derived, not for overriding -------------------------------------------------

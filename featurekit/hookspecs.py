@@ -17,7 +17,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def featurekit_register_extractors() -> list[type]:
     """Return `featurekit.Extractor` subclasses. Specs use them by ``name``
-    (``plugin.thing``) after ``extractor:``."""
+    (``plugin.thing``) after ``extractor:``.
+
+    ``__call__(batch)`` returns one value per row, or ``featurekit.RowErrors(values,
+    errors)`` to report rows it could not compute (errors: one message, exception or None
+    per row): those rows are recorded as failed and retried next apply, the others keep their
+    values, and no row is passed twice. Rows with equal inputs share one call unless the class
+    sets ``reuse_values = False``."""
 
 
 @hookspec

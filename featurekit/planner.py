@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from .errors import UsageError
 from .ingest import PreparedIngest, show_keys
 from .resolve import SLICE_VERSION, Feature, Project, Slice, state_column
@@ -62,6 +64,7 @@ class FeatureStep:
     failed_rows: int = 0        # rows that failed last time and will be retried
     outdated_rows: int = 0      # rows computed by another definition (an interrupted recompute)
     only_pending: str | None = None  # the `only:` slice runs first in this apply: rows known then
+    distinct: int | None = None  # distinct inputs among the rows (the extractor runs once per input)
 
     @property
     def has_work(self) -> bool:
@@ -197,6 +200,8 @@ def _describe(s: FeatureStep | SliceStep) -> str:
             return f"stale: examine {rows} again"
         return f"examine {rows}: new, or waiting for an upstream value"
     rows = "all rows" if s.rows is None else f"{s.rows} row(s)"
+    if s.distinct is not None and s.rows is not None:
+        rows = f"{s.rows} rows, {s.distinct} distinct inputs"
     if s.only_pending:
         rows = f"the rows of slice {s.only_pending} (known once it has run)"
     if s.action == "create":
@@ -206,6 +211,8 @@ def _describe(s: FeatureStep | SliceStep) -> str:
     parts = [f"new rows of slice {s.only_pending} (known once it has run)"] if s.only_pending else []
     if s.new_rows:
         parts.append(f"{s.new_rows} new row(s) to fill")
+    if s.distinct is not None and s.rows:
+        parts.append(f"{s.rows} rows, {s.distinct} distinct inputs")
     if s.failed_rows:
         parts.append(f"{s.failed_rows} failed row(s) to retry")
     if s.outdated_rows:
@@ -258,15 +265,16 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
     knows whether its upstream features change, and an `only:` feature whether its slice
     runs first (then its rows are known only once the slice has run)."""
     ctx = _Context(project, dataset, prepared.count if prepared else 0, selected, max_tier)
+    ctx.prepared = prepared
     steps: dict[str, FeatureStep | SliceStep] = {}
     for key in project.graph.order():
         kind, name = key.split(":", 1)
         if kind == "feature" and name in project.features:
-            steps[key] = ctx.feature_step(project.features[name])
+            steps[key] = ctx.with_distinct(ctx.feature_step(project.features[name]), project.features[name])
         elif kind == "slice" and name in project.slices:
             steps[key] = ctx.slice_step(project.slices[name])
     orphans = _orphans(project, ctx.stored, stored_slices(dataset.schema) if dataset is not None else {},
-                       "drop" if prune else "keep")
+                       "drop" if prune else "keep", ctx.existing)
     ingest = None
     if prepared is not None:
         ingest = IngestStep(files=len(project.source_files), changed=prepared.changed,
@@ -297,6 +305,7 @@ class _Context:
         self.total = dataset.count_rows() if dataset is not None else 0
         self.changing: set[str] = set()     # features and slices whose definition changes in this plan
         self.slice_work: set[str] = set()   # slices that run in this apply
+        self.working: set[str] = set()      # features that compute in this apply
 
     def skipped(self, key: str, tier: int) -> bool:
         return (self.selected is not None and key not in self.selected) or bool(self.max_tier and tier > self.max_tier)
@@ -328,6 +337,25 @@ class _Context:
         step = self.fill_step(f, base, pending)
         note = runtime_note(f, old)
         return dataclasses.replace(step, reasons=step.reasons + (note,)) if note else step
+
+    def with_distinct(self, step: FeatureStep, f: Feature) -> FeatureStep:
+        """The step with its distinct inputs counted (`distinct.py`), when that is cheap."""
+        if not step.has_work:
+            return step
+        self.working.add(f.name)
+        if step.only_pending or step.rows is None:
+            return step
+        scope = only_filter(self.project, f)
+        prepared = getattr(self, "prepared", None)
+        incoming = None
+        if scope is None and prepared is not None:
+            parts = [t for t in (prepared.new_rows, prepared.changed_rows) if t is not None and t.num_rows]
+            incoming = pa.concat_tables(parts, promote_options="permissive") if parts else None
+        where = [scope] if step.action in ("create", "recompute") else [todo_filter(f.state_column, f.fingerprint),
+                                                                          scope]
+        from .distinct import distinct_inputs
+        n = distinct_inputs(self.project, f, self.dataset, where, incoming, self.working - {f.name})
+        return dataclasses.replace(step, distinct=n)
 
     def rows_in_scope(self, f: Feature, pending: str | None) -> int | None:
         scope = only_filter(self.project, f)
@@ -401,14 +429,15 @@ def only_filter(project: Project, f: Feature) -> str | None:
 
 
 def _orphans(project: Project, stored: dict[str, StoredFeature], slices: dict[str, StoredSlice],
-             action: str) -> tuple[OrphanStep, ...]:
+             action: str, existing: set[str] = frozenset()) -> tuple[OrphanStep, ...]:
     """Columns the table holds for features or slices the spec no longer has, or that a
     feature no longer produces (its ``outputs:`` changed)."""
     produced = {c for f in project.features.values() for c in f.columns}
     out = []
     for name, s in sorted(stored.items()):
         if name not in project.features:
-            out.append(OrphanStep(name, s.columns + (state_column(name),), action))
+            keys = ("_fkin_" + name,) if "_fkin_" + name in existing else ()  # its input keys (reuse.py)
+            out.append(OrphanStep(name, s.columns + (state_column(name),) + keys, action))
         elif leftover := tuple(c for c in s.columns if c not in produced):
             out.append(OrphanStep(f"{name} (old outputs)", leftover, action))
     for name in sorted(slices):

@@ -41,7 +41,7 @@ class PlainReporter(Reporter):
     def feature_finished(self, run: FeatureRun) -> None:
         rate = (run.computed + run.failed) / run.seconds if run.seconds else 0.0
         click.echo(f"{run.name}: {run.computed} computed, {run.failed} failed in {run.seconds:.1f}s "
-                   f"({rate:,.0f} rows/s)", err=True)
+                   f"({rate:,.0f} rows/s){work_line(run)}", err=True)
 
     def message(self, text: str) -> None:
         click.echo(text, err=True)
@@ -95,8 +95,7 @@ def render_summary(result, seconds: float) -> str:
         for what, n in sorted(run.skipped_rows.items()):
             lines.append(f"  skipped {n} source row(s): {what}")
     for name, f in run.features.items():
-        line = f"  {name}: {f.computed} computed, {f.failed} failed, {f.seconds:.1f}s"
-        lines.append(line)
+        lines.append(f"  {name}: {f.computed} computed, {f.failed} failed, {f.seconds:.1f}s{work_line(f)}")
         for key, err in f.errors[:3]:
             lines.append(f"      row {key!r}: {err}")
     for name, sl in run.slices.items():
@@ -111,6 +110,22 @@ def render_summary(result, seconds: float) -> str:
     for col in run.dropped:
         lines.append(f"  dropped column {col}")
     return "\n".join(lines)
+
+
+def work_line(f: FeatureRun) -> str:
+    """What the extractor was asked to do: rows, distinct inputs, rows passed to it."""
+    parts = []
+    if f.distinct is not None:
+        parts.append(f"{f.rows} rows, {f.distinct} distinct inputs")
+        if f.reused:
+            parts.append(f"{f.reused} reused")
+    computed = f.rows if f.distinct is None else f.distinct
+    if f.passed and (f.distinct is not None or f.passed > 1.05 * computed):
+        extra = f.passed - computed
+        parts.append(f"{f.passed} passed to the extractor" + (
+            f" ({f.passed / max(computed, 1):.2f}x: rows that raised were isolated by halving; "
+            "return featurekit.RowErrors to report them instead)" if extra > 0.05 * computed else ""))
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def render_status(s) -> str:

@@ -11,7 +11,9 @@ feature whose upstream is computed in the same apply reads the upstream's sample
 Nothing touches the table: outputs are written to a temporary Lance file only to learn
 their encoded size. The estimate is ``setup + rows / (rows/s) / workers``, where workers is
 what the local engine would use for that many rows (it parallelizes only work that would
-take longer than `PARALLEL_AFTER_SECONDS` in-process).
+take longer than `PARALLEL_AFTER_SECONDS` in-process). Rows sharing an input share its value
+(content-addressed compute): the sample computes each distinct input once, and the estimate
+counts the distinct inputs the plan found (rows when it could not count them).
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ class FeatureSample:
     peak_memory_bytes: int         # resident memory above the start, setup included
     bytes_per_row: float           # the feature's columns (and state) as Lance stores them
     rows_to_compute: int           # what the real apply computes
+    inputs: int                    # sample rows passed to the extractor: one per distinct input
+    inputs_to_compute: int | None  # distinct inputs among rows_to_compute, when the plan counted them
     upper_bound: bool              # rows_to_compute is the most it could be (an `only:` slice runs first)
     workers: int                   # parallel workers the local engine would use
     estimated_seconds: float
@@ -48,7 +52,8 @@ class FeatureSample:
 
     @property
     def rows_per_s(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+        """Extractor throughput: inputs computed a second (rows sharing an input cost nothing)."""
+        return self.inputs / self.seconds if self.seconds > 0 else float("inf")
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,9 @@ class SampleReport:
                     lines.append(f"  {f.name}: peak GPU memory {_size(f.peak_gpu_bytes)}")
                 if f.failed:
                     lines.append(f"  {f.name}: {f.failed} of {f.rows} sample rows failed, e.g. {f.errors[0]}")
+                if f.inputs_to_compute is not None and f.inputs_to_compute < f.rows_to_compute:
+                    lines.append(f"  {f.name}: {f.rows_to_compute:,} rows, {f.inputs_to_compute:,} distinct inputs: "
+                                 "the extractor runs once per input")
                 if f.upper_bound:
                     lines.append(f"  {f.name}: computed only on its slice, which this apply examines first: "
                                  "the rows to compute are at most the table's")
@@ -269,10 +277,14 @@ def _task(f):
 
 
 def _run_feature(project, f, step: FeatureStep, plan: Plan, rows: pa.Table, file_format: str):
+    from .engine.columns import reuses_values
     from .engine.work import compute_rows, get_extractor, release_extractor
     from .table import FAILED_SEP
     task = _task(f)
     logical = pa.table({name: rows.column(col) for name, col in f.inputs.items()})
+    first = _first_of_each_input(logical, f.fingerprint) if reuses_values(f) else None
+    if first is not None:  # as the engine runs it: once per distinct input
+        logical = logical.take(first[0])
     values: dict[str, list] = {c: [] for c in f.output_types}
     errors: list[str | None] = []
     with _PeakMemory() as mem:
@@ -289,17 +301,39 @@ def _run_feature(project, f, step: FeatureStep, plan: Plan, rows: pa.Table, file
             seconds = time.perf_counter() - t0
         finally:
             release_extractor(task)
+    inputs = len(errors)
     outputs = {c: pa.chunked_array(v, type=f.output_types[c]) for c, v in values.items()}
+    if first is not None:  # every sample row gets the value of its input
+        outputs = {c: v.take(first[1]) for c, v in outputs.items()}
+        errors = [errors[i] for i in first[1].to_pylist()]
     state = pa.array([f.fingerprint if e is None else f.fingerprint + FAILED_SEP + e for e in errors], pa.string())
     stored = pa.table({**outputs, f.state_column: state})
     per_row = encoded_bytes_per_row(stored, file_format)
     todo, upper = _rows_to_compute(step, plan)
-    compute, workers = _estimate(project, f, plan, todo, seconds / len(errors))
+    to_compute = step.distinct if step.distinct is not None and first is not None else None
+    compute, workers = _estimate(project, f, plan, to_compute if to_compute is not None else todo,
+                                 seconds / max(inputs, 1))
     failed = [e for e in errors if e is not None]
     return FeatureSample(name=f.name, rows=len(errors), failed=len(failed), setup_seconds=setup, seconds=seconds,
                          peak_memory_bytes=mem.grown, bytes_per_row=per_row, rows_to_compute=todo,
+                         inputs=inputs, inputs_to_compute=to_compute,
                          upper_bound=upper, workers=workers, estimated_seconds=setup + compute,
                          estimated_bytes=per_row * todo, peak_gpu_bytes=mem.gpu, errors=tuple(failed[:3])), outputs
+
+
+def _first_of_each_input(logical: pa.Table, fingerprint: str) -> tuple[pa.Array, pa.Array]:
+    """(index of the first row of each distinct input, index into those for every row), by the
+    input keys the engine uses (`inputhash.py`)."""
+    from .inputhash import input_hashes
+    keys = input_hashes(logical, fingerprint).to_pylist()
+    seen: dict[bytes, int] = {}
+    first, where = [], []
+    for i, k in enumerate(keys):
+        if k not in seen:
+            seen[k] = len(first)
+            first.append(i)
+        where.append(seen[k])
+    return pa.array(first, pa.int64()), pa.array(where, pa.int64())
 
 
 def _rows_to_compute(step: FeatureStep, plan: Plan) -> tuple[int, bool]:

@@ -22,7 +22,7 @@ MAX_KEYS_SHOWN = 5
 
 def reserved_columns(schema: pa.Schema) -> list[str]:
     """Source columns featurekit would mistake for its own (``_fk_*``)."""
-    return [name for name in schema.names if name.startswith(RESERVED_PREFIX)]
+    return [name for name in schema.names if name.startswith((RESERVED_PREFIX, "_fkin_"))]
 
 
 def row_locator(path, lines: list[int] | None = None) -> Callable[[int], str]:

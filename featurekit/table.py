@@ -77,8 +77,8 @@ def stored_slices(schema: pa.Schema) -> dict[str, StoredSlice]:
 def is_featurekit_column(f: pa.Field) -> bool:
     """A column featurekit derived (feature output, slice, state), not source data."""
     md = f.metadata or {}
-    return f.name.startswith("_fk_") or b"featurekit.feature" in md or b"featurekit.slice" in md \
-        or b"featurekit.state_of" in md
+    return f.name.startswith(("_fk_", "_fkin_")) or b"featurekit.feature" in md or b"featurekit.slice" in md \
+        or b"featurekit.state_of" in md or b"featurekit.inputs_of" in md
 
 
 def feature_metadata(feature, column: str, input_fps: dict[str, str]) -> dict[str, str]:
@@ -145,15 +145,24 @@ def applies(schema: pa.Schema) -> list[dict[str, Any]]:
     return json.loads(raw) if raw else []
 
 
-def record_apply(ds, entry: dict[str, Any], source: dict[str, Any] | None = None) -> None:
+def record_apply(ds, entry: dict[str, Any], source: dict[str, Any] | None = None,
+                 fields: dict[str, dict[str, str]] | None = None) -> None:
     """Append `entry` to the apply log; this commit is the apply's last version. `source`:
-    the source signature ingested, recorded in the same commit (never a version of its own)."""
+    the source signature ingested, and `fields`: column -> its complete new field metadata
+    (features and slices whose rows now carry a new fingerprint), recorded in the same
+    commit (never versions of their own)."""
+    import lance
     log = applies(ds.schema)[-(APPLIES_KEPT - 1):]
     entry = {**entry, "version_to": ds.version + 1}
     meta = {APPLIES_META.decode(): json.dumps(log + [entry], sort_keys=True)}
     if source is not None:
         meta[SOURCE_META.decode()] = json.dumps(source, sort_keys=True)
-    ds.update_schema_metadata(meta)
+    ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
+    op = lance.LanceOperation.UpdateConfig(
+        schema_metadata_updates=lance.LanceOperation.UpdateMap(meta, replace=False),
+        field_metadata_updates={ids[c]: lance.LanceOperation.UpdateMap(md, replace=True)
+                                for c, md in (fields or {}).items() if c in ids} or None)
+    lance.LanceDataset.commit(ds, op, read_version=ds.version)
 
 
 def failure_counts(ds, state_col: str, fp: str, scope: str | None = None) -> tuple[int, int]:

@@ -5,9 +5,11 @@
         check_extractor(MyExtractor, batch={"text": ["a", "bb", None]})
 
 It checks what featurekit relies on: a name and version, strict Params, declared output
-types that match what ``__call__`` returns, one value per row, nulls handled (a value or
-an exception, never a crash of the process), the same output on a second call and for a
-row computed alone as within its batch.
+types that match what ``__call__`` returns, one value per row, nulls handled (a value, a
+row error or an exception, never a crash of the process), the same output on a second call
+and for a row computed alone as within its batch. An extractor returning
+`featurekit.RowErrors` must give one error entry per row, and a row it reports as failed in
+a batch must fail alone too (and a row that succeeds in a batch must succeed alone).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from .engine.work import FeatureError, FeatureTask, call_extractor
+from .engine.work import FeatureError, FeatureTask, call_extractor_rows
 from .extractor import Extractor
 
 SAMPLES = {
@@ -94,21 +96,37 @@ def check_extractor(cls: type[Extractor], params: BaseModel | Mapping[str, Any] 
         f"{cls.name}: output_type()/output_types() must return Arrow types"
     task = _task(ext)
     data = _batch(ext, batch)
-    try:
-        first = call_extractor(ext, task, data)
-    except FeatureError as exc:
-        raise AssertionError(str(exc).replace("feature 'check': ", "")) from None
-    second = call_extractor(ext, task, data)
+
+    def call(rows):
+        try:
+            return call_extractor_rows(ext, task, rows)
+        except FeatureError as exc:
+            raise AssertionError(f"{cls.name}: " + str(exc).replace("feature 'check': ", "")) from None
+
+    first, first_errors = call(data)
+    second, second_errors = call(data)
     for col in first:
         assert first[col].equals(second[col]), f"{cls.name}: output {col!r} differs between two identical calls"
+    assert [e is None for e in first_errors or []] == [e is None for e in second_errors or []], \
+        f"{cls.name}: rows reported as failed differ between two identical calls"
     for i in range(data.num_rows):
-        alone = call_extractor(ext, task, data.slice(i, 1))
+        failed = first_errors is not None and first_errors[i] is not None
+        try:
+            alone, alone_errors = call(data.slice(i, 1))
+        except AssertionError:
+            raise
+        except Exception as exc:
+            raise AssertionError(f"{cls.name}: row {i} raised alone ({exc!r}) but not within its batch; "
+                                 "report it with featurekit.RowErrors in both cases") from None
+        alone_failed = alone_errors is not None and alone_errors[0] is not None
+        assert failed == alone_failed, \
+            f"{cls.name}: row {i} {'failed' if failed else 'succeeded'} in its batch but not alone"
         for col in first:
             assert alone[col].to_pylist() == first[col].slice(i, 1).to_pylist(), \
                 f"{cls.name}: row {i} computed alone differs from the same row in a batch (output {col!r})"
     nulls = pa.record_batch([pa.nulls(2, f.type) for f in data.schema], schema=data.schema)
     try:
-        out = call_extractor(ext, task, nulls)
+        out, _ = call_extractor_rows(ext, task, nulls)
     except FeatureError as exc:
         raise AssertionError(f"{cls.name}: on null inputs: " + str(exc).replace("feature 'check': ", "")) from None
     except Exception:

@@ -142,7 +142,7 @@ CASES += [
     ]),
     ("unknown-engine-option", BASE_SPEC.replace("table:\n", "engine: {kind: local, workers: 4}\ntable:\n"), [
         "spec.yaml:3:23: engine.workers: unknown key 'workers'; valid keys: checkpoint_seconds, max_workers, "
-        "ingest_commit_rows",
+        "ingest_commit_rows, reuse_memory_mb",
     ]),
     ("only-slice-of-a-higher-tier", replace("  question_type:\n", "  question_type:\n    only: text_dense\n")
      .replace("  ocr_token_count:\n", "  ocr_token_count:\n    tier: 2\n"), [

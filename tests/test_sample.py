@@ -72,7 +72,7 @@ def sampled(tmp_path, monkeypatch):
     reg = registry_with(Busy, Wide)
     monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
     monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
-    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"id": i, "q": "row " * (i % 9 + 1)}) + "\n"
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"id": i, "q": "row " * (i % 9 + 1) + str(i)}) + "\n"
                                                  for i in range(2000)))
     (tmp_path / "spec.yaml").write_text(SPEC)
     return tmp_path
@@ -101,6 +101,20 @@ def test_sample_commits_nothing_and_its_estimate_is_within_2x_of_the_real_apply(
     real = result.run.features["busy"].seconds
     ratio = busy.estimated_seconds / real
     assert 0.5 <= ratio <= 2.0, (busy.estimated_seconds, real)
+
+
+def test_sample_counts_each_distinct_input_once_as_the_apply_does(sampled):
+    (sampled / "rows.jsonl").write_text("".join(json.dumps({"id": i, "q": "row " * (i % 9 + 1)}) + "\n"
+                                                for i in range(2000)))    # 9 distinct questions
+    featurekit.apply(sampled / "spec.yaml", select=["qlen"])
+    report = featurekit.api.sample(sampled / "spec.yaml", 300, select=["busy"])
+    (busy,) = report.features
+    assert (busy.rows, busy.inputs, busy.rows_to_compute, busy.inputs_to_compute) == (300, 9, 2000, 9)
+    assert "2,000 rows, 9 distinct inputs: the extractor runs once per input" in report.render()
+    per_input = busy.seconds / 9
+    assert busy.estimated_seconds == pytest.approx(busy.setup_seconds + 9 * per_input)
+    result = featurekit.apply(sampled / "spec.yaml", select=["busy"])
+    assert result.run.features["busy"].passed == 9
 
 
 def test_sample_runs_a_chain_of_new_features_on_the_same_rows(sampled, run_cli):

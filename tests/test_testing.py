@@ -90,3 +90,43 @@ def test_featurekit_project_fixture_builds_applies_and_reads(featurekit_project)
     assert featurekit_project.plan().step("n").action == "create"
     assert featurekit_project.apply().ok
     assert featurekit_project.table().column("n").to_pylist() == [0, 6]
+
+
+class Reports(Good):
+    """Reports rows it cannot compute with featurekit.RowErrors."""
+
+    name = "t.reports"
+
+    def __call__(self, batch):
+        return featurekit.RowErrors.map(lambda t: len(t) if "bad" not in t else int("x"),
+                                        batch.column("text").to_pylist(), pa.int32())
+
+
+class ReportsInBatchOnly(Good):
+    name = "t.batchonly"
+
+    def __call__(self, batch):
+        texts = batch.column("text").to_pylist()
+        errors = ["bad batch" if len(texts) > 1 and i == 0 else None for i in range(len(texts))]
+        return featurekit.RowErrors(pa.array([len(t or "") for t in texts], pa.int32()), errors)
+
+
+class ShortErrors(Good):
+    name = "t.shorterrors"
+
+    def __call__(self, batch):
+        return featurekit.RowErrors(pa.array([1] * batch.num_rows, pa.int32()), [None])
+
+
+def test_row_errors_form_passes_and_failed_rows_are_null():
+    out = check_extractor(Reports, batch={"text": ["ok", "bad row", "fine"]})
+    assert out["value"].to_pylist() == [2, None, 4]
+
+
+@pytest.mark.parametrize("cls,message", [
+    (ReportsInBatchOnly, "t.batchonly: row 0 failed in its batch but not alone"),
+    (ShortErrors, "t.shorterrors returned RowErrors with 1 errors for 3 rows"),
+])
+def test_row_errors_form_broken(cls, message):
+    with pytest.raises(AssertionError, match=message):
+        check_extractor(cls, batch={"text": ["a", "bb", "ccc"]})

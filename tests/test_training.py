@@ -59,6 +59,7 @@ def trained(tmp_path, run_cli, monkeypatch):
     import featurekit.api
     import featurekit.registry
     reg = registry_with(Embed)
+    import featurekit.api
     monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
     monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)  # bound at its import
     (tmp_path / "raw").mkdir()
@@ -66,7 +67,8 @@ def trained(tmp_path, run_cli, monkeypatch):
     rows = [{"id": i, "question": f"what color is {colors[i % 3]}", "answer": colors[i % 3]} for i in range(90)]
     (tmp_path / "raw" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "spec.yaml").write_text(SPEC)
-    assert run_cli("apply", "-q", "spec.yaml", cwd=tmp_path)[0] == 0
+    code, out, err = run_cli("apply", "-q", "spec.yaml", cwd=tmp_path)
+    assert code == 0, err
     return tmp_path
 
 

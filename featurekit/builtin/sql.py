@@ -34,6 +34,7 @@ class SqlExpression(Extractor):
     """A column computed by a SQL expression over the row's columns, evaluated by Lance."""
 
     name = "sql"
+    reuse_values = False  # evaluated by Lance/DataFusion: cheaper than hashing its inputs
     version = "1"
     inputs_from_params = True
     resources = Resources(batch_size=65536, threads=2)

@@ -17,6 +17,7 @@ class TextLength(Extractor):
     """Characters in a string (null stays null)."""
 
     name = "text.length"
+    reuse_values = False  # vectorized Arrow compute: cheaper than hashing its inputs
     resources = VECTORIZED
     inputs = {"text": pa.string()}
 
@@ -31,6 +32,7 @@ class ItemCount(Extractor):
     """Items in a list; a null list counts as 0."""
 
     name = "text.count"
+    reuse_values = False  # vectorized Arrow compute: cheaper than hashing its inputs
     resources = VECTORIZED
     inputs = {"items": "list"}
 
@@ -45,6 +47,7 @@ class WordCount(Extractor):
     """Whitespace-separated words in a string (null stays null)."""
 
     name = "text.word_count"
+    reuse_values = False  # vectorized Arrow compute: cheaper than hashing its inputs
     resources = VECTORIZED
     inputs = {"text": pa.string()}
 
@@ -97,6 +100,7 @@ class QuestionType(Extractor):
     """The leading interrogative phrase of a question (what, how many, is, ...), else 'other'."""
 
     name = "text.question_type"
+    reuse_values = False  # vectorized Arrow compute: cheaper than hashing its inputs
     inputs = {"text": pa.string()}
 
     def output_type(self) -> pa.DataType:

@@ -17,6 +17,10 @@ class FeatureRun:
     error: str | None = None    # the feature as a whole failed (contract broken, threshold)
     versions: list[int] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)  # ids of the engine's own jobs (Geneva), for the apply log
+    rows: int = 0               # rows that needed a value
+    distinct: int | None = None  # distinct inputs among them (None: the feature does not share values)
+    reused: int = 0             # rows that took a value computed for equal inputs (this apply or before)
+    passed: int = 0             # rows passed to the extractor (halving a raising batch passes rows again)
 
 
 @dataclass
@@ -41,7 +45,11 @@ def apply_entry(project, engine: str, plan, result: RunResult) -> dict[str, Any]
     import time
     features = {}
     for n, f in result.features.items():
-        features[n] = {"computed": f.computed, "failed": f.failed}
+        features[n] = {"computed": f.computed, "failed": f.failed, "versions": list(f.versions)}
+        if f.distinct is not None:
+            features[n].update(rows=f.rows, distinct=f.distinct, reused=f.reused)
+        if f.passed and (f.distinct is not None or f.passed > f.rows):
+            features[n]["passed"] = f.passed
         if f.jobs:
             features[n]["jobs"] = list(f.jobs)
     from ..provenance import software, spec_provenance, who

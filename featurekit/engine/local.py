@@ -26,11 +26,13 @@ from ..lifetime import critical, disk_full, machine_workers
 from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
 from ..store import table_ref, write_dataset
-from ..table import failure_counts, feature_metadata, record_apply, todo_filter
+from ..table import failure_counts, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry
+from .columns import feature_fields, feature_layout, metadata_updates, plan_layout, reuses_values, slice_fields
 from .lancefiles import ColumnFile, commit_replacements, file_version
 from .pool import WorkerPool
-from .slices import finish_metadata, run_slice
+from .reuse import Reuse, hash_column
+from .slices import run_slice
 from .work import (
     FeatureError,
     FeatureTask,
@@ -38,7 +40,7 @@ from .work import (
     FragmentResult,
     FragmentTask,
     compute_fragment,
-    compute_piece,
+    compute_piece_counted,
     discard,
     release_extractor,
 )
@@ -52,6 +54,8 @@ class LocalOptions(EngineOptions):
     max_workers: int | None = Field(None, gt=0, le=1 << 20, description="cap on worker processes (default: the cores)")
     ingest_commit_rows: int | None = Field(None, gt=0, le=1 << 40, description="rows a commit while ingesting "
                                            "(default: 16 fragments)")
+    reuse_memory_mb: float = Field(1024, ge=0, le=1 << 30, allow_inf_nan=False,
+                                   description="memory for values shared by rows with equal inputs within an apply")
 
 
 class LocalEngine(Engine):
@@ -73,11 +77,8 @@ class LocalEngine(Engine):
             if any(s.has_work for s in plan.features):
                 raise RunError(f"table {uri} does not exist and the spec has no source to create it from")
             return result
-        for orphan in plan.orphans:
-            if orphan.action == "drop":
-                cols = [c for c in orphan.columns if c in ds.schema.names]
-                ds.drop_columns(cols)
-                result.dropped.extend(cols)
+        self.metadata: dict[str, dict[str, str]] = {}  # written with the apply-log entry, last
+        ds = self._layout(project, plan, ds, result)
         self.pool = None
         try:
             for step in plan.steps:
@@ -94,10 +95,10 @@ class LocalEngine(Engine):
                 self.pool.shutdown(cancel_futures=True)
         result.seconds = time.perf_counter() - started
         ds = _open(uri)
-        if ds.version != plan.table_version:
-            with critical():
+        if ds.version != plan.table_version or self.metadata:
+            with critical():  # one commit: the log entry, the source signature, the new metadata
                 record_apply(ds, apply_entry(project, self.name, plan, result),
-                             source=prepared.signature if prepared is not None else None)
+                             source=prepared.signature if prepared is not None else None, fields=self.metadata)
         result.version_after = _open(uri).version
         return result
 
@@ -140,12 +141,33 @@ class LocalEngine(Engine):
                                              max_rows_per_file=project.spec.table.fragment_rows)
         return written
 
+    # -- columns ----------------------------------------------------------------------------
+    def _layout(self, project: Project, plan: Plan, ds, result: RunResult):
+        """One commit dropping columns (recreated features, --prune orphans), one adding
+        every new column of the apply (all-null: metadata only)."""
+        drop, add = plan_layout(project, plan.steps, ds.schema)
+        for orphan in plan.orphans:
+            if orphan.action == "drop":
+                cols = [c for c in orphan.columns if c in ds.schema.names]
+                drop += cols
+                result.dropped.extend(cols)
+        drop = list(dict.fromkeys(c for c in drop if c in ds.schema.names))
+        if drop:
+            with critical():
+                ds.drop_columns(drop)
+            ds = _open(table_ref(project))
+        if add:
+            with critical():
+                ds.add_columns(pa.schema(add))
+            ds = _open(table_ref(project))
+        return ds
+
     # -- one slice --------------------------------------------------------------------------
     def _slice(self, project: Project, sl, step: SliceStep, reporter: Reporter):
         reporter.message(f"slice {sl.name}: examining {'every row' if step.rows is None else step.rows} row(s)"
                          .replace("every row row(s)", "every row"))
         run = run_slice(project, sl, step.action in ("create", "recompute"), _open(table_ref(project)))
-        finish_metadata(_open(table_ref(project)), sl)
+        self.metadata.update(metadata_updates(slice_fields(sl)[:1], _open(table_ref(project)).schema))
         kept = sum(run.added.values())
         removed = ", ".join(f"{n} {step_}" for step_, n in sorted(run.removed.items())) or "none removed"
         reporter.message(f"slice {sl.name}: {run.examined} examined, {kept} kept ({removed})"
@@ -158,10 +180,13 @@ class LocalEngine(Engine):
                  result: RunResult) -> FeatureRun:
         run = FeatureRun(f.name)
         started = time.perf_counter()
-        ds, deferred = self._prepare_columns(project, f, step)
+        ds = _open(table_ref(project))
+        deferred = metadata_updates(feature_fields(project, f), ds.schema)
         upstream_bad = [u for u in f.depends_on if u in result.features and result.features[u].error
                         and not result.features[u].computed]
         task = self._task(project, f, ds)
+        reuse = Reuse(table_ref(project), f.state_column, f.fingerprint, task.hash_column, dict(f.output_types),
+                      int(self.options.reuse_memory_mb * (1 << 20))) if task.hash_column and reuses_values(f) else None
         scope = only_filter(project, f)
         todo = todo_filter(f.state_column, f.fingerprint)
         work = []
@@ -172,21 +197,24 @@ class LocalEngine(Engine):
             if n:
                 full = fresh_column or (scope is None and n == frag.count_rows())
                 work.append(FragmentTask(ds, frag.fragment_id, task, full,
-                                         filter=None if full else todo + (f" AND {scope}" if scope else "")))
+                                         filter=None if full else todo + (f" AND {scope}" if scope else ""),
+                                         reuse=reuse))
                 total += n
         reporter.feature_started(f.name, total)
         if upstream_bad:
             reporter.message(f"{f.name}: upstream {', '.join(upstream_bad)} failed; rows without their values fail too")
         try:
             self._execute(project, f, work, ds, run, reporter)
-            if deferred:  # every row now has the new fingerprint: the metadata may say so
-                with critical():
-                    _open(table_ref(project)).update_field_metadata(deferred, replace=True)
+            # every row now has the new fingerprint: the metadata may say so (in the last commit)
+            self.metadata.update(deferred)
         except FeatureError as exc:
             run.error = str(exc)
         finally:
             release_extractor(task)  # a model loaded here must not outlive its feature
         run.seconds = time.perf_counter() - started
+        run.rows = run.computed + run.failed
+        if reuse is not None:
+            run.distinct, run.reused = len(reuse.seen), reuse.rows - reuse.computes
         rate = f.spec.on_error.max_failure_rate
         if run.error is None and run.failed:
             # over the feature's rows, not the rows retried now: a retry that fails again
@@ -202,36 +230,19 @@ class LocalEngine(Engine):
         """Add the feature's columns as nulls (metadata only), or refresh their metadata.
         Returns the dataset and the metadata to write once every row is recomputed: while
         a stale feature is recomputed, its columns keep the old metadata, so a reader never
-        sees the new fingerprint claimed over old values."""
+        sees the new fingerprint claimed over old values. (The local engine prepares every
+        step's columns at once, `_layout`; this is the seam other engines use.)"""
         uri = table_ref(project)
         ds = _open(uri)
-        input_fps = {col: project.features[o].fingerprint for col in f.inputs.values()
-                     for o in [project.columns[col].origin.split(":", 1)[-1]] if o in project.features}
-        wanted = [pa.field(c, t, metadata=feature_metadata(f, c, input_fps)) for c, t in f.output_types.items()]
-        wanted.append(pa.field(f.state_column, pa.string(), metadata={"featurekit.state_of": f.name}))
-        present = {fld.name: fld for fld in ds.schema}
-        have = [w.name for w in wanted if w.name in present]
-        changed = any(not present[n].type.equals(w.type) for w in wanted for n in [w.name] if n in present)
-        if have and (changed or len(have) < len(wanted)):
-            # An output's type changed, or the feature's set of columns did: its columns are
-            # recreated together (a fragment keeps one data file per feature, which Lance's
-            # DataReplacement requires). The old values stay readable in earlier versions.
-            ds.drop_columns(have)
+        drop, add = feature_layout(project, f, ds.schema)
+        if drop:
+            ds.drop_columns(drop)
             ds = _open(uri)
-            present = {fld.name: fld for fld in ds.schema}
-        missing = [w for w in wanted if w.name not in present]
-        if missing:
-            ds.add_columns(pa.schema(missing))
+        if add:
+            ds.add_columns(pa.schema(add))
             ds = _open(uri)
-        updates = {}
-        for w in wanted:
-            want = {k.decode(): v.decode() for k, v in (w.metadata or {}).items()}
-            current = {k.decode(): v.decode() for k, v in (ds.schema.field(w.name).metadata or {}).items()}
-            # featurekit owns its `featurekit.` keys; other tools' keys (Geneva's) are kept as they are
-            ours = {k: v for k, v in current.items() if k.startswith("featurekit.")}
-            if ours != want:
-                updates[w.name] = {k: v for k, v in current.items() if not k.startswith("featurekit.")} | want
-        if updates and step.action == "recompute" and not missing:
+        updates = metadata_updates(feature_fields(project, f), ds.schema)
+        if updates and step.action == "recompute" and not add:
             return ds, updates
         if updates:  # one commit for all of the feature's columns
             ds.update_field_metadata(updates, replace=True)
@@ -240,14 +251,15 @@ class LocalEngine(Engine):
 
     def _task(self, project: Project, f: Feature, ds) -> FeatureTask:
         ids = {fld.name(): fld.id() for fld in ds.lance_schema.fields()}
+        hashes = hash_column(f.name) if hash_column(f.name) in ids else None  # rewritten with the values
         upstream = {project.features[u].state_column: project.features[u].fingerprint for u in f.depends_on}
         return FeatureTask(
             feature=f.name, extractor_cls=f.extractor_cls, params=f.run_params, inputs=dict(f.inputs),
             outputs=dict(f.outputs), output_types=dict(f.output_types), state_column=f.state_column,
             fingerprint=f.fingerprint, upstream_states=upstream,
-            field_ids={c: ids[c] for c in [*f.output_types, f.state_column]},
+            field_ids={c: ids[c] for c in [*f.output_types, f.state_column, hashes] if c},
             batch_size=f.resources.batch_size, key=project.key if project.key in ds.schema.names else None,
-            timeout=f.resources.timeout, file_column=_file_column(project, f, ds))
+            timeout=f.resources.timeout, file_column=_file_column(project, f, ds), hash_column=hashes)
 
     # -- running and committing ---------------------------------------------------------
     def _workers(self, f: Feature, n_tasks: int) -> int:
@@ -272,12 +284,14 @@ class LocalEngine(Engine):
                 discard(ds, res)
             run.computed += res.computed
             run.failed += res.failed
+            run.passed += res.passed
             run.errors.extend(res.errors[: max(0, 5 - len(run.errors))])
             if time.perf_counter() - last_commit > checkpoint:
-                read_version = self._commit(project, ds, pending, read_version, run)
+                read_version = self._commit(project, ds, pending, read_version, run, reuse)
                 last_commit = time.perf_counter()
 
         queue = [dataclasses.replace(t, on_rows=lambda n: reporter.rows_done(f.name, n)) for t in work]
+        reuse = work[0].reuse if work else None
         workers = self._workers(f, len(queue))
         try:
             if f.resources.timeout and queue:  # a timeout is enforced in worker processes
@@ -290,7 +304,8 @@ class LocalEngine(Engine):
                 estimate = (time.perf_counter() - t0) * len(queue)
                 if workers > 1 and len(queue) > 1 and estimate > PARALLEL_AFTER_SECONDS:
                     self._run_pool(queue, workers, take, reporter)
-                elif f.resources.threads > 1 and len(queue) > 1:
+                elif f.resources.threads > 1 and len(queue) > 1 and queue[0].reuse is None:
+                    # (a feature that shares values by input runs its fragments in order)
                     with ThreadPoolExecutor(min(f.resources.threads, len(queue))) as threads:
                         for res in threads.map(compute_fragment, queue):
                             take(res)
@@ -300,7 +315,7 @@ class LocalEngine(Engine):
         finally:
             # whatever happened, keep what was computed: commit the finished fragments
             if pending:
-                self._commit(project, ds, pending, read_version, run)
+                self._commit(project, ds, pending, read_version, run, reuse)
 
     def _run_pool(self, queue: list[FragmentTask], workers: int, take, reporter: Reporter) -> None:
         """Worker processes compute; this process does all Lance I/O.
@@ -333,7 +348,7 @@ class LocalEngine(Engine):
                     continue
                 future = None
                 if piece.logical is not None and not local:
-                    future = pool.submit(compute_piece, job.task.feature, piece.logical)
+                    future = pool.submit(compute_piece_counted, job.task.feature, piece.logical)
                 window.append((job, piece, future))
 
         fill()
@@ -347,14 +362,14 @@ class LocalEngine(Engine):
                 try:
                     if future is None:
                         raise BrokenProcessPool("computing in this process")
-                    values, errors = future.result()
+                    values, errors, passed = future.result()
                 except BrokenProcessPool as exc:
                     if not local:
                         reporter.message(f"worker processes failed ({exc}); computing the rest in this process")
                         local = True
                         self.pool = None
-                    values, errors = compute_piece(owner.task.feature, piece.logical)
-                owner.finish(piece, values, errors)
+                    values, errors, passed = compute_piece_counted(owner.task.feature, piece.logical)
+                owner.finish(piece, values, errors, passed)
             fill()
 
     def _pool(self, workers: int) -> WorkerPool:
@@ -366,7 +381,7 @@ class LocalEngine(Engine):
         return self.pool
 
     def _commit(self, project: Project, ds, results: list[FragmentResult], read_version: int,
-                run: FeatureRun) -> int:
+                run: FeatureRun, reuse=None) -> int:
         if not results:
             return read_version
         files = [ColumnFile(r.fragment_id, r.path, r.field_ids) for r in results]
@@ -375,6 +390,8 @@ class LocalEngine(Engine):
                 ds = commit_replacements(table_ref(project), files, read_version, file_version(ds))
                 results.clear()
                 run.versions.append(ds.version)
+            if reuse is not None:  # values written there can now be read back instead of recomputed
+                reuse.committed(f.fragment_id for f in files)
         except OSError as exc:
             from lance.commit import CommitConflictError
             if disk_full(exc):

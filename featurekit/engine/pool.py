@@ -19,17 +19,17 @@ from concurrent.futures.process import BrokenProcessPool
 import pyarrow as pa
 
 from ..lifetime import CallBoard, forking_workers, hard_limit, set_piece, worker_init
-from .work import FeatureTask, compute_piece
+from .work import FeatureTask, compute_piece_counted
 
 MAX_RESUBMITS = 8  # a piece resubmitted more often than this gives up (a pool that keeps dying)
 POLL_SECONDS = 0.2  # how often a wait looks at the call board for a stuck call
 
 
 def run_piece(piece_id: int, ft: FeatureTask, logical: pa.RecordBatch):
-    """What a worker runs: `compute_piece`, remembering which piece it is on."""
+    """What a worker runs: `compute_piece_counted`, remembering which piece it is on."""
     set_piece(piece_id)
     try:
-        return compute_piece(ft, logical)
+        return compute_piece_counted(ft, logical)
     finally:
         set_piece(None)
 
@@ -38,7 +38,7 @@ def timed_out_piece(ft: FeatureTask, n: int):
     """Values and errors for a piece whose worker was ended: every row failed."""
     message = (f"ExtractorTimeout: a call ran past {hard_limit(ft.timeout):g}s (resources.timeout "
                f"{ft.timeout:g}s) and could not be interrupted; the worker was stopped")
-    return {c: pa.nulls(n, t) for c, t in ft.output_types.items()}, [message] * n
+    return {c: pa.nulls(n, t) for c, t in ft.output_types.items()}, [message] * n, n
 
 
 class WorkerPool:
@@ -60,7 +60,7 @@ class WorkerPool:
                                    initargs=(os.getpid(), self.board))
 
     def submit(self, fn, ft: FeatureTask, logical: pa.RecordBatch) -> PieceFuture:
-        """`fn` is `compute_piece` (kept in the signature of ProcessPoolExecutor.submit)."""
+        """`fn` is `compute_piece_counted` (kept in the signature of ProcessPoolExecutor.submit)."""
         return PieceFuture(self, next(self._ids), ft, logical)
 
     def _submit(self, piece_id: int, ft: FeatureTask, logical: pa.RecordBatch):
@@ -100,7 +100,7 @@ class WorkerPool:
 
 
 class PieceFuture:
-    """One piece in the pool: `result()` gives (values, errors) like `compute_piece`."""
+    """One piece in the pool: `result()` gives (values, errors, rows passed) like `compute_piece_counted`."""
 
     def __init__(self, pool: WorkerPool, piece_id: int, ft: FeatureTask, logical: pa.RecordBatch):
         self.pool, self.id, self.ft, self.logical = pool, piece_id, ft, logical

@@ -19,7 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..extractor import Extractor, binary_view, type_matches
+from ..inputhash import HASH_TYPE, input_hashes
 from ..lifetime import deadline
+from ..rowerrors import RowErrors
 from ..table import FAILED_SEP
 from .lancefiles import open_writer, row_offsets
 
@@ -49,6 +51,7 @@ class FeatureTask:
     key: str | None
     timeout: float | None = None         # seconds an extractor call may take (resources.timeout)
     file_column: str | None = None       # the column naming the file an input was loaded from (reports)
+    hash_column: str | None = None       # `_fkin_<feature>`: input keys stored (content-addressed compute)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class FragmentTask:
     full: bool                        # every row needs work: stream, no existing values to keep
     filter: str | None = None         # partial jobs: SQL selecting the rows that need work
     on_rows: Callable[[int], None] | None = None  # progress: rows done, after each piece
+    reuse: Any = None                 # the feature run's `reuse.Reuse` (driver side), or None
 
 
 @dataclass
@@ -71,6 +75,7 @@ class FragmentResult:
     errors: list[tuple[Any, str]] = field(default_factory=list)
     seconds: float = 0.0
     changed: bool = True              # False: every row got back the value and state it had
+    passed: int = 0                   # rows passed to the extractor (halving passes rows again)
 
 
 _LOCK = threading.Lock()
@@ -147,12 +152,45 @@ def _wants_binary(expected) -> bool:
 
 
 def call_extractor(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-    """Output column -> values, checked against the declared types."""
+    """Output column -> values, checked against the declared types; rows the extractor
+    reported as failed (`featurekit.RowErrors`) hold NULL (see `call_extractor_rows`)."""
+    return call_extractor_rows(ext, task, batch)[0]
+
+
+def call_extractor_rows(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch):
+    """(output column -> values, per-row error messages or None when no row failed)."""
     batch = binary_inputs(ext, batch)
     with deadline(task.timeout):
         out = ext(batch)
     n = batch.num_rows
     name = task.extractor_cls.name
+    errors = None
+    if isinstance(out, RowErrors):
+        errors = _row_messages(out.errors, task, n)
+        out = out.values
+    values = _outputs(out, task, name, n)
+    if errors is not None and any(errors):
+        keep = pa.array([i if e is None else None for i, e in enumerate(errors)], pa.int64())
+        values = {c: v.take(keep) for c, v in values.items()}  # a failed row's value is NULL
+    return values, (errors if errors is not None and any(errors) else None)
+
+
+def _row_messages(errors: list, task: FeatureTask, n: int) -> list[str | None]:
+    if len(errors) != n:
+        raise FeatureError(f"feature {task.feature!r}: {task.extractor_cls.name} returned RowErrors with "
+                           f"{len(errors)} errors for {n} rows; give one entry per row (None for a good row)")
+    out = []
+    for e in errors:
+        if e is None:
+            out.append(None)
+        elif isinstance(e, BaseException):
+            out.append(_message(e))
+        else:
+            out.append(str(e).replace("\n", " ")[:MAX_ERROR_CHARS] or "failed")
+    return out
+
+
+def _outputs(out: Any, task: FeatureTask, name: str, n: int) -> dict[str, pa.Array]:
     if "" in task.outputs:
         col = task.outputs[""]
         return {col: _as_array(out, task.output_types[col], task.feature, name, n)}
@@ -169,23 +207,26 @@ def call_extractor(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch) -> 
     return result
 
 
-def compute_rows(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch):
+def compute_rows(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch, counter: list | None = None):
     """Values for every row of `batch`, and an error message (or None) per row, or None
-    when no row failed.
+    when no row failed. `counter[0]` grows by the rows passed to the extractor.
 
-    A batch that raises is split in halves until the rows that raise are alone, so a bad
-    row costs no other row its value and a GPU batch is not redone one row at a time.
+    An extractor that returns `featurekit.RowErrors` reports its failed rows itself: one
+    call. A batch that raises is split in halves until the rows that raise are alone, so a
+    bad row costs no other row its value; the price is the extra calls (counted).
     """
+    if counter is not None:
+        counter[0] += batch.num_rows
     try:
-        return call_extractor(ext, task, batch), None  # None: no row failed
+        return call_extractor_rows(ext, task, batch)
     except FeatureError:
         raise
     except Exception as exc:
         if batch.num_rows == 1:
             return {c: pa.nulls(1, t) for c, t in task.output_types.items()}, [_message(exc)]
     mid = batch.num_rows // 2
-    (left, left_err), (right, right_err) = (compute_rows(ext, task, batch.slice(0, mid)),
-                                            compute_rows(ext, task, batch.slice(mid)))
+    (left, left_err), (right, right_err) = (compute_rows(ext, task, batch.slice(0, mid), counter),
+                                            compute_rows(ext, task, batch.slice(mid), counter))
     values = {c: pa.concat_arrays([left[c], right[c]]) for c in task.output_types}
     errors = (left_err or [None] * mid) + (right_err or [None] * (batch.num_rows - mid))
     return values, errors
@@ -222,6 +263,7 @@ class Piece:
     logical: pa.RecordBatch | None          # inputs by logical name of the rows to run; None: none
     run_idx: list[int] | None = None        # rows of the piece in `logical`; None: all of them
     blocked: list[str | None] | None = None  # per row: why it cannot run (an upstream failed)
+    reuse: Any = None                       # reuse.ReusePlan: rows to run -> computed, memo or table
 
 
 class FragmentJob:
@@ -244,7 +286,8 @@ class FragmentJob:
         self.fragment = ds.get_fragment(task.fragment_id)
         self.physical = self.fragment.physical_rows
         self.schema = pa.schema([pa.field(c, t) for c, t in ft.output_types.items()]
-                                + [pa.field(ft.state_column, pa.string())])
+                                + [pa.field(ft.state_column, pa.string())]
+                                + ([pa.field(ft.hash_column, HASH_TYPE)] if ft.hash_column else []))
         self.writer, out = open_writer(ds, task.fragment_id, self.schema)
         self.result = FragmentResult(task.fragment_id, out.name, out.field_ids,
                                      changed=task.full)  # partial jobs: found out in _merge
@@ -272,13 +315,28 @@ class FragmentJob:
             keys = [f"{k} ({path})" if path else k for k, path in zip(keys, batch.column(ft.file_column).to_pylist())]
         blocked = _upstream_missing(batch, ft) if ft.upstream_states else None
         if blocked is None or not any(blocked):
-            return Piece(offsets, keys, _logical(batch, ft))
-        run_idx = [i for i, b in enumerate(blocked) if b is None]
-        logical = _logical(batch.take(pa.array(run_idx, pa.int64())), ft) if run_idx else None
-        return Piece(offsets, keys, logical, run_idx, blocked)
+            piece = Piece(offsets, keys, _logical(batch, ft))
+        else:
+            run_idx = [i for i, b in enumerate(blocked) if b is None]
+            logical = _logical(batch.take(pa.array(run_idx, pa.int64())), ft) if run_idx else None
+            piece = Piece(offsets, keys, logical, run_idx, blocked)
+        reuse = self.task.reuse
+        if reuse is not None and piece.logical is not None:
+            piece.reuse = reuse.classify(input_hashes(piece.logical, ft.fingerprint))
+            compute = piece.reuse.compute
+            if len(compute) < piece.logical.num_rows:  # only the first row of each new input runs
+                piece.logical = piece.logical.take(pa.array(compute, pa.int64())) if compute else None
+        return piece
 
-    def finish(self, piece: Piece, values: dict[str, pa.Array], errors: list[str | None] | None) -> None:
+    def finish(self, piece: Piece, values: dict[str, pa.Array], errors: list[str | None] | None,
+               passed: int = 0) -> None:
         """Take the computed values of a piece and write whatever is ready."""
+        self.result.passed += passed
+        if piece.reuse is not None:  # computed once per new input: now every row to run
+            offsets = piece.offsets.values
+            base = self.task.fragment_id << 32
+            addrs = [base + offsets[i] for i in (piece.run_idx if piece.run_idx is not None else range(len(offsets)))]
+            values, errors = self.task.reuse.resolve(piece.reuse, values, errors, addrs)
         out = self._computed(piece, values, errors)
         if self.task.full:
             self._write(out, piece.offsets)
@@ -295,10 +353,11 @@ class FragmentJob:
         """Values and state for every row of the piece."""
         ft = self.task.feature
         n = len(piece.offsets.array)
+        hashes = self._hashes(piece, n)
         if piece.run_idx is None and errors is None:  # the common case, without per-row Python
             self.result.computed += n
             state = pa.array([ft.fingerprint], pa.string()).take(pa.array([0] * n, pa.int32()))
-            return pa.table([values[c] for c in ft.output_types] + [state], schema=self.schema)
+            return pa.table([values[c] for c in ft.output_types] + [state] + hashes, schema=self.schema)
         if piece.run_idx is None:
             messages = list(errors)
             columns = [values[c] for c in ft.output_types]
@@ -321,7 +380,21 @@ class FragmentJob:
                 state.append(ft.fingerprint + FAILED_SEP + message)
                 if len(self.result.errors) < ERROR_SAMPLE:
                     self.result.errors.append((key, message))
-        return pa.table(columns + [pa.array(state, pa.string())], schema=self.schema)
+        return pa.table(columns + [pa.array(state, pa.string())] + hashes, schema=self.schema)
+
+    def _hashes(self, piece: Piece, n: int) -> list[pa.Array]:
+        """The input-key column of the piece's rows (NULL where not run), when the feature keeps one."""
+        if not self.task.feature.hash_column:
+            return []
+        if piece.reuse is None:
+            return [pa.nulls(n, HASH_TYPE)]
+        hashes = piece.reuse.hashes
+        if piece.run_idx is None:
+            return [hashes]
+        where = [None] * n
+        for j, i in enumerate(piece.run_idx):
+            where[i] = j
+        return [hashes.take(pa.array(where, pa.int64()))]
 
     def _write(self, table: pa.Table, offsets: Offsets) -> None:
         """Write rows at `offsets`, nulls where deleted rows leave gaps."""
@@ -384,8 +457,16 @@ def _logical(batch: pa.RecordBatch, ft: FeatureTask) -> pa.RecordBatch:
 
 
 def compute_piece(ft: FeatureTask, logical: pa.RecordBatch):
-    """What a worker process runs: the extractor on one batch (no Lance here)."""
+    """What a worker process runs: the extractor on one batch (no Lance here); (values, errors)."""
     return compute_rows(get_extractor(ft), ft, logical)
+
+
+def compute_piece_counted(ft: FeatureTask, logical: pa.RecordBatch):
+    """`compute_piece`, plus the rows passed to the extractor (more than the batch when
+    rows that raise are isolated by halving)."""
+    counter = [0]
+    values, errors = compute_rows(get_extractor(ft), ft, logical, counter)
+    return values, errors, counter[0]
 
 
 def compute_fragment(task: FragmentTask) -> FragmentResult:
@@ -395,7 +476,7 @@ def compute_fragment(task: FragmentTask) -> FragmentResult:
         if piece.logical is None:
             job.finish(piece, {}, None)
         else:
-            job.finish(piece, *compute_piece(task.feature, piece.logical))
+            job.finish(piece, *compute_piece_counted(task.feature, piece.logical))
     return job.close()
 
 

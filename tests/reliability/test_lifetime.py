@@ -8,7 +8,8 @@ import pytest
 
 from .conftest import TALLY, alive, children, stderr_of, stop, wait_until
 
-ROWS = [{"id": i, "question": "q" * (i % 13 + 1)} for i in range(240)]
+# distinct questions: each row is a call of the slow extractor (equal inputs would share one)
+ROWS = [{"id": i, "question": f"q{i}" + "q" * (i % 13)} for i in range(240)]
 CHEAP = {"n": {"extractor": "text.length", "inputs": {"text": "question"}}}
 SLOW = {"slow": {"extractor": "faults.slow_length", "inputs": {"text": "question"},
                  "params": {"seconds": 0.03}, "resources": {"workers": 2, "batch_size": 5}}}

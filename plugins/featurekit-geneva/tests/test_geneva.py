@@ -97,6 +97,8 @@ def assert_same_tables(a: TestProject, b: TestProject) -> None:
     ta, tb = a.table(), b.table()
     assert ta.schema.names == tb.schema.names
     for name in ta.schema.names:
+        if name.startswith("_fkin_"):  # input keys: kept by the local engine only (notes/open-questions.md)
+            continue
         assert ta.column(name).to_pylist() == tb.column(name).to_pylist(), f"column {name} differs"
         assert featurekit_metadata(ta.schema.field(name)) == featurekit_metadata(tb.schema.field(name)), \
             f"featurekit metadata of {name} differs"
@@ -107,8 +109,9 @@ def assert_one_file_per_feature(p: TestProject, columns: list[str]) -> None:
     ds = lance.dataset(p.project().table_uri)
     ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
     want = sorted(ids[c] for c in columns)
+    keys = {i for name, i in ids.items() if name.startswith("_fkin_")}  # the local engine's input keys ride along
     for frag in ds.get_fragments():
-        assert want in [sorted(d.fields) for d in frag.data_files()], (frag.fragment_id, frag.data_files())
+        assert want in [sorted(set(d.fields) - keys) for d in frag.data_files()], (frag.fragment_id, frag.data_files())
 
 
 FEATURES = {

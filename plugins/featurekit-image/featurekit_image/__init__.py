@@ -1,7 +1,8 @@
 """featurekit-image: perceptual hashes and cheap image features, one row per image blob.
 
-A blob that is not a decodable image raises, so featurekit records a row error for it
-(never a NULL that looks computed, never a crash of the run).
+A blob that is not a decodable image is reported as that row's error (`featurekit.RowErrors`):
+featurekit records it in the state column and retries it next apply, every other row of the
+batch keeps its value, and no row is computed twice (never a NULL that looks computed).
 """
 from __future__ import annotations
 
@@ -37,11 +38,9 @@ class _HashExtractor(featurekit.Extractor):
     def _hash(self, img):
         raise NotImplementedError
 
-    def __call__(self, batch: pa.RecordBatch) -> pa.Array:
-        out = []
-        for blob in batch.column("image").to_pylist():
-            out.append(int(str(self._hash(_open(blob))), 16))
-        return pa.array(out, pa.uint64())
+    def __call__(self, batch: pa.RecordBatch) -> featurekit.RowErrors:
+        return featurekit.RowErrors.map(lambda blob: int(str(self._hash(_open(blob))), 16),
+                                        batch.column("image").to_pylist(), pa.uint64())
 
 
 class DHash(_HashExtractor):
@@ -73,10 +72,11 @@ class ImageSize(featurekit.Extractor):
     def output_types(self) -> dict[str, pa.DataType]:
         return {"width": pa.int32(), "height": pa.int32()}
 
-    def __call__(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-        sizes = [_open(b).size for b in batch.column("image").to_pylist()]
-        return {"width": pa.array([w for w, _ in sizes], pa.int32()),
-                "height": pa.array([h for _, h in sizes], pa.int32())}
+    def __call__(self, batch: pa.RecordBatch) -> featurekit.RowErrors:
+        sizes = featurekit.RowErrors.map(lambda b: _open(b).size, batch.column("image").to_pylist())
+        pairs = [s or (None, None) for s in sizes.values]
+        return featurekit.RowErrors({"width": pa.array([w for w, _ in pairs], pa.int32()),
+                                     "height": pa.array([h for _, h in pairs], pa.int32())}, sizes.errors)
 
 
 class ImageFormat(featurekit.Extractor):
@@ -88,8 +88,8 @@ class ImageFormat(featurekit.Extractor):
     def output_type(self) -> pa.DataType:
         return pa.string()
 
-    def __call__(self, batch: pa.RecordBatch) -> pa.Array:
-        return pa.array([_open(b).format for b in batch.column("image").to_pylist()], pa.string())
+    def __call__(self, batch: pa.RecordBatch) -> featurekit.RowErrors:
+        return featurekit.RowErrors.map(lambda b: _open(b).format, batch.column("image").to_pylist(), pa.string())
 
 
 def hamming(a: int, b: int) -> int:

@@ -96,14 +96,16 @@ class SftTokens(featurekit.Extractor):
                 "labels": labels + [IGNORE] * pad,
                 "mm_token_type_ids": [int(t == self.image_pad_id) for t in ids] + [0] * pad}
 
-    def __call__(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-        rows = [self.encode(q, a) for q, a in zip(batch.column("question").to_pylist(),
-                                                  batch.column("answer").to_pylist())]
+    def __call__(self, batch: pa.RecordBatch) -> featurekit.RowErrors:
+        """A row that does not fit (or lacks its text) is that row's error; the rest are kept."""
+        rows = featurekit.RowErrors.map(lambda qa: self.encode(*qa), zip(batch.column("question").to_pylist(),
+                                                                          batch.column("answer").to_pylist()))
         out = {}
         for name, typ in self.output_types().items():
-            flat = pa.array([v for r in rows for v in r[name]], typ.value_type)
+            blank = [0] * typ.list_size  # a failed row's place: stored as NULL
+            flat = pa.array([v for r in rows.values for v in (r[name] if r is not None else blank)], typ.value_type)
             out[name] = pa.FixedSizeListArray.from_arrays(flat, typ.list_size)
-        return out
+        return featurekit.RowErrors(out, rows.errors)
 
 
 def _vl_template(model: str, tokenizer) -> str:

@@ -109,12 +109,20 @@ class VisionTower(featurekit.Extractor):
             out = self.tower(pixels, grid_thw=inputs["image_grid_thw"].to(self.device))
         return out.pooler_output
 
-    def __call__(self, batch: pa.RecordBatch) -> pa.Array:
+    def __call__(self, batch: pa.RecordBatch) -> featurekit.RowErrors:
+        """Images that do not decode are those rows' errors; the tower runs once on the rest."""
+        import numpy as np
         import torch
-        blobs = batch.column("image").to_pylist()
-        hidden = self.embed(self.prepare(blobs))
-        flat = hidden.to(torch.float16).reshape(len(blobs), -1).cpu().numpy()
-        return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float16()), flat.shape[1])
+        decoded = featurekit.RowErrors.map(lambda b: decode_image(b, self.params.image_px),
+                                           batch.column("image").to_pylist())
+        good = [i for i, e in enumerate(decoded.errors) if e is None]
+        flat = np.zeros((batch.num_rows, self.tokens * self.hidden), np.float16)  # failed rows: stored as NULL
+        if good:
+            inputs = self.processor(images=[decoded.values[i] for i in good], return_tensors="pt")
+            hidden = self.embed(inputs).to(torch.float16).reshape(len(good), -1).cpu().numpy()
+            flat[good] = hidden
+        values = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float16()), flat.shape[1])
+        return featurekit.RowErrors(values, decoded.errors)
 
 
 def image_processor(patch_size: int = 14, merge_size: int = 2, temporal_patch_size: int = 2):
@@ -127,14 +135,16 @@ def image_processor(patch_size: int = 14, merge_size: int = 2, temporal_patch_si
 def prepare_images(blobs: list[bytes], side: int, processor):
     """Decode, convert to RGB, resize to `side` x `side`, then the processor: pixel_values and
     image_grid_thw. One function, so the feature and `qlora` evaluation see identical pixels."""
+    return processor(images=[decode_image(blob, side) for blob in blobs], return_tensors="pt")
+
+
+def decode_image(blob: bytes | None, side: int):
+    """One image decoded, in RGB, resized to `side` x `side`; raises when it cannot be."""
     from PIL import Image
-    images = []
-    for blob in blobs:
-        if blob is None:
-            raise ValueError("no image (null)")
-        img = Image.open(io.BytesIO(blob)).convert("RGB")
-        images.append(img.resize((side, side), Image.Resampling.BICUBIC))
-    return processor(images=images, return_tensors="pt")
+    if blob is None:
+        raise ValueError("no image (null)")
+    img = Image.open(io.BytesIO(blob)).convert("RGB")
+    return img.resize((side, side), Image.Resampling.BICUBIC)
 
 
 def compute_dtype(dtype: str, device_type: str) -> str:

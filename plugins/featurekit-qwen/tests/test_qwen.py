@@ -64,7 +64,7 @@ def test_hiddens_equal_the_full_model_on_the_official_preprocessing(tiny):
     from transformers import Qwen2_5_VLForConditionalGeneration
     ext = tower(tiny)
     blobs = [sign("coca cola"), sign("exit", (200, 300))]
-    stored = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
+    stored = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"])).values
     assert stored.type == pa.list_(pa.float16(), 400 * 128)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(tiny)).eval()
     inputs = official_pixels(blobs, 560)
@@ -79,7 +79,7 @@ def test_hiddens_equal_the_full_model_on_the_official_preprocessing(tiny):
 def test_every_image_size_gives_the_configured_token_count(tiny):
     ext = tower(tiny, image_px=280)
     blobs = [sign("a", (640, 480)), sign("b", (100, 900)), sign("c", (28, 28))]
-    out = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
+    out = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"])).values
     assert out.type.list_size == 100 * 128 and len(out) == 3
 
 
@@ -229,7 +229,7 @@ def test_real_3b_tower_on_gpu_matches_the_full_model():
     ext = VisionTower(VisionTower.Params(device="cuda"))
     ext.setup()
     blobs = [sign("stop"), sign("exit", (640, 480))]
-    out = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
+    out = ext(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"])).values
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
         "Qwen/Qwen2.5-VL-3B-Instruct", dtype=torch.bfloat16).to("cuda").eval()
     inputs = official_pixels(blobs, 560)
@@ -277,4 +277,20 @@ def test_only_the_shards_holding_the_vision_tower_are_read(tiny, tmp_path):
     assert read == {f for k, f in index.items() if k.startswith(VISUAL_PREFIXES)}
     blob = [sign("exit")]
     batch = pa.record_batch([pa.array(blob, pa.binary())], names=["image"])
-    assert tower(sharded)(batch).equals(tower(tiny)(batch))
+    assert tower(sharded)(batch).values.equals(tower(tiny)(batch).values)
+
+
+def test_a_bad_image_and_a_row_that_does_not_fit_are_row_errors_in_one_call(tiny):
+    """RowErrors: the failed rows are reported, the tower and the tokenizer run once on the rest."""
+    blobs = [sign("stop"), b"not an image", sign("exit")]
+    out = tower(tiny, image_px=112)(pa.record_batch([pa.array(blobs, pa.binary())], names=["image"]))
+    assert isinstance(out, featurekit.RowErrors)
+    assert [e is None for e in out.errors] == [True, False, True]
+    alone = tower(tiny, image_px=112)(pa.record_batch([pa.array([sign("exit")], pa.binary())], names=["image"]))
+    assert out.values[2] == alone.values[0]  # the good rows equal their values computed alone
+    ext = sft(tiny, max_length=440)
+    rows = ext(pa.record_batch([pa.array(["short?", "what is written on the very long sign with many words on it?"]),
+                                pa.array(["yes", "a long answer " * 10])], names=["question", "answer"]))
+    assert rows.errors[0] is None and "over max_length 440" in str(rows.errors[1])
+    check_extractor(VisionTower, {"model": str(tiny), "image_px": 112},
+                    batch={"image": pa.array(blobs, pa.binary())})

@@ -152,7 +152,7 @@ def test_loss_from_cached_hiddens_equals_the_full_model_fed_pixels(shipped, px, 
     sft = SftTokens(SftTokens.Params(model=str(shipped), image_px=px))
     sft.setup()
     images = [sign("coca cola"), sign("exit")]
-    stored = tower(pa.record_batch([pa.array(images, pa.binary())], names=["image"]))
+    stored = tower(pa.record_batch([pa.array(images, pa.binary())], names=["image"])).values
     hiddens = np.asarray(stored.flatten().to_numpy(zero_copy_only=False)).reshape(2, tokens, 128)
     rows = [sft.encode("what brand is it?", "coca cola"), sft.encode("what word is written on this sign?", "exit")]
     batch = {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}

@@ -1,0 +1,191 @@
+"""Issue 13: each distinct input computed once (within and across applies), row errors
+reported by the extractor, and as few Lance versions as the work needs."""
+import json
+
+import lance
+import pyarrow as pa
+
+import featurekit
+from conftest import registry_with
+
+
+class Counting(featurekit.Extractor):
+    """Length of a text; counts every input it is passed. Fails on texts containing 'bad'."""
+
+    name = "acme.counting"
+    inputs = {"text": pa.string()}
+    seen: list[str] = []
+
+    def output_type(self):
+        return pa.int64()
+
+    def __call__(self, batch):
+        texts = batch.column("text").to_pylist()
+        Counting.seen.extend(texts)
+        if any("bad" in t for t in texts):
+            raise ValueError("cannot read bad text")
+        return pa.array([len(t) * 7 for t in texts], pa.int64())
+
+
+class Reporting(Counting):
+    """The same, reporting failed rows with featurekit.RowErrors instead of raising."""
+
+    name = "acme.reporting"
+
+    def __call__(self, batch):
+        texts = batch.column("text").to_pylist()
+        Reporting.seen.extend(texts)
+        return featurekit.RowErrors.map(lambda t: len(t) * 7 if "bad" not in t else int("bad"), texts, pa.int64())
+
+
+SPEC = """\
+featurekit: 1
+name: efficiency
+engine: {kind: local, checkpoint_seconds: CHECKPOINT}
+table: {db: data, name: t, fragment_rows: 10}
+source: {format: jsonl, path: raw/*.jsonl, key: id}
+features:
+  n:
+    extractor: EXTRACTOR
+    inputs: {text: text}
+    on_error: {max_failure_rate: 1.0}
+  words:
+    extractor: text.word_count
+    inputs: {text: text}
+"""
+
+
+def write(tmp_path, texts, start=0, file="a.jsonl", extractor="acme.counting", checkpoint=30):
+    (tmp_path / "raw").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "raw" / file).write_text("".join(json.dumps({"id": start + i, "text": t}) + "\n"
+                                                 for i, t in enumerate(texts)))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("EXTRACTOR", extractor).replace("CHECKPOINT", str(checkpoint)))
+    return spec
+
+
+def table(tmp_path):
+    return lance.dataset(str(tmp_path / "data" / "t.lance")).to_table().sort_by("id")
+
+
+# duplicates inside a fragment and across fragments (10 rows a fragment)
+TEXTS = [f"text {i % 7}" + "x" * (i % 7) for i in range(45)]
+
+
+def test_each_distinct_input_is_computed_once_and_every_row_gets_its_value(tmp_path):
+    Counting.seen = []
+    spec = write(tmp_path, TEXTS)
+    result = featurekit.apply(spec, registry=registry_with(Counting))
+    assert sorted(Counting.seen) == sorted(set(TEXTS))  # once per distinct input, across fragments
+    t = table(tmp_path)
+    assert t.column("n").to_pylist() == [len(x) * 7 for x in TEXTS]  # equal to computing every row
+    run = result.run.features["n"]
+    assert (run.rows, run.distinct, run.passed, run.computed) == (45, 7, 7, 45)
+    assert result.plan.step("n").action == "create"
+
+
+def test_a_new_row_whose_input_was_computed_before_takes_its_value_without_a_call(tmp_path):
+    Counting.seen = []
+    reg = registry_with(Counting)
+    featurekit.apply(write(tmp_path, TEXTS), registry=reg)
+    Counting.seen = []
+    write(tmp_path, ["text 3xxx", "brand new", "text 5xxxxx", "brand new"], start=100, file="b.jsonl")
+    result = featurekit.apply(tmp_path / "spec.yaml", registry=reg)
+    assert Counting.seen == ["brand new"]
+    t = table(tmp_path)
+    assert t.column("n").to_pylist() == [len(x) * 7 for x in t.column("text").to_pylist()]
+    run = result.run.features["n"]
+    assert (run.rows, run.distinct, run.reused) == (4, 3, 3)
+    assert featurekit.apply(tmp_path / "spec.yaml", registry=reg).run is None  # nothing left to do
+
+
+def test_values_read_back_after_a_checkpoint_are_not_recomputed(tmp_path, monkeypatch):
+    """With no memory for shared values, a duplicate reads the value its committed row holds."""
+    Counting.seen = []
+    spec = write(tmp_path, TEXTS, checkpoint=0.000001)  # a commit after every fragment
+    spec.write_text(spec.read_text().replace("checkpoint_seconds:", "reuse_memory_mb: 0, checkpoint_seconds:"))
+    featurekit.apply(spec, registry=registry_with(Counting))
+    assert sorted(Counting.seen) == sorted(set(TEXTS))
+    assert table(tmp_path).column("n").to_pylist() == [len(x) * 7 for x in TEXTS]
+
+
+def test_row_errors_are_shared_by_equal_inputs_and_retried_next_apply(tmp_path):
+    Counting.seen = []
+    texts = ["ok", "bad one", "ok", "bad one", "fine", "bad one"]
+    reg = registry_with(Counting)
+    result = featurekit.apply(write(tmp_path, texts), registry=reg)
+    run = result.run.features["n"]
+    assert (run.computed, run.failed) == (3, 3)
+    # one distinct input: halving passes it in its batch, in its half, then alone; never per row
+    assert Counting.seen.count("bad one") == 3
+    states = table(tmp_path).column("_fk_n").to_pylist()
+    assert [s.split("!", 1)[1] if "!" in s else None for s in states] == \
+        [None, "ValueError: cannot read bad text", None, "ValueError: cannot read bad text", None,
+         "ValueError: cannot read bad text"]
+    Counting.seen = []
+    again = featurekit.apply(tmp_path / "spec.yaml", registry=reg)
+    assert Counting.seen == ["bad one"]  # the failed input, once, for its three rows
+    assert again.run.version_after == again.run.version_before  # failed the same way: no version
+
+
+def test_row_errors_reported_by_the_extractor_cost_no_extra_calls(tmp_path, run_cli):
+    texts = [f"row {i}" + (" bad" if i % 10 == 3 else "") for i in range(100)]
+    Reporting.seen, Counting.seen = [], []
+    featurekit.apply(write(tmp_path / "r", texts, extractor="acme.reporting"), registry=registry_with(Reporting))
+    assert len(Reporting.seen) == 100  # each row passed once
+    halving = featurekit.apply(write(tmp_path / "h", texts), registry=registry_with(Counting))
+    assert len(Counting.seen) > 100  # the fallback passes rows again to isolate the ones that raise
+    run = halving.run.features["n"]
+    assert run.passed == len(Counting.seen) and (run.computed, run.failed) == (90, 10)
+    reported = table(tmp_path / "r")
+    assert reported.column("n").to_pylist() == table(tmp_path / "h").column("n").to_pylist()
+    from featurekit.progress import render_summary
+    assert f"{run.passed} passed to the extractor" in render_summary(halving, 1.0)
+    assert "isolated by halving" in render_summary(halving, 1.0)
+
+
+def test_one_version_per_feature_per_checkpoint_and_none_when_nothing_changes(tmp_path):
+    spec = write(tmp_path, TEXTS)
+    reg = registry_with(Counting)
+    featurekit.apply(spec, registry=reg)
+    ds = lance.dataset(str(tmp_path / "data" / "t.lance"))
+    ops = [type(ds.read_transaction(v).operation).__name__ for v in range(1, ds.version + 1)]
+    # ingest, one add of every new column, one fill per feature, one last commit (log + metadata)
+    assert ops == ["Overwrite", "Merge", "DataReplacement", "DataReplacement", "UpdateConfig"]
+    log = featurekit.status(spec, registry=reg).history[-1]
+    assert (log["version_from"], log["version_to"]) == (None, ds.version)
+    assert [log["features"][f]["versions"] for f in ("n", "words")] in ([[3], [4]], [[4], [3]])
+    assert featurekit.apply(spec, registry=reg).run is None
+    assert lance.dataset(str(tmp_path / "data" / "t.lance")).version == ds.version
+
+
+def test_a_recompute_writes_its_new_metadata_with_the_log_in_one_commit(tmp_path):
+    reg = registry_with(Counting, Reporting)
+    featurekit.apply(write(tmp_path, TEXTS), registry=reg)
+    before = lance.dataset(str(tmp_path / "data" / "t.lance")).version
+    spec = write(tmp_path, TEXTS, extractor="acme.reporting")
+    result = featurekit.apply(spec, registry=reg)
+    assert result.plan.step("n").action == "recompute"
+    ds = lance.dataset(str(tmp_path / "data" / "t.lance"))
+    ops = [type(ds.read_transaction(v).operation).__name__ for v in range(before + 1, ds.version + 1)]
+    assert ops == ["DataReplacement", "UpdateConfig"]
+    md = ds.schema.field("n").metadata
+    assert md[b"featurekit.extractor"] == b"acme.reporting"
+    assert ds.checkout_version(ds.version - 1).schema.field("n").metadata[b"featurekit.extractor"] == b"acme.counting"
+    assert featurekit.plan(spec, registry=reg).is_noop
+
+
+def test_the_plan_counts_distinct_inputs(tmp_path):
+    spec = write(tmp_path, TEXTS)
+    plan = featurekit.plan(spec, registry=registry_with(Counting))
+    assert "45 rows, 7 distinct inputs" in plan.render()
+
+
+def test_worker_processes_also_compute_each_distinct_input_once(tmp_path):
+    spec = write(tmp_path, TEXTS)
+    spec.write_text(spec.read_text().replace("    on_error: {max_failure_rate: 1.0}\n",
+                                             "    on_error: {max_failure_rate: 1.0}\n    resources: {workers: 2}\n"))
+    result = featurekit.apply(spec, registry=registry_with(Counting))
+    run = result.run.features["n"]
+    assert (run.rows, run.distinct, run.passed) == (45, 7, 7)
+    assert table(tmp_path).column("n").to_pylist() == [len(x) * 7 for x in TEXTS]
