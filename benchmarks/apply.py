@@ -3,11 +3,13 @@
     python benchmarks/apply.py [--rows 1000000]
 
 1. overhead: a trivial extractor (text.length) over N rows, featurekit apply vs the same
-   function through lance's add_columns on an identical table (target: ratio <= 1.2)
+   function through lance's add_columns on an identical table, at Lance's default batch size and
+   at featurekit's (the faster is the baseline; target: ratio <= 1.2)
 2. no-op: apply on the up-to-date table (target: < 1 s, no new Lance version)
 3. incremental: append 1% new rows; apply computes exactly those rows
 4. write amplification: a small feature on a table of large image blobs, bytes written by
-   featurekit vs by raw add_columns for the same column (target: <= 1.1x)
+   featurekit vs by raw add_columns for the same column, with and without the input-key column
+   of content-addressed compute (target without: <= 1.1x)
 5. parallelism: a CPU-bound extractor with 2 workers vs 1 (target: >= 1.7x)
 6. content-addressed compute: each input in 2 and in 10 rows; extractor calls equal the
    distinct inputs, speed-up over computing every row (expect ~2x and ~10x)
@@ -54,6 +56,13 @@ class Hash64(featurekit.Extractor):
     def __call__(self, batch):
         return pa.array([int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
                          for t in batch.column("text").to_pylist()], pa.uint64())
+
+
+class Hash64NoKeys(Hash64):
+    """The same feature without content-addressed compute (no input-key column)."""
+
+    name = "bench.hash64_nokeys"
+    reuse_values = False
 
 
 class Busy(featurekit.Extractor):
@@ -113,7 +122,8 @@ class Reporting(Flaky):
 
 def registry():
     mod = types.ModuleType("bench_plugin")
-    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy, Hash64, BusyEveryRow, Flaky, Reporting])
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy, Hash64, Hash64NoKeys, BusyEveryRow, Flaky,
+                                                                          Reporting])
     return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod]))
 
 
@@ -218,7 +228,10 @@ def bench_write_amplification(root: Path, rows: int = 2000, blob: int = 100_000)
     uri = str(root / "data" / "t.lance")
     print(f"4. write amplification, {rows:,} rows with {blob // 1000} kB image blobs "
           f"({data_bytes(uri) / 1e6:.0f} MB of data); bytes of new data files:")
-    for name, cls, out_type in (("question_length", "text.length", pa.int32()), ("qhash", "bench.hash64", pa.uint64())):
+    variants = (("question_length", "text.length", pa.int32(), "value + state column"),
+                ("qhash", "bench.hash64", pa.uint64(), "value + state + input-key column"),
+                ("qhash_nokeys", "bench.hash64_nokeys", pa.uint64(), "value + state column"))
+    for name, cls, out_type, what in variants:
         raw_uri = str(root / f"raw_{name}.lance")
         shutil.copytree(uri, raw_uri)
         fn = registry().get("extractor", cls).cls()
@@ -238,8 +251,10 @@ def bench_write_amplification(root: Path, rows: int = 2000, blob: int = 100_000)
         featurekit.apply(spec, registry=registry())
         written = data_bytes(uri) - before_data
         rewritten = len(image_files ^ files_holding(uri, "image"))
-        print(f"   {cls:<13} raw add_columns {raw_written:>6,} B   featurekit {written:>6,} B (value + state column)"
+        print(f"   {cls:<19} raw add_columns {raw_written:>6,} B   featurekit {written:>6,} B ({what})"
               f"   ratio {written / raw_written:.2f}   image data files rewritten: {rewritten}")
+    print("   (the input-key column, 16 B a row, is what lets rows with equal inputs share a value; "
+          "extractors cheaper than hashing their inputs set reuse_values = False and write none)")
 
 
 def bench_parallel(root: Path, rows: int = 8000) -> None:
@@ -336,7 +351,7 @@ def bench_versions(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=["versions", "duplicates", "errors"], help="run one part alone")
+    parser.add_argument("--only", choices=["overhead", "amplification", "versions", "duplicates", "errors"], help="run one part alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -346,6 +361,10 @@ def main() -> None:
             return bench_duplicates(tmp / "duplicates")
         if args.only == "errors":
             return bench_row_errors(tmp / "errors")
+        if args.only == "overhead":
+            return bench_overhead(tmp / "overhead", args.rows)
+        if args.only == "amplification":
+            return bench_write_amplification(tmp / "amplification")
         bench_overhead(tmp / "overhead", args.rows)
         bench_write_amplification(tmp / "amplification")
         bench_parallel(tmp / "parallel")

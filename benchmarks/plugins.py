@@ -123,7 +123,7 @@ def hf_image_features(model: str, px: int, batch: int):
     resized to the square, then the full model's `get_image_features` (transformers), fp16 out."""
     import torch
     from PIL import Image
-    from transformers import AutoImageProcessor, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessor
+    from transformers import AutoImageProcessor, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -131,7 +131,7 @@ def hf_image_features(model: str, px: int, batch: int):
     try:
         processor = AutoImageProcessor.from_pretrained(model)
     except OSError:
-        processor = Qwen2VLImageProcessor(**QWEN25_VL_PREPROCESSOR)
+        processor = Qwen2VLImageProcessorPil(**QWEN25_VL_PREPROCESSOR)  # the official processor, PIL backend
 
     def run(blobs):
         outs = []
@@ -142,7 +142,8 @@ def hf_image_features(model: str, px: int, batch: int):
             with torch.no_grad():
                 feats = net.get_image_features(inputs["pixel_values"].to(net.device, dtype),
                                                inputs["image_grid_thw"].to(net.device)).pooler_output
-            outs.append(feats.to(torch.float16).reshape(len(images), -1).cpu())
+            per_image = feats if torch.is_tensor(feats) else torch.stack(list(feats))  # a tuple: one per image
+            outs.append(per_image.to(torch.float16).reshape(len(images), -1).cpu())
         return torch.cat(outs)
     return run
 
@@ -174,7 +175,7 @@ def bench_vision(root: Path, n: int, model: str | None, batch: int, px: int = 56
         assert torch.equal(got, expected), "featurekit's hiddens differ from the HF pipeline's"
     print(f"2. qwen.vision_tower over {n} images of {px} px, batch {batch}, model {Path(model).name}, "
           f"{'cuda' if torch.cuda.is_available() else 'cpu'}:")
-    print(f"   HF pipeline (Qwen2VLImageProcessor + full model get_image_features) {t_raw:.2f}s ({n / t_raw:.1f}/s)"
+    print(f"   HF pipeline (Qwen2VLImageProcessor(Pil) + full model get_image_features) {t_raw:.2f}s ({n / t_raw:.1f}/s)"
           f"   featurekit apply {t_fk:.2f}s ({n / t_fk:.1f}/s)   throughput ratio {t_raw / t_fk:.2f}")
     print("   (both load the model inside the timing; featurekit loads the tower's weights only, "
           "and its figure includes writing the column to Lance)")

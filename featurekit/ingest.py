@@ -287,22 +287,28 @@ def _prune_blocked(prepared: PreparedIngest, table: pa.Table) -> str | None:
 
 
 def _changed_rows(rows: pa.Table, recorded: pa.ChunkedArray, prepared: PreparedIngest) -> pa.Array:
-    """Per row: its values differ from what was ingested, or one of its files does."""
-    now = rows.column(SOURCE_COLUMN).to_pylist()
-    then = recorded.to_pylist()
-    paths = {target: rows.column(col).to_pylist() for target, col in sorted(prepared.files.items())}
-    keys = rows.column(prepared.key).to_pylist()
-    out = []
-    for i, (value_hash, stored) in enumerate(zip(now, then)):
-        if stored is None:  # ingested before featurekit recorded hashes: unknown, keep it
-            out.append(False)
-            continue
-        parts = stored.split(";")
-        if parts[0] != value_hash:
-            out.append(True)
-            continue
-        out.append(any(_file_changed(paths[t][i], part, prepared, keys[i])
-                       for t, part in zip(sorted(prepared.files), parts[1:])))
+    """Per row: its values differ from what was ingested, or one of its files does. The values
+    are compared in Arrow; only rows whose values match and that have files are checked one by
+    one (a stat each)."""
+    now = rows.column(SOURCE_COLUMN).combine_chunks()
+    then = recorded.combine_chunks()
+    known = pc.is_valid(then)  # NULL: ingested before featurekit recorded hashes: unknown, keep it
+    value_hash = pc.list_element(pc.split_pattern(then, ";", max_splits=1), 0) if prepared.files else then
+    changed = pc.fill_null(pc.and_(known, pc.not_equal(value_hash, now)), False)
+    if not prepared.files:
+        return changed
+    targets = sorted(prepared.files)
+    check = np.flatnonzero(known.to_numpy(zero_copy_only=False) & ~changed.to_numpy(zero_copy_only=False))
+    if not len(check):
+        return changed
+    index = pa.array(check, pa.int64())
+    stored = then.take(index).to_pylist()
+    paths = {t: rows.column(prepared.files[t]).take(index).to_pylist() for t in targets}
+    keys = rows.column(prepared.key).take(index).to_pylist()
+    out = changed.to_numpy(zero_copy_only=False).copy()
+    for j, i in enumerate(check):
+        parts = stored[j].split(";")[1:]
+        out[i] = any(_file_changed(paths[t][j], part, prepared, keys[j]) for t, part in zip(targets, parts))
     return pa.array(out, pa.bool_())
 
 

@@ -259,7 +259,7 @@ class Piece:
     """Rows of a fragment read together, and those of them the extractor must see."""
 
     offsets: Offsets                      # physical offsets of the rows read
-    keys: list                              # row keys (or offsets) for error reports
+    keys: RowKeys                           # row keys (or offsets) for error reports
     logical: pa.RecordBatch | None          # inputs by logical name of the rows to run; None: none
     run_idx: list[int] | None = None        # rows of the piece in `logical`; None: all of them
     blocked: list[str | None] | None = None  # per row: why it cannot run (an upstream failed)
@@ -297,11 +297,26 @@ class FragmentJob:
         self.existing = None if task.full else self.fragment.to_batches(
             columns=self.schema.names, with_row_address=True, batch_size=ft.batch_size)
         self.held: pa.RecordBatch | None = None  # an existing batch waiting for computed rows
+        self._keys: dict[int, Any] | None = None  # offset -> key, read when a row fails (_key_reader)
+
+    def _key_reader(self) -> dict[int, Any]:
+        """Physical offset -> the row's key (and file) for error reports: read only when a row
+        of this fragment fails (reading keys with every batch costs a third of a cheap feature)."""
+        ft = self.task.feature
+        if self._keys is None:
+            columns = [c for c in (ft.key, ft.file_column) if c]
+            self._keys = {}
+            if columns:
+                for batch in self.fragment.to_batches(columns=columns, with_row_address=True):
+                    offsets = row_offsets(batch.column("_rowaddr")).to_pylist()
+                    keys = batch.column(ft.key).to_pylist() if ft.key else offsets
+                    files = batch.column(ft.file_column).to_pylist() if ft.file_column else [None] * len(offsets)
+                    self._keys.update((o, f"{k} ({path})" if path else k) for o, k, path in zip(offsets, keys, files))
+        return self._keys
 
     def pieces(self):
         ft = self.task.feature
-        columns = list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states) + ([ft.key] if ft.key else [])
-                                     + ([ft.file_column] if ft.file_column else [])))
+        columns = list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states)))
         for batch in self.fragment.to_batches(columns=columns, filter=None if self.task.full else self.task.filter,
                                               with_row_address=True, batch_size=ft.batch_size):
             if batch.num_rows:
@@ -310,9 +325,7 @@ class FragmentJob:
     def _piece(self, batch: pa.RecordBatch) -> Piece:
         ft = self.task.feature
         offsets = Offsets(batch.column("_rowaddr"))
-        keys = batch.column(ft.key).to_pylist() if ft.key else offsets.values
-        if ft.file_column:  # a row error names the file its input came from, beside the key
-            keys = [f"{k} ({path})" if path else k for k, path in zip(keys, batch.column(ft.file_column).to_pylist())]
+        keys = RowKeys(offsets, self._key_reader)
         blocked = _upstream_missing(batch, ft) if ft.upstream_states else None
         if blocked is None or not any(blocked):
             piece = Piece(offsets, keys, _logical(batch, ft))
@@ -371,7 +384,7 @@ class FragmentJob:
             index = pa.array(where, pa.int64())
             columns = [values[c].take(index) if c in values else pa.nulls(n, t) for c, t in ft.output_types.items()]
         state = []
-        for key, message in zip(piece.keys, messages):
+        for i, message in enumerate(messages):
             if message is None:
                 self.result.computed += 1
                 state.append(ft.fingerprint)
@@ -379,7 +392,7 @@ class FragmentJob:
                 self.result.failed += 1
                 state.append(ft.fingerprint + FAILED_SEP + message)
                 if len(self.result.errors) < ERROR_SAMPLE:
-                    self.result.errors.append((key, message))
+                    self.result.errors.append((piece.keys[i], message))
         return pa.table(columns + [pa.array(state, pa.string())] + hashes, schema=self.schema)
 
     def _hashes(self, piece: Piece, n: int) -> list[pa.Array]:
@@ -493,6 +506,19 @@ def discard(ds, result: FragmentResult) -> None:
 
 def _nulls(schema: pa.Schema, n: int) -> pa.RecordBatch:
     return pa.record_batch([pa.nulls(n, f.type) for f in schema], schema=schema)
+
+
+class RowKeys:
+    """The key of each row of a piece (its offset when the table has no key column), looked up
+    only for the rows an error report names; a row error names the file its input came from
+    beside the key."""
+
+    def __init__(self, offsets: Offsets, reader):
+        self.offsets, self.reader = offsets, reader
+
+    def __getitem__(self, i: int):
+        offset = self.offsets.array[i].as_py()
+        return self.reader().get(offset, offset)
 
 
 class Offsets:
