@@ -104,6 +104,18 @@ def test_apply_status_slice_loader_and_train_run_on_an_object_store(s3, s3_proje
     assert manifest["table"]["uri"] == f"s3://{s3.bucket}/{prefix}/t.lance"
     assert "testing" not in json.dumps(manifest)              # the secret never lands in a record
 
+    # compact on the object store: old versions go, the run's version is tagged and stays readable
+    code, out, err = run_cli("compact", "spec.yaml", "--older-than", "0s", cwd=root)
+    assert code == 0, err
+    assert "old versions removed:" in out and f"tagged featurekit-run-probe-{run_dir.name}" in out
+    pinned = manifest["table"]["version"]
+    ref = _ref(s3, root)
+    import lance
+    ds = lance.dataset(ref.uri, storage_options=ref.storage_options)
+    assert pinned in {v["version"] for v in ds.versions()}
+    assert lance.dataset(ref.uri, version=pinned, storage_options=ref.storage_options).count_rows() == 90
+    assert run_cli("apply", "-q", "spec.yaml", cwd=root)[:2] == (0, "")  # still up to date
+
 
 def test_a_branch_and_a_tag_on_an_object_store(s3, s3_project, run_cli):
     root, prefix = s3_project
