@@ -99,6 +99,23 @@ def test_a_new_row_whose_input_was_computed_before_takes_its_value_without_a_cal
     assert featurekit.apply(tmp_path / "spec.yaml", registry=reg).run is None  # nothing left to do
 
 
+def test_an_input_key_ending_in_a_zero_byte_is_found_in_the_table(tmp_path):
+    """numpy's fixed-width bytes drop trailing zero bytes; such keys must still match."""
+    from featurekit.inputhash import input_hashes
+    reg = registry_with(Counting)
+    spec = write(tmp_path, ["seed"])
+    fingerprint = featurekit.load_spec(spec, registry=reg).features["n"].fingerprint
+    texts = [f"t{i}" for i in range(5000)]
+    keys = input_hashes(pa.table({"text": texts}), fingerprint).to_pylist()
+    zero_ended = [t for t, k in zip(texts, keys) if k.endswith(b"\x00")][:3]
+    assert len(zero_ended) == 3
+    featurekit.apply(write(tmp_path, zero_ended), registry=reg)
+    Counting.seen = []
+    write(tmp_path, zero_ended, start=100, file="b.jsonl")  # the same inputs under new keys
+    result = featurekit.apply(tmp_path / "spec.yaml", registry=reg)
+    assert Counting.seen == [] and result.run.features["n"].reused == 3
+
+
 def test_values_read_back_after_a_checkpoint_are_not_recomputed(tmp_path, monkeypatch):
     """With no memory for shared values, a duplicate reads the value its committed row holds."""
     Counting.seen = []

@@ -107,7 +107,9 @@ class Reuse:
             return self.extra[key]
         keys, addrs = self._load_index()
         i = int(np.searchsorted(keys, key))
-        if i < len(keys) and keys[i] == key:
+        # numpy's S16 drops trailing zero bytes when it hands an item out: compare likewise
+        # (stripping is one-to-one on 16-byte keys)
+        if i < len(keys) and keys[i] == key.rstrip(b"\x00"):
             return int(addrs[i])
         return None
 
