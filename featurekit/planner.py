@@ -386,6 +386,14 @@ class _Context:
         base = dict(name=sl.name, tier=sl.tier, fingerprint=sl.fingerprint)
         if self.skipped(f"slice:{sl.name}", sl.tier):
             return SliceStep(action="skip", reasons=(), **base)
+        absent = [f"feature {u!r}" for u in sl.depends_on
+                  if u not in self.working and self.project.features[u].state_column not in self.existing]
+        if sl.parent and sl.parent not in self.slice_work and sl.parent not in self.stored_slices:
+            absent.append(f"slice {sl.parent!r}")
+        if absent:
+            raise UsageError(f"slice {sl.name!r} reads {', '.join(absent)}, which is not in the table yet and is not "
+                             f"part of this apply; select '+{sl.name}' (with what it depends on), "
+                             "or run apply without --select/--tier")
         old = self.stored_slices.get(sl.name)
         every = None if self.incoming else self.total
         if old is None or sl.state_column not in self.existing:

@@ -400,3 +400,18 @@ def test_the_gallery_is_one_static_page_with_the_images_inline(project, run_cli)
     assert "largest duplicate groups" in page
     shown = {base64.b64decode(src) for src in __import__("re").findall(r"data:image/png;base64,([^']+)", page)}
     assert shown and shown <= set(files.values())
+
+
+def test_selecting_a_slice_without_its_upstream_features_is_refused_before_anything_is_written(project, run_cli):
+    rng = random.Random(5)
+    write(project, make_rows(0, 30, images(rng, 10), rng), "a.jsonl")
+    project.write_spec(SPEC)
+    code, out, err = run_cli("apply", "spec.yaml", "--select", "train_set", cwd=project.root)
+    assert code == 2
+    assert "slice 'train_set' reads feature 'qlen', which is not in the table yet" in err
+    assert "select '+train_set'" in err
+    assert not (project.root / "data" / "t.lance").exists()  # refused at plan time: no table was created
+    code, out, err = run_cli("apply", "-q", "spec.yaml", "--select", "+train_set", cwd=project.root)
+    assert code == 0, err
+    members, _, _ = stored(project)
+    assert members
