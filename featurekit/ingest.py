@@ -82,6 +82,15 @@ class PreparedIngest:
             counts[issue.category] += issue.rows
         return dict(counts)
 
+    def skipped_examples(self, limit: int = 3) -> dict[str, list[str]]:
+        """Per category, the first `limit` issues as "where: message" (file:line or key)."""
+        out: dict[str, list[str]] = {}
+        for issue in self.issues:
+            shown = out.setdefault(issue.category, [])
+            if len(shown) < limit:
+                shown.append(f"{issue.where}: {issue.message}" if issue.where else issue.message)
+        return out
+
     def skipped_keys(self) -> dict[str, list]:
         """Per category, the keys of the rows skipped (when known)."""
         out: dict[str, list] = {}

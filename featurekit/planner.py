@@ -35,6 +35,7 @@ class IngestStep:
     already_present: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_keys: dict[str, tuple] = field(default_factory=dict)  # per reason, keys of rows skipped
+    skipped_examples: dict[str, tuple] = field(default_factory=dict)  # per reason, the first "where: why"
     changed_keys: tuple = ()    # keys whose source row differs from what was ingested
     on_change: str = "update"   # what apply does with them (source.on_change)
     gone_keys: tuple = ()       # keys in the table, no longer in the source
@@ -143,7 +144,10 @@ class Plan:
         lines = [head]
         if self.ingest:
             i = self.ingest
-            if not i.changed:
+            if not i.files:
+                lines.append("  source: no file matches the source path: nothing to ingest; rows gone from "
+                             "the source cannot be told (featurekit validate says more)")
+            elif not i.changed:
                 lines.append("  source: unchanged since the last ingest")
             else:
                 msg = f"  source: {i.files} file(s), {i.new_rows} new row(s) to append"
@@ -154,6 +158,7 @@ class Plan:
                 for what, n in sorted(i.skipped.items()):
                     keys = i.skipped_keys.get(what)
                     lines.append(f"    skip {n} row(s): {what}" + (f" (keys {show_keys(list(keys))})" if keys else ""))
+                    lines.extend(f"      {example}" for example in i.skipped_examples.get(what, ()))
         for s in self.steps:
             what = f"slice {s.name}" if isinstance(s, SliceStep) else f"{s.name} (tier {s.tier})"
             lines.append(f"  {_symbol(s.action)} {what}: {_describe(s)}")
@@ -281,6 +286,7 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
                             new_rows=prepared.new_rows.num_rows if prepared.new_rows is not None else 0,
                             already_present=prepared.already_present, skipped=prepared.issue_counts(),
                             skipped_keys={k: tuple(v) for k, v in prepared.skipped_keys().items()},
+                            skipped_examples={k: tuple(v) for k, v in prepared.skipped_examples().items()},
                             changed_keys=tuple(prepared.changed_keys), on_change=prepared.on_change,
                             gone_keys=tuple(prepared.gone_keys),
                             delete_gone=bool(set(prepared.gone_keys) & set(prepared.delete_keys)),

@@ -92,8 +92,10 @@ def render_summary(result, seconds: float) -> str:
     lines = [f"applied {result.plan.spec}: {before} -> version {run.version_after} in {seconds:.1f}s"]
     if result.plan.ingest is not None:
         lines.append(f"  ingested {run.ingested} row(s)")
+        examples = result.plan.ingest.skipped_examples
         for what, n in sorted(run.skipped_rows.items()):
             lines.append(f"  skipped {n} source row(s): {what}")
+            lines.extend(f"      {example}" for example in examples.get(what, ()))
     for name, f in run.features.items():
         lines.append(f"  {name}: {f.computed} computed, {f.failed} failed, {f.seconds:.1f}s{work_line(f)}")
         for key, err in f.errors[:3]:

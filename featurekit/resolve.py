@@ -249,6 +249,11 @@ class _Resolver:
                                         "folder): the source's columns, their types and the filters over them "
                                         "were not checked"))
                 self.columns_unknown = True
+            else:
+                self.deferred.append(self.doc.problem(
+                    ("source", "path"), f"no file matches {src.path!r} (paths are relative to the spec's "
+                                        "folder): apply ingests nothing and cannot tell which rows left the "
+                                        "source; the table's rows are used as they are"))
             return source, (), {}
         try:
             schema = source.schema(files[0])

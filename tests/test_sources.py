@@ -132,3 +132,45 @@ def test_a_featurekit_table_as_a_lance_source_brings_its_data_not_its_features(p
     names = lance.dataset(str(other / "data" / "c.lance")).schema.names
     assert "question_length" not in names and "_fk_question_length" not in names and "text_dense" not in names
     assert {"question", "answer", "qwords"} <= set(names)
+
+
+SKIP_SPEC = """\
+featurekit: 1
+name: skipt
+table: {db: data, name: t}
+source: {format: jsonl, path: "raw/*.jsonl", key: id}
+features:
+  qlen: {extractor: text.length, inputs: {text: q}}
+"""
+
+
+def test_skipped_source_rows_are_named_with_file_and_line(tmp_path, run_cli):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "spec.yaml").write_text(SKIP_SPEC)
+    (tmp_path / "raw" / "a.jsonl").write_text('{"id": 1, "q": "hello", "tokens": ["a"]}\n')
+    assert run_cli("apply", "-q", "spec.yaml", cwd=tmp_path)[0] == 0
+    (tmp_path / "raw" / "b.jsonl").write_text('{"id": 3, "q": "x", "tokens": "a b c"}\n{"id": 5, "q": "ok"\n[1, 2]\n')
+    code, out, err = run_cli("plan", "spec.yaml", cwd=tmp_path)
+    assert code == 0, err
+    assert "raw/b.jsonl:2: not valid JSON" in out and "raw/b.jsonl:3: not valid JSON: a line must hold a JSON object" in out
+    assert "raw/b.jsonl: type conflict: column 'tokens' is string" in out
+    code, out, err = run_cli("apply", "spec.yaml", cwd=tmp_path)
+    assert code == 0, err
+    assert "raw/b.jsonl:2: not valid JSON" in out or "raw/b.jsonl:2: not valid JSON" in err
+
+
+def test_a_source_path_matching_nothing_on_an_existing_table_is_said(tmp_path, run_cli):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "spec.yaml").write_text(SKIP_SPEC)
+    (tmp_path / "raw" / "a.jsonl").write_text('{"id": 1, "q": "hello"}\n')
+    assert run_cli("apply", "-q", "spec.yaml", cwd=tmp_path)[0] == 0
+    (tmp_path / "moved.yaml").write_text(SKIP_SPEC.replace("raw/*.jsonl", "raw/missing.jsonl"))
+    code, out, _ = run_cli("validate", "moved.yaml", cwd=tmp_path)
+    assert code == 0 and "no file matches 'raw/missing.jsonl'" in out and "cannot tell which rows left" in out
+    code, _, err = run_cli("validate", "--strict", "moved.yaml", cwd=tmp_path)
+    assert code == 2 and "moved.yaml:4:" in err
+    code, out, _ = run_cli("plan", "moved.yaml", cwd=tmp_path)
+    assert code == 0 and "source: no file matches the source path: nothing to ingest" in out
+    version = lance.dataset(str(tmp_path / "data" / "t.lance")).version
+    code, out, _ = run_cli("apply", "--prune", "moved.yaml", cwd=tmp_path)
+    assert code == 0 and lance.dataset(str(tmp_path / "data" / "t.lance")).version == version  # nothing deleted
