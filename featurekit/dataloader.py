@@ -307,15 +307,8 @@ def _choose(project, recipe, slice, split, columns):
         slice = r.slice if slice is None else slice
         split = r.split if split is None else split
         columns = dict(r.columns) if columns is None else columns
-    if slice is not None:
-        if slice not in spec.slices:
-            raise UsageError(f"no slice {slice!r} in {project.path} (it has: {', '.join(spec.slices) or 'none'})")
-        fractions = spec.slices[slice].split.fractions if spec.slices[slice].split else {}
-        if split is not None and split not in fractions:
-            raise UsageError(f"slice {slice!r} has no split {split!r}"
-                             + (f" (it has: {', '.join(fractions)})" if fractions else " (it is not split)"))
-    elif split is not None:
-        raise UsageError(f"split {split!r} needs a slice (or a recipe)")
+    from .rowfilter import check_split
+    check_split(spec, project.path, slice, split)
     if not columns:
         columns = [c for f in project.features.values() for c in f.columns]
     return slice, split, columns

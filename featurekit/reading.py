@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import RunError, UsageError
-from .rowfilter import slice_filter
+from .rowfilter import check_split, slice_filter
 
 
 @dataclass
@@ -42,8 +42,7 @@ def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None
     from .store import require_dataset, table_ref
     project = _project(spec, registry, branch)
     ds = require_dataset(table_ref(project), version)
-    if slice is not None and slice not in project.slices:
-        raise UsageError(f"unknown slice {slice!r}; slices: {', '.join(project.slices) or '(none defined)'}")
+    check_split(project.spec, project.path, slice, split)
     if slice is not None and slice not in ds.schema.names:
         raise RunError(f"slice {slice!r} is not in the table yet; run 'featurekit apply'")
     missing = [c for c in columns if c not in ds.schema.names]
@@ -62,7 +61,9 @@ def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None
     out = {c: to_numpy(table.column(c), shape_of(ds.schema.field(c))) for c in columns}
     if format == "torch":
         import torch
-        out = {c: torch.from_numpy(v) if hasattr(v, "dtype") and v.dtype != object else v for c, v in out.items()}
+        # numpy views of Arrow buffers are read-only: torch gets writable copies of those
+        out = {c: torch.from_numpy(v if v.flags.writeable else v.copy()) if hasattr(v, "dtype") and v.dtype != object
+               else v for c, v in out.items()}
     return ReadResult(out, skipped, ds.version)
 
 

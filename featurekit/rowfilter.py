@@ -6,7 +6,21 @@ One function, so that how slices are stored can change without touching the load
 """
 from __future__ import annotations
 
+from .errors import UsageError
 from .table import sql_quote
+
+
+def check_split(spec, path, slice_name: str | None, split: str | None) -> None:
+    """A UsageError unless `slice_name` is one of the spec's slices and `split` one of its splits."""
+    if slice_name is not None:
+        if slice_name not in spec.slices:
+            raise UsageError(f"no slice {slice_name!r} in {path} (it has: {', '.join(spec.slices) or 'none'})")
+        fractions = spec.slices[slice_name].split.fractions if spec.slices[slice_name].split else {}
+        if split is not None and split not in fractions:
+            raise UsageError(f"slice {slice_name!r} has no split {split!r}"
+                             + (f" (it has: {', '.join(fractions)})" if fractions else " (it is not split)"))
+    elif split is not None:
+        raise UsageError(f"split {split!r} needs a slice (or a recipe)")
 
 
 def slice_filter(slice_name: str | None, split: str | None = None) -> str | None:

@@ -138,3 +138,15 @@ def test_readme_read_snippet_runs_on_a_table_with_null_hiddens(project, capsys):
     assert np.array_equal(got["vision_tower_hiddens"].numpy()[:, 0, 0], ids.astype(np.float16))
     whole = featurekit.read(ns["SPEC"], ["vision_tower_hiddens"], format="numpy")
     assert whole.skipped == 40 - lance.dataset(project.uri).count_rows(filter="text_dense IS NOT NULL")
+    # torch tensors own writable memory (no read-only Arrow buffers underneath)
+    got["vision_tower_hiddens"][0, 0, 0] = 7
+    got["question_id"][0] = -1
+    again = featurekit.read(ns["SPEC"], ["question_id", "vision_tower_hiddens"], slice="text_dense", split="val",
+                            format="torch")
+    assert -1 not in again["question_id"].tolist() and float(again["vision_tower_hiddens"].min()) >= 0
+    # a split the slice does not have is an error, as for the loader
+    import pytest
+
+    from featurekit.errors import UsageError
+    with pytest.raises(UsageError, match="slice 'text_dense' has no split 'tst' \\(it has: train, val\\)"):
+        featurekit.read(ns["SPEC"], ["question_id"], slice="text_dense", split="tst")
