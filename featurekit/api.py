@@ -102,6 +102,7 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
     if project.deferred and open_dataset(ref.main) is None:
         raise UsageError("; ".join(p.message.split(":")[0] for p in project.deferred) + ": nothing to apply yet")
     selected = _selection(project, select)
+    _engine(project, engine)  # an unknown engine is an error even when there is nothing to do
     if tag is not None:
         check_new_tag(ref, tag)  # before anything is written
     if dry_run:
@@ -130,13 +131,18 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
         return result
 
 
-def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporter: Reporter | None) -> RunResult:
+def _engine(project: Project, engine: str | None):
+    """The engine to run with (`--engine`, else the spec's), with its options."""
     engine_name = engine or project.spec.engine.kind
     entry = project.registry.get("engine", engine_name)
     if entry is None:
         raise UsageError(project.registry.unknown("engine", engine_name))
     options = project.spec.engine.options if engine_name == project.spec.engine.kind else {}
-    runner = entry.cls(options)
+    return entry.cls(options)
+
+
+def _run(project: Project, the_plan: Plan, prepared, engine: str | None, reporter: Reporter | None) -> RunResult:
+    runner = _engine(project, engine)
     try:
         return runner.run(project, the_plan, prepared, reporter or Reporter())
     except RunError:

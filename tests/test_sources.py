@@ -174,3 +174,12 @@ def test_a_source_path_matching_nothing_on_an_existing_table_is_said(tmp_path, r
     version = lance.dataset(str(tmp_path / "data" / "t.lance")).version
     code, out, _ = run_cli("apply", "--prune", "moved.yaml", cwd=tmp_path)
     assert code == 0 and lance.dataset(str(tmp_path / "data" / "t.lance")).version == version  # nothing deleted
+
+
+def test_an_unknown_engine_is_an_error_even_when_there_is_nothing_to_do(tmp_path, run_cli):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "spec.yaml").write_text(SKIP_SPEC)
+    (tmp_path / "raw" / "a.jsonl").write_text('{"id": 1, "q": "hello"}\n')
+    assert run_cli("apply", "-q", "spec.yaml", cwd=tmp_path)[0] == 0
+    code, _, err = run_cli("apply", "spec.yaml", "--engine", "nope", cwd=tmp_path)
+    assert code == 2 and "unknown engine 'nope'" in err
