@@ -476,8 +476,26 @@ class _Resolver:
             if trainer is not None and params is not None:
                 self.resolved_recipes[name] = Recipe(name, rs, trainer, params, self.runtime_params(trainer, params),
                                                      columns, eval_columns)
+                self.recipe_checks(base, trainer, params, columns, spec, cols)
             out[name] = list(dict.fromkeys([*rs.columns.values(), *eval_columns.values()]))
         return out
+
+    def recipe_checks(self, base: Loc, trainer: type, params, columns: dict[str, str], spec: Spec,
+                      cols: dict[str, Column]) -> None:
+        """The trainer's own checks between its params and the features its columns come from."""
+        from .trainer import ColumnInfo
+        infos = {}
+        for logical, col in columns.items():
+            origin = cols[col].origin if col in cols else "table"
+            feature = origin.split(":", 1)[1] if origin.startswith("feature:") else None
+            infos[logical] = ColumnInfo(logical, col, cols[col].type if col in cols else None, None, feature,
+                                        params=dict(spec.features[feature].params) if feature else {})
+        try:
+            messages = trainer(params).check_columns(infos)
+        except Exception as exc:  # a plugin's bug must not hide the spec's other problems
+            messages = [f"trainer {trainer.name!r} failed to check its columns: {type(exc).__name__}: {exc}"]
+        for message in messages:
+            self.problem(base + ("params",), message)
 
     def recipe_columns(self, loc: Loc, mapping: dict[str, str], expected, optional, cols: dict[str, Column],
                        trainer: str) -> dict[str, str]:

@@ -104,6 +104,14 @@ class Trainer:
     def __init__(self, params: BaseModel | None = None):
         self.params = params if params is not None else self.Params()
 
+    def check_columns(self, columns: Mapping[str, ColumnInfo]) -> list[str]:
+        """Checks between the recipe's params and the features producing its columns, at
+        `validate` (no data read): e.g. an image size that must equal the one the cached
+        features were computed with. `columns`: logical name -> ColumnInfo (feature, params as
+        written; no shape or output metadata yet). Each message returned becomes a spec error
+        at the recipe's params."""
+        return []
+
     def train(self, run: TrainRun) -> dict[str, Any]:
         """Train from `run.loader(...)`; save what `evaluate` needs into `run.dir`. Returns the
         final metrics (at least ``loss``)."""

@@ -70,6 +70,25 @@ class QLoraParams(_Strict):
 INT_LIST = pa.list_(pa.int64())
 
 
+def feature_mismatches(params, columns) -> list[str]:
+    """Evaluation rebuilds prompts and pixels from `params`; they must be what produced the
+    training columns, or the tuned model is measured on inputs it never saw."""
+    from .sft import SftTokens
+    from .vision import VisionTower
+    pairs = ((columns.get("vision"), VisionTower.Params, "image_px"),
+             (columns.get("input_ids"), SftTokens.Params, "system_prompt"),
+             (columns.get("input_ids"), SftTokens.Params, "image_px"))
+    problems = []
+    for info, feature_params, key in pairs:
+        if info is None or info.feature is None:
+            continue
+        written = info.params.get(key, feature_params.model_fields[key].default)
+        if written != getattr(params, key):
+            problems.append(f"params.{key} is {getattr(params, key)!r} but feature {info.feature!r} was computed "
+                            f"with {key} {written!r}: set params.{key}: {written!r} so evaluation matches training")
+    return problems
+
+
 class QLoraTrainer(featurekit.trainer.Trainer):
     """LoRA on Qwen2.5-VL's language model (optionally 4- or 8-bit) from cached vision features."""
 
@@ -81,6 +100,9 @@ class QLoraTrainer(featurekit.trainer.Trainer):
     eval_columns = {"image": "binary", "question": "string", "answer": "any"}
     Params = QLoraParams
     path_params = ("model",)
+
+    def check_columns(self, columns) -> list[str]:
+        return feature_mismatches(self.params, columns)
 
     def train(self, run) -> dict[str, Any]:
         from .training import train

@@ -73,19 +73,11 @@ def vision_layout(columns: Mapping[str, Any], merge_size: int) -> VisionLayout:
 
 def check_features_match(params, columns: Mapping[str, Any]) -> None:
     """Evaluation rebuilds prompts and pixels from `params`; they must be what produced the
-    training columns, or the tuned model is measured on inputs it never saw."""
-    from .sft import SftTokens
-    from .vision import VisionTower
-    pairs = ((columns.get("vision"), VisionTower.Params, "image_px"),
-             (columns.get("input_ids"), SftTokens.Params, "system_prompt"),
-             (columns.get("input_ids"), SftTokens.Params, "image_px"))
-    for info, feature_params, key in pairs:
-        if info is None or info.feature is None:
-            continue
-        written = info.params.get(key, feature_params.model_fields[key].default)
-        if written != getattr(params, key):
-            raise ValueError(f"params.{key} is {getattr(params, key)!r} but feature {info.feature!r} was computed "
-                             f"with {key} {written!r}: set params.{key}: {written!r} so evaluation matches training")
+    training columns (`train.feature_mismatches`)."""
+    from .train import feature_mismatches
+    problems = feature_mismatches(params, columns)
+    if problems:
+        raise ValueError(problems[0])
 
 
 def make_scheduler(optimizer, kind: str, warmup: int, total: int):

@@ -431,3 +431,23 @@ def test_registered_with_strict_params():
     from featurekit_qwen.train import EvalParams, LoraParams
     for model in (QLoraTrainer.Params, LoraParams, EvalParams):
         assert [n for n, f in model.model_fields.items() if not f.description] == []
+
+
+def test_validate_refuses_a_recipe_whose_image_size_differs_from_its_features(tmp_path):
+    """The same check as training's, at `featurekit validate`, at the recipe's params."""
+    from pathlib import Path
+
+    import featurekit
+    from featurekit.errors import SpecError
+    spec = (Path(__file__).resolve().parents[3] / "specs" / "easyvqa-qwen.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(spec.replace("image_px: 112, out_hidden_size: 128",
+                                                     "image_px: 56, out_hidden_size: 128"))
+    with pytest.raises(SpecError) as exc:
+        featurekit.load_spec(tmp_path / "spec.yaml")
+    (problem,) = exc.value.problems
+    line = spec.splitlines().index(next(s for s in spec.splitlines() if s.strip().startswith("params: {model: "
+                                                                                              "models/tiny-qwen, quant")))
+    assert str(problem).startswith(f"{tmp_path / 'spec.yaml'}:{line + 1}:")
+    assert "params.image_px is 112 but feature 'vision_tower_hiddens' was computed with image_px 56" in str(problem)
+    (tmp_path / "spec.yaml").write_text(spec)
+    assert featurekit.load_spec(tmp_path / "spec.yaml").recipes["qlora"]
