@@ -131,9 +131,10 @@ def log_(spec, as_json, branch):
     """The applies that changed the table, newest first: when, Lance versions, the spec's git
     commit (and whether it was modified), who, and what was computed."""
     from .api import load_spec
-    from .history import log_entries, render_log
-    entries = log_entries(load_spec(spec, branch=branch))
-    click.echo(json.dumps(entries, indent=2) if as_json else render_log(entries))
+    from .history import latest_version, log_entries, render_log
+    project = load_spec(spec, branch=branch)
+    entries = log_entries(project)
+    click.echo(json.dumps(entries, indent=2) if as_json else render_log(entries, latest_version(project)))
 
 
 @cli.command(epilog="Example: featurekit apply specs/textvqa.yaml --tier 2")

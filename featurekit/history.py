@@ -25,24 +25,42 @@ def log_entries(project) -> list[dict[str, Any]]:
     return list(reversed(applies(ds.schema))) if ds is not None else []
 
 
-def render_log(entries: list[dict[str, Any]]) -> str:
+UNRECORDED = ("no apply recorded: another writer (featurekit compact, a tool outside featurekit), an apply "
+              "killed before it finished, or an entry older than the log keeps")
+
+
+def latest_version(project) -> int | None:
+    ds = open_dataset(table_ref(project))
+    return ds.version if ds is not None else None
+
+
+def render_log(entries: list[dict[str, Any]], latest: int | None = None) -> str:
+    """Entries newest first; `latest`: the table's version now. Versions no entry covers are
+    shown as such, so every version is accounted for."""
     if not entries:
-        return "no applies recorded yet"
+        return "no applies recorded yet" + (f"\nv1-v{latest}  {UNRECORDED}" if latest else "")
     lines = []
+    newer_from = latest
     for e in entries:
+        if newer_from is not None and newer_from > e["version_to"]:
+            lines.append(f"v{e['version_to'] + 1}-v{newer_from}  {UNRECORDED}")
+        newer_from = e.get("version_from")
         start = 1 if e.get("version_from") is None else e["version_from"] + 1
         spec = e.get("spec_file") or {}
         git = spec.get("git") or {}
         where = (f"{git['commit'][:10]}{' (modified)' if git.get('dirty') else ''}" if git
                  else spec.get("git_note", "no provenance recorded"))
         branch = f"  branch {e['branch']}" if e.get("branch") else ""
-        lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}{branch}")
+        stopped = f"  stopped early ({e['interrupted']}): finished work kept" if e.get("interrupted") else ""
+        lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}{branch}{stopped}")
         did = [f"ingested {e['ingested']}"] if e.get("ingested") else []
         did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
                 for n, f in e.get("features", {}).items()]
         did += [f"slice {n}: {r.get('examined', 0)} examined" for n, r in e.get("slices", {}).items()]
         did += [f"dropped {c}" for c in e.get("dropped", [])]
         lines.append("    " + ("; ".join(did) or "metadata only"))
+    if newer_from:
+        lines.append(f"v1-v{newer_from}  {UNRECORDED}")
     return "\n".join(lines)
 
 

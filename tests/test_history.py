@@ -59,6 +59,14 @@ def test_log_shows_each_apply_with_its_commit_and_dirty_flag(project, run_cli):
     assert entries[0]["ingested"] == 3 and entries[0]["features"]["question_length"]["computed"] == 3
     code, text, err = run_cli("log", "spec.yaml")
     assert f"spec {sha[:10]} (modified)" in text.splitlines()[0]
+    assert "no apply recorded" not in text  # the two applies account for every version
+    # a version another writer made is shown as such
+    import lance
+    lance.dataset(project.uri).delete("question_id = 40")
+    code, text, err = run_cli("log", "spec.yaml")
+    first = text.splitlines()[0]
+    assert first.startswith(f"v{lance.dataset(project.uri).version}-v{lance.dataset(project.uri).version}  "
+                            "no apply recorded: another writer")
 
 
 def test_no_git_is_said_never_a_failure(project):

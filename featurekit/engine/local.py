@@ -65,8 +65,29 @@ class LocalEngine(Engine):
     def run(self, project: Project, plan: Plan, prepared, reporter: Reporter) -> RunResult:
         import lance  # noqa: F401  (heavy: only when there is work)
 
+        self.metadata: dict[str, dict[str, str]] = {}  # written with the apply-log entry, last
+        try:
+            return self._run(project, plan, prepared, reporter)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (lifetime.Stopped): log what was kept
+            self._record_stop(project, plan, getattr(self, "result", RunResult()), exc)
+            raise
+
+    def _record_stop(self, project: Project, plan: Plan, result: RunResult, exc: BaseException) -> None:
+        """An apply stopped early still says in the log which versions it made: an entry marked
+        ``interrupted``, without the source signature (the ingest may not have finished)."""
+        ds = _open(table_ref(project))
+        if ds is None or ds.version == plan.table_version:
+            return
+        entry = {**apply_entry(project, self.name, plan, result), "interrupted": str(exc) or "Ctrl-C"}
+        try:
+            with critical():
+                record_apply(ds, entry, source=None, fields=self.metadata)
+        except Exception:  # noqa: BLE001  (the stop is what the user must see, not this)
+            pass
+
+    def _run(self, project: Project, plan: Plan, prepared, reporter: Reporter) -> RunResult:
         started = time.perf_counter()
-        result = RunResult(version_before=plan.table_version)
+        result = self.result = RunResult(version_before=plan.table_version)
         uri = table_ref(project)
         check_file_format(uri, _open(uri))
         if prepared is not None and prepared.changed:
@@ -77,7 +98,6 @@ class LocalEngine(Engine):
             if any(s.has_work for s in plan.features):
                 raise RunError(f"table {uri} does not exist and the spec has no source to create it from")
             return result
-        self.metadata: dict[str, dict[str, str]] = {}  # written with the apply-log entry, last
         ds = self._layout(project, plan, ds, result)
         self.pool = None
         try:
