@@ -103,7 +103,7 @@ def load_at(path: Path, rev: str | None, registry=None):
 
 @dataclass(frozen=True)
 class Change:
-    kind: str          # feature | slice | recipe
+    kind: str          # feature | slice | recipe | source | table (name: the same word)
     name: str
     action: str        # added | removed | changed | stale (an upstream changed) | unchanged
     reasons: tuple[str, ...] = ()
@@ -126,10 +126,11 @@ class SpecDiff:
         symbol = {"added": "+", "removed": "-", "changed": "~", "stale": "~"}
         shown = [c for c in self.changes if c.action != "unchanged"]
         for c in shown:
-            lines.append(f"  {symbol[c.action]} {c.kind} {c.name}: {c.action}")
+            what = c.kind if c.kind == c.name else f"{c.kind} {c.name}"
+            lines.append(f"  {symbol[c.action]} {what}: {c.action}")
             lines.extend(f"      {r}" for r in c.reasons)
         if not shown:
-            lines.append("  no change to features, slices or recipes")
+            lines.append("  no change to features, slices, recipes, the source or the table")
         return "\n".join(lines)
 
 
@@ -144,8 +145,9 @@ def diff_projects(old, new, old_label: str, new_label: str) -> SpecDiff:
             out.changes.append(Change("feature", name, "added"))
             changed.add(name)
         elif o.fingerprint != f.fingerprint:
+            # params as written (plus run-time facts), as the table records them: defaults are not changes
             stored = StoredFeature(name, tuple(o.columns), o.extractor_cls.name, str(o.extractor_cls.version),
-                                   o.params.model_dump(mode="json"), dict(o.inputs), o.fingerprint)
+                                   o.extractor_cls(o.params).fingerprint_params(), dict(o.inputs), o.fingerprint)
             reasons = stale_reasons(f, stored, changed)
             own = [r for r in reasons if not r.startswith(("upstream", "fingerprint"))]
             out.changes.append(Change("feature", name, "changed" if own else "stale", tuple(reasons)))
@@ -173,15 +175,39 @@ def diff_projects(old, new, old_label: str, new_label: str) -> SpecDiff:
         if o is None:
             out.changes.append(Change("recipe", name, "added"))
             continue
-        reasons = [f"{k} changed: {json.dumps(v_old, default=str)} -> {json.dumps(v_new, default=str)}"
-                   for k in sorted(set(rs.model_fields))
-                   if (v_old := o.model_dump(mode="json").get(k)) != (v_new := rs.model_dump(mode="json").get(k))]
+        reasons = _changes(o.model_dump(mode="json", exclude_unset=True), rs.model_dump(mode="json", exclude_unset=True))
         ups = sorted(a.split(":", 1)[1] for a in new.graph.ancestors(f"recipe:{name}") if a.split(":", 1)[1] in changed)
         if ups:
             reasons.append("reads what changed: " + ", ".join(ups))
         out.changes.append(Change("recipe", name, "changed" if reasons else "unchanged", tuple(reasons)))
     out.changes += [Change("recipe", n, "removed") for n in old.spec.recipes if n not in new.spec.recipes]
+    for kind, o, n in (("source", old.spec.source, new.spec.source), ("table", old.spec.table, new.spec.table)):
+        dump = (lambda m: m.model_dump(mode="json", exclude_unset=True) if m is not None else {})  # noqa: E731
+        reasons = _changes(dump(o), dump(n))
+        if reasons:
+            out.changes.append(Change(kind, kind, "changed", tuple(reasons)))
     return out
+
+
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key old -> new' for each key that differs; mappings are compared key by key."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, _UNSET), new.get(k, _UNSET)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changes(a, b, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k} changed: {_shown(a)} -> {_shown(b)}")
+    return out
+
+
+_UNSET = object()
+
+
+def _shown(value) -> str:
+    return "(not set)" if value is _UNSET else json.dumps(value, default=str)
 
 
 def diff(path: str | Path, rev1: str, rev2: str | None = None, registry=None) -> SpecDiff:

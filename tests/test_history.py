@@ -74,3 +74,55 @@ def test_no_git_is_said_never_a_failure(project):
     from featurekit.history import log_entries
     entry = log_entries(featurekit.load_spec(project.spec))[0]
     assert entry["spec_file"]["git"] is None and "not in a git repository" in entry["spec_file"]["git_note"]
+
+
+class Scaled(featurekit.Extractor):
+    """A vector from the question length; `device` changes no value."""
+
+    name = "acme.scaled"
+    inputs = {"text": "string"}
+
+    class Params(featurekit.Extractor.Params):
+        factor: int = 2
+        device: str = featurekit.runtime_field("auto")
+
+    def output_type(self):
+        import pyarrow as pa
+        return pa.list_(pa.float32(), 2)
+
+    def __call__(self, batch):
+        import pyarrow as pa
+        return pa.array([[len(t) * self.params.factor, 1.0] for t in batch.column("text").to_pylist()],
+                        pa.list_(pa.float32(), 2))
+
+
+def test_diff_says_exactly_which_params_recipe_params_and_source_settings_changed(project):
+    from conftest import registry_with
+    from featurekit.history import diff
+    reg = registry_with(Scaled)
+    spec = BASE_SPEC + """\
+  probe_rows:
+    where: "question_length > 0"
+recipes:
+  probe:
+    trainer: linear_probe
+    slice: probe_rows
+    columns: {features: scaled, label: answer}
+    params: {lr: 0.1, steps: 5}
+    output: runs
+"""
+    spec = spec.replace("slices:\n", "  scaled:\n    extractor: acme.scaled\n    inputs: {text: question}\n"
+                                      "    params: {factor: 2}\nslices:\n")
+    git(project.root, "init", "-q")
+    project.write_spec(spec)
+    first = commit(project.root, "first")
+    project.write_spec(spec.replace("params: {factor: 2}", "params: {factor: 3, device: cpu}")
+                       .replace("params: {lr: 0.1, steps: 5}", "params: {lr: 0.2, steps: 5}")
+                       .replace("path: raw/*.jsonl", "path: raw/a*.jsonl"))
+    second = commit(project.root, "second")
+    changes = {(c.kind, c.name): c for c in diff(project.spec, first, second, registry=reg).changes
+               if c.action != "unchanged"}
+    assert changes[("feature", "scaled")].reasons == ("params changed: factor 2 -> 3",)  # no default, no device
+    assert changes[("recipe", "probe")].reasons == ("params.lr changed: 0.1 -> 0.2", "reads what changed: scaled")
+    assert changes[("source", "source")].reasons == ('path changed: "raw/*.jsonl" -> "raw/a*.jsonl"',)
+    assert "  ~ source: changed" in diff(project.spec, first, second, registry=reg).render()
