@@ -168,6 +168,8 @@ class _Resolver:
     table_schema: pa.Schema | None
     problems: list[Problem] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)  # names whose own definition had errors
+    partial: set[str] = field(default_factory=set)  # entries checked without a field that had errors
+    unchecked_params: dict[str, type] = field(default_factory=dict)  # feature -> extractor class (bad params)
     columns_unknown: bool = False  # the source could not be read: don't cascade unknown columns
     deferred: list[Problem] = field(default_factory=list)  # checks that wait for the data
     feature_inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # logical -> column, per feature
@@ -187,21 +189,36 @@ class _Resolver:
         except ValidationError as exc:
             self.problems.extend(validation_problems(self.doc, exc, Spec))
             errors = exc.errors()
-        # Keep going with the entries that are fine, so one run reports everything.
+        # Keep going with what is fine, so one run reports everything: a bad field of an entry
+        # (a typo'd key, a slice's split) is left out and the rest of the entry is checked; an
+        # entry that still fails without it is left out whole.
         pruned = dict(data)
         for p in errors:
             loc = p["loc"]
             if len(loc) == 1 and p["type"] == "extra_forbidden":
                 pruned.pop(loc[0], None)
-            if len(loc) >= 2 and loc[0] in ("features", "slices", "recipes") and isinstance(pruned.get(loc[0]), dict):
+            if len(loc) >= 2 and loc[0] in SECTIONS and isinstance(pruned.get(loc[0]), dict):
                 section = dict(pruned[loc[0]])
-                section.pop(loc[1], None)
+                entry = section.get(loc[1])
+                field_only = len(loc) >= 3 and isinstance(entry, dict) and \
+                    (p["type"] == "extra_forbidden" or loc[0] != "features")
+                if field_only:
+                    section[loc[1]] = {k: v for k, v in entry.items() if k != loc[2]}
+                    self.partial.add(loc[1])
+                else:
+                    section.pop(loc[1], None)
+                    self.broken.add(loc[1])
                 pruned[loc[0]] = section
-                self.broken.add(loc[1])
-        try:
-            return Spec.model_validate(pruned)
-        except ValidationError:
-            return None
+        for _ in range(2):
+            try:
+                return Spec.model_validate(pruned)
+            except ValidationError as again:
+                for p in again.errors():
+                    loc = p["loc"]
+                    if len(loc) >= 2 and loc[0] in SECTIONS and isinstance(pruned.get(loc[0]), dict):
+                        pruned[loc[0]] = {k: v for k, v in pruned[loc[0]].items() if k != loc[1]}
+                        self.broken.add(loc[1])
+        return None
 
     def engine(self, spec: Spec) -> None:
         entry = self.registry.get("engine", spec.engine.kind)
@@ -330,6 +347,9 @@ class _Resolver:
         found = self.extractor_for(name, fs)
         if found is None:
             self.broken.add(name)
+            entry = self.registry.get("extractor", fs.extractor)
+            if entry is not None and not entry.cls.inputs_from_params:  # bad params: inputs still checked
+                self.unchecked_params[name] = entry.cls
             return None
         cls, params = found
         ext = cls(self.runtime_params(cls, params))
@@ -355,6 +375,15 @@ class _Resolver:
             resources = resources.model_copy(update=fs.resources.model_dump(exclude_none=True))
         types = ext.outputs()
         return cls, params, outputs, {col: types[out] for out, col in outputs.items()}, resources
+
+    def check_input_types(self, name: str, fs: FeatureSpec, cls: type[Extractor], cols: dict[str, Column]) -> None:
+        """A feature whose params are invalid: its inputs' types against the class's declared ones."""
+        for logical, col in fs.inputs.items():
+            expected = cls.inputs.get(logical)
+            actual = cols[col].type if col in cols else None
+            if expected is not None and actual is not None and not type_matches(expected, actual):
+                self.problem(("features", name, "inputs", logical), f"type mismatch: column {col!r} is {actual}, "
+                             f"but {fs.extractor} input {logical!r} expects {describe_type(expected)}")
 
     def check_input(self, name: str, fs: FeatureSpec, cls: type[Extractor], params: BaseModel,
                     cols: dict[str, Column]) -> None:
@@ -453,7 +482,7 @@ class _Resolver:
                 if rs.slice not in self.broken:
                     self.problem(base + ("slice",), f"unknown slice {rs.slice!r}; "
                                  f"slices: {', '.join(spec.slices) or '(none defined)'}")
-            else:
+            elif rs.slice not in self.partial:  # a slice checked without its bad split: no split to compare
                 names = _split_names(spec, rs.slice)
                 for loc, wanted in ((base + ("split",), rs.split),
                                     (base + ("eval", "split"), rs.eval.split if rs.eval else None)):
@@ -557,6 +586,8 @@ class _Resolver:
             cols.setdefault(name, Column(name, None, f"feature:{name}"))
         for name, r in resolved.items():
             self.check_input(name, spec.features[name], r[0], r[1], cols)
+        for name, cls in self.unchecked_params.items():
+            self.check_input_types(name, spec.features[name], cls, cols)
         self.slice_names(spec, cols)
         for name in spec.slices:
             cols.setdefault(name, Column(name, pa.string(), f"slice:{name}"))
@@ -666,6 +697,9 @@ class _Resolver:
                              f"slice {sl.name!r} needs tier-{sl.tier} feature {needs[0]!r}, so a tier-{f.tier} "
                              f"feature cannot be computed only on its rows; make {name!r} tier {sl.tier} or more")
         return out
+
+
+SECTIONS = ("features", "slices", "recipes")
 
 
 def _split_names(spec: Spec, name: str, seen: tuple[str, ...] = ()) -> list[str]:

@@ -44,7 +44,9 @@ CASES = [
     ("unknown-slice-key", add("    limit: 10\n"), [
         "spec.yaml:23:5: slices.text_dense.limit: unknown key 'limit'; valid keys: from, where, dedupe, split",
     ]),
+    # the typo'd key is left out and the rest of the recipe is still checked (here: its trainer)
     ("unknown-recipe-key", add("recipes:\n  r:\n    trainer: qlora\n    slice: text_dense\n    epochs: 3\n"), [
+        "spec.yaml:25:14: recipes.r.trainer: unknown trainer 'qlora'; run 'featurekit plugins' to list the installed trainers",
         "spec.yaml:27:5: recipes.r.epochs: unknown key 'epochs'; valid keys: trainer, slice, split, columns, params, output, eval, table",
     ]),
     ("wrong-type-tier", replace("    extractor: text.length\n", "    tier: heavy\n    extractor: text.length\n"), [

@@ -111,3 +111,23 @@ def test_a_fresh_clone_without_the_data_validates_everything_else(project, run_c
     assert code == 2 and err == "error: no file matches 'raw/*.jsonl' (paths are relative to the spec's folder): " \
                                 "nothing to apply yet\n"
     assert not (project.root / "data").exists()
+
+
+def test_problems_of_every_section_are_reported_in_one_run(project, run_cli):
+    """A typo'd key, bad params or a bad split no longer hide the other problems of the same
+    feature or slice, nor those of later sections."""
+    project.write_spec(BASE_SPEC
+                       .replace("    extractor: text.question_type\n", "    teir: 2\n    extractor: text.nope\n")
+                       .replace("    extractor: text.count\n    inputs: {items: ocr_tokens}\n",
+                                "    extractor: text.count\n    inputs: {items: question}\n    params: {colour: red}\n")
+                       .replace('where: "ocr_token_count >= 8"',
+                                'where: "ocr_token_countt >= 8"\n    split: {fractions: {train: 0.6, val: 0.5}}'))
+    code, _, err = run_cli("validate", "spec.yaml", cwd=project.root)
+    assert code == 2
+    for wanted in ("features.ocr_token_count.inputs.items: type mismatch: column 'question' is string",
+                   "features.ocr_token_count.params.colour: unknown key 'colour'",
+                   "features.question_type.teir: unknown key 'teir'",
+                   "features.question_type.extractor: unknown extractor 'text.nope'",
+                   "slices.text_dense.where: unknown column 'ocr_token_countt'",
+                   "slices.text_dense.split.fractions: fractions must add up to 1"):
+        assert wanted in err, wanted
