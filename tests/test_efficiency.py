@@ -206,3 +206,40 @@ def test_worker_processes_also_compute_each_distinct_input_once(tmp_path):
     run = result.run.features["n"]
     assert (run.rows, run.distinct, run.passed) == (45, 7, 7)
     assert table(tmp_path).column("n").to_pylist() == [len(x) * 7 for x in TEXTS]
+
+
+class Switching(Counting):
+    """Counting, whose sharing of values a test switches on and off (a plugin release)."""
+
+    name = "acme.switching"
+    reuse_values = False
+
+
+def test_a_feature_stored_without_input_keys_keeps_working_when_its_extractor_starts_sharing(tmp_path):
+    """A table from before input keys (or from a release that did not share values): retries,
+    fills and recomputes still commit; the key column comes when the columns are recreated."""
+    reg = registry_with(Switching)
+    texts = ["a", "bad one", "a", "cc"]
+    spec = write(tmp_path, texts, extractor="acme.switching")
+    try:
+        featurekit.apply(spec, registry=reg)
+        assert "_fkin_n" not in lance.dataset(str(tmp_path / "data" / "t.lance")).schema.names
+        Switching.reuse_values = True
+        write(tmp_path, ["cc", "dd"], start=10, file="b.jsonl", extractor="acme.switching")
+        result = featurekit.apply(spec, registry=reg)  # new rows filled, the failed row retried
+        assert result.ok and result.run.features["n"].computed == 2
+        Switching.version = "2"                         # a recompute of every row
+        result = featurekit.apply(spec, registry=reg)
+        assert result.ok and result.run.features["n"].computed == 5
+        t = table(tmp_path)
+        assert t.column("n").to_pylist() == [None if "bad" in x else len(x) * 7 for x in t.column("text").to_pylist()]
+        Switching.reuse_values = False                  # and back, with an output type change
+        Switching.output_type = lambda self: pa.int32()
+        assert featurekit.apply(spec, registry=reg).ok
+        ds = lance.dataset(str(tmp_path / "data" / "t.lance"))
+        assert ds.schema.field("n").type == pa.int32() and "_fkin_n" not in ds.schema.names
+        t = table(tmp_path)
+        assert t.column("n").to_pylist() == [None if "bad" in x else len(x) * 7 for x in t.column("text").to_pylist()]
+    finally:
+        Switching.reuse_values, Switching.version = False, "1"
+        del Switching.output_type

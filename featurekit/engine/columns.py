@@ -48,7 +48,9 @@ def feature_layout(project: Project, f: Feature, schema: pa.Schema) -> tuple[lis
     """(columns to drop, fields to add) for the feature. An output's type changed, or the
     feature's set of columns did: its columns are recreated together (a fragment keeps one
     data file per feature); the old values stay readable in earlier versions. The input-key
-    column is only ever added (a table from before it existed keeps its values)."""
+    column lives in the same data file, so it is created (or dropped) only together with the
+    feature's other columns: a feature stored before it existed, or before its extractor shared
+    values, goes on without one (no sharing) until its columns are recreated."""
     wanted = feature_fields(project, f)
     present = {fld.name: fld for fld in schema}
     have = [w.name for w in wanted if w.name in present]
@@ -57,10 +59,11 @@ def feature_layout(project: Project, f: Feature, schema: pa.Schema) -> tuple[lis
     if have and (changed or len(have) < len(wanted)):
         drop = have
     add = [w for w in wanted if w.name not in present or w.name in drop]
+    created = bool(drop) or not have
+    if created and hash_column(f.name) in present:
+        drop.append(hash_column(f.name))
     extra = hash_field(f)
-    if extra is not None and (extra.name not in present or drop):
-        if extra.name in present:
-            drop.append(extra.name)
+    if extra is not None and created:
         add.append(extra)
     return drop, add
 
