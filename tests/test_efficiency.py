@@ -243,3 +243,23 @@ def test_a_feature_stored_without_input_keys_keeps_working_when_its_extractor_st
     finally:
         Switching.reuse_values, Switching.version = False, "1"
         del Switching.output_type
+
+
+def test_the_shared_value_memory_stays_within_its_budget_when_a_piece_repeats_keys(tmp_path):
+    """Pieces classified while earlier ones are in flight (the worker-pool path), each repeating
+    its keys: every pin is released, so old values leave the memory as new ones come."""
+    from featurekit.engine.reuse import Reuse
+    from featurekit.inputhash import input_hashes
+    reuse = Reuse(str(tmp_path / "none.lance"), "_fk_n", "fp", "_fkin_n", {"n": pa.binary()}, budget_bytes=10_000)
+    addr = 0
+    for g in range(20):
+        keys = [f"k{g}_{i}" for i in range(3)]
+        pieces = [reuse.classify(input_hashes(pa.table({"t": k}), "fp")) for k in (keys, keys + keys)]
+        for piece in pieces:
+            n = len(piece.keys)
+            values = {"n": pa.array([b"x" * 3000 for _ in piece.compute], pa.binary())}
+            out, _ = reuse.resolve(piece, values, None, list(range(addr, addr + n)))
+            addr += n
+            assert out["n"].to_pylist() == [b"x" * 3000] * n
+    assert reuse.memo_bytes <= 10_000 and len(reuse.memo) == 3
+    assert reuse.computes == 60 and reuse.recomputed == 0  # each key once

@@ -123,6 +123,7 @@ class Reuse:
         """Decide, per row, where its value comes from; registers the keys this piece computes."""
         plan = ReusePlan(hashes.to_pylist())
         local: dict[bytes, int] = {}
+        pinned: set[bytes] = set()
         for i, key in enumerate(plan.keys):
             self.rows += 1
             if key in local:
@@ -130,11 +131,13 @@ class Reuse:
                 continue
             entry = self.memo.get(key)
             if entry is not None or key in self.inflight:
-                if entry is not None:
-                    entry.pins += 1
-                    self.memo.move_to_end(key)
-                else:
-                    self.inflight[key] += 1
+                if key not in pinned:  # one pin per piece and key: `resolve` releases one
+                    pinned.add(key)
+                    if entry is not None:
+                        entry.pins += 1
+                        self.memo.move_to_end(key)
+                    else:
+                        self.inflight[key] += 1
                 plan.source.append(("memo", key))
                 self.from_memo += 1
                 continue
