@@ -483,7 +483,7 @@ class _Resolver:
                     self.problem(base + ("slice",), f"unknown slice {rs.slice!r}; "
                                  f"slices: {', '.join(spec.slices) or '(none defined)'}")
             elif rs.slice not in self.partial:  # a slice checked without its bad split: no split to compare
-                names = _split_names(spec, rs.slice)
+                names = split_names(spec, rs.slice)
                 for loc, wanted in ((base + ("split",), rs.split),
                                     (base + ("eval", "split"), rs.eval.split if rs.eval else None)):
                     if wanted is not None and wanted not in names:
@@ -702,13 +702,13 @@ class _Resolver:
 SECTIONS = ("features", "slices", "recipes")
 
 
-def _split_names(spec: Spec, name: str, seen: tuple[str, ...] = ()) -> list[str]:
+def split_names(spec: Spec, name: str, seen: tuple[str, ...] = ()) -> list[str]:
     """A slice's split names: its own, else its `from:` slice's, else the one split "all"."""
     sl = spec.slices[name]
     if sl.split:
         return list(sl.split.fractions)
     if sl.from_ in spec.slices and sl.from_ not in seen:
-        return _split_names(spec, sl.from_, seen + (name,))
+        return split_names(spec, sl.from_, seen + (name,))
     return [ALL_ROWS]
 
 

@@ -15,10 +15,10 @@ def check_split(spec, path, slice_name: str | None, split: str | None) -> None:
     if slice_name is not None:
         if slice_name not in spec.slices:
             raise UsageError(f"no slice {slice_name!r} in {path} (it has: {', '.join(spec.slices) or 'none'})")
-        fractions = spec.slices[slice_name].split.fractions if spec.slices[slice_name].split else {}
-        if split is not None and split not in fractions:
-            raise UsageError(f"slice {slice_name!r} has no split {split!r}"
-                             + (f" (it has: {', '.join(fractions)})" if fractions else " (it is not split)"))
+        from .resolve import split_names
+        names = split_names(spec, slice_name)  # its own, its `from:` slice's, or "all"
+        if split is not None and split not in names:
+            raise UsageError(f"slice {slice_name!r} has no split {split!r} (it has: {', '.join(names)})")
     elif split is not None:
         raise UsageError(f"split {split!r} needs a slice (or a recipe)")
 

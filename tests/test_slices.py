@@ -287,6 +287,16 @@ def test_a_slice_from_another_keeps_its_splits_and_applies_its_own_steps(project
     got = {k: s for k, s, q in zip(*(t.column(c).to_pylist() for c in ["id", "what_only", "question"])) if s}
     assert got == {k: s for k, s in members.items()
                    if next(r for r in table_rows(project) if r["id"] == k)["question"].startswith("what")}
+    # read and the loader take the splits a `from:` slice inherits, and "all" of an unsplit slice
+    train = featurekit.read(spec, ["id"], slice="what_only", split="train", format="arrow").data
+    assert sorted(train.column("id").to_pylist()) == sorted(k for k, s in got.items() if s == "train")
+    spec = project.write_spec(SPEC + "  what_only:\n    from: train_set\n    where: \"question LIKE 'what%'\"\n"
+                              "  long_q:\n    where: \"qlen > 9\"\n")
+    featurekit.apply(spec)
+    assert featurekit.read(spec, ["id"], slice="long_q", split="all", format="arrow").data.num_rows == \
+        sum(len(r["question"]) > 9 for r in table_rows(project))
+    assert featurekit.dataloader(spec, slice="what_only", split="val", columns=["id"], batch_size=4).num_rows == \
+        sum(s == "val" for s in got.values())
 
 
 def test_slices_survive_compaction_and_the_next_apply_is_a_noop(project):
