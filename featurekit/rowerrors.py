@@ -13,8 +13,8 @@ or, for a batched model call that decodes first and runs the model on the good r
     values, errors = ..., [None, "cannot decode image: ...", None]
     return featurekit.RowErrors(values, errors)
 
-`values` has one entry per row (anything at a failed row: it is stored as NULL) in any form
-`__call__` may return (an array, a list, a RecordBatch or a dict of arrays for several
+`values` has one entry per row (at a failed row: anything in a Python list, a value of the
+output type in an array; it is stored as NULL) in any form `__call__` may return (an array, a list, a RecordBatch or a dict of arrays for several
 outputs); `errors` has one entry per row: None for a row computed, or a message (a string
 or an exception) for a row that failed. Failed rows are recorded in the state column as
 any row error and retried by the next apply.

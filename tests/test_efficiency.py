@@ -263,3 +263,25 @@ def test_the_shared_value_memory_stays_within_its_budget_when_a_piece_repeats_ke
             assert out["n"].to_pylist() == [b"x" * 3000] * n
     assert reuse.memo_bytes <= 10_000 and len(reuse.memo) == 3
     assert reuse.computes == 60 and reuse.recomputed == 0  # each key once
+
+
+class Placeholder(featurekit.Extractor):
+    """Reports its failed row with a placeholder of another type there."""
+
+    name = "acme.placeholder"
+    inputs = {"text": pa.string()}
+
+    def output_type(self):
+        return pa.float64()
+
+    def __call__(self, batch):
+        texts = batch.column("text").to_pylist()
+        return featurekit.RowErrors([float(len(t)) if "bad" not in t else "n/a" for t in texts],
+                                    [None if "bad" not in t else "bad text" for t in texts])
+
+
+def test_a_placeholder_at_a_failed_row_is_stored_as_null(tmp_path):
+    spec = write(tmp_path, ["ab", "bad", "abc"], extractor="acme.placeholder")
+    result = featurekit.apply(spec, registry=registry_with(Placeholder))
+    assert (result.run.features["n"].computed, result.run.features["n"].failed) == (2, 1)
+    assert table(tmp_path).column("n").to_pylist() == [2.0, None, 3.0]

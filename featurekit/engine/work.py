@@ -167,12 +167,22 @@ def call_extractor_rows(ext: Extractor, task: FeatureTask, batch: pa.RecordBatch
     errors = None
     if isinstance(out, RowErrors):
         errors = _row_messages(out.errors, task, n)
-        out = out.values
+        out = _blank_failed(out.values, errors)
     values = _outputs(out, task, name, n)
     if errors is not None and any(errors):
         keep = pa.array([i if e is None else None for i, e in enumerate(errors)], pa.int64())
         values = {c: v.take(keep) for c, v in values.items()}  # a failed row's value is NULL
     return values, (errors if errors is not None and any(errors) else None)
+
+
+def _blank_failed(values: Any, errors: list[str | None]) -> Any:
+    """Python lists of values get None at failed rows before conversion: whatever an extractor
+    left there (a placeholder of another type) is never checked against the output type."""
+    def blank(v):
+        return [None if e is not None else x for x, e in zip(v, errors)] if isinstance(v, list) else v
+    if isinstance(values, dict):
+        return {k: blank(v) for k, v in values.items()}
+    return blank(values)
 
 
 def _row_messages(errors: list, task: FeatureTask, n: int) -> list[str | None]:
