@@ -302,7 +302,8 @@ def _changed_rows(rows: pa.Table, recorded: pa.ChunkedArray, prepared: PreparedI
     now = rows.column(SOURCE_COLUMN).combine_chunks()
     then = recorded.combine_chunks()
     known = pc.is_valid(then)  # NULL: ingested before featurekit recorded hashes: unknown, keep it
-    value_hash = pc.list_element(pc.split_pattern(then, ";", max_splits=1), 0) if prepared.files else then
+    # the stored value hash, without the files' part (also when the spec no longer loads files)
+    value_hash = pc.list_element(pc.split_pattern(then, ";", max_splits=1), 0)
     changed = pc.fill_null(pc.and_(known, pc.not_equal(value_hash, now)), False)
     if not prepared.files:
         return changed

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import lance
 import pyarrow as pa
@@ -183,3 +184,19 @@ def test_an_unknown_engine_is_an_error_even_when_there_is_nothing_to_do(tmp_path
     assert run_cli("apply", "-q", "spec.yaml", cwd=tmp_path)[0] == 0
     code, _, err = run_cli("apply", "spec.yaml", "--engine", "nope", cwd=tmp_path)
     assert code == 2 and "unknown engine 'nope'" in err
+
+
+def test_dropping_files_from_the_source_changes_no_row(tmp_path):
+    """The stored source hash holds the files' part too; without files: only values compare."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        (tmp_path / "imgs" / f"{i}.bin").write_bytes(bytes([i]) * 10)
+    (tmp_path / "raw" / "a.jsonl").write_text("".join(json.dumps({"id": i, "q": f"q{i}", "image_path": f"imgs/{i}.bin"})
+                                                      + "\n" for i in range(3)))
+    with_files = SKIP_SPEC.replace("key: id}", "key: id, files: {image: image_path}}")
+    (tmp_path / "spec.yaml").write_text(with_files)
+    assert featurekit.apply(tmp_path / "spec.yaml").ok
+    (tmp_path / "spec.yaml").write_text(SKIP_SPEC)
+    plan = featurekit.plan(tmp_path / "spec.yaml")
+    assert plan.ingest.changed_keys == () and plan.is_noop
