@@ -7,7 +7,7 @@ the content hash ingest recorded in ``_fk_source`` (rows in the table) or by its
 still in the source). Rows in the table and rows still to ingest are counted apart, so the
 figure is exact for each and at most the sum when both have work. Returns None when it
 cannot be known cheaply: an input is another feature computed in the same apply, or a
-binary column not loaded from files.
+column of bytes or lists not loaded from files (image structs, hidden states).
 """
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ def distinct_inputs(project, f, dataset, filters: list[str], incoming: pa.Table 
         if origin in project.features and origin in changing:
             return None  # its values are computed in this apply
         typ = project.columns[col].type if col in project.columns else None
-        binary = typ is not None and (pa.types.is_binary(typ) or pa.types.is_large_binary(typ))
-        if (binary or col in files) and col not in files:
-            return None  # bytes not loaded from files: counting would read them all
+        if col not in files and typ is not None and _bulky(typ):
+            return None  # bytes (or tensors) not loaded from files: counting would read them all
     total = 0
     if dataset is not None:
         keys = _table_keys(f, dataset, filters, files)
@@ -46,6 +45,20 @@ def distinct_inputs(project, f, dataset, filters: list[str], incoming: pa.Table 
         batch = pa.table({name: incoming.column(c) for name, c in cols.items()})
         total += pc.count_distinct(input_hashes(batch)).as_py()
     return total
+
+
+def _bulky(typ: pa.DataType) -> bool:
+    """Types whose values may be large: bytes (raw, or in a Hugging Face struct<bytes, path>)
+    and vectors (embeddings, hidden states)."""
+    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ) or pa.types.is_binary_view(typ):
+        return True
+    if pa.types.is_struct(typ):
+        return any(_bulky(typ.field(i).type) for i in range(typ.num_fields))
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ) \
+            or pa.types.is_list_view(typ):  # vectors of numbers, or lists of bulky items; not lists of words
+        item = typ.value_type
+        return pa.types.is_floating(item) or pa.types.is_integer(item) or _bulky(item)
+    return False
 
 
 def _table_keys(f, dataset, filters: list[str], files: dict[str, str]) -> int | None:

@@ -285,3 +285,37 @@ def test_a_placeholder_at_a_failed_row_is_stored_as_null(tmp_path):
     result = featurekit.apply(spec, registry=registry_with(Placeholder))
     assert (result.run.features["n"].computed, result.run.features["n"].failed) == (2, 1)
     assert table(tmp_path).column("n").to_pylist() == [2.0, None, 3.0]
+
+
+class ImageSize(featurekit.Extractor):
+    name = "acme.image_size"
+    inputs = {"image": "binary"}
+
+    def output_type(self):
+        return pa.int64()
+
+    def __call__(self, batch):
+        return pa.array([len(x or b"") for x in batch.column("image").to_pylist()], pa.int64())
+
+
+def test_plan_never_reads_image_structs_to_count_distinct_inputs(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import featurekit.distinct
+    (tmp_path / "raw").mkdir()
+    images = pa.array([{"bytes": bytes([i % 5]) * 1000, "path": f"{i}.png"} for i in range(20)],
+                      pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    pq.write_table(pa.table({"id": list(range(20)), "image": images}), tmp_path / "raw" / "a.parquet")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("featurekit: 1\nname: hf\ntable: {db: data, name: t}\n"
+                    "source: {format: parquet, path: raw/*.parquet, key: id}\n"
+                    "features:\n  s: {extractor: acme.image_size, inputs: {image: image}}\n")
+    reg = registry_with(ImageSize)
+    featurekit.apply(spec, registry=reg)
+    spec.write_text(spec.read_text() + "  s2: {extractor: acme.image_size, inputs: {image: image}}\n")
+    hashed = []
+    monkeypatch.setattr(featurekit.distinct, "input_hashes", lambda t, *a: hashed.append(t) or pa.array([]))
+    assert featurekit.plan(spec, registry=reg).step("s2").distinct is None
+    assert hashed == []  # the plan read no image bytes
+    result = featurekit.apply(spec, registry=reg)  # the apply still computes each distinct image once
+    assert result.run.features["s2"].passed == 5

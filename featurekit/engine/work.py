@@ -476,7 +476,20 @@ class FragmentJob:
 
 
 def _logical(batch: pa.RecordBatch, ft: FeatureTask) -> pa.RecordBatch:
-    return pa.record_batch([batch.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
+    """The inputs by logical name, as the extractor receives them (an image struct reduced to
+    its bytes for a binary input): input keys are taken over exactly what it computes from."""
+    logical = pa.record_batch([batch.column(col) for col in ft.inputs.values()], names=list(ft.inputs))
+    return binary_inputs(_shape_of(ft), logical)
+
+
+_SHAPE: list = [None, None]  # [the FeatureTask, its extractor instance]: one feature at a time
+
+
+def _shape_of(ft: FeatureTask) -> Extractor:
+    """An extractor instance that is never set up: only its declared input types are asked."""
+    if _SHAPE[0] is not ft:
+        _SHAPE[:] = [ft, ft.extractor_cls(ft.params)]
+    return _SHAPE[1]
 
 
 def compute_piece(ft: FeatureTask, logical: pa.RecordBatch):
