@@ -85,7 +85,11 @@ def _fixed_list(array: pa.FixedSizeListArray):
     if items.null_count:
         yield from _python(array)
         return
-    wide = pa.float64() if pa.types.is_floating(array.type.value_type) else pa.int64()
+    item = array.type.value_type
+    # unsigned stays unsigned (a uint64 of 2**63 or more does not fit an int64); values both
+    # types can hold give the same bytes either way
+    wide = pa.float64() if pa.types.is_floating(item) else pa.uint64() if pa.types.is_unsigned_integer(item) \
+        else pa.int64()
     values = items.cast(wide).to_numpy(zero_copy_only=False)
     valid = _valid(array)
     for i in range(len(array)):

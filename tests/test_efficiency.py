@@ -319,3 +319,12 @@ def test_plan_never_reads_image_structs_to_count_distinct_inputs(tmp_path, monke
     assert hashed == []  # the plan read no image bytes
     result = featurekit.apply(spec, registry=reg)  # the apply still computes each distinct image once
     assert result.run.features["s2"].passed == 5
+
+
+def test_input_keys_of_unsigned_vectors_beyond_int64():
+    """A uint64 vector holding 2**63 or more is keyed (it used to stop the apply)."""
+    from featurekit.inputhash import input_hashes
+    big = pa.array([[2 ** 64 - 1, 1], [5, 6], [2 ** 64 - 1, 1]], pa.list_(pa.uint64(), 2))
+    keys = input_hashes(pa.table({"v": big})).to_pylist()
+    assert keys[0] == keys[2] != keys[1]
+    assert input_hashes(pa.table({"v": pa.array([[5, 6]], pa.list_(pa.int64(), 2))})).to_pylist()[0] == keys[1]
