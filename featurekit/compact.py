@@ -161,12 +161,18 @@ def _cleanup(ds, pins: dict[int, list[str]], older_than: timedelta, dry_run: boo
         elif _when(v["timestamp"]) <= cutoff:
             removable.append(number)
     if not dry_run:
+        existing = ds.tags.list()
         for number, tags in sorted(pins.items()):
             if number in tagged or number not in {v["version"] for v in ds.versions()}:
                 continue
-            for tag in tags[:1]:
-                ds.tags.create(tag, number)
-                result.tags_created.append(tag)
+            tag = tags[0]
+            if tag in existing:  # a name another pin took (names are sanitized): make it unique
+                tag = f"{tag}-v{number}"
+                if tag in existing:
+                    continue
+            ds.tags.create(tag, number)
+            existing[tag] = {"version": number}
+            result.tags_created.append(tag)
     result.versions_removed = removable
     if not removable:
         return

@@ -518,7 +518,8 @@ class _Resolver:
             origin = cols[col].origin if col in cols else "table"
             feature = origin.split(":", 1)[1] if origin.startswith("feature:") else None
             infos[logical] = ColumnInfo(logical, col, cols[col].type if col in cols else None, None, feature,
-                                        params=dict(spec.features[feature].params) if feature else {})
+                                        params=dict(spec.features[feature].params) if feature else {},
+                                        extractor=spec.features[feature].extractor if feature else None)
         try:
             messages = trainer(params).check_columns(infos)
         except Exception as exc:  # a plugin's bug must not hide the spec's other problems

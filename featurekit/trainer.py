@@ -45,6 +45,7 @@ class ColumnInfo:
     fingerprint: str | None = None
     params: dict[str, Any] = field(default_factory=dict)     # that feature's params, as written
     metadata: dict[str, str] = field(default_factory=dict)   # featurekit.output.* metadata, without the prefix
+    extractor: str | None = None      # the extractor that feature runs (its registered name)
 
 
 class TrainRun(Protocol):

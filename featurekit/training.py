@@ -40,7 +40,8 @@ def column_infos(ds, mapping: dict[str, str]) -> dict[str, ColumnInfo]:
         extra = {k[len("featurekit.output."):]: v for k, v in md.items() if k.startswith("featurekit.output.")}
         shape = tuple(json.loads(extra["shape"])) if "shape" in extra else None
         out[logical] = ColumnInfo(logical, col, f.type, shape, md.get("featurekit.feature"),
-                                  md.get("featurekit.fingerprint"), json.loads(md.get("featurekit.params", "{}")), extra)
+                                  md.get("featurekit.fingerprint"), json.loads(md.get("featurekit.params", "{}")), extra,
+                                  md.get("featurekit.extractor"))
     return out
 
 

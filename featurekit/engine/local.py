@@ -66,10 +66,12 @@ class LocalEngine(Engine):
         import lance  # noqa: F401  (heavy: only when there is work)
 
         self.metadata: dict[str, dict[str, str]] = {}  # written with the apply-log entry, last
+        self.recorded = False
         try:
             return self._run(project, plan, prepared, reporter)
-        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (lifetime.Stopped): log what was kept
-            self._record_stop(project, plan, getattr(self, "result", RunResult()), exc)
+        except BaseException as exc:  # Ctrl-C, SIGTERM (lifetime.Stopped), an error: log what was kept
+            if not self.recorded:
+                self._record_stop(project, plan, getattr(self, "result", RunResult()), exc)
             raise
 
     def _record_stop(self, project: Project, plan: Plan, result: RunResult, exc: BaseException) -> None:
@@ -78,7 +80,8 @@ class LocalEngine(Engine):
         ds = _open(table_ref(project))
         if ds is None or ds.version == plan.table_version:
             return
-        entry = {**apply_entry(project, self.name, plan, result), "interrupted": str(exc) or "Ctrl-C"}
+        why = (str(exc) or "Ctrl-C") if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"[:300]
+        entry = {**apply_entry(project, self.name, plan, result), "interrupted": why}
         try:
             with critical():
                 record_apply(ds, entry, source=None, fields=self.metadata)
@@ -119,6 +122,7 @@ class LocalEngine(Engine):
             with critical():  # one commit: the log entry, the source signature, the new metadata
                 record_apply(ds, apply_entry(project, self.name, plan, result),
                              source=prepared.signature if prepared is not None else None, fields=self.metadata)
+                self.recorded = True  # a signal deferred by critical() must not log the apply twice
         result.version_after = _open(uri).version
         return result
 

@@ -75,13 +75,16 @@ def feature_mismatches(params, columns) -> list[str]:
     training columns, or the tuned model is measured on inputs it never saw."""
     from .sft import SftTokens
     from .vision import VisionTower
-    pairs = ((columns.get("vision"), VisionTower.Params, "image_px"),
-             (columns.get("input_ids"), SftTokens.Params, "system_prompt"),
-             (columns.get("input_ids"), SftTokens.Params, "image_px"))
+    pairs = ((columns.get("vision"), VisionTower, "image_px"),
+             (columns.get("input_ids"), SftTokens, "system_prompt"),
+             (columns.get("input_ids"), SftTokens, "image_px"))
     problems = []
-    for info, feature_params, key in pairs:
+    for info, extractor, key in pairs:
         if info is None or info.feature is None:
             continue
+        if getattr(info, "extractor", None) not in (None, extractor.name):
+            continue  # a column another extractor made: its params are not ours to compare
+        feature_params = extractor.Params
         written = info.params.get(key, feature_params.model_fields[key].default)
         if written != getattr(params, key):
             problems.append(f"params.{key} is {getattr(params, key)!r} but feature {info.feature!r} was computed "
