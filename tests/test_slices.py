@@ -101,7 +101,8 @@ def reference(rows, *, min_qlen=5, by=("question",), d=3, split_by="image_id", s
     dup, grp = UnionFind(n), UnionFind(n)
     for a in range(n):
         for b in range(a + 1, n):
-            near = (cand[a]["h"] ^ cand[b]["h"]).bit_count() <= d
+            ha, hb = cand[a]["h"], cand[b]["h"]
+            near = ha is not None and hb is not None and (ha ^ hb).bit_count() <= d  # no hash: near nothing
             if near and all(cand[a][c] == cand[b][c] for c in by):
                 dup.union(a, b)
             if near or cand[a][split_by] == cand[b][split_by]:
@@ -425,3 +426,25 @@ def test_selecting_a_slice_without_its_upstream_features_is_refused_before_anyth
     assert code == 0, err
     members, _, _ = stored(project)
     assert members
+
+
+def test_rows_without_a_hash_are_near_nothing_and_do_not_blur_the_others(project):
+    """A NULL hash among the rows examined used to turn every hash of the batch into a float64
+    (53 bits), so true near duplicates went unseen and hashless rows all matched each other."""
+    rng = random.Random(11)
+    imgs = [(f"img{k}", rng.getrandbits(63) | (1 << 62) | 0x3FF) for k in range(20)]  # low bits set
+    rows = make_rows(0, 80, imgs, rng, max_flips=1)
+    for r in rows[::9]:
+        r["h"] = None
+    write(project, rows, "a.jsonl")
+    spec = project.write_spec(SPEC)
+    assert featurekit.apply(spec).ok
+    assert stored(project)[:2] == reference(table_rows(project))
+    more = make_rows(80, 30, imgs, rng, max_flips=1)
+    for r in more[::4]:
+        r["h"] = None
+    write(project, more, "b.jsonl")
+    assert featurekit.apply(spec).ok
+    members, keepers, _ = stored(project)
+    assert (members, keepers) == reference(table_rows(project))
+    assert any(k >= 80 and keepers[k] < 80 for k in keepers)  # appended near duplicates found their keepers

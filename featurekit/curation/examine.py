@@ -44,6 +44,7 @@ class Rows:
     split_codes: np.ndarray | None = None  # codes of the split.by values
     split_values: list | None = None    # the split.by values themselves (hashed for new groups)
     parent_split: list | None = None    # `from:` slice's split per row (inherited without split:)
+    hash_valid: np.ndarray | None = None  # False where a row has no hash (near nothing); None: all have one
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -178,12 +179,18 @@ def _leaks(new: Rows, old: Examined, labels: np.ndarray, fresh: np.ndarray) -> l
 def _near_edges(new: Rows, old: Examined, distance: int) -> tuple[np.ndarray, np.ndarray]:
     """Near pairs among new rows and between new and examined rows, as node ids."""
     n_old = len(old)
+
+    def valid(rows: Rows, idx: np.ndarray) -> np.ndarray:
+        return np.ones(len(idx), bool) if rows.hash_valid is None else rows.hash_valid[idx]
+
     i, j = near_pairs(new.hashes, None, distance)
-    edges_i, edges_j = [i + n_old], [j + n_old]
+    keep = valid(new, i) & valid(new, j)  # a row without a hash is near nothing
+    edges_i, edges_j = [i[keep] + n_old], [j[keep] + n_old]
     if n_old:
         ni, oj = near_pairs(new.hashes, old.hashes, distance)
-        edges_i.append(ni + n_old)
-        edges_j.append(oj)
+        keep = valid(new, ni) & valid(old, oj)
+        edges_i.append(ni[keep] + n_old)
+        edges_j.append(oj[keep])
     return np.concatenate(edges_i), np.concatenate(edges_j)
 
 

@@ -172,10 +172,11 @@ class _Reader:
         if not base.num_rows or not todo.num_rows:
             return self._rows_at(pa.array([], pa.uint64()))
         hit = np.zeros(base.num_rows, bool)
-        if self.near:
-            _, j = near_pairs(_hashes(todo.column(self.near)), _hashes(base.column(self.near)),
-                              self.sl.spec.dedupe.near.max_distance)
-            hit[j] = True
+        if self.near:  # rows without a hash yet (blocked) probe nothing and are found by nothing
+            probe_h, _ = _valid_hashes(todo.column(self.near))
+            base_h, where = _valid_hashes(base.column(self.near))
+            _, j = near_pairs(probe_h, base_h, self.sl.spec.dedupe.near.max_distance)
+            hit[where[j]] = True
         elif self.by:
             same = np.ones(base.num_rows, bool)
             for col in self.by:
@@ -352,6 +353,9 @@ def _rows(reader: _Reader, new: pa.Table, old: pa.Table | None, rules: Rules) ->
 
     exact = encode([both.column(c) for c in reader.by]) if reader.by else None
     hashes = _hashes(both.column(reader.near)) if reader.near else None
+    hash_valid = None
+    if reader.near and both.column(reader.near).null_count:
+        hash_valid = np.asarray(pc.is_valid(both.column(reader.near)).to_numpy(zero_copy_only=False), bool)
     split_codes = split_values = None
     if reader.split_by:
         split_col = both.column(reader.split_by)
@@ -361,7 +365,8 @@ def _rows(reader: _Reader, new: pa.Table, old: pa.Table | None, rules: Rules) ->
     if reader.parent is not None:
         parent_split = both.column(reader.parent.column).slice(n_old).to_pylist()
     new_rows = Rows(keys.slice(n_old), part(exact, n_old, None), part(hashes, n_old, None),
-                    part(split_codes, n_old, None), split_values, parent_split)
+                    part(split_codes, n_old, None), split_values, parent_split,
+                    hash_valid=part(hash_valid, n_old, None))
     if not n_old:
         return new_rows, Examined(keys.slice(0, 0))
     removed = _removed_parts(old.column(reader.sl.state_column))
@@ -371,14 +376,27 @@ def _rows(reader: _Reader, new: pa.Table, old: pa.Table | None, rules: Rules) ->
     keeper = pc.if_else(member, old_keys, pc.struct_field(removed, "key"))
     split = pc.if_else(member, value, pc.struct_field(removed, "split"))
     old_rows = Examined(old_keys, part(exact, 0, n_old), part(hashes, 0, n_old), part(split_codes, 0, n_old),
-                        split=np.asarray(split.to_numpy(zero_copy_only=False), dtype=object), keeper=keeper,
+                        hash_valid=part(hash_valid, 0, n_old), split=np.asarray(split.to_numpy(zero_copy_only=False), dtype=object), keeper=keeper,
                         member=np.asarray(member.to_numpy(zero_copy_only=False), bool))
     return new_rows, old_rows
 
 
 def _hashes(col) -> np.ndarray:
+    """64-bit hashes as uint64, exactly (never through float64: to_numpy of an integer array
+    with a null gives float64, which keeps 53 bits). A NULL becomes 0; callers examine only
+    rows whose hash exists."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    return arr.cast(pa.uint64(), safe=False).to_numpy(zero_copy_only=False).astype(np.uint64)
+    arr = arr.cast(pa.uint64(), safe=False)
+    if arr.null_count:
+        arr = arr.fill_null(0)
+    return arr.to_numpy(zero_copy_only=False).astype(np.uint64)
+
+
+def _valid_hashes(col) -> tuple[np.ndarray, np.ndarray]:
+    """(the hashes of rows that have one, their positions in `col`)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    where = np.flatnonzero(np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool))
+    return _hashes(arr.take(pa.array(where, pa.int64()))), where
 
 
 def _write(ds, sl: Slice, addrs: pa.ChunkedArray, values: list, states: list, full: bool):
