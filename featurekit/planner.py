@@ -413,7 +413,9 @@ class _Context:
                              rows=every, **base)
         todo = count_rows(self.dataset, slice_todo_filter(sl.state_column, sl.fingerprint)) or 0
         parent_runs = sl.parent in self.slice_work
-        if not (todo or self.incoming or parent_runs):
+        # rows this apply deletes may be keepers: the duplicates they removed are examined again
+        deleting = bool(getattr(getattr(self, "prepared", None), "delete_keys", None))
+        if not (todo or self.incoming or parent_runs or deleting):
             return SliceStep(action="none", reasons=(), **base)
         self.slice_work.add(sl.name)
         return SliceStep(action="fill", reasons=(), rows=todo + self.incoming, new_rows=todo + self.incoming, **base)

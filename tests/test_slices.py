@@ -448,3 +448,27 @@ def test_rows_without_a_hash_are_near_nothing_and_do_not_blur_the_others(project
     members, keepers, _ = stored(project)
     assert (members, keepers) == reference(table_rows(project))
     assert any(k >= 80 and keepers[k] < 80 for k in keepers)  # appended near duplicates found their keepers
+
+
+def test_duplicates_of_a_deleted_keeper_are_examined_again(project):
+    """Pruning a keeper: the rows it removed are examined again in the same apply, as the
+    reference over the remaining rows says (one becomes the keeper, the other its duplicate)."""
+    rows = [{"id": 1, "image_id": "a", "question": "what is it?", "h": 1 << 40},
+            {"id": 2, "image_id": "b", "question": "what is it?", "h": (1 << 40) | 1},
+            {"id": 3, "image_id": "c", "question": "what is it?", "h": (1 << 40) | 2},
+            {"id": 4, "image_id": "d", "question": "who?", "h": 7}]
+    write(project, rows, "a.jsonl")
+    spec = project.write_spec(SPEC.replace('where: "qlen >= 5"', 'where: "qlen >= 1"'))
+    featurekit.apply(spec)
+    members, keepers, _ = stored(project)
+    assert keepers == {2: 1, 3: 1}
+    write(project, rows[1:], "a.jsonl")  # row 1, the keeper, leaves the source
+    plan = featurekit.plan(spec, prune=True)
+    assert plan.slice_step("train_set").action == "fill"
+    assert featurekit.apply(spec, prune=True).ok
+    members, keepers, states = stored(project)
+    want = reference(table_rows(project), min_qlen=1)
+    assert (members, keepers) == want
+    assert keepers == {3: 2} and 2 in members
+    assert not any("!where" in s for s in states.values())
+    assert featurekit.plan(spec).is_noop

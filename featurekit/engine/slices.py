@@ -74,9 +74,13 @@ def run_slice(project: Project, sl: Slice, full: bool, ds) -> SliceRun:
     ds = _prepare_columns(ds, sl)
     reader = _Reader(project, sl, ds, full)
     todo = reader.todo()
+    again = None
     if not full and _has_deletions(ds):  # a keeper may be gone: its removed rows are examined again
-        todo, _ = _dangling(todo, reader.every_examined(), sl)
+        todo, again = _dangling(todo, reader.every_examined(), sl)
+        reader.again = again
     old = reader.examined(todo)
+    if old is not None and again is not None and len(again):  # examined again: new rows, not old ones
+        old = old.filter(pc.invert(pc.is_in(old.column(ADDR), value_set=again)))
     if todo.num_rows:
         values, states = _decide(reader, todo, old, run)
         if full and sl.column in todo.column_names:
@@ -137,6 +141,7 @@ class _Reader:
         self.key = sl.key if sl.key in ds.schema.names else None
         self.upstream = {project.features[f].state_column: project.features[f].fingerprint for f in sl.depends_on}
         self.parent = project.slices[sl.parent] if sl.parent else None
+        self.again: pa.Array | None = None  # row addresses of removed rows whose keeper is gone
 
     def compared(self) -> list[str]:
         cols = [c for c in [self.key, *self.by, self.near, self.split_by] if c]
@@ -153,10 +158,13 @@ class _Reader:
 
     def examined_filter(self) -> str:
         """Rows examined with this definition that passed `where`: members and removed duplicates."""
+        return f"{self.sl.state_column} = {sql_quote(self.fp)} OR {self.removed_filter()}"
+
+    def removed_filter(self) -> str:
+        """Rows removed as (near) duplicates with this definition."""
         state, fp = self.sl.state_column, self.fp
-        dup = " OR ".join(f"starts_with({state}, {sql_quote(fp + FAILED_SEP + step)})"
-                          for step in ("duplicate:", "near_duplicate:"))
-        return f"{state} = {sql_quote(fp)} OR {dup}"
+        return " OR ".join(f"starts_with({state}, {sql_quote(fp + FAILED_SEP + step)})"
+                           for step in ("duplicate:", "near_duplicate:"))
 
     def full_columns(self) -> list[str]:
         return list(dict.fromkeys(self.compared() + list(self.upstream) + [self.sl.column, self.sl.state_column]))
@@ -222,6 +230,8 @@ class _Reader:
         if not where or not todo.num_rows:
             return np.ones(todo.num_rows, bool)
         scope = None if self.full else slice_todo_filter(self.sl.state_column, self.fp)
+        if scope and self.again is not None and len(self.again):  # removed rows examined again too
+            scope = f"({scope}) OR ({self.removed_filter()})"
         expr = f"({scope}) AND ({where})" if scope else where
         passed = self.ds.to_table(columns=[], filter=expr, with_row_address=True).column(ADDR)
         return np.asarray(pc.is_in(todo.column(ADDR), value_set=passed).to_numpy(zero_copy_only=False), bool)
@@ -239,20 +249,19 @@ def _isin(values, wanted) -> np.ndarray:
 
 
 def _dangling(todo: pa.Table, old: pa.Table | None, sl: Slice):
-    """Removed rows whose keeper is gone (deleted) are examined again."""
-    if old is None or not old.num_rows:
-        return todo, old
+    """Removed rows whose keeper is gone (deleted) are examined again: (the rows to examine
+    with them, their row addresses or None)."""
+    if old is None or not old.num_rows or sl.key is None:
+        return todo, None
     member = pc.is_valid(old.column(sl.column))
-    if sl.key is None:
-        return todo, old
     keepers = _keeper_keys(old.column(sl.state_column))
     member_keys = old.column(sl.key).cast(pa.string()).filter(member)
     gone = pc.and_(pc.invert(member), pc.invert(pc.fill_null(pc.is_in(keepers, value_set=member_keys), False)))
     if not pc.any(gone).as_py():
-        return todo, old
+        return todo, None
     again = old.filter(gone).select(todo.column_names)
     todo = pa.concat_tables([todo, again.cast(todo.schema)]).sort_by(ADDR)
-    return todo, old.filter(pc.invert(gone))
+    return todo, again.column(ADDR).combine_chunks()
 
 
 REMOVED_RE = r"^[^!]*!(?:near_)?duplicate:(?P<split>[^:]*):(?P<key>.*)$"
