@@ -116,6 +116,8 @@ class _TrainRun:
 
     def log(self, step: int, **metrics: float) -> None:
         entry = {"step": step, "time": round(time.time(), 3), **{k: _plain(v) for k, v in metrics.items()}}
+        if not self.history:
+            _drop_steps_from(self.dir / METRICS, step)  # a resumed run redoes the steps after its checkpoint
         with open(self.dir / METRICS, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
         self.history.append(entry)
@@ -371,6 +373,17 @@ def _manifest(project: Project, recipe: Recipe, ds, seed: int, columns: dict[str
         manifest["wall_seconds"] = previous.get("wall_seconds", 0)
         manifest["started"] = previous.get("started")
     return manifest
+
+
+def _drop_steps_from(path: Path, step: int) -> None:
+    """Remove the entries of `step` and later from metrics.jsonl (steps an interrupted run
+    logged after the checkpoint a resume starts from): each step appears once."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", -1) < step]
+    if len(kept) != len(lines):
+        path.write_text("".join(line + "\n" for line in kept))
 
 
 def plot_losses(run_dir: Path) -> Path | None:

@@ -21,7 +21,8 @@ def losses(run: Path) -> dict[int, float]:
     out = {}
     for line in (run / "metrics.jsonl").read_text().splitlines():
         entry = json.loads(line)
-        out[entry["step"]] = entry["loss"]  # a resumed run logs again from its checkpoint: the last wins
+        assert entry["step"] not in out, f"step {entry['step']} logged twice"  # a resume replaces, never repeats
+        out[entry["step"]] = entry["loss"]
     return out
 
 
