@@ -28,7 +28,7 @@ from .batchread import BatchReader, ColumnRead, plan_column
 from .epoch import batches, epoch_order, num_batches, shard, shuffle_quality
 from .errors import UsageError
 
-STATE_KEYS = ("version", "seed", "shuffle", "rank", "world_size", "rows")
+STATE_KEYS = ("version", "seed", "shuffle", "rank", "world_size", "rows", "rows_filter", "columns", "drop_last")
 
 
 class DataLoader:
@@ -106,7 +106,9 @@ class DataLoader:
         """Where this rank is: resume with `load_state_dict` on a loader of the same version."""
         return {"version": self.version, "seed": self.seed, "shuffle": self.shuffle, "rank": self.rank,
                 "world_size": self.world_size, "rows": self.num_rows, "epoch": self.epoch,
-                "position": self._start, "batch_size": self.batch_size}
+                "position": self._start, "batch_size": self.batch_size,
+                # what rows and values: a resume over another filter or columns would silently differ
+                "rows_filter": self.filter, "columns": dict(self.columns), "drop_last": self.drop_last}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         mine = self.state_dict()

@@ -448,3 +448,16 @@ def test_bench_reads_a_branch(tmp_path, run_cli, monkeypatch):
     assert code == 0, err
     assert "(branch copy)" in out and "featurekit shuffled" in out and "page cache (os.preadv)" in out
     assert "LanceDB Permutation shuffled" in out and "skipped: LanceDB 0.40 opens a table's main line only" in out
+
+
+def test_a_state_from_another_filter_or_columns_is_refused(table):
+    from featurekit.errors import UsageError
+    _, uri, _, _ = table
+    a = DataLoader(uri, columns=["id"], batch_size=4, filter="id >= 0")
+    next(iter(a))
+    state = a.state_dict()
+    with pytest.raises(UsageError, match="cannot resume: the state has rows_filter='id >= 0'"):
+        DataLoader(uri, columns=["id"], batch_size=4, filter="id >= 1").load_state_dict(state)
+    with pytest.raises(UsageError, match="cannot resume: the state has columns="):
+        DataLoader(uri, columns=["id", "qlen"], batch_size=4, filter="id >= 0").load_state_dict(state)
+    DataLoader(uri, columns=["id"], batch_size=4, filter="id >= 0").load_state_dict(state)  # the same: fine
