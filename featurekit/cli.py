@@ -302,7 +302,8 @@ def eval_(spec, recipe, run_dir, limit, base_only, as_json, branch):
     from .training import evaluate, render_eval
     result = evaluate(load_spec(spec, branch=branch), recipe, run=run_dir, limit=limit, base_only=base_only)
     if as_json:
-        click.echo(json.dumps({"metrics": result.metrics, "out": str(result.out_dir)}, indent=2))
+        click.echo(json.dumps({"metrics": result.metrics, "out": str(result.out_dir),
+                               "run": str(result.run_dir) if result.run_dir else None}, indent=2))
     else:
         click.echo(render_eval(result))
 

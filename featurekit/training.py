@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RunError, UsageError
+from .errors import RunError, SpecError, UsageError
 from .provenance import software, spec_provenance, who
 from .resolve import Project, Recipe
 from .store import require_dataset, table_ref
@@ -223,6 +223,7 @@ def check_ready(project: Project, recipe: Recipe, ds) -> None:
         if missing:
             raise RunError(f"recipe {recipe.name!r} is pinned to {_pin_text(recipe)} (version {ds.version}), "
                            f"which has no column {', '.join(map(repr, missing))}; pin a version that has them")
+        _check_rows(project, recipe, ds)
         return
     needed = project.graph.ancestors(f"recipe:{recipe.name}")
     plan = build_plan(project, ds, None)
@@ -232,6 +233,16 @@ def check_ready(project: Project, recipe: Recipe, ds) -> None:
         what = "; ".join(f"{s.name}: {s.action}" + (f" ({s.reasons[0]})" if s.reasons else "") for s in behind)
         raise RunError(f"recipe {recipe.name!r} reads columns that are not up to date ({what}); "
                        "run 'featurekit apply' first")
+    _check_rows(project, recipe, ds)
+
+
+def _check_rows(project: Project, recipe: Recipe, ds) -> None:
+    """The training split has rows (a version pinned before the slice was computed has none)."""
+    if not ds.count_rows(filter=split_filter(project, recipe)):
+        where = f"{_pin_text(recipe)} (version {ds.version})" if recipe.spec.table is not None else \
+            f"version {ds.version}"
+        raise RunError(f"recipe {recipe.name!r}: split {recipe.spec.split!r} of slice {recipe.slice!r} has no rows "
+                       f"at {where}; the slice keeps none there (or was not computed yet)")
 
 
 def _pin_text(recipe: Recipe) -> str:
@@ -266,20 +277,35 @@ def _run_dir(project: Project, recipe: Recipe, resume: bool) -> tuple[Path, bool
     return run_dir, False
 
 
+def _discard(run_dir: Path, previous_latest: str | None) -> None:
+    """A new run that stopped before its first step: its folder goes, LATEST names what it did."""
+    import shutil
+    shutil.rmtree(run_dir, ignore_errors=True)
+    latest = run_dir.parent / LATEST
+    if previous_latest:
+        latest.write_text(previous_latest)
+    else:
+        latest.unlink(missing_ok=True)
+
+
 def find_run(project: Project, recipe: Recipe, run: str | Path | None) -> Path | None:
     if run is not None:
         path = Path(run)
         if not (path / MANIFEST).exists():
             raise UsageError(f"--run {run}: no {MANIFEST} there; give a folder 'featurekit train' made")
         return path
-    latest = project.root / recipe.spec.output / LATEST
-    if not latest.exists():
-        return None
-    run_dir = latest.parent / latest.read_text().strip()
-    if not (run_dir / MANIFEST).exists():
-        raise UsageError(f"the newest run {run_dir} has no {MANIFEST} (it did not start); give --run DIR "
-                         "or train again")
-    return run_dir
+    out = project.root / recipe.spec.output
+    runs = sorted((p for p in out.glob("*/") if (p / MANIFEST).exists() and not p.name.startswith("eval-base-")),
+                  key=lambda p: p.name, reverse=True)
+    for run_dir in runs:  # the newest finished run (a failed or interrupted one has no final model)
+        if str(json.loads((run_dir / MANIFEST).read_text()).get("status", "")).startswith("finished"):
+            return run_dir
+    if runs:
+        status = json.loads((runs[0] / MANIFEST).read_text()).get("status")
+        raise UsageError(f"no finished run of recipe {recipe.name!r} in {out}: the newest, {runs[0].name}, is "
+                         f"{status!r}; finish it ('featurekit train --resume'), give --run DIR, or --base-only")
+    raise UsageError(f"no trained run of recipe {recipe.name!r} in {out}: run 'featurekit train' first, "
+                     "or evaluate the base model alone with --base-only")
 
 
 def model_note(recipe: Recipe) -> str | None:
@@ -310,6 +336,8 @@ def train(project: Project, recipe_name: str, *, resume: bool = False, steps: in
     ds = _dataset(project, pinned_version(recipe))
     if not resume:
         check_ready(project, recipe, ds)  # before a run folder exists: a refused run leaves nothing
+    latest = project.root / recipe.spec.output / LATEST
+    previous_latest = latest.read_text() if latest.exists() else None
     run_dir, resuming = _run_dir(project, recipe, resume)
     manifest_path = run_dir / MANIFEST
     previous = json.loads(manifest_path.read_text()) if resuming and manifest_path.exists() else None
@@ -326,18 +354,25 @@ def train(project: Project, recipe_name: str, *, resume: bool = False, steps: in
     progress = Progress(quiet)
     run = _TrainRun(project, recipe, run_dir, version, seed, steps, resuming, columns, progress)
     started = time.perf_counter()
+    discarded = False
     try:
         metrics = recipe.make_trainer().train(run) or {}
-    except KeyboardInterrupt:
-        manifest["status"] = "interrupted: resume with 'featurekit train --resume'"
-        raise
     except BaseException as exc:
-        manifest["status"] = f"failed: {type(exc).__name__}: {exc}"
+        if not resuming and not run.history:  # stopped before its first step: nothing to keep or resume
+            discarded = True
+            _discard(run_dir, previous_latest)
+        elif resuming and isinstance(exc, (UsageError, SpecError)):
+            manifest["status"] = previous.get("status", manifest.get("status")) if previous else manifest.get("status")
+        elif isinstance(exc, KeyboardInterrupt):
+            manifest["status"] = "interrupted: resume with 'featurekit train --resume'"
+        else:
+            manifest["status"] = f"failed: {type(exc).__name__}: {exc}"
         raise
     finally:
         progress.close()
-        manifest["wall_seconds"] = round(manifest.get("wall_seconds", 0) + time.perf_counter() - started, 2)
-        manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+        if not discarded:
+            manifest["wall_seconds"] = round(manifest.get("wall_seconds", 0) + time.perf_counter() - started, 2)
+            manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
     manifest.update(status="finished", final=metrics, final_loss=metrics.get("loss"))
     manifest["loader"] = [{"version": getattr(ld, "version", version), "skipped": getattr(ld, "skipped", None)}
                           for ld in run.loaders[:1]]
@@ -437,6 +472,10 @@ def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = Non
     columns = column_infos(ds, recipe.eval_columns)
     limit = limit or recipe.spec.eval.limit
     total = ds.count_rows(filter=split_filter(project, recipe, recipe.spec.eval.split))
+    if not total:
+        raise RunError(f"recipe {recipe.name!r}: split {recipe.spec.eval.split!r} of slice {recipe.slice!r} has no "
+                       f"rows at table version {version}; run 'featurekit apply' (or pin a version where the slice "
+                       "is computed)")
     bar = None
     if not quiet:
         import sys

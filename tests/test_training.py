@@ -142,3 +142,57 @@ def test_the_manifest_rebuilds_the_identical_batch_order(trained, run_cli):
     (trained / "raw" / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert run_cli("apply", "-q", "spec.yaml")[0] == 0
     assert order() == before and sum(len(b) for b in before) > 50
+
+
+class Failing(featurekit.Trainer):
+    """A trainer that fails before its first step (a model that cannot load)."""
+
+    name = "acme.failing"
+    columns = {"features": "list", "label": "any"}
+
+    def train(self, run):
+        raise RuntimeError("cannot load the model")
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_nothing_and_eval_uses_the_newest_finished(trained, run_cli,
+                                                                                                 monkeypatch):
+    import types
+
+    import featurekit.api
+    import featurekit.registry
+    from featurekit.plugins import make_plugin_manager
+    from featurekit.registry import Registry
+    mod = types.ModuleType("failing_plugin")
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Embed])
+    mod.featurekit_register_trainers = featurekit.hookimpl(lambda: [Failing])
+    reg = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod]))
+    monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
+    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
+    code, _, err = run_cli("eval", "spec.yaml", "--recipe", "probe", cwd=trained)
+    assert code == 2 and "no trained run of recipe 'probe'" in err and "--base-only" in err
+    assert run_cli("train", "spec.yaml", "--recipe", "probe", "-q")[0] == 0
+    out_dir = trained / "runs" / "probe"
+    good = (out_dir / "LATEST").read_text()
+    (trained / "spec.yaml").write_text(SPEC.replace("trainer: linear_probe", "trainer: acme.failing")
+                                       .replace("params: {steps: 60, lr: 0.2, batch_size: 16}", "params: {}"))
+    with pytest.raises(RuntimeError, match="cannot load the model"):  # unexpected: the CLI shows its traceback
+        run_cli("train", "spec.yaml", "--recipe", "probe", "-q")
+    assert (out_dir / "LATEST").read_text() == good                    # LATEST still names the good run
+    assert sorted(p.name for p in out_dir.iterdir() if p.is_dir()) == [good.strip()]  # no half-written folder
+    (trained / "spec.yaml").write_text(SPEC)
+    # an interrupted newer run: eval takes the newest finished one
+    newer = out_dir / "29990101-000000"
+    newer.mkdir()
+    (newer / "manifest.json").write_text(json.dumps({"status": "interrupted: resume with 'featurekit train --resume'",
+                                                     "table": {"version": 1}}))
+    code, out, err = run_cli("eval", "spec.yaml", "--recipe", "probe", "--json")
+    assert code == 0, err
+    assert json.loads(out)["run"].endswith(good.strip())
+
+
+def test_an_empty_split_is_refused_before_a_run_folder_exists(trained, run_cli):
+    (trained / "spec.yaml").write_text(SPEC.replace("  all_rows:\n", "  all_rows:\n    where: \"id < 0\"\n"))
+    assert run_cli("apply", "-q", "spec.yaml", cwd=trained)[0] == 0
+    code, _, err = run_cli("train", "spec.yaml", "--recipe", "probe")
+    assert code == 1 and "split 'train' of slice 'all_rows' has no rows" in err
+    assert not (trained / "runs").exists()

@@ -47,6 +47,27 @@ def is_local(model: str) -> bool:
     return Path(model).expanduser().is_dir()
 
 
+def missing_model(model: str) -> str | None:
+    """Why `model` (a folder, or a hub id) cannot be loaded here, or None when it can (or may:
+    a hub id with downloads allowed). Checked before anything heavy is loaded."""
+    import os
+    if is_local(model):
+        return None
+    hub_like = not model.startswith((".", "/", "~")) and model.count("/") == 1
+    if hub_like:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+            if isinstance(try_to_load_from_cache(model, "config.json"), str):
+                return None
+        except Exception:  # noqa: BLE001  (not a valid hub id either: said below)
+            hub_like = False
+    if hub_like and os.environ.get("HF_HUB_OFFLINE", "") in ("", "0", "false", "False"):
+        return None  # transformers will download it
+    return (f"model {model!r}: no such folder (a relative path is relative to the spec's folder)"
+            + (", and no hub model of that id in the local cache (HF_HUB_OFFLINE is set)" if hub_like else "")
+            + "; give a model folder, or a hub id such as Qwen/Qwen2.5-VL-3B-Instruct")
+
+
 def local_config(model: str) -> dict[str, Any] | None:
     path = Path(model).expanduser() / "config.json"
     return json.loads(path.read_text()) if path.is_file() else None

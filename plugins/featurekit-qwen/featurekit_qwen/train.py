@@ -107,10 +107,20 @@ class QLoraTrainer(featurekit.trainer.Trainer):
     def check_columns(self, columns) -> list[str]:
         return feature_mismatches(self.params, columns)
 
+    def _check_model(self) -> None:
+        from featurekit.errors import UsageError
+
+        from .models import missing_model
+        problem = missing_model(self.params.model)
+        if problem:
+            raise UsageError(f"params.{problem}")
+
     def train(self, run) -> dict[str, Any]:
+        self._check_model()
         from .training import train
         return train(self.params, run)
 
     def evaluate(self, run) -> dict[str, Any]:
+        self._check_model()
         from .evaluation import evaluate
         return evaluate(self.params, run)

@@ -121,7 +121,9 @@ class MicroBatches:
             except StopIteration:
                 self.epoch += 1
                 self._open()
-        raise ValueError(f"the training split yields no batch of {self.batch_size} rows")
+        from featurekit.errors import UsageError
+        raise UsageError(f"the training split has {self.loader.num_rows} row(s): not one batch of {self.batch_size} "
+                         "(drop_last); lower params.batch_size")
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "loader": self.loader.state_dict()}
@@ -222,7 +224,8 @@ def resume(s: Session, path: Path, params, total: int) -> tuple[int, dict[str, A
     then = json.loads(state["params"])
     changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
     if changed:
-        raise ValueError(f"{path} was written with different {', '.join(changed)} "
+        from featurekit.errors import UsageError
+        raise UsageError(f"{path} was written with different {', '.join(changed)} "
                          f"({', '.join(f'{k}={then.get(k)!r}' for k in changed)}): a resumed run would not continue "
                          "the same trajectory; restore them, or train without --resume")
     checkpoint.load_adapter_weights(s.peft_model, path)

@@ -22,6 +22,7 @@ from train_harness import Interrupted, LanceEvalRun, LanceTrainRun  # noqa: E402
 
 import featurekit_image  # noqa: E402
 import featurekit_qwen  # noqa: E402
+from featurekit.errors import UsageError  # noqa: E402
 from featurekit.testing import TestProject  # noqa: E402
 from featurekit_qwen.tiny import build_tiny_qwen  # noqa: E402
 from featurekit_qwen.train import QLoraTrainer  # noqa: E402
@@ -307,7 +308,7 @@ def test_resume_refuses_a_checkpoint_from_other_params(tiny, table, tmp_path):
     with pytest.raises(Interrupted):
         QLoraTrainer(params(tiny, steps=4, checkpoint_every=1)).train(stopped)
     again = LanceTrainRun(table, TRAIN_COLUMNS, tmp_path, resume=True)
-    with pytest.raises(ValueError, match=r"different lr \(lr=0\.003\)"):
+    with pytest.raises(UsageError, match=r"different lr \(lr=0\.003\)"):
         QLoraTrainer(params(tiny, steps=4, checkpoint_every=1, lr=1e-3)).train(again)
 
 
@@ -451,3 +452,11 @@ def test_validate_refuses_a_recipe_whose_image_size_differs_from_its_features(tm
     assert "params.image_px is 112 but feature 'vision_tower_hiddens' was computed with image_px 56" in str(problem)
     (tmp_path / "spec.yaml").write_text(spec)
     assert featurekit.load_spec(tmp_path / "spec.yaml").recipes["qlora"]
+
+
+def test_a_model_that_is_neither_a_folder_nor_a_cached_hub_id_is_named_before_loading(tiny, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for model in ("models/nope", "./nope", "/tmp/no-such-model-folder"):
+        with pytest.raises(UsageError, match=f"params.model '{model}': no such folder"):
+            QLoraTrainer(params(tiny, model=model)).train(None)
+    QLoraTrainer(params(tiny))._check_model()  # the tiny folder is fine
