@@ -14,10 +14,12 @@ of the epoch it has already seen.
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import sys
 import types
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,7 @@ class DataLoader:
                 hint = f" (open the loader with version={state[key]})" if key == "version" else ""
                 raise UsageError(f"cannot resume: the state has {key}={state[key]!r}, this loader {mine[key]!r}{hint}")
         self.epoch, self._start = int(state["epoch"]), int(state["position"])
+        self._resume = True  # the next iter() continues from there
 
     def epoch_rows(self, epoch: int | None = None) -> np.ndarray:
         """Row addresses this rank reads in `epoch` (default: the current one), in order."""
@@ -128,12 +131,21 @@ class DataLoader:
         return shuffle_quality(positions, self._reader.addresses[positions] >> np.uint64(32), self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """One pass over the current epoch's rows, from its start (as torch's DataLoader), or
+        from the position `load_state_dict` restored; a full pass moves to the next epoch."""
+        if not getattr(self, "_resume", False):
+            self._start = 0  # an iterator left unfinished does not shorten the next pass
+        self._resume = False
         todo = batches(self._shard(self.epoch), self.batch_size, self.drop_last, self._start)
         source = self._pool().run(todo) if self.num_workers > 0 else \
             _threaded(self._reader.read, todo, self.prefetch, self.threads)
-        for rows, batch in zip(todo, source):
-            self._start += len(rows)
-            yield batch
+        _LIVE.add(source)
+        try:
+            for rows, batch in zip(todo, source):
+                self._start += len(rows)
+                yield batch
+        finally:
+            source.close()
         self.epoch, self._start = self.epoch + 1, 0
 
     def close(self) -> None:
@@ -166,6 +178,20 @@ class DataLoader:
             self._workers = WorkerPool(reader, num_workers=self.num_workers, depth=self.prefetch,
                                        pin_memory=self.pin_memory, batch_size=self.batch_size)
         return self._workers
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # batch sources of iterators still open
+
+
+@atexit.register
+def _close_sources() -> None:
+    """Iterators left open at exit stop their prefetch threads while the modules they use are
+    still there (at interpreter teardown their cleanup would fail noisily)."""
+    for source in list(_LIVE):
+        try:
+            source.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _threaded(fn, todo, depth: int, threads: int):

@@ -461,3 +461,19 @@ def test_a_state_from_another_filter_or_columns_is_refused(table):
     with pytest.raises(UsageError, match="cannot resume: the state has columns="):
         DataLoader(uri, columns=["id", "qlen"], batch_size=4, filter="id >= 0").load_state_dict(state)
     DataLoader(uri, columns=["id"], batch_size=4, filter="id >= 0").load_state_dict(state)  # the same: fine
+
+
+def test_each_iter_is_a_full_pass_unless_a_state_was_loaded(table):
+    _, uri, live, _ = table
+    loader = DataLoader(uri, columns=["id"], batch_size=8, seed=1)
+    first = next(iter(loader))["id"]                 # a peek: the pass is abandoned
+    ids = [i for b in loader for i in b["id"].tolist()]
+    assert sorted(ids) == sorted(live) and ids[:8] == first.tolist()  # the same epoch, from its start
+    assert loader.epoch == 1
+    it = iter(loader)
+    next(it)
+    state = loader.state_dict()
+    resumed = DataLoader(uri, columns=["id"], batch_size=8, seed=1)
+    resumed.load_state_dict(state)
+    rest = [i for b in resumed for i in b["id"].tolist()]
+    assert len(rest) == len(live) - 8                # a loaded state continues where it was
