@@ -11,6 +11,7 @@ newest. ``train --resume`` continues the newest run; ``eval`` evaluates it unles
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -341,6 +342,12 @@ def train(project: Project, recipe_name: str, *, resume: bool = False, steps: in
     run_dir, resuming = _run_dir(project, recipe, resume)
     manifest_path = run_dir / MANIFEST
     previous = json.loads(manifest_path.read_text()) if resuming and manifest_path.exists() else None
+    target = steps if steps is not None else getattr(recipe.params, "steps", None)
+    done = (previous or {}).get("final", {}).get("steps")
+    if previous and str(previous.get("status", "")).startswith("finished") and isinstance(done, int) \
+            and isinstance(target, int) and done >= target:
+        raise UsageError(f"--resume: {run_dir} already finished its {done} steps; nothing to resume "
+                         "(train without --resume for a new run, or give --steps beyond it)")
     if previous and previous["table"].get("branch") != table_ref(project).branch:
         was = previous["table"].get("branch")
         raise UsageError(f"--resume: {run_dir} trained on " + (f"branch {was!r}" if was else "main")
@@ -350,6 +357,8 @@ def train(project: Project, recipe_name: str, *, resume: bool = False, steps: in
     seed = int(getattr(recipe.params, "seed", 0) or 0)
     columns = column_infos(ds, recipe.columns)
     manifest = _manifest(project, recipe, ds, seed, columns, previous, run_dir)
+    if steps is not None:
+        manifest["steps_override"] = steps  # `--steps N`: the run trains N steps, not params.steps
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
     progress = Progress(quiet)
     run = _TrainRun(project, recipe, run_dir, version, seed, steps, resuming, columns, progress)
@@ -388,9 +397,10 @@ def _manifest(project: Project, recipe: Recipe, ds, seed: int, columns: dict[str
     feats = stored_features(ds.schema)
     manifest = {
         "recipe": recipe.name, "trainer": recipe.trainer_cls.name, "trainer_version": recipe.trainer_cls.version,
-        "params": recipe.params.model_dump(mode="json"),
+        "params": recipe.params.model_dump(mode="json"),  # --steps, when given, is recorded as steps_override
         "spec": spec_provenance(project.path),
-        "table": {"uri": project.table_uri, "version": ds.version, "branch": table_ref(project).branch,
+        "table": {"uri": project.table_uri if "://" in project.table_uri else os.path.abspath(project.table_uri),
+                  "version": ds.version, "branch": table_ref(project).branch,
                   **({"pinned": _pin_text(recipe), "behind_spec": behind_spec(project, recipe, ds)}
                      if recipe.spec.table is not None else {})},
         "slice": {"name": sl.name, "fingerprint": stored.fingerprint if stored else None,

@@ -196,3 +196,13 @@ def test_an_empty_split_is_refused_before_a_run_folder_exists(trained, run_cli):
     code, _, err = run_cli("train", "spec.yaml", "--recipe", "probe")
     assert code == 1 and "split 'train' of slice 'all_rows' has no rows" in err
     assert not (trained / "runs").exists()
+
+
+def test_resuming_a_run_that_finished_all_its_steps_is_refused(trained, run_cli):
+    assert run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--steps", "5", cwd=trained)[0] == 0
+    code, _, err = run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--resume", "--steps", "5")
+    assert code == 2 and "already finished its 5 steps; nothing to resume" in err
+    folder = trained / "runs" / "probe" / (trained / "runs" / "probe" / "LATEST").read_text().strip()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["steps_override"] == 5
+    assert manifest["table"]["uri"] == str(trained / "data" / "t.lance")  # absolute
