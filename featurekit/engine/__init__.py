@@ -62,6 +62,26 @@ def apply_entry(project, engine: str, plan, result: RunResult) -> dict[str, Any]
             "user": who()["user"], "host": who()["host"], "branch": project.spec.table.branch}
 
 
+def record_stopped(project, engine: str, plan, result: RunResult, exc: BaseException,
+                   fields: dict[str, dict[str, str]] | None = None) -> None:
+    """An apply that stops after writing (Ctrl-C, SIGTERM, an error) still says in the log which
+    versions it made: an entry marked ``interrupted``, without the source signature (the ingest
+    may not have finished, so the next apply reads the source again). Every engine calls this."""
+    from ..lifetime import critical
+    from ..store import open_dataset, table_ref
+    from ..table import record_apply
+    try:
+        ds = open_dataset(table_ref(project))
+        if ds is None or ds.version == plan.table_version:
+            return
+        why = (str(exc) or "Ctrl-C") if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"[:300]
+        with critical():
+            record_apply(ds, {**apply_entry(project, engine, plan, result), "interrupted": why},
+                         source=None, fields=fields or None)
+    except Exception:  # noqa: BLE001  (the stop is what the user must see, not this)
+        pass
+
+
 class Reporter:
     """Progress callbacks; the default does nothing (the API returns values, never prints)."""
 

@@ -27,7 +27,7 @@ from ..planner import FeatureStep, Plan, SliceStep, only_filter
 from ..resolve import Feature, Project
 from ..store import table_ref, write_dataset
 from ..table import failure_counts, record_apply, todo_filter
-from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry
+from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry, record_stopped
 from .columns import feature_fields, feature_layout, metadata_updates, plan_layout, reuses_values, slice_fields
 from .lancefiles import ColumnFile, commit_replacements, file_version
 from .pool import WorkerPool
@@ -71,22 +71,8 @@ class LocalEngine(Engine):
             return self._run(project, plan, prepared, reporter)
         except BaseException as exc:  # Ctrl-C, SIGTERM (lifetime.Stopped), an error: log what was kept
             if not self.recorded:
-                self._record_stop(project, plan, getattr(self, "result", RunResult()), exc)
+                record_stopped(project, self.name, plan, getattr(self, "result", RunResult()), exc, self.metadata)
             raise
-
-    def _record_stop(self, project: Project, plan: Plan, result: RunResult, exc: BaseException) -> None:
-        """An apply stopped early still says in the log which versions it made: an entry marked
-        ``interrupted``, without the source signature (the ingest may not have finished)."""
-        ds = _open(table_ref(project))
-        if ds is None or ds.version == plan.table_version:
-            return
-        why = (str(exc) or "Ctrl-C") if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"[:300]
-        entry = {**apply_entry(project, self.name, plan, result), "interrupted": why}
-        try:
-            with critical():
-                record_apply(ds, entry, source=None, fields=self.metadata)
-        except Exception:  # noqa: BLE001  (the stop is what the user must see, not this)
-            pass
 
     def _run(self, project: Project, plan: Plan, prepared, reporter: Reporter) -> RunResult:
         started = time.perf_counter()

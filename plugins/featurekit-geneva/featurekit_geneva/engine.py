@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from featurekit.engine import Engine, FeatureRun, Reporter, RunResult, apply_entry
+from featurekit.engine import Engine, FeatureRun, Reporter, RunResult, apply_entry, record_stopped
 from featurekit.engine.local import check_file_format, feature_task, ingest, prepare_columns
 from featurekit.engine.slices import finish_metadata, run_slice
 from featurekit.errors import RunError
@@ -30,8 +30,18 @@ class GenevaEngine(Engine):
     Options = GenevaOptions
 
     def run(self, project: Project, plan: Plan, prepared, reporter: Reporter) -> RunResult:
+        self.recorded = False
+        self.result = RunResult(version_before=plan.table_version)
+        try:
+            return self._run(project, plan, prepared, reporter)
+        except BaseException as exc:  # Ctrl-C, an error: the log still says what was written
+            if not self.recorded:
+                record_stopped(project, self.name, plan, self.result, exc)
+            raise
+
+    def _run(self, project: Project, plan: Plan, prepared, reporter: Reporter) -> RunResult:
         started = time.perf_counter()
-        result = RunResult(version_before=plan.table_version)
+        result = self.result
         uri = project.table_uri
         table = project.spec.table
         if table.branch or table.storage_options:
@@ -72,6 +82,7 @@ class GenevaEngine(Engine):
         if ds.version != plan.table_version:
             record_apply(ds, apply_entry(project, self.name, plan, result),
                          source=prepared.signature if prepared is not None else None)
+            self.recorded = True
         result.version_after = open_dataset(uri).version
         return result
 
