@@ -115,11 +115,11 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
         prepared = prepare_ingest(project, ds, prune=prune)
         the_plan = build_plan(project, ds, prepared, selected=selected, max_tier=tier, prune=prune)
         result = ApplyResult(the_plan, None, ref.branch, created)
+        if prepared is not None:
+            prepared.check()  # source.on_change / on_skip: error refuses before anything is written
         if the_plan.is_noop:
             remember_in_sync(project, ds, prepared)  # a source read and found in sync: no version
         else:
-            if prepared is not None:
-                prepared.check()  # source.on_change: error refuses before anything is written
             result.run = _run(project, the_plan, prepared, engine, reporter)
             if result.run.version_after == the_plan.table_version:  # e.g. retries that failed again
                 remember_in_sync(project, ds, prepared)

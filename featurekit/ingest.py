@@ -64,6 +64,7 @@ class PreparedIngest:
     gone_keys: list = field(default_factory=list)     # keys in the table, no longer in the source
     delete_keys: list = field(default_factory=list)   # keys the engine deletes (changed; gone with --prune)
     on_change: str = "update"
+    on_skip: str = "report"
     verified: dict[str, list] = field(default_factory=dict)  # touched files found unchanged
     prune_blocked: str | None = None  # why --prune deletes no gone row this time
 
@@ -100,7 +101,13 @@ class PreparedIngest:
         return out
 
     def check(self) -> None:
-        """``source.on_change: error``: refuse to write anything when rows changed."""
+        """``source.on_change: error`` / ``on_skip: error``: refuse to write anything when rows
+        changed, or when source rows cannot be ingested."""
+        if self.issues and self.on_skip == "error":
+            shown = "; ".join(f"{i.where}: {i.message}" if i.where else i.message for i in self.issues[:3])
+            more = f" (and {len(self.issues) - 3} more)" if len(self.issues) > 3 else ""
+            raise RunError(f"{sum(i.rows for i in self.issues)} source row(s) cannot be ingested and "
+                           f"source.on_skip is 'error': {shown}{more}; fix them, or set on_skip: report")
         if self.changed_keys and self.on_change == "error":
             raise RunError(f"{len(self.changed_keys)} source row(s) changed since they were ingested "
                            f"(keys {show_keys(self.changed_keys)}) and source.on_change is 'error'; "
@@ -164,7 +171,7 @@ def prepare_ingest(project, dataset, *, prune: bool = False) -> PreparedIngest |
     table, issues = _read_source(project, files, dataset)
     table = _drop_bad_keys(table, spec.key, issues)
     prepared = PreparedIngest(None, signature, True, issues=issues, files=dict(spec.files), root=root,
-                              key=spec.key, on_change=on_change)
+                              key=spec.key, on_change=on_change, on_skip=getattr(spec, "on_skip", "report"))
     if table.num_rows:
         table = table.append_column(SOURCE_COLUMN, pa.array(row_hashes(table), pa.string()))
     _compare(prepared, table, dataset, prune)

@@ -102,6 +102,9 @@ class SourceSpec(Strict):
     on_change: Literal["update", "ignore", "error"] = Field(
         "update", description="a source row that changed since it was ingested: update (rewrite that row and "
         "recompute its features), ignore (keep the table's), error (apply fails, writes nothing)")
+    on_skip: Literal["report", "error"] = Field(
+        "report", description="source rows that cannot be ingested (bad JSON, a wrong type, a missing file): "
+        "report (name them, ingest the rest, retry them next apply) or error (apply fails, writes nothing)")
 
     @field_validator("key")
     @classmethod

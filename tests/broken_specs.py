@@ -36,7 +36,7 @@ CASES = [
         "spec.yaml:6:3: table.uri: unknown key 'uri'; valid keys: db, name, fragment_rows, storage_options, branch",
     ]),
     ("unknown-source-key", replace("  key: question_id\n", "  key: question_id\n  glob: true\n"), [
-        "spec.yaml:10:3: source.glob: unknown key 'glob'; valid keys: format, path, key, files, options, files_root, max_file_bytes, on_change",
+        "spec.yaml:10:3: source.glob: unknown key 'glob'; valid keys: format, path, key, files, options, files_root, max_file_bytes, on_change, on_skip",
     ]),
     ("unknown-feature-key", replace("    extractor: text.length\n", "    extractor: text.length\n    cache: yes\n"), [
         "spec.yaml:13:5: features.question_length.cache: unknown key 'cache'; valid keys: tier, extractor, inputs, params, resources, only, outputs, on_error, description",

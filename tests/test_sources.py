@@ -200,3 +200,15 @@ def test_dropping_files_from_the_source_changes_no_row(tmp_path):
     (tmp_path / "spec.yaml").write_text(SKIP_SPEC)
     plan = featurekit.plan(tmp_path / "spec.yaml")
     assert plan.ingest.changed_keys == () and plan.is_noop
+
+
+def test_on_skip_error_fails_the_apply_and_writes_nothing(tmp_path, run_cli):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "spec.yaml").write_text(SKIP_SPEC.replace("key: id}", "key: id, on_skip: error}"))
+    (tmp_path / "raw" / "a.jsonl").write_text('{"id": 1, "q": "hello"}\n{"id": 2, "q": "ok"\n')
+    code, _, err = run_cli("apply", "spec.yaml", cwd=tmp_path)
+    assert code == 1 and "1 source row(s) cannot be ingested and source.on_skip is 'error'" in err
+    assert "raw/a.jsonl:2: not valid JSON" in err
+    assert not (tmp_path / "data" / "t.lance").exists()
+    (tmp_path / "raw" / "a.jsonl").write_text('{"id": 1, "q": "hello"}\n{"id": 2, "q": "ok"}\n')
+    assert run_cli("apply", "-q", "spec.yaml", cwd=tmp_path)[0] == 0
