@@ -458,7 +458,8 @@ def test_duplicates_of_a_deleted_keeper_are_examined_again(project):
             {"id": 3, "image_id": "c", "question": "what is it?", "h": (1 << 40) | 2},
             {"id": 4, "image_id": "d", "question": "who?", "h": 7}]
     write(project, rows, "a.jsonl")
-    spec = project.write_spec(SPEC.replace('where: "qlen >= 5"', 'where: "qlen >= 1"'))
+    spec = project.write_spec(SPEC.replace('where: "qlen >= 5"', 'where: "qlen >= 1"')
+                              + "  child:\n    from: train_set\n")
     featurekit.apply(spec)
     members, keepers, _ = stored(project)
     assert keepers == {2: 1, 3: 1}
@@ -472,3 +473,7 @@ def test_duplicates_of_a_deleted_keeper_are_examined_again(project):
     assert keepers == {3: 2} and 2 in members
     assert not any("!where" in s for s in states.values())
     assert featurekit.plan(spec).is_noop
+    # the `from:` slice follows: the row its parent keeps now is in it, with the parent's split
+    t = lance.dataset(str(project.root / "data" / "t.lance")).to_table(columns=["id", "train_set", "child"])
+    child = {k: c for k, c in zip(t.column("id").to_pylist(), t.column("child").to_pylist()) if c}
+    assert child == members

@@ -153,8 +153,17 @@ class _Reader:
         cols = list(dict.fromkeys(self.compared() + list(self.upstream)))
         if self.full:
             cols.append(self.sl.column)  # to say how the new membership differs from the old
-        where = None if self.full else slice_todo_filter(self.sl.state_column, self.fp)
+        where = None if self.full else self.todo_filter()
         return self.ds.to_table(columns=cols, filter=where, with_row_address=True)
+
+    def todo_filter(self) -> str:
+        """Rows to examine: never examined, examined by another definition, blocked; and for a
+        `from:` slice, rows its parent left out before and keeps now (a keeper was deleted)."""
+        where = slice_todo_filter(self.sl.state_column, self.fp)
+        if self.parent is not None:
+            again = sql_quote(self.fp + FAILED_SEP + "from")
+            where = f"({where}) OR ({self.sl.state_column} = {again} AND {self.parent.column} IS NOT NULL)"
+        return where
 
     def examined_filter(self) -> str:
         """Rows examined with this definition that passed `where`: members and removed duplicates."""
@@ -229,7 +238,7 @@ class _Reader:
         where = self.sl.spec.where
         if not where or not todo.num_rows:
             return np.ones(todo.num_rows, bool)
-        scope = None if self.full else slice_todo_filter(self.sl.state_column, self.fp)
+        scope = None if self.full else self.todo_filter()
         if scope and self.again is not None and len(self.again):  # removed rows examined again too
             scope = f"({scope}) OR ({self.removed_filter()})"
         expr = f"({scope}) AND ({where})" if scope else where
