@@ -264,7 +264,8 @@ def slice_(spec, name, as_json, keys_split, gallery, groups, branch):
 
 
 @cli.command(epilog="Examples:\n\n\b\n  featurekit train specs/textvqa-qwen.yaml --recipe qlora\n"
-             "  featurekit train specs/textvqa-qwen.yaml --recipe qlora --resume")
+             "  featurekit train specs/textvqa-qwen.yaml --recipe qlora --resume\n"
+             "  featurekit train specs/easyvqa-qwen.yaml --recipe qlora --steps 20")
 @SPEC
 @click.option("--recipe", "-r", required=True, help="The recipe to run (recipes: in the spec).")
 @click.option("--resume", is_flag=True, help="Continue the newest run of this recipe from its last checkpoint.")

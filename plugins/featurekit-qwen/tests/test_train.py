@@ -460,3 +460,14 @@ def test_a_model_that_is_neither_a_folder_nor_a_cached_hub_id_is_named_before_lo
         with pytest.raises(UsageError, match=f"params.model '{model}': no such folder"):
             QLoraTrainer(params(tiny, model=model)).train(None)
     QLoraTrainer(params(tiny))._check_model()  # the tiny folder is fine
+
+
+def test_the_shipped_qwen_specs_validate_with_their_qlora_recipes(tmp_path):
+    from pathlib import Path
+
+    import featurekit
+    for name in ("textvqa-qwen.yaml", "easyvqa-qwen.yaml"):
+        text = (Path(__file__).resolve().parents[3] / "specs" / name).read_text()
+        (tmp_path / name).write_text(text)
+        project = featurekit.load_spec(tmp_path / name)
+        assert project.recipes["qlora"].trainer_cls is QLoraTrainer
