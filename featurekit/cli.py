@@ -281,6 +281,8 @@ def train(spec, recipe, resume, steps, quiet, branch):
     """
     from .api import load_spec
     from .training import train as run_train
+    if quiet:  # model-loading bars of huggingface libraries too (read when they are first imported)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     result = run_train(load_spec(spec, branch=branch), recipe, resume=resume, steps=steps, quiet=quiet)
     loss = result.metrics.get("loss")
     click.echo(f"trained {recipe}: {result.run_dir}" + (f" (final loss {loss:.4f})" if isinstance(loss, float) else ""))
@@ -291,7 +293,8 @@ def train(spec, recipe, resume, steps, quiet, branch):
 @cli.command("eval", epilog="Example: featurekit eval specs/textvqa-qwen.yaml --recipe qlora --limit 50")
 @SPEC
 @click.option("--recipe", "-r", required=True, help="The recipe whose eval split and trainer to use.")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="A run folder (default: the newest run).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False),
+              help="A run folder (default: the newest finished run).")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many rows.")
 @click.option("--base-only", is_flag=True, help="Evaluate the base model only.")
 @JSON
