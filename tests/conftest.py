@@ -25,6 +25,31 @@ QUESTIONS = [
 ]
 
 
+def color_embed_extractor():
+    """`acme.embed`: a question's [2, 4] matrix carrying its colour ('... red' -> one-hot red),
+    so a probe can learn the label: the training, branch and object-store tests share it."""
+    import pyarrow as pa
+
+    import featurekit
+
+    class Embed(featurekit.Extractor):
+        name = "acme.embed"
+        inputs = {"text": "string"}
+
+        def output_type(self):
+            return pa.list_(pa.float32(), 8)
+
+        def output_metadata(self):
+            return {"shape": "[2, 4]"}
+
+        def __call__(self, batch):
+            colors = ["red", "green", "blue"]
+            return pa.array([[1.0 if k == colors.index(q.split()[-1]) else 0.0 for k in range(4)] * 2
+                             for q in batch.column("text").to_pylist()], pa.list_(pa.float32(), 8))
+
+    return Embed
+
+
 def registry_with(*classes, name: str = "inline_plugin"):
     """A registry with the built-ins plus an inline plugin registering `classes`."""
     import types

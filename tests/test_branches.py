@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 import featurekit
-from conftest import BASE_SPEC, registry_with
+from conftest import BASE_SPEC, color_embed_extractor, registry_with
 
 VARIANT = BASE_SPEC.replace('where: "ocr_token_count >= 8"', 'where: "ocr_token_count >= 4"').replace(
     "features:\n", "features:\n  word_count:\n    extractor: text.word_count\n    inputs: {text: question}\n")
@@ -153,17 +153,7 @@ recipes:
 """
 
 
-class Embed(featurekit.Extractor):
-    name = "acme.embed"
-    inputs = {"text": "string"}
-
-    def output_type(self):
-        return pa.list_(pa.float32(), 8)
-
-    def __call__(self, batch):
-        colors = ["red", "green", "blue"]
-        return pa.array([[float(k == colors.index(q.split()[-1])) for k in range(4)] * 2
-                         for q in batch.column("text").to_pylist()], pa.list_(pa.float32(), 8))
+Embed = color_embed_extractor()
 
 
 def _rows(root, n, start=0):

@@ -9,30 +9,13 @@ import sys
 import time
 import uuid
 
-import pyarrow as pa
 import pytest
 import yaml
 
 import featurekit
-from conftest import registry_with
+from conftest import color_embed_extractor, registry_with
 
-
-class Embed(featurekit.Extractor):
-    """A row's [2, 4] matrix carrying its label (so a probe can learn it)."""
-
-    name = "acme.embed"
-    inputs = {"text": "string"}
-
-    def output_type(self):
-        return pa.list_(pa.float32(), 8)
-
-    def output_metadata(self):
-        return {"shape": "[2, 4]"}
-
-    def __call__(self, batch):
-        colors = ["red", "green", "blue"]
-        return pa.array([[1.0 if k == colors.index(q.split()[-1]) else 0.0 for k in range(4)] * 2
-                         for q in batch.column("text").to_pylist()], pa.list_(pa.float32(), 8))
+Embed = color_embed_extractor()
 
 
 def spec_dict(s3, prefix: str, **table) -> dict:

@@ -2,11 +2,10 @@
 The built-in linear_probe trainer keeps these fast; the qlora trainer has its own tests."""
 import json
 
-import pyarrow as pa
 import pytest
 
 import featurekit
-from conftest import registry_with
+from conftest import color_embed_extractor, registry_with
 
 torch = pytest.importorskip("torch")
 
@@ -34,24 +33,7 @@ recipes:
 """
 
 
-class Embed(featurekit.Extractor):
-    """A row's [2, 4] matrix that carries its label: a probe can learn it."""
-
-    name = "acme.embed"
-    inputs = {"text": "string"}
-
-    def output_type(self):
-        return pa.list_(pa.float32(), 8)
-
-    def output_metadata(self):
-        return {"shape": "[2, 4]"}
-
-    def __call__(self, batch):
-        out = []
-        for q in batch.column("text").to_pylist():
-            color = ["red", "green", "blue"].index(q.split()[-1])
-            out.append([1.0 if k == color else 0.0 for k in range(4)] * 2)
-        return pa.array(out, pa.list_(pa.float32(), 8))
+Embed = color_embed_extractor()
 
 
 @pytest.fixture
