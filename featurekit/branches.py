@@ -79,22 +79,15 @@ def branch_report(project) -> BranchReport:
 def differences(main_schema, branch_schema) -> dict[str, str]:
     """Features and slices whose fingerprints differ between main and a branch, and how."""
     out: dict[str, str] = {}
-    mf, bf = stored_features(main_schema), stored_features(branch_schema)
-    for name in sorted(set(mf) | set(bf)):
-        if name not in mf:
-            out[f"feature {name}"] = "only on the branch"
-        elif name not in bf:
-            out[f"feature {name}"] = "only on main"
-        elif mf[name].fingerprint != bf[name].fingerprint:
-            out[f"feature {name}"] = "fingerprint differs: " + _feature_change(mf[name], bf[name])
-    ms, bs = stored_slices(main_schema), stored_slices(branch_schema)
-    for name in sorted(set(ms) | set(bs)):
-        if name not in ms:
-            out[f"slice {name}"] = "only on the branch"
-        elif name not in bs:
-            out[f"slice {name}"] = "only on main"
-        elif ms[name].fingerprint != bs[name].fingerprint:
-            out[f"slice {name}"] = "fingerprint differs: " + _slice_change(ms[name], bs[name])
+    for kind, stored, change in (("feature", stored_features, _feature_change), ("slice", stored_slices, _slice_change)):
+        on_main, on_branch = stored(main_schema), stored(branch_schema)
+        for name in sorted(set(on_main) | set(on_branch)):
+            if name not in on_main:
+                out[f"{kind} {name}"] = "only on the branch"
+            elif name not in on_branch:
+                out[f"{kind} {name}"] = "only on main"
+            elif on_main[name].fingerprint != on_branch[name].fingerprint:
+                out[f"{kind} {name}"] = "fingerprint differs: " + change(on_main[name], on_branch[name])
     return out
 
 
