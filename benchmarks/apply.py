@@ -39,8 +39,8 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 import featurekit  # noqa: E402
-from featurekit.plugins import make_plugin_manager  # noqa: E402
-from featurekit.registry import Registry  # noqa: E402
+from featurekit.plugins.discovery import make_plugin_manager  # noqa: E402
+from featurekit.plugins.registry import Registry  # noqa: E402
 
 
 class Hash64(featurekit.Extractor):

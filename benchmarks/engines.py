@@ -60,8 +60,8 @@ def registry():
     import types
 
     import featurekit_geneva
-    from featurekit.plugins import make_plugin_manager
-    from featurekit.registry import Registry
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
     mod = types.ModuleType("bench_plugin")
     mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy])
     return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod, featurekit_geneva]))

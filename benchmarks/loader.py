@@ -42,14 +42,8 @@ import pyarrow as pa  # noqa: E402
 import yaml  # noqa: E402
 
 import featurekit  # noqa: E402
-from featurekit.batchread import BufferPool  # noqa: E402
-from featurekit.bench import (  # noqa: E402
-    parquet_batches,
-    permutation_batches,
-    pread_batches,
-    to_numpy,
-    write_parquet,
-)
+from featurekit.commands.bench import parquet_batches, permutation_batches, pread_batches, to_numpy, write_parquet
+from featurekit.training.batches import BufferPool  # noqa: E402
 
 TOK, HID = 400, 2048
 ROW = TOK * HID * 2
@@ -180,7 +174,7 @@ def peak_rss(uri: str, batch_size: int, workers: int) -> dict:
     fresh process reading two shuffled epochs of the whole table, and of its workers."""
     code = textwrap.dedent(f"""
         import json, psutil
-        from featurekit.dataloader import DataLoader
+        from featurekit.training.dataloader import DataLoader
         def hwm(pid):
             for line in open(f"/proc/{{pid}}/status"):
                 if line.startswith("VmHWM:"):
@@ -216,7 +210,7 @@ def run(root: Path, args) -> None:
     import lancedb
     import torch
 
-    from featurekit.dataloader import DataLoader
+    from featurekit.training.dataloader import DataLoader
     root.mkdir(parents=True, exist_ok=True)
     project, ds = build(root, args.rows)
     uri = ds.uri
@@ -278,7 +272,7 @@ def run(root: Path, args) -> None:
 
 def compare(bs: int, env) -> None:
     """Every contender at batch size `bs`, interleaved over the rounds; prints the best of each."""
-    from featurekit.dataloader import DataLoader
+    from featurekit.training.dataloader import DataLoader
     ds, args, row_ids, probe = env.ds, env.args, env.row_ids, env.probe
     shapes = {"hiddens": (TOK, HID)}
     fk = DataLoader(ds, columns=["id", "hiddens"], batch_size=bs, seed=0)

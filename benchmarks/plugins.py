@@ -186,8 +186,8 @@ def _registry(*classes):
 
     import featurekit_image
     import featurekit_qwen
-    from featurekit.plugins import make_plugin_manager
-    from featurekit.registry import Registry
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
     mod = types.ModuleType("bench_variants")
     mod.featurekit_register_extractors = featurekit.hookimpl(lambda: list(classes))
     return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False,

@@ -9,11 +9,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError
-from .extractor import Extractor, Resources, runtime_field
-from .hookspecs import hookimpl
-from .rowerrors import RowErrors
-from .source import Source
-from .trainer import Trainer
+from .plugins.extractor import Extractor, Resources, runtime_field
+from .plugins.hookspecs import hookimpl
+from .plugins.rowerrors import RowErrors
+from .plugins.source import Source
+from .plugins.trainer import Trainer
 
 _API = ("apply", "load_spec", "plan", "status", "slice")
 
@@ -25,10 +25,10 @@ def __getattr__(name: str):
         from . import api
         return getattr(api, name)
     if name == "read":
-        from .reading import read
+        from .training.read import read
         return read
     if name == "dataloader":  # torch is imported only when a loader is built
-        from .dataloader import dataloader
+        from .training.dataloader import dataloader
         globals()["dataloader"] = dataloader  # the function, not the submodule of the same name
         return dataloader
     raise AttributeError(f"module 'featurekit' has no attribute {name!r}")

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from .engine import Reporter, RunResult
 from .errors import FeaturekitError, RunError, UsageError
-from .ingest import prepare_ingest, remember_in_sync
+from .ingest.prepare import prepare_ingest, remember_in_sync
 from .lifetime import disk_full
-from .loader import load_document
-from .lock import table_lock
-from .planner import Plan, build_plan
-from .registry import Registry, default_registry
-from .resolve import Project, resolve, table_uri
-from .store import TableRef, check_new_tag, create_tag, ensure_branch, open_dataset, require_dataset, table_ref
-from .store import with_branch as _with_branch
+from .planning.planner import Plan, build_plan
+from .planning.resolve import Project, resolve, table_uri
+from .plugins.registry import Registry, default_registry
+from .spec.document import load_document
+from .table.handle import TableRef, check_new_tag, create_tag, ensure_branch, open_dataset, require_dataset, table_ref
+from .table.handle import with_branch as _with_branch
+from .table.lock import table_lock
 
 
 def load_spec(path: str | Path, *, registry: Registry | None = None, branch: str | None = None) -> Project:
@@ -35,7 +35,7 @@ def _peek_schema(doc, path: Path, branch: str | None = None):
     table = data.get("table")
     if not (isinstance(table, dict) and isinstance(table.get("db"), str) and isinstance(table.get("name"), str)):
         return None
-    from .spec import Spec, TableSpec
+    from .spec.models import Spec, TableSpec
     uri = table_uri(Spec.model_construct(table=TableSpec.model_construct(db=table["db"], name=table["name"])), path.parent)
     options = table.get("storage_options")
     options = tuple(sorted((str(k), str(v)) for k, v in options.items())) if isinstance(options, dict) else ()
@@ -158,7 +158,7 @@ def status(spec: str | Path | Project, *, registry: Registry | None = None, erro
            branch: str | None = None):
     """Per feature: fresh or stale, rows computed, failed (first errors), pending, outside its
     `only:` slice; per slice: rows per split. See `featurekit.status.Status`."""
-    from .overview import table_status
+    from .commands.status import table_status
     project = _project(spec, registry, branch)
     if table_ref(project).branch:
         require_dataset(table_ref(project))  # a branch that does not exist is an error, not "new"
@@ -180,7 +180,7 @@ def sample(spec: str | Path | Project, rows: int, *, select: Iterable[str] | Non
            registry: Registry | None = None, branch: str | None = None):
     """Run each feature the apply would compute on `rows` sample rows, commit nothing, and
     estimate the real apply's time and storage. See `featurekit.sample.SampleReport`."""
-    from .sample import sample_run
+    from .commands.sample import sample_run
     project = _project(spec, registry, branch)
     return sample_run(project, plan(project, select=select, tier=tier), rows)
 
@@ -188,5 +188,5 @@ def sample(spec: str | Path | Project, rows: int, *, select: Iterable[str] | Non
 def branches(spec: str | Path | Project, *, registry: Registry | None = None):
     """The table's Lance branches: base version, latest version, and the features and slices
     whose fingerprints differ from main. See `featurekit.branches.BranchReport`."""
-    from .branches import branch_report
+    from .commands.branches import branch_report
     return branch_report(_project(spec, registry))

@@ -99,7 +99,7 @@ def validate(specs, strict):
 def plan(spec, as_json, select, tier, prune, against, branch):
     """Show what apply would do per feature, and why: new, stale (what changed), rows to fill."""
     if against:
-        from .history import diff
+        from .commands.history import diff
         d = diff(spec, against)
         click.echo(d.to_json() if as_json else d.render())
         return
@@ -118,7 +118,7 @@ def diff_(spec, rev1, rev2, as_json):
     """Compare the spec at git revision REV1 with REV2 (default: the working copy): features
     added, removed, changed and exactly why; slices whose membership would change; recipes
     affected. Touches no data."""
-    from .history import diff
+    from .commands.history import diff
     d = diff(spec, rev1, rev2)
     click.echo(d.to_json() if as_json else d.render())
 
@@ -131,7 +131,7 @@ def log_(spec, as_json, branch):
     """The applies that changed the table, newest first: when, Lance versions, the spec's git
     commit (and whether it was modified), who, and what was computed."""
     from .api import load_spec
-    from .history import latest_version, log_entries, render_log
+    from .commands.history import latest_version, log_entries, render_log
     project = load_spec(spec, branch=branch)
     entries = log_entries(project)
     click.echo(json.dumps(entries, indent=2) if as_json else render_log(entries, latest_version(project)))
@@ -211,8 +211,8 @@ def compact(spec, older_than, dry_run):
     branch's starting version, and those a run manifest or a recipe's table.version names (tagged
     featurekit-run-... / featurekit-recipe-...); print the bytes freed. Values are unchanged."""
     from .api import load_spec
-    from .compact import compact as run_compact
-    from .compact import parse_duration
+    from .commands.compact import compact as run_compact
+    from .commands.compact import parse_duration
     click.echo(run_compact(load_spec(spec), parse_duration(older_than), dry_run=dry_run).render())
 
 
@@ -280,7 +280,7 @@ def train(spec, recipe, resume, steps, quiet, branch):
     fingerprints of every column read, seeds, software, wall time, final loss).
     """
     from .api import load_spec
-    from .training import train as run_train
+    from .training.runs import train as run_train
     if quiet:  # model-loading bars of huggingface libraries too (read when they are first imported)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     result = run_train(load_spec(spec, branch=branch), recipe, resume=resume, steps=steps, quiet=quiet)
@@ -303,7 +303,7 @@ def eval_(spec, recipe, run_dir, limit, base_only, as_json, branch):
     """Evaluate the base and the tuned model on the recipe's eval split; write eval.json and
     predictions.jsonl into the run folder, print the table."""
     from .api import load_spec
-    from .training import evaluate, render_eval
+    from .training.runs import evaluate, render_eval
     result = evaluate(load_spec(spec, branch=branch), recipe, run=run_dir, limit=limit, base_only=base_only)
     if as_json:
         click.echo(json.dumps({"metrics": result.metrics, "out": str(result.out_dir),
@@ -335,8 +335,8 @@ def graph(spec, fmt):
 def bench(spec, recipe, columns, rows, batch_size, quiet, as_json, branch):
     """Read throughput (rows/s, GB/s) of training columns on your table: featurekit's loader shuffled and
     sequential, a shuffled LanceDB Permutation, a Parquet copy (temporary) and the page-cache ceiling."""
-    from .bench import STAGES
-    from .bench import bench as run_bench
+    from .commands.bench import STAGES
+    from .commands.bench import bench as run_bench
     from .progress import StageProgress
     if recipe and columns:
         raise UsageError("give --recipe or --columns, not both")
@@ -364,7 +364,7 @@ def branches(spec, as_json):
 @JSON
 def plugins(as_json):
     """List installed plugins, their versions and what they register."""
-    from .registry import default_registry
+    from .plugins.registry import default_registry
     reg = default_registry()
     rows = []
     for name, kinds in reg.by_plugin().items():
@@ -392,12 +392,12 @@ def plugins(as_json):
 @click.option("--markdown", is_flag=True, help="The spec reference as Markdown instead (keys, types, extractors).")
 def schema(markdown):
     """Print the JSON Schema of the spec format, with installed extractors' params (for editors)."""
-    from .registry import default_registry
+    from .plugins.registry import default_registry
     if markdown:
-        from .docs import spec_reference
+        from .spec.reference import spec_reference
         click.echo(spec_reference(default_registry()), nl=False)
         return
-    from .jsonschema import spec_schema
+    from .spec.schema import spec_schema
     click.echo(json.dumps(spec_schema(default_registry()), indent=2))
 
 

@@ -84,7 +84,7 @@ _WORKER = _Worker()
 
 def worker_init(parent_pid: int, board: CallBoard | None = None) -> None:
     """Pool initializer: runs first in every worker process (fork or spawn)."""
-    from .lock import held_lock_fds
+    from .table.lock import held_lock_fds
     if board is not None:
         _WORKER.board, _WORKER.slot = board, board.claim()
     for fd in held_lock_fds():  # forked copies of the table lock: not ours to hold

@@ -20,7 +20,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from .engine.work import FeatureError, FeatureTask, call_extractor_rows
-from .extractor import Extractor
+from .plugins.extractor import Extractor
 
 SAMPLES = {
     "string": ["what is written on the sign?", "", "how many?"],
@@ -183,8 +183,8 @@ class TestProject:
         return self.spec_path
 
     def registry(self):
-        from .plugins import make_plugin_manager
-        from .registry import Registry
+        from .plugins.discovery import make_plugin_manager
+        from .plugins.registry import Registry
         return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=self.plugins))
 
     def project(self):
@@ -200,5 +200,5 @@ class TestProject:
         return plan(self.project(), **kwargs)
 
     def table(self) -> pa.Table:
-        from .store import require_dataset, table_ref
+        from .table.handle import require_dataset, table_ref
         return require_dataset(table_ref(self.project())).to_table().sort_by(self.key)

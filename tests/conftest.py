@@ -55,8 +55,8 @@ def registry_with(*classes, name: str = "inline_plugin"):
     import types
 
     import featurekit
-    from featurekit.plugins import make_plugin_manager
-    from featurekit.registry import Registry
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
 
     mod = types.ModuleType(name)
     mod.featurekit_register_extractors = featurekit.hookimpl(lambda: list(classes))

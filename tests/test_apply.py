@@ -325,7 +325,7 @@ def test_an_interrupted_apply_resumes_without_redoing_committed_work(project):
     with pytest.raises(KeyboardInterrupt):
         featurekit.apply(spec, registry=reg, select=["slow"])
     assert sum(v is not None for v in column(project, "slow")) == 20
-    from featurekit.history import UNRECORDED, latest_version, log_entries, render_log
+    from featurekit.commands.history import UNRECORDED, latest_version, log_entries, render_log
     loaded = featurekit.load_spec(spec, registry=reg)
     (stopped,) = log_entries(loaded)  # the stopped apply says which versions it made
     assert stopped["interrupted"] and stopped["version_to"] == latest_version(loaded)
@@ -614,7 +614,7 @@ def test_two_concurrent_applies_leave_a_consistent_table(project):
 
 
 def test_a_held_lock_stops_apply_with_a_clear_message_and_writes_nothing(project, run_cli):
-    from featurekit.lock import table_lock
+    from featurekit.table.lock import table_lock
     with table_lock(project.uri):
         code, out, err = run_cli("apply", "spec.yaml", cwd=project.root)
     assert code == 1

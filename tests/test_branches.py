@@ -166,9 +166,9 @@ def _rows(root, n, start=0):
 @pytest.fixture
 def probe(tmp_path, monkeypatch):
     import featurekit.api
-    import featurekit.registry
+    import featurekit.plugins.registry
     reg = registry_with(Embed)
-    monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
+    monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
     monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
     (tmp_path / "raw").mkdir()
     _rows(tmp_path, 60)

@@ -7,7 +7,7 @@ from test_efficiency import Counting
 
 import featurekit
 from conftest import registry_with
-from featurekit.compact import compact, parse_duration
+from featurekit.commands.compact import compact, parse_duration
 
 SPEC = """\
 featurekit: 1

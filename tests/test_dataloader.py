@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 import featurekit
-from featurekit.dataloader import DataLoader, dataloader
 from featurekit.errors import UsageError
+from featurekit.plugins.trainer import Trainer
 from featurekit.testing import TestProject
-from featurekit.trainer import Trainer
+from featurekit.training.dataloader import DataLoader, dataloader
 
 torch = pytest.importorskip("torch")
 
@@ -331,9 +331,9 @@ def test_shuffle_quality_is_reported(table):
 
 
 def test_import_featurekit_stays_light_and_exports_dataloader():
-    code = ("import sys, featurekit; assert 'torch' not in sys.modules and 'featurekit.dataloader' not in sys.modules; "
+    code = ("import sys, featurekit; assert 'torch' not in sys.modules and 'featurekit.training.dataloader' not in sys.modules; "
             "f = featurekit.dataloader; assert callable(f) and 'torch' not in sys.modules; "
-            "import featurekit.dataloader as m; from featurekit.dataloader import DataLoader; "
+            "import featurekit.training.dataloader as m; from featurekit.training.dataloader import DataLoader; "
             "assert callable(featurekit.dataloader)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -355,8 +355,8 @@ def test_batches_kept_by_the_trainer_are_never_overwritten(table, num_workers):
 
 
 def test_buffer_pools_hand_out_a_buffer_again_only_when_released():
-    from featurekit.batchread import BufferPool, ColumnRead
-    from featurekit.prefetch import SLAB, SlabPool
+    from featurekit.training.batches import BufferPool, ColumnRead
+    from featurekit.training.prefetch import SLAB, SlabPool
     pool = BufferPool(2)
     held = torch.from_numpy(pool.get((4, 3), "float16"))
     other = pool.get((4, 3), "float16")
@@ -418,7 +418,7 @@ def test_direct_reads_follow_the_table_through_compaction(table, tmp_path):
 
 
 def test_only_layouts_recognised_whole_are_read_directly():
-    from featurekit.lancefiles import parse_page
+    from featurekit.table.pages import parse_page
     plain = ("PageLayout { layout: Some( FullZipLayout( FullZipLayout { bits_rep: 0, bits_def: 0, num_items: 16, "
              "num_visible_items: 16, value_compression: Some( CompressiveEncoding { compression: Some( FixedSizeList( "
              "FixedSizeList { items_per_value: 256, has_validity: false, values: Some( CompressiveEncoding { "

@@ -5,7 +5,7 @@ import textwrap
 import types
 from pathlib import Path
 
-import featurekit.hookspecs as hookspecs
+import featurekit.plugins.hookspecs as hookspecs
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -11,7 +11,7 @@ CHECK_IMPORT = """
 import json, os, warnings
 import numpy, pyarrow, lance, pydantic, yaml  # libraries' own filters (numpy adds some) are theirs
 env, filters = dict(os.environ), list(warnings.filters)
-import featurekit, featurekit.api, featurekit.table, featurekit.engine.local, featurekit.dataloader, featurekit.store
+import featurekit, featurekit.api, featurekit.table.metadata, featurekit.engine.local, featurekit.training.dataloader, featurekit.table.handle
 featurekit.plan  # the lazily imported API
 print(json.dumps({"env": {k: v for k, v in os.environ.items() if env.get(k) != v},
                   "filters": len(warnings.filters) - len(filters)}))

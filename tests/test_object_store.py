@@ -37,9 +37,9 @@ def spec_dict(s3, prefix: str, **table) -> dict:
 @pytest.fixture
 def s3_project(s3, tmp_path, monkeypatch):
     import featurekit.api
-    import featurekit.registry
+    import featurekit.plugins.registry
     reg = registry_with(Embed)
-    monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
+    monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
     monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
     colors = ["red", "green", "blue"]
     (tmp_path / "raw").mkdir()
@@ -141,12 +141,12 @@ def test_a_secret_written_into_the_spec_is_refused(s3, s3_project, run_cli):
 
 def _ref(s3, root):
     from featurekit.api import load_spec
-    from featurekit.store import table_ref
+    from featurekit.table.handle import table_ref
     return table_ref(load_spec(root / "spec.yaml"))
 
 
 def test_a_second_writer_is_refused_while_the_lock_is_held(s3, s3_project, run_cli):
-    from featurekit.lock import table_lock
+    from featurekit.table.lock import table_lock
     root, _ = s3_project
     assert run_cli("apply", "-q", "spec.yaml", "--select", "qlen", cwd=root)[0] == 0
     with table_lock(_ref(s3, root)):
@@ -159,8 +159,8 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(s3, s3_project, run_c
 
 HOLD = """
 import sys, time
-from featurekit.store import TableRef
-from featurekit.lock import table_lock
+from featurekit.table.handle import TableRef
+from featurekit.table.lock import table_lock
 ref = TableRef(sys.argv[1], tuple(sorted({k: v for k, v in (a.split("=", 1) for a in sys.argv[2:])}.items())))
 with table_lock(ref):
     print("held", flush=True)
@@ -197,8 +197,8 @@ def test_two_applies_taking_over_one_dead_lease_do_not_both_win(s3, s3_project, 
     import threading
 
     from featurekit.errors import RunError
-    from featurekit.store import open_dataset
-    from featurekit.taglock import TagLease
+    from featurekit.table.handle import open_dataset
+    from featurekit.table.lease import TagLease
     root, _ = s3_project
     assert run_cli("apply", "-q", "spec.yaml", "--select", "qlen", cwd=root)[0] == 0
     ds = open_dataset(_ref(s3, root))

@@ -7,8 +7,8 @@ import pytest
 
 import featurekit
 from conftest import BASE_SPEC, registry_with
-from featurekit.plugins import make_plugin_manager
-from featurekit.registry import Registry
+from featurekit.plugins.discovery import make_plugin_manager
+from featurekit.plugins.registry import Registry
 
 
 class Vowels(featurekit.Extractor):

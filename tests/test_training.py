@@ -39,10 +39,10 @@ Embed = color_embed_extractor()
 @pytest.fixture
 def trained(tmp_path, run_cli, monkeypatch):
     import featurekit.api
-    import featurekit.registry
+    import featurekit.plugins.registry
     reg = registry_with(Embed)
     import featurekit.api
-    monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
+    monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
     monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)  # bound at its import
     (tmp_path / "raw").mkdir()
     colors = ["red", "green", "blue"]
@@ -141,14 +141,14 @@ def test_a_run_that_fails_before_its_first_step_leaves_nothing_and_eval_uses_the
     import types
 
     import featurekit.api
-    import featurekit.registry
-    from featurekit.plugins import make_plugin_manager
-    from featurekit.registry import Registry
+    import featurekit.plugins.registry
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
     mod = types.ModuleType("failing_plugin")
     mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Embed])
     mod.featurekit_register_trainers = featurekit.hookimpl(lambda: [Failing])
     reg = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod]))
-    monkeypatch.setattr(featurekit.registry, "default_registry", lambda plugins=(): reg)
+    monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
     monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
     code, _, err = run_cli("eval", "spec.yaml", "--recipe", "probe", cwd=trained)
     assert code == 2 and "no trained run of recipe 'probe'" in err and "--base-only" in err

@@ -62,8 +62,8 @@ def test_bad_params_for_an_extractor_name_the_key_and_the_expected_type(project,
     import pyarrow as pa
 
     import featurekit
-    from featurekit.plugins import make_plugin_manager
-    from featurekit.registry import Registry
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
 
     class Hash(featurekit.Extractor):
         name = "test.hash"

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from featurekit.vqa import mean_vqa_accuracy, normalize_answer, vqa_accuracy
+from featurekit.training.vqa import mean_vqa_accuracy, normalize_answer, vqa_accuracy
 
 
 @pytest.mark.parametrize("raw, normalized", [
@@ -63,6 +63,6 @@ def test_mean_accuracy_and_count():
 
 def test_importing_it_pulls_in_nothing_heavy():
     # (the featurekit package itself brings pyarrow; the module adds nothing)
-    code = "import sys, featurekit.vqa; print(sorted(m for m in ('torch', 'transformers', 'lance') if m in sys.modules))"
+    code = "import sys, featurekit.training.vqa; print(sorted(m for m in ('torch', 'transformers', 'lance') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from ..hookspecs import hookimpl
-from ..source import RowIssue, Source, SourceBatch
+from ..plugins.hookspecs import hookimpl
+from ..plugins.source import RowIssue, Source, SourceBatch
 
 PEEK_LINES = 200
 
@@ -327,7 +327,7 @@ class LanceSource(Source):
 
 
 def _source_columns(schema: pa.Schema) -> pa.Schema:
-    from ..table import is_featurekit_column
+    from ..table.metadata import is_featurekit_column
     return pa.schema([f.remove_metadata() for f in schema if not is_featurekit_column(f)])
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from ..extractor import Extractor, Resources
-from ..hookspecs import hookimpl
-from ..sqlcols import several_statements, sql_columns
+from ..plugins.extractor import Extractor, Resources
+from ..plugins.hookspecs import hookimpl
+from ..spec.sql import several_statements, sql_columns
 
 TYPES = {
     "bool": pa.bool_(), "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
@@ -69,7 +69,7 @@ class SqlExpression(Extractor):
         try:
             out = self._evaluate(empty)
         except (ValueError, OSError) as exc:
-            from ..sqlcols import _lance_message
+            from ..spec.sql import _lance_message
             return _lance_message(str(exc)).replace("invalid SQL filter", "invalid SQL expression")
         if not _converts(out.type, self.output_type()):
             return f"the expression gives {out.type}, which does not convert to {self.params.type}"

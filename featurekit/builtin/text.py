@@ -6,8 +6,8 @@ import re
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..extractor import Extractor, Resources
-from ..hookspecs import hookimpl
+from ..plugins.extractor import Extractor, Resources
+from ..plugins.hookspecs import hookimpl
 
 # Pure Arrow compute: big batches, and two fragments at once (Arrow and Lance release the GIL).
 VECTORIZED = Resources(batch_size=65536, threads=2)

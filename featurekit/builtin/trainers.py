@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..hookspecs import hookimpl
-from ..trainer import Trainer
+from ..plugins.hookspecs import hookimpl
+from ..plugins.trainer import Trainer
 
 PROBE_FILE = "probe.pt"
 

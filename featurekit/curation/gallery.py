@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..table import sql_quote
+from ..table.metadata import sql_quote
 
 SAMPLES = 8
 GROUPS = 12
@@ -29,7 +29,7 @@ figcaption { overflow-wrap: anywhere; } .meta { color: #666; }
 
 
 def write_gallery(project, report, path: str | Path) -> Path:
-    from ..store import open_dataset
+    from ..table.handle import open_dataset
     sl = project.slices[report.slice]
     ds = open_dataset(report.uri, report.table_version)
     image = _image_column(project, sl, ds.schema)

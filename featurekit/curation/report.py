@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..table import FAILED_SEP, applies, sql_quote, stored_slices
+from ..table.metadata import FAILED_SEP, applies, sql_quote, stored_slices
 
 STEP_RE = r"^[0-9a-f]+!(?P<step>[a-z_]+)"
 REMOVED_RE = r"^[^!]*!(?P<step>(?:near_)?duplicate):(?P<split>[^:]*):(?P<key>.*)$"
@@ -45,7 +45,7 @@ class SliceReport:
 
     def keys(self, split: str) -> list:
         """The row keys of a split, in storage order."""
-        from ..store import open_dataset
+        from ..table.handle import open_dataset
         if split not in self.splits:
             raise KeyError(f"slice {self.slice!r} has no split {split!r}; its splits: {', '.join(self.splits)}")
         ds = open_dataset(self.uri, self.table_version)
@@ -109,8 +109,8 @@ def last_run(schema, name: str) -> tuple[dict[str, Any], list[dict]]:
 
 
 def build_report(project, name: str, ds) -> SliceReport:
-    from ..planner import build_plan
-    from ..store import table_ref
+    from ..planning.planner import build_plan
+    from ..table.handle import table_ref
     sl = project.slices[name]
     stored = stored_slices(ds.schema).get(name)
     if stored is None or sl.state_column not in ds.schema.names:

@@ -52,7 +52,7 @@ def apply_entry(project, engine: str, plan, result: RunResult) -> dict[str, Any]
             features[n]["passed"] = f.passed
         if f.jobs:
             features[n]["jobs"] = list(f.jobs)
-    from ..provenance import software, spec_provenance, who
+    from ..table.provenance import software, spec_provenance, who
     return {"spec": project.spec.name, "engine": engine, "version_from": plan.table_version,
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
             "features": features, "slices": {n: s.summary() for n, s in result.slices.items()},
@@ -68,8 +68,8 @@ def record_stopped(project, engine: str, plan, result: RunResult, exc: BaseExcep
     versions it made: an entry marked ``interrupted``, without the source signature (the ingest
     may not have finished, so the next apply reads the source again). Every engine calls this."""
     from ..lifetime import critical
-    from ..store import open_dataset, table_ref
-    from ..table import record_apply
+    from ..table.handle import open_dataset, table_ref
+    from ..table.metadata import record_apply
     try:
         ds = open_dataset(table_ref(project))
         if ds is None or ds.version == plan.table_version:

@@ -20,19 +20,19 @@ from concurrent.futures.process import BrokenProcessPool
 import pyarrow as pa
 from pydantic import Field
 
+from ..curation.step import run_slice
 from ..errors import RunError
-from ..ingest import checked_batch, write_changes
+from ..ingest.prepare import checked_batch, write_changes
 from ..lifetime import critical, disk_full, machine_workers
-from ..planner import FeatureStep, Plan, SliceStep, only_filter
-from ..resolve import Feature, Project
-from ..store import table_ref, write_dataset
-from ..table import failure_counts, record_apply, todo_filter
+from ..planning.planner import FeatureStep, Plan, SliceStep, only_filter
+from ..planning.resolve import Feature, Project
+from ..table.datafiles import ColumnFile, commit_replacements, file_version
+from ..table.handle import table_ref, write_dataset
+from ..table.metadata import failure_counts, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry, record_stopped
-from .columns import feature_fields, feature_layout, metadata_updates, plan_layout, reuses_values, slice_fields
-from .lancefiles import ColumnFile, commit_replacements, file_version
+from .layout import feature_fields, feature_layout, metadata_updates, plan_layout, reuses_values, slice_fields
 from .pool import WorkerPool
 from .reuse import Reuse, hash_column
-from .slices import run_slice
 from .work import (
     FeatureError,
     FeatureTask,
@@ -425,7 +425,7 @@ def _worker_context():
 
 
 def _open(where):
-    from ..store import open_dataset
+    from ..table.handle import open_dataset
     return open_dataset(where)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..table import open_dataset, sql_quote
+from ..table.metadata import open_dataset, sql_quote
 
 HASH_PREFIX = "_fkin_"
 DEFAULT_BUDGET = 1 << 30
@@ -63,7 +63,7 @@ class ReusePlan:
 
     @property
     def hashes(self) -> pa.Array:
-        from ..inputhash import HASH_TYPE
+        from .inputkeys import HASH_TYPE
         return pa.array(self.keys, HASH_TYPE)
 
 

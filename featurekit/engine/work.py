@@ -18,12 +18,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..extractor import Extractor, binary_view, type_matches
-from ..inputhash import HASH_TYPE, input_hashes
 from ..lifetime import deadline
-from ..rowerrors import RowErrors
-from ..table import FAILED_SEP
-from .lancefiles import open_writer, row_offsets
+from ..plugins.extractor import Extractor, binary_view, type_matches
+from ..plugins.rowerrors import RowErrors
+from ..table.datafiles import open_writer, row_offsets
+from ..table.metadata import FAILED_SEP
+from .inputkeys import HASH_TYPE, input_hashes
 
 MAX_ERROR_CHARS = 500
 ERROR_SAMPLE = 5

@@ -28,8 +28,8 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def registry():
-    from featurekit.plugins import make_plugin_manager
-    from featurekit.registry import Registry
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
     return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[faults]))
 
 

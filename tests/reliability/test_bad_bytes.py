@@ -31,7 +31,7 @@ def test_a_non_utf8_byte_in_jsonl_skips_that_row_only_and_a_fixed_source_goes_in
 
 
 def test_the_issue_names_file_line_and_column(proj):
-    from featurekit.ingest import prepare_ingest
+    from featurekit.ingest.prepare import prepare_ingest
     (proj.root / "rows.jsonl").write_bytes(b'{"id": 1, "question": "ok?"}\n\n'
                                            b'{"id": 2, "question": "caf\xe9?"}\n'
                                            b'{"id": 3, "question": "bad \\ud800 escape"}\n')

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from featurekit.table import todo_filter
+from featurekit.table.metadata import todo_filter
 
 from .conftest import TALLY, TESTS, Proj, registry, stderr_of, stop, subprocess_env, wait_until
 

@@ -49,7 +49,7 @@ def test_files_root_allows_a_folder_outside_the_spec(proj, tmp_path_factory):
 
 
 def test_a_file_growing_past_the_limit_is_not_read_whole(proj):
-    from featurekit.blobs import FileProblem, FileRoot
+    from featurekit.ingest.files import FileProblem, FileRoot
     (proj.root / "f.bin").write_bytes(b"x" * 100)
     root = FileRoot(proj.root, proj.root, max_bytes=10)
     try:

@@ -68,7 +68,7 @@ def test_sigkill_takes_the_workers_with_it_and_the_lock_is_free(proj, reap):
 
 
 def test_a_lock_file_naming_a_dead_process_does_not_block(proj):
-    from featurekit.lock import lock_path
+    from featurekit.table.lock import lock_path
     proj.write({"n": {"extractor": "text.length", "inputs": {"text": "question"}}}, ROWS[:3])
     lock = lock_path(proj.uri)
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def test_a_forked_worker_does_not_hold_the_lock(proj, tmp_path):
     from concurrent.futures import ProcessPoolExecutor
 
     from featurekit.lifetime import worker_init
-    from featurekit.lock import held_lock_fds, lock_path, table_lock
+    from featurekit.table.lock import held_lock_fds, lock_path, table_lock
     uri = str(tmp_path / "data" / "t.lance")
     with table_lock(uri):
         fd = held_lock_fds()[0]
@@ -121,7 +121,7 @@ def test_a_lock_kept_by_leftovers_of_a_dead_apply_names_them(proj):
     import sys
 
     from featurekit.errors import RunError
-    from featurekit.lock import lock_path
+    from featurekit.table.lock import lock_path
     proj.write({"n": {"extractor": "text.length", "inputs": {"text": "question"}}}, ROWS[:3])
     lock = lock_path(proj.uri)
     lock.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def test_a_key_that_is_int_in_one_file_and_string_in_another_skips_those_rows_wi
     proj.write_rows([{"id": "x", "question": "c?"}, {"id": "y", "question": "d?"}], "b.jsonl")
     proj.write(QLEN, source={"path": "*.jsonl"})
     TALLY["bad_inputs"] += 1
-    from featurekit.ingest import prepare_ingest
+    from featurekit.ingest.prepare import prepare_ingest
     [issue] = prepare_ingest(load_spec(proj.spec, registry=registry()), None).issues
     assert issue.message == (f"type conflict: column 'id' is string in {proj.root / 'b.jsonl'} but int64 in "
                              f"{proj.root / 'a.jsonl'}; 2 row(s) skipped ('x', 'y')")
@@ -125,8 +125,8 @@ class Interrupting(featurekit.Extractor):
 def test_while_a_stale_feature_is_recomputed_its_metadata_keeps_the_old_fingerprint(proj):
     import types
 
-    from featurekit.plugins import make_plugin_manager
-    from featurekit.registry import Registry
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
     inline = types.ModuleType("interrupting_plugin")
     inline.featurekit_register_extractors = featurekit.hookimpl(lambda: [Interrupting])
     reg = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[inline]))

@@ -6,7 +6,7 @@ import tracemalloc
 import pytest
 
 from featurekit.errors import SpecError
-from featurekit.loader import load_document
+from featurekit.spec.document import load_document
 
 from .conftest import TALLY
 

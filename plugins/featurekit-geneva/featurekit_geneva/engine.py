@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import time
 
+from featurekit.curation.step import finish_metadata, run_slice
 from featurekit.engine import Engine, FeatureRun, Reporter, RunResult, apply_entry, record_stopped
 from featurekit.engine.local import check_file_format, feature_task, ingest, prepare_columns
-from featurekit.engine.slices import finish_metadata, run_slice
 from featurekit.errors import RunError
-from featurekit.planner import FeatureStep, Plan, SliceStep, only_filter
-from featurekit.resolve import Feature, Project
-from featurekit.table import FAILED_SEP, failed_filter, open_dataset, record_apply, todo_filter
+from featurekit.planning.planner import FeatureStep, Plan, SliceStep, only_filter
+from featurekit.planning.resolve import Feature, Project
+from featurekit.table.metadata import FAILED_SEP, failed_filter, open_dataset, record_apply, todo_filter
 
 from .options import GenevaOptions
 

@@ -13,7 +13,7 @@ recognise an Array UDF (`*columns: pa.Array -> pa.Array`).
 import pyarrow as pa
 
 from featurekit.engine.work import FeatureTask, _upstream_missing, compute_piece
-from featurekit.table import FAILED_SEP
+from featurekit.table.metadata import FAILED_SEP
 
 
 def udf_inputs(task: FeatureTask) -> list[str]:

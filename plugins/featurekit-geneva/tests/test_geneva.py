@@ -277,7 +277,7 @@ def test_engine_options_are_validated_with_the_spec(tmp_path):
 
 def test_an_interrupted_geneva_apply_says_in_the_log_what_it_wrote(tmp_path, monkeypatch):
     """Ctrl-C after the ingest: the log entry marks the apply as stopped; nothing needs Ray here."""
-    from featurekit.history import UNRECORDED, latest_version, log_entries, render_log
+    from featurekit.commands.history import UNRECORDED, latest_version, log_entries, render_log
     from featurekit_geneva.engine import GenevaEngine
     p = project(tmp_path, {"n": {"extractor": "text.length", "inputs": {"text": "q"}}}, rows_of(range(5)),
                 {"kind": "geneva"})

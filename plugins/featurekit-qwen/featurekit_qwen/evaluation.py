@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from featurekit.vqa import mean_vqa_accuracy
+from featurekit.training.vqa import mean_vqa_accuracy
 
 from . import lm
 from .models import IMAGE_PAD

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-import featurekit.trainer
+import featurekit
 
 from .models import DEFAULT_MODEL
 
@@ -92,7 +92,7 @@ def feature_mismatches(params, columns) -> list[str]:
     return problems
 
 
-class QLoraTrainer(featurekit.trainer.Trainer):
+class QLoraTrainer(featurekit.Trainer):
     """LoRA on Qwen2.5-VL's language model (optionally 4- or 8-bit) from cached vision features."""
 
     name = "qlora"

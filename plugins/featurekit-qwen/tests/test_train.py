@@ -416,8 +416,8 @@ def test_evaluate_without_a_run_scores_the_base_model_only(tiny, table):
 # -- the plugin surface ---------------------------------------------------------------------
 
 def test_registered_with_strict_params():
-    from featurekit.plugins import make_plugin_manager
-    from featurekit.registry import Registry
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
     registry = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[featurekit_qwen]))
     assert registry.get("trainer", "qlora").cls is QLoraTrainer
     # the contract's example recipe

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from featurekit.trainer import ColumnInfo
+from featurekit.plugins.trainer import ColumnInfo
 
 META = b"featurekit."
 

@@ -1,0 +1,217 @@
+"""`featurekit log` and `featurekit diff`: what applies did, and how specs changed in git.
+
+The log comes from the table (each apply records its Lance versions, the spec file's sha256,
+git commit and dirty flag, the software and the user). The diff resolves the spec as
+committed at a git revision and compares it with the working copy (or another revision)
+without touching data: features added, removed, or changed and exactly why; slices whose
+membership would change; recipes affected.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..table.handle import open_dataset, table_ref
+from ..table.metadata import applies
+
+
+def log_entries(project) -> list[dict[str, Any]]:
+    """The applies that changed the table, newest first."""
+    ds = open_dataset(table_ref(project))
+    return list(reversed(applies(ds.schema))) if ds is not None else []
+
+
+UNRECORDED = ("no apply recorded: another writer (featurekit compact, a tool outside featurekit), an apply "
+              "killed before it finished, or an entry older than the log keeps")
+
+
+def latest_version(project) -> int | None:
+    ds = open_dataset(table_ref(project))
+    return ds.version if ds is not None else None
+
+
+def render_log(entries: list[dict[str, Any]], latest: int | None = None) -> str:
+    """Entries newest first; `latest`: the table's version now. Versions no entry covers are
+    shown as such, so every version is accounted for."""
+    if not entries:
+        return "no applies recorded yet" + (f"\nv1-v{latest}  {UNRECORDED}" if latest else "")
+    lines = []
+    newer_from = latest
+    for e in entries:
+        if newer_from is not None and newer_from > e["version_to"]:
+            lines.append(f"v{e['version_to'] + 1}-v{newer_from}  {UNRECORDED}")
+        newer_from = e.get("version_from")
+        start = 1 if e.get("version_from") is None else e["version_from"] + 1
+        spec = e.get("spec_file") or {}
+        git = spec.get("git") or {}
+        where = (f"{git['commit'][:10]}{' (modified)' if git.get('dirty') else ''}" if git
+                 else spec.get("git_note", "no provenance recorded"))
+        branch = f"  branch {e['branch']}" if e.get("branch") else ""
+        stopped = f"  stopped early ({e['interrupted']}): finished work kept" if e.get("interrupted") else ""
+        lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}{branch}{stopped}")
+        did = [f"ingested {e['ingested']}"] if e.get("ingested") else []
+        did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
+                for n, f in e.get("features", {}).items()]
+        did += [f"slice {n}: {r.get('examined', 0)} examined" for n, r in e.get("slices", {}).items()]
+        did += [f"dropped {c}" for c in e.get("dropped", [])]
+        lines.append("    " + ("; ".join(did) or "metadata only"))
+    if newer_from:
+        lines.append(f"v1-v{newer_from}  {UNRECORDED}")
+    return "\n".join(lines)
+
+
+# -- spec at a git revision ---------------------------------------------------------------
+
+def spec_at(path: Path, rev: str) -> str:
+    """The spec file's text as committed at `rev`."""
+    path = Path(path).resolve()
+    top = _git(path.parent, "rev-parse", "--show-toplevel")
+    rel = path.relative_to(Path(top).resolve()).as_posix()
+    text = _git(path.parent, "show", f"{rev}:{rel}")
+    return text + "\n"
+
+
+def _git(cwd: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"git {' '.join(args)}: {exc}") from None
+    if proc.returncode != 0:
+        raise UsageError(f"git {' '.join(args)}: {proc.stderr.strip() or 'failed'}")
+    return proc.stdout.rstrip("\n")
+
+
+def load_at(path: Path, rev: str | None, registry=None):
+    """The resolved project of the spec at `rev` (None: the working copy), against the same
+    table, so column types and fingerprints compare."""
+    from ..api import _peek_schema, load_spec
+    from ..planning.resolve import resolve
+    from ..plugins.registry import default_registry
+    from ..spec.document import load_document
+    if rev is None:
+        return load_spec(path, registry=registry)
+    doc = load_document(Path(path), spec_at(path, rev))
+    doc.file = f"{rev}:{Path(path).name}"
+    return resolve(doc, registry or default_registry(), Path(path), _peek_schema(doc, Path(path)))
+
+
+# -- comparing two resolved specs ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    kind: str          # feature | slice | recipe | source | table (name: the same word)
+    name: str
+    action: str        # added | removed | changed | stale (an upstream changed) | unchanged
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class SpecDiff:
+    old: str
+    new: str
+    changes: list[Change] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"old": self.old, "new": self.new, "changes": [asdict(c) for c in self.changes if c.action != "unchanged"]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render(self) -> str:
+        lines = [f"diff {self.old} -> {self.new}"]
+        symbol = {"added": "+", "removed": "-", "changed": "~", "stale": "~"}
+        shown = [c for c in self.changes if c.action != "unchanged"]
+        for c in shown:
+            what = c.kind if c.kind == c.name else f"{c.kind} {c.name}"
+            lines.append(f"  {symbol[c.action]} {what}: {c.action}")
+            lines.extend(f"      {r}" for r in c.reasons)
+        if not shown:
+            lines.append("  no change to features, slices, recipes, the source or the table")
+        return "\n".join(lines)
+
+
+def diff_projects(old, new, old_label: str, new_label: str) -> SpecDiff:
+    from ..planning.planner import slice_stale_reasons, stale_reasons
+    from ..table.metadata import StoredFeature, StoredSlice
+    out = SpecDiff(old_label, new_label)
+    changed: set[str] = set()
+    for name, f in new.features.items():
+        o = old.features.get(name)
+        if o is None:
+            out.changes.append(Change("feature", name, "added"))
+            changed.add(name)
+        elif o.fingerprint != f.fingerprint:
+            # params as written (plus run-time facts), as the table records them: defaults are not changes
+            stored = StoredFeature(name, tuple(o.columns), o.extractor_cls.name, str(o.extractor_cls.version),
+                                   o.extractor_cls(o.params).fingerprint_params(), dict(o.inputs), o.fingerprint)
+            reasons = stale_reasons(f, stored, changed)
+            own = [r for r in reasons if not r.startswith(("upstream", "fingerprint"))]
+            out.changes.append(Change("feature", name, "changed" if own else "stale", tuple(reasons)))
+            changed.add(name)
+        else:
+            out.changes.append(Change("feature", name, "unchanged"))
+    out.changes += [Change("feature", n, "removed") for n in old.features if n not in new.features]
+    for name, sl in new.slices.items():
+        o = old.slices.get(name)
+        if o is None:
+            out.changes.append(Change("slice", name, "added"))
+            changed.add(name)
+        elif o.fingerprint != sl.fingerprint:
+            stored = StoredSlice(name, o.fingerprint, "", o.definition, {})
+            reasons = [r for r in slice_stale_reasons(sl, stored, changed) if not r.startswith("slice semantics")]
+            own = [r for r in reasons if not r.startswith(("upstream", "fingerprint"))]
+            out.changes.append(Change("slice", name, "changed" if own else "stale",
+                                      tuple(reasons) + ("membership would be recomputed",)))
+            changed.add(name)
+        else:
+            out.changes.append(Change("slice", name, "unchanged"))
+    out.changes += [Change("slice", n, "removed") for n in old.slices if n not in new.slices]
+    for name, rs in new.spec.recipes.items():
+        o = old.spec.recipes.get(name)
+        if o is None:
+            out.changes.append(Change("recipe", name, "added"))
+            continue
+        reasons = _changes(o.model_dump(mode="json", exclude_unset=True), rs.model_dump(mode="json", exclude_unset=True))
+        ups = sorted(a.split(":", 1)[1] for a in new.graph.ancestors(f"recipe:{name}") if a.split(":", 1)[1] in changed)
+        if ups:
+            reasons.append("reads what changed: " + ", ".join(ups))
+        out.changes.append(Change("recipe", name, "changed" if reasons else "unchanged", tuple(reasons)))
+    out.changes += [Change("recipe", n, "removed") for n in old.spec.recipes if n not in new.spec.recipes]
+    for kind, o, n in (("source", old.spec.source, new.spec.source), ("table", old.spec.table, new.spec.table)):
+        dump = (lambda m: m.model_dump(mode="json", exclude_unset=True) if m is not None else {})  # noqa: E731
+        reasons = _changes(dump(o), dump(n))
+        if reasons:
+            out.changes.append(Change(kind, kind, "changed", tuple(reasons)))
+    return out
+
+
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key old -> new' for each key that differs; mappings are compared key by key."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, _UNSET), new.get(k, _UNSET)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changes(a, b, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k} changed: {_shown(a)} -> {_shown(b)}")
+    return out
+
+
+_UNSET = object()
+
+
+def _shown(value) -> str:
+    return "(not set)" if value is _UNSET else json.dumps(value, default=str)
+
+
+def diff(path: str | Path, rev1: str, rev2: str | None = None, registry=None) -> SpecDiff:
+    """The spec at `rev1` against `rev2` (None: the working copy)."""
+    old = load_at(Path(path), rev1, registry)
+    new = load_at(Path(path), rev2, registry)
+    return diff_projects(old, new, rev1, rev2 or "working copy")

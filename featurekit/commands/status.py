@@ -1,0 +1,101 @@
+"""`featurekit status`: what the table holds against the spec, per feature and per slice.
+
+(Not named status.py: that would shadow the `featurekit.status` function.)"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..planning.planner import build_plan
+from ..planning.resolve import Project
+from ..table.handle import open_dataset, table_ref
+from ..table.metadata import applies, failed_filter, sql_quote, stored_features, stored_slices
+
+
+@dataclass(frozen=True)
+class FeatureStatus:
+    name: str
+    state: str                 # fresh | stale | new | incomplete | orphaned
+    columns: tuple[str, ...]
+    computed: int = 0
+    failed: int = 0
+    pending: int = 0
+    errors: tuple[tuple[Any, str], ...] = ()
+    reasons: tuple[str, ...] = ()
+    outside: int = 0           # rows outside its `only:` slice: never computed, by design
+    only: str | None = None
+
+
+@dataclass(frozen=True)
+class SliceStatus:
+    name: str
+    state: str                 # fresh | stale | new | incomplete (rows not examined yet)
+    splits: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+    pending: int = 0           # rows to examine: new, or waiting for an upstream value
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Status:
+    table: str
+    exists: bool
+    version: int | None
+    rows: int
+    features: tuple[FeatureStatus, ...]
+    history: tuple[dict, ...] = field(default_factory=tuple)  # applies: which Lance versions each made
+    slices: tuple[SliceStatus, ...] = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def table_status(project: Project, errors: int = 3) -> Status:
+    ds = open_dataset(table_ref(project))
+    if ds is None:
+        feats = tuple(FeatureStatus(n, "new", tuple(f.columns), only=f.spec.only) for n, f in project.features.items())
+        return Status(str(table_ref(project)), False, None, 0, feats,
+                      slices=tuple(SliceStatus(n, "new") for n in project.slices))
+    from ..ingest.prepare import prepare_ingest
+    the_plan = build_plan(project, ds, prepare_ingest(project, ds))  # changed or new source rows: pending
+    rows = ds.count_rows()
+    out = [_feature(project, ds, step, rows, errors) for step in the_plan.features]
+    for name, s in sorted(stored_features(ds.schema).items()):
+        if name not in project.features:
+            out.append(FeatureStatus(name, "orphaned", s.columns))
+    slices = tuple(_slice(ds, step) for step in the_plan.slices)
+    return Status(str(table_ref(project)), True, ds.version, rows, tuple(out), tuple(applies(ds.schema)), slices)
+
+
+def _feature(project: Project, ds, step, rows: int, errors: int) -> FeatureStatus:
+    f = project.features[step.name]
+    only = f.spec.only
+    outside = 0
+    if only and only in stored_slices(ds.schema):
+        outside = ds.count_rows(filter=f"{project.slices[only].column} IS NULL")
+    if step.action == "create":
+        return FeatureStatus(step.name, "new", step.columns, pending=rows - outside, outside=outside, only=only)
+    state = f.state_column
+    if step.action == "recompute":
+        computed, failed, pending = 0, 0, step.rows if step.rows is not None else rows - outside
+    else:  # the plan counted failed and pending rows (inside an `only:` slice) already
+        computed = ds.count_rows(filter=f"{state} = {sql_quote(f.fingerprint)}")
+        failed, pending = step.failed_rows, step.new_rows + step.outdated_rows
+    sample = ()
+    if failed:
+        cols = [c for c in [project.key, state] if c and c in ds.schema.names]
+        tbl = ds.to_table(columns=cols, filter=failed_filter(state, f.fingerprint), limit=errors)
+        keys = tbl.column(project.key).to_pylist() if project.key in tbl.column_names else [None] * tbl.num_rows
+        sample = tuple((k, s.split("!", 1)[1]) for k, s in zip(keys, tbl.column(state).to_pylist()))
+    label = "stale" if step.action == "recompute" else ("fresh" if not (failed or pending) else "incomplete")
+    return FeatureStatus(step.name, label, step.columns, computed, failed, pending, sample, step.reasons,
+                         outside, only)
+
+
+def _slice(ds, step) -> SliceStatus:
+    from ..curation.report import slice_counts
+    if step.action == "create":
+        return SliceStatus(step.name, "new", pending=ds.count_rows())
+    splits, removed, waiting, unexamined = slice_counts(ds, step.name)
+    label = {"recompute": "stale", "fill": "incomplete", "none": "fresh", "skip": "fresh"}[step.action]
+    return SliceStatus(step.name, label, splits, removed, step.rows or 0, tuple(step.reasons))

@@ -1,0 +1,264 @@
+"""The spec file, format version 1, as strict frozen pydantic models.
+
+Only shape lives here: what keys exist and their types. Whether an extractor exists,
+a column is known or the graph has a cycle is checked by `resolve`.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SUPPORTED_VERSIONS = (1,)
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_PREFIX = "_fk_"
+RESERVED_FEATURES = ("source",)  # _fk_source holds each row's source hash, not a feature's state
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_name(name: str, what: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValueError(f"{what} name {name!r} must be letters, digits and _, not starting with a digit")
+    if name.startswith(RESERVED_PREFIX):
+        raise ValueError(f"{what} name {name!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+    if what == "a feature" and name in RESERVED_FEATURES:
+        raise ValueError(f"{what} cannot be named {name!r}: featurekit keeps each row's source hash in "
+                         f"{RESERVED_PREFIX}{name}; rename the feature")
+    return name
+
+
+SECRET_KEY = re.compile(r"secret|password|token|(^|_)key$", re.IGNORECASE)
+ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+class TableSpec(Strict):
+    db: str = Field(description="LanceDB database URI: a folder relative to the spec, or s3://, gs://")
+    name: str = Field(description="table name inside the database")
+    fragment_rows: int = Field(8192, gt=0, le=1 << 30, description="rows per Lance fragment written by ingest; "
+                               "the unit of parallel work and of checkpointing")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="object-store options passed to every Lance call (e.g. aws_endpoint, "
+        "region, allow_http, aws_access_key_id); a value may name environment variables as ${NAME}, expanded "
+        "when the table is opened. Secrets (keys naming a secret, token or password, or ending in _key) must be "
+        "written that way, so they stay out of the spec and out of git")
+    branch: str | None = Field(None, description="read and apply onto this Lance branch of the table (created from "
+                               "main's current version by the first apply); `--branch` overrides it")
+
+    @field_validator("storage_options", mode="before")
+    @classmethod
+    def _option_text(cls, value: Any) -> Any:
+        """Lance takes strings: YAML's `allow_http: true` means "true"."""
+        if isinstance(value, dict):
+            return {k: (str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v)
+                    for k, v in value.items()}
+        return value
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_literal_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            if SECRET_KEY.search(key) and text and not ENV_REF.search(text):
+                raise ValueError(f"{key}: a secret written into the spec ends up in git; write "
+                                 f"{key}: ${{{key.upper()}}} and set that environment variable")
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, value: str | None) -> str | None:
+        from ..table.handle import ref_problem
+        problem = None if value is None else ref_problem(value, "branch")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class EngineSpec(BaseModel):
+    """`engine: local` or `engine: {kind: geneva, ...options}`; options belong to the engine."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str = Field("local", description="an installed engine: local (embedded, the default), geneva, ...")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SourceSpec(Strict):
+    format: str = Field(description="jsonl, parquet, csv, lance, or one a plugin registers")
+    path: str = Field(description="a file or glob, relative to the spec's folder")
+    key: str = Field(description="unique row key: re-ingesting the same key never duplicates")
+    files: dict[str, str] = Field(default_factory=dict,
+                                  description="binary column -> column holding a file path to load into it")
+    options: dict[str, Any] = Field(default_factory=dict, description="format-specific reader options")
+    files_root: str | None = Field(None, description="folder the files named by `files` must be inside "
+                                   "(default: the spec's folder); relative to the spec's folder")
+    max_file_bytes: int = Field(MAX_FILE_BYTES, gt=0, le=1 << 36,
+                                description="a file larger than this is a row error, never read")
+    on_change: Literal["update", "ignore", "error"] = Field(
+        "update", description="a source row that changed since it was ingested: update (rewrite that row and "
+        "recompute its features), ignore (keep the table's), error (apply fails, writes nothing)")
+    on_skip: Literal["report", "error"] = Field(
+        "report", description="source rows that cannot be ingested (bad JSON, a wrong type, a missing file): "
+        "report (name them, ingest the rest, retry them next apply) or error (apply fails, writes nothing)")
+
+    @field_validator("key")
+    @classmethod
+    def _key_not_reserved(cls, value: str) -> str:
+        if value.startswith(RESERVED_PREFIX):
+            raise ValueError(f"column {value!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _targets_not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        for target in value:
+            if target.startswith(RESERVED_PREFIX):
+                raise ValueError(f"column {target!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+        return value
+
+
+class ResourcesSpec(Strict):
+    cpus: float | None = Field(None, gt=0, le=1 << 20, allow_inf_nan=False, description="CPUs one worker needs")
+    gpus: float | None = Field(None, ge=0, le=1 << 10, allow_inf_nan=False,
+                               description="GPUs one worker needs (a GPU extractor runs one worker)")
+    batch_size: int | None = Field(None, gt=0, le=1 << 24, description="rows handed to one extractor call")
+    workers: int | None = Field(None, gt=0, le=1 << 20,
+                                description="parallel worker processes (local engine; capped at the machine's CPUs)")
+    threads: int | None = Field(None, gt=0, le=1 << 10,
+                                description="fragments at once in one process (thread-safe extractors)")
+    timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600, allow_inf_nan=False,
+                                  description="seconds one extractor call may take; its rows fail (and are "
+                                  "retried next apply) past it. Enforced in worker processes")
+
+
+class OnErrorSpec(Strict):
+    max_failure_rate: float = Field(0.0, ge=0.0, le=1.0,
+                                    description="fraction of rows allowed to fail before apply exits 1")
+
+
+class FeatureSpec(Strict):
+    tier: Literal[1, 2, 3] = Field(1, description="1 cheap CPU, 2 light image, 3 heavy model (GPU); "
+                                   "`apply --tier N` runs tiers up to N")
+    extractor: str = Field(description="an extractor registered by a plugin (`featurekit plugins` lists them)")
+    inputs: dict[str, str] = Field(default_factory=dict, description="extractor input -> column or feature")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the extractor's Params model")
+    resources: ResourcesSpec | None = Field(None, description="overrides the extractor's resources")
+    only: str | None = Field(None, description="compute only the rows of this slice")
+    outputs: list[str] | dict[str, str] | None = Field(
+        None, description="columns of a multi-output extractor: a list, or {output: column}")
+    on_error: OnErrorSpec = Field(OnErrorSpec(), description="how many failed rows fail the apply")
+    description: str | None = Field(None, description="free text, for people")
+
+
+class NearSpec(Strict):
+    column: str = Field(description="a uint64 hash column (e.g. image.dhash): rows whose hashes differ in at "
+                        "most max_distance bits are near duplicates")
+    max_distance: int = Field(description="bits two hashes may differ in", ge=0, le=16)
+
+
+class DedupeSpec(Strict):
+    by: list[str] = Field(default_factory=list, description="duplicates agree on every one of these columns")
+    near: NearSpec | None = Field(None, description="and their hashes are within max_distance bits of each other")
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.by and self.near is None:
+            raise ValueError("dedupe needs by: [columns], near: {column, max_distance}, or both")
+        return self
+
+
+class SplitSpec(Strict):
+    by: str | None = Field(None, description="rows sharing this column's value land in one split "
+                           "(default: the source key)")
+    seed: int = Field(0, description="the same seed gives the same split")
+    fractions: dict[str, float] = Field(min_length=1, description="split name -> fraction; they add up to 1")
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in value:
+            if not NAME_RE.match(name):
+                raise ValueError(f"split name {name!r} must be letters, digits and _, not starting with a digit")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("fractions must not be negative")
+        if abs(sum(value.values()) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must add up to 1, not {sum(value.values()):g}")
+        return value
+
+
+class SliceSpec(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: str | None = Field(None, alias="from", description="start from another slice's rows, then apply "
+                              "this slice's steps")
+    where: str | None = Field(None, description="Lance/DataFusion SQL filter; never evaluated as Python")
+    dedupe: DedupeSpec | None = Field(None, description="keep one row per group of duplicates (the earliest)")
+    split: SplitSpec | None = Field(None, description="assign rows to named splits, stable as data grows")
+
+
+class EvalSpec(Strict):
+    split: str = Field(description="the slice's split to evaluate on")
+    columns: dict[str, str] = Field(default_factory=dict, description="trainer eval input -> column "
+                                    "(default: the column of the same name)")
+    limit: int | None = Field(None, gt=0, description="evaluate at most this many rows")
+
+
+class RecipeTableSpec(Strict):
+    version: int | None = Field(None, ge=1, description="train on this Lance version of the table (of its branch)")
+    tag: str | None = Field(None, description="train on the version this tag names (`apply --tag NAME` makes one)")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.version is None) == (self.tag is None):
+            raise ValueError("give version: N or tag: NAME (exactly one)")
+        if self.tag is not None:
+            from ..table.handle import ref_problem
+            problem = ref_problem(self.tag, "tag")
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @property
+    def pin(self) -> int | str:
+        return self.version if self.version is not None else self.tag
+
+
+class RecipeSpec(Strict):
+    trainer: str = Field(description="a trainer registered by a plugin")
+    slice: str = Field(description="the slice the recipe trains on")
+    split: str | None = Field(None, description="a split of that slice")
+    columns: dict[str, str] = Field(default_factory=dict, description="trainer input -> column")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the trainer")
+    output: str = Field("runs", description="folder for checkpoints and run records, relative to the spec")
+    eval: EvalSpec | None = Field(None, description="what `featurekit eval` compares on")
+    table: RecipeTableSpec | None = Field(None, description="pin the table version the recipe reads: "
+                                          "{version: N} or {tag: NAME} (default: the latest)")
+
+
+class Spec(Strict):
+    featurekit: int = Field(description="spec format version (1)")
+    name: str = Field(description="free text, shown in plans and run records")
+    table: TableSpec = Field(description="the Lance table everything lives in")
+    engine: EngineSpec = Field(EngineSpec(), description="where apply runs: a name, or {kind: NAME, ...options}")
+    source: SourceSpec | None = Field(None, description="how rows get into the table")
+    features: dict[str, FeatureSpec] = Field(default_factory=dict, description="feature name (= column) -> feature")
+    slices: dict[str, SliceSpec] = Field(default_factory=dict, description="curation: filters, dedupe, splits")
+    recipes: dict[str, RecipeSpec] = Field(default_factory=dict, description="training recipes")
+
+    @field_validator("featurekit")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value not in SUPPORTED_VERSIONS:
+            supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+            raise ValueError(f"unsupported spec format version {value}; this featurekit reads version {supported}")
+        return value
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+

@@ -1,0 +1,98 @@
+"""The spec reference, generated from the models (docs/reference.md is this, checked by a test)."""
+from __future__ import annotations
+
+import typing
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from ..plugins.registry import Registry
+from .models import (
+    DedupeSpec,
+    EngineSpec,
+    EvalSpec,
+    FeatureSpec,
+    NearSpec,
+    OnErrorSpec,
+    RecipeSpec,
+    RecipeTableSpec,
+    ResourcesSpec,
+    SliceSpec,
+    SourceSpec,
+    Spec,
+    SplitSpec,
+    TableSpec,
+)
+
+SECTIONS = [
+    ("top level", Spec), ("table", TableSpec), ("engine", EngineSpec), ("source", SourceSpec),
+    ("features.NAME", FeatureSpec), ("features.NAME.resources", ResourcesSpec),
+    ("features.NAME.on_error", OnErrorSpec), ("slices.NAME", SliceSpec), ("slices.NAME.dedupe", DedupeSpec),
+    ("slices.NAME.dedupe.near", NearSpec), ("slices.NAME.split", SplitSpec), ("recipes.NAME", RecipeSpec), ("recipes.NAME.eval", EvalSpec),
+    ("recipes.NAME.table", RecipeTableSpec),
+]
+
+
+def _type(annotation) -> str:
+    text = str(annotation) if typing.get_origin(annotation) else getattr(annotation, "__name__", str(annotation))
+    for noise in ("typing.", "featurekit.spec.models.", "<class '", "'>"):
+        text = text.replace(noise, "")
+    return text.replace("NoneType", "None")
+
+
+def _default(field) -> str:
+    if field.is_required():
+        return "required"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if value is PydanticUndefined:
+        return ""
+    if isinstance(value, BaseModel):
+        return "see below"
+    return f"`{value!r}`"
+
+
+def model_table(model: type[BaseModel]) -> list[str]:
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        meaning = (field.description or "").replace("|", "\\|")
+        kind = _type(field.annotation).replace("|", "\\|")
+        lines.append(f"| `{field.alias or name}` | `{kind}` | {_default(field)} | {meaning} |")
+    return lines
+
+
+def spec_reference(registry: Registry) -> str:
+    lines = ["# featurekit spec reference (format 1)", "",
+             "Generated from the models by `featurekit schema --markdown`; do not edit by hand.",
+             "Unknown keys are errors everywhere. Paths are relative to the spec's folder.", ""]
+    for title, model in SECTIONS:
+        lines += [f"## `{title}`", ""]
+        doc = (model.__doc__ or "").strip().splitlines()
+        if doc and not doc[0].startswith(("Usage docs", "!!!", "A base class")) and model is not Spec:
+            lines += [doc[0], ""]
+        lines += model_table(model) + [""]
+    for name in registry.names("engine"):
+        options = registry.get("engine", name).cls.Options
+        lines += [f"## `engine` options of `{name}`", ""]
+        lines += (model_table(options) if options.model_fields else ["(none)"]) + [""]
+    lines += ["# Extractors", ""]
+    for name in registry.names("extractor"):
+        entry = registry.get("extractor", name)
+        cls = entry.cls
+        lines += [f"## `{name}` (plugin `{entry.plugin}`, version {cls.version})", ""]
+        doc = (cls.__doc__ or "").strip().splitlines()
+        if doc:
+            lines += [doc[0], ""]
+        inputs = ", ".join(f"`{k}`: {v if isinstance(v, str) else str(v)}" for k, v in cls.inputs.items())
+        if cls.inputs_from_params:
+            inputs = "the columns its params name (no `inputs:` needed)"
+        lines += [f"- inputs: {inputs or '(none)'}"]
+        try:
+            outputs = cls().outputs()
+            shown = ", ".join(f"`{k}`: {v}" if k else f"one column named after the feature: {v}"
+                              for k, v in outputs.items())
+        except Exception:  # output types that need params with no default
+            shown = "(depends on params)"
+        lines += [f"- outputs (default params): {shown}", ""]
+        if cls.Params.model_fields:
+            lines += model_table(cls.Params) + [""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,93 @@
+"""`featurekit.read`: columns of a spec's table, selected like training selects them, as
+Arrow, numpy or torch, with fixed-size lists shaped from their metadata (the hiddens as
+[rows, 400, hidden]).
+
+Rows outside an `only:` slice, or whose feature failed, are NULL in the table; numpy and
+torch have no NULL for a fixed-size row, so by default such rows are left out (and counted).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..curation.rowfilter import check_split, slice_filter
+from ..errors import RunError, UsageError
+
+
+@dataclass
+class ReadResult:
+    """`data`: a pa.Table, or a dict column -> numpy array / torch tensor / list; `skipped`:
+    rows left out because a column was NULL; `version`: the table version read."""
+
+    data: Any
+    skipped: int
+    version: int
+
+    def __getitem__(self, column: str):
+        return self.data[column] if not isinstance(self.data, pa.Table) else self.data.column(column)
+
+
+def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None, slice: str | None = None,  # noqa: A002
+         split: str | None = None, format: Literal["arrow", "numpy", "torch"] = "numpy",  # noqa: A002
+         skip_null: bool = True, version: int | str | None = None, registry=None,
+         branch: str | None = None) -> ReadResult:
+    """Read `columns` of the spec's table (its `branch`, at `version`: a number or a tag): rows
+    matching `where` (Lance SQL) and the slice/split."""
+    from ..api import _project
+    from ..table.handle import require_dataset, table_ref
+    project = _project(spec, registry, branch)
+    ds = require_dataset(table_ref(project), version)
+    check_split(project.spec, project.path, slice, split)
+    if slice is not None and slice not in ds.schema.names:
+        raise RunError(f"slice {slice!r} is not in the table yet; run 'featurekit apply'")
+    missing = [c for c in columns if c not in ds.schema.names]
+    if missing:
+        raise UsageError(f"no column {', '.join(map(repr, missing))} in {project.table_uri}")
+    filters = [f for f in (where, slice_filter(slice, split)) if f]
+    table = ds.to_table(columns=list(columns), filter=" AND ".join(f"({f})" for f in filters) or None)
+    skipped = 0
+    if skip_null and format != "arrow" and table.num_rows:
+        valid = pc.and_kleene(*[pc.is_valid(table.column(c)) for c in columns]) if len(columns) > 1 \
+            else pc.is_valid(table.column(columns[0]))
+        kept = table.filter(valid)
+        skipped, table = table.num_rows - kept.num_rows, kept
+    if format == "arrow":
+        return ReadResult(table, skipped, ds.version)
+    out = {c: to_numpy(table.column(c), shape_of(ds.schema.field(c))) for c in columns}
+    if format == "torch":
+        import torch
+        # numpy views of Arrow buffers are read-only: torch gets writable copies of those
+        out = {c: torch.from_numpy(v if v.flags.writeable else v.copy()) if hasattr(v, "dtype") and v.dtype != object
+               else v for c, v in out.items()}
+    return ReadResult(out, skipped, ds.version)
+
+
+def shape_of(field: pa.Field) -> tuple[int, ...] | None:
+    raw = (field.metadata or {}).get(b"featurekit.output.shape")
+    return tuple(json.loads(raw)) if raw else None
+
+
+def to_numpy(col: pa.ChunkedArray, shape: tuple[int, ...] | None):
+    """Fixed-size lists as one [rows, *shape] array (no per-row Python); numbers as arrays;
+    anything else (strings, bytes, lists) as a list."""
+    import numpy as np
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    t = arr.type
+    if pa.types.is_fixed_size_list(t):
+        size, inner = t.list_size, arr.values
+        if arr.offset:
+            inner = inner.slice(arr.offset * size, len(arr) * size)
+        values = inner.to_numpy(zero_copy_only=False)
+        if arr.null_count:  # only with skip_null=False: NULL rows become NaN (or 0 for integers)
+            values = values.astype(np.float32 if values.dtype.kind != "f" else values.dtype, copy=True)
+            mask = np.repeat(~np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool), size)
+            values[mask] = np.nan if values.dtype.kind == "f" else 0
+        return values.reshape((len(arr), *(shape or (size,))))
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        return arr.to_numpy(zero_copy_only=False)
+    return arr.to_pylist()

@@ -1,0 +1,532 @@
+"""`featurekit train` and `featurekit eval`: run a recipe's trainer on the materialized columns.
+
+featurekit owns what surrounds the model: the data (one pinned table version, shuffled,
+resumable), the run folder, metrics.jsonl, the progress bar, the loss curve and the run
+manifest that says exactly which spec, data and features produced an adapter. The trainer
+only sees a `TrainRun` / `EvalRun` (see `featurekit.trainer`).
+
+Run folders: ``<recipe output>/<YYYYmmdd-HHMMSS>/``; ``<recipe output>/LATEST`` names the
+newest. ``train --resume`` continues the newest run; ``eval`` evaluates it unless told otherwise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunError, SpecError, UsageError
+from ..planning.resolve import Project, Recipe
+from ..plugins.trainer import ColumnInfo
+from ..table.handle import require_dataset, table_ref
+from ..table.metadata import sql_quote, stored_features, stored_slices
+from ..table.provenance import software, spec_provenance, who
+
+LATEST = "LATEST"
+MANIFEST = "manifest.json"
+METRICS = "metrics.jsonl"
+
+
+# -- what a trainer is handed -------------------------------------------------------------
+
+def column_infos(ds, mapping: dict[str, str]) -> dict[str, ColumnInfo]:
+    """logical -> what the table records about the column it maps to."""
+    out = {}
+    for logical, col in mapping.items():
+        f = ds.schema.field(col)
+        md = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+        extra = {k[len("featurekit.output."):]: v for k, v in md.items() if k.startswith("featurekit.output.")}
+        shape = tuple(json.loads(extra["shape"])) if "shape" in extra else None
+        out[logical] = ColumnInfo(logical, col, f.type, shape, md.get("featurekit.feature"),
+                                  md.get("featurekit.fingerprint"), json.loads(md.get("featurekit.params", "{}")), extra,
+                                  md.get("featurekit.extractor"))
+    return out
+
+
+class Progress:
+    """A bar with loss, samples/s and ETA on a terminal; a line every few seconds elsewhere."""
+
+    def __init__(self, quiet: bool = False, every: float = 10.0):
+        import sys
+        self.quiet, self.every = quiet, every
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.total = None
+        self.last = 0.0
+        self.started = time.perf_counter()
+
+    def set_total(self, total: int, initial: int = 0) -> None:
+        self.total = total
+        if self.tty and not self.quiet:
+            import sys
+
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        if self.quiet:
+            return
+        shown = {k: metrics[k] for k in ("loss", "lr", "samples_per_s") if k in metrics}
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=True)
+            return
+        now = time.perf_counter()
+        if now - self.last >= self.every or (self.total and step >= self.total):
+            import click
+            self.last = now
+            done = f"step {step}" + (f"/{self.total}" if self.total else "")
+            eta = ""
+            if self.total and step:
+                left = (now - self.started) / step * (self.total - step)
+                eta = f", eta {left:.0f}s"
+            click.echo(f"{done}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()) + eta, err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class _TrainRun:
+    """The `TrainRun` a trainer gets: data from one pinned version, a folder, a log."""
+
+    project: Project
+    recipe: Recipe
+    dir: Path
+    version: int
+    seed: int
+    steps: int | None
+    resume: bool
+    columns: dict[str, ColumnInfo]
+    progress: Progress
+    loaders: list = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+
+    def loader(self, *, batch_size: int, epoch: int = 0, shuffle: bool = True, seed: int | None = None,
+               drop_last: bool = True, **options):
+        from .dataloader import dataloader
+        loader = dataloader(self.project, recipe=self.recipe.name, batch_size=batch_size, epoch=epoch,
+                            shuffle=shuffle, seed=self.seed if seed is None else seed, drop_last=drop_last,
+                            version=self.version, **options)
+        self.loaders.append(loader)
+        return loader
+
+    def log(self, step: int, **metrics: float) -> None:
+        entry = {"step": step, "time": round(time.time(), 3), **{k: _plain(v) for k, v in metrics.items()}}
+        if not self.history:
+            _drop_steps_from(self.dir / METRICS, step)  # a resumed run redoes the steps after its checkpoint
+        with open(self.dir / METRICS, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        self.history.append(entry)
+        self.progress.update(step, metrics)
+
+    def set_total(self, steps: int) -> None:
+        done = self.history[-1]["step"] if self.history else 0
+        self.progress.set_total(steps, done)
+
+    def distinct(self, logical: str) -> list:
+        """The distinct values of a column over the recipe's split (a classifier's labels)."""
+        import pyarrow.compute as pc
+        ds = _dataset(self.project, self.version)
+        col = self.recipe.columns[logical]
+        values = ds.to_table(columns=[col], filter=split_filter(self.project, self.recipe)).column(col)
+        return sorted(v for v in pc.unique(values).to_pylist() if v is not None)
+
+
+@dataclass
+class _EvalRun:
+    project: Project
+    recipe: Recipe
+    dir: Path | None
+    limit: int | None
+    version: int
+    columns: dict[str, ColumnInfo]
+    bar: Any = None
+
+    def rows(self, *, batch_size: int) -> Iterator[dict[str, Any]]:
+        """The eval split's rows ordered by key: lists of values, fixed-size lists as numpy [B, *shape]."""
+        ds = _dataset(self.project, self.version)
+        key = self.project.key
+        cols = list(dict.fromkeys([*self.recipe.eval_columns.values(), *([key] if key else [])]))
+        split = self.recipe.spec.eval.split if self.recipe.spec.eval else self.recipe.spec.split
+        where = split_filter(self.project, self.recipe, split)
+        present = " AND ".join(f"{c} IS NOT NULL" for c in self.recipe.eval_columns.values())
+        table = ds.to_table(columns=cols, filter=f"({where}) AND ({present})" if present else where)
+        if key:
+            table = table.sort_by(key)
+        if self.limit:
+            table = table.slice(0, self.limit)
+        for start in range(0, table.num_rows, batch_size):
+            chunk = table.slice(start, batch_size)
+            out: dict[str, Any] = {"key": chunk.column(key).to_pylist() if key else list(range(start, start + len(chunk)))}
+            for logical, col in self.recipe.eval_columns.items():
+                out[logical] = _values(chunk.column(col), self.columns[logical].shape)
+            yield out
+
+    def progress(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+
+def _values(col, shape):
+    import pyarrow as pa
+    arr = col.combine_chunks()
+    if pa.types.is_fixed_size_list(arr.type):
+        flat = arr.flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape((len(arr), *(shape or (arr.type.list_size,))))
+    return arr.to_pylist()
+
+
+def _plain(value):
+    try:
+        return float(value) if not isinstance(value, (int, str, bool)) else value
+    except (TypeError, ValueError):
+        return str(value)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def split_filter(project: Project, recipe: Recipe, split: str | None = None) -> str:
+    """SQL selecting the recipe's rows: its slice's rows of `split` (the recipe's by default)."""
+    column = project.slices[recipe.slice].column
+    split = recipe.spec.split if split is None else split
+    return f"{column} = {sql_quote(split)}" if split else f"{column} IS NOT NULL"
+
+
+def _dataset(project: Project, version: int | str | None = None):
+    """The table (its branch) at `version`: a number or a tag; None: the latest."""
+    return require_dataset(table_ref(project), version)
+
+
+def pinned_version(recipe: Recipe) -> int | str | None:
+    """The version the recipe's ``table: {version: N | tag: NAME}`` pins, or None (the latest)."""
+    return recipe.spec.table.pin if recipe.spec.table is not None else None
+
+
+def _recipe(project: Project, name: str) -> Recipe:
+    if name not in project.spec.recipes:
+        raise UsageError(f"unknown recipe {name!r}; recipes: {', '.join(project.spec.recipes) or '(none defined)'}")
+    return project.recipes[name]
+
+
+def check_ready(project: Project, recipe: Recipe, ds) -> None:
+    """Training reads what apply materialized: everything the recipe depends on must be fresh.
+    A recipe pinned to a version (or tag) reads that version as it is: its columns must be
+    there, and the manifest records what the spec would now compute differently."""
+    from ..planning.planner import build_plan
+    if recipe.spec.table is not None:
+        missing = [c for c in [project.slices[recipe.slice].column, *recipe.columns.values()]
+                   if c not in ds.schema.names]
+        if missing:
+            raise RunError(f"recipe {recipe.name!r} is pinned to {_pin_text(recipe)} (version {ds.version}), "
+                           f"which has no column {', '.join(map(repr, missing))}; pin a version that has them")
+        _check_rows(project, recipe, ds)
+        return
+    needed = project.graph.ancestors(f"recipe:{recipe.name}")
+    plan = build_plan(project, ds, None)
+    behind = [s for s in plan.steps if s.has_work and
+              (f"feature:{s.name}" in needed or f"slice:{s.name}" in needed)]
+    if behind:
+        what = "; ".join(f"{s.name}: {s.action}" + (f" ({s.reasons[0]})" if s.reasons else "") for s in behind)
+        raise RunError(f"recipe {recipe.name!r} reads columns that are not up to date ({what}); "
+                       "run 'featurekit apply' first")
+    _check_rows(project, recipe, ds)
+
+
+def _check_rows(project: Project, recipe: Recipe, ds) -> None:
+    """The training split has rows (a version pinned before the slice was computed has none)."""
+    if not ds.count_rows(filter=split_filter(project, recipe)):
+        where = f"{_pin_text(recipe)} (version {ds.version})" if recipe.spec.table is not None else \
+            f"version {ds.version}"
+        raise RunError(f"recipe {recipe.name!r}: split {recipe.spec.split!r} of slice {recipe.slice!r} has no rows "
+                       f"at {where}; the slice keeps none there (or was not computed yet)")
+
+
+def _pin_text(recipe: Recipe) -> str:
+    pin = recipe.spec.table
+    return f"tag {pin.tag!r}" if pin.tag is not None else f"version {pin.version}"
+
+
+def behind_spec(project: Project, recipe: Recipe, ds) -> list[str]:
+    """What the spec would compute differently from the version a pinned recipe reads."""
+    from ..planning.planner import build_plan
+    needed = project.graph.ancestors(f"recipe:{recipe.name}")
+    return [f"{s.name}: {s.action}" + (f" ({s.reasons[0]})" if s.reasons else "")
+            for s in build_plan(project, ds, None).steps
+            if s.has_work and (f"feature:{s.name}" in needed or f"slice:{s.name}" in needed)]
+
+
+def _run_dir(project: Project, recipe: Recipe, resume: bool) -> tuple[Path, bool]:
+    out = project.root / recipe.spec.output
+    latest = out / LATEST
+    if resume:
+        if not latest.exists():
+            raise UsageError(f"--resume: no run to resume in {out}; run 'featurekit train' without --resume")
+        return out / latest.read_text().strip(), True
+    name = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = out / name
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = out / f"{name}-{n}"
+    run_dir.mkdir(parents=True)
+    latest.write_text(run_dir.name + "\n")
+    return run_dir, False
+
+
+def _discard(run_dir: Path, previous_latest: str | None) -> None:
+    """A new run that stopped before its first step: its folder goes, LATEST names what it did."""
+    import shutil
+    shutil.rmtree(run_dir, ignore_errors=True)
+    latest = run_dir.parent / LATEST
+    if previous_latest:
+        latest.write_text(previous_latest)
+    else:
+        latest.unlink(missing_ok=True)
+
+
+def find_run(project: Project, recipe: Recipe, run: str | Path | None) -> Path | None:
+    if run is not None:
+        path = Path(run)
+        if not (path / MANIFEST).exists():
+            raise UsageError(f"--run {run}: no {MANIFEST} there; give a folder 'featurekit train' made")
+        return path
+    out = project.root / recipe.spec.output
+    runs = sorted((p for p in out.glob("*/") if (p / MANIFEST).exists() and not p.name.startswith("eval-base-")),
+                  key=lambda p: p.name, reverse=True)
+    for run_dir in runs:  # the newest finished run (a failed or interrupted one has no final model)
+        if str(json.loads((run_dir / MANIFEST).read_text()).get("status", "")).startswith("finished"):
+            return run_dir
+    if runs:
+        status = json.loads((runs[0] / MANIFEST).read_text()).get("status")
+        raise UsageError(f"no finished run of recipe {recipe.name!r} in {out}: the newest, {runs[0].name}, is "
+                         f"{status!r}; finish it ('featurekit train --resume'), give --run DIR, or --base-only")
+    raise UsageError(f"no trained run of recipe {recipe.name!r} in {out}: run 'featurekit train' first, "
+                     "or evaluate the base model alone with --base-only")
+
+
+def model_note(recipe: Recipe) -> str | None:
+    """What a model folder says about itself (``featurekit_note`` in its config.json), e.g. that
+    it is a tiny random model: every output naming it repeats that."""
+    model = getattr(recipe.runtime_params, "model", None)
+    path = Path(model) / "config.json" if isinstance(model, str) else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("featurekit_note")
+    except (OSError, ValueError):
+        return None
+
+
+# -- train ----------------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+def train(project: Project, recipe_name: str, *, resume: bool = False, steps: int | None = None,
+          quiet: bool = False) -> TrainResult:
+    recipe = _recipe(project, recipe_name)
+    ds = _dataset(project, pinned_version(recipe))
+    if not resume:
+        check_ready(project, recipe, ds)  # before a run folder exists: a refused run leaves nothing
+    latest = project.root / recipe.spec.output / LATEST
+    previous_latest = latest.read_text() if latest.exists() else None
+    run_dir, resuming = _run_dir(project, recipe, resume)
+    manifest_path = run_dir / MANIFEST
+    previous = json.loads(manifest_path.read_text()) if resuming and manifest_path.exists() else None
+    target = steps if steps is not None else getattr(recipe.params, "steps", None)
+    done = (previous or {}).get("final", {}).get("steps")
+    if previous and str(previous.get("status", "")).startswith("finished") and isinstance(done, int) \
+            and isinstance(target, int) and done >= target:
+        raise UsageError(f"--resume: {run_dir} already finished its {done} steps; nothing to resume "
+                         "(train without --resume for a new run, or give --steps beyond it)")
+    if previous and previous["table"].get("branch") != table_ref(project).branch:
+        was = previous["table"].get("branch")
+        raise UsageError(f"--resume: {run_dir} trained on " + (f"branch {was!r}" if was else "main")
+                         + "; resume it with " + (f"--branch {was}" if was else "no --branch"))
+    version = previous["table"]["version"] if previous else ds.version  # a resumed run reads what it started on
+    ds = _dataset(project, version)
+    seed = int(getattr(recipe.params, "seed", 0) or 0)
+    columns = column_infos(ds, recipe.columns)
+    manifest = _manifest(project, recipe, ds, seed, columns, previous, run_dir)
+    if steps is not None:
+        manifest["steps_override"] = steps  # `--steps N`: the run trains N steps, not params.steps
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    progress = Progress(quiet)
+    run = _TrainRun(project, recipe, run_dir, version, seed, steps, resuming, columns, progress)
+    started = time.perf_counter()
+    discarded = False
+    try:
+        metrics = recipe.make_trainer().train(run) or {}
+    except BaseException as exc:
+        if not resuming and not run.history:  # stopped before its first step: nothing to keep or resume
+            discarded = True
+            _discard(run_dir, previous_latest)
+        elif resuming and isinstance(exc, (UsageError, SpecError)):
+            manifest["status"] = previous.get("status", manifest.get("status")) if previous else manifest.get("status")
+        elif isinstance(exc, KeyboardInterrupt):
+            manifest["status"] = "interrupted: resume with 'featurekit train --resume'"
+        else:
+            manifest["status"] = f"failed: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        progress.close()
+        if not discarded:
+            manifest["wall_seconds"] = round(manifest.get("wall_seconds", 0) + time.perf_counter() - started, 2)
+            manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    manifest.update(status="finished", final=metrics, final_loss=metrics.get("loss"))
+    manifest["loader"] = [{"version": getattr(ld, "version", version), "skipped": getattr(ld, "skipped", None)}
+                          for ld in run.loaders[:1]]
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    plot_losses(run_dir)
+    return TrainResult(run_dir, metrics, manifest)
+
+
+def _manifest(project: Project, recipe: Recipe, ds, seed: int, columns: dict[str, ColumnInfo],
+              previous: dict | None, run_dir: Path) -> dict[str, Any]:
+    sl = project.slices[recipe.slice]
+    stored = stored_slices(ds.schema).get(sl.name)
+    feats = stored_features(ds.schema)
+    manifest = {
+        "recipe": recipe.name, "trainer": recipe.trainer_cls.name, "trainer_version": recipe.trainer_cls.version,
+        "params": recipe.params.model_dump(mode="json"),  # --steps, when given, is recorded as steps_override
+        "spec": spec_provenance(project.path),
+        "table": {"uri": project.table_uri if "://" in project.table_uri else os.path.abspath(project.table_uri),
+                  "version": ds.version, "branch": table_ref(project).branch,
+                  **({"pinned": _pin_text(recipe), "behind_spec": behind_spec(project, recipe, ds)}
+                     if recipe.spec.table is not None else {})},
+        "slice": {"name": sl.name, "fingerprint": stored.fingerprint if stored else None,
+                  "split": recipe.spec.split, "eval_split": recipe.spec.eval.split if recipe.spec.eval else None},
+        "columns": {k: {"column": c.column, "feature": c.feature, "fingerprint": c.fingerprint,
+                        "type": str(c.type), "shape": c.shape} for k, c in columns.items()},
+        "features": {c.feature: feats[c.feature].fingerprint for c in columns.values() if c.feature in feats},
+        "seed": seed, "software": software(project.registry), **who(), "run_dir": str(run_dir),
+        "model_note": model_note(recipe),
+        "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if previous is not None:
+        manifest["resumes"] = previous.get("resumes", []) + [{k: previous.get(k) for k in
+                                                               ("started", "status", "command", "wall_seconds")}]
+        manifest["wall_seconds"] = previous.get("wall_seconds", 0)
+        manifest["started"] = previous.get("started")
+    return manifest
+
+
+def _drop_steps_from(path: Path, step: int) -> None:
+    """Remove the entries of `step` and later from metrics.jsonl (steps an interrupted run
+    logged after the checkpoint a resume starts from): each step appears once."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", -1) < step]
+    if len(kept) != len(lines):
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def plot_losses(run_dir: Path) -> Path | None:
+    """loss.png from metrics.jsonl (needs matplotlib; without it, no picture)."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if isinstance(r.get("loss"), (int, float))]
+    if not rows:
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(run_dir.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run_dir / "loss.png"
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+# -- eval -----------------------------------------------------------------------------------
+
+@dataclass
+class EvalResult:
+    run_dir: Path | None
+    out_dir: Path
+    metrics: dict[str, Any]
+    predictions: int
+    note: str | None = None
+
+
+def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = None, limit: int | None = None,
+             base_only: bool = False, quiet: bool = False) -> EvalResult:
+    recipe = _recipe(project, recipe_name)
+    if recipe.spec.eval is None:
+        raise UsageError(f"recipe {recipe_name!r} has no eval: section; add eval: {{split: <split>}}")
+    run_dir = None if base_only else find_run(project, recipe, run)
+    version = json.loads((run_dir / MANIFEST).read_text())["table"]["version"] if run_dir else \
+        _dataset(project, pinned_version(recipe)).version
+    ds = _dataset(project, version)
+    columns = column_infos(ds, recipe.eval_columns)
+    limit = limit or recipe.spec.eval.limit
+    total = ds.count_rows(filter=split_filter(project, recipe, recipe.spec.eval.split))
+    if not total:
+        raise RunError(f"recipe {recipe.name!r}: split {recipe.spec.eval.split!r} of slice {recipe.slice!r} has no "
+                       f"rows at table version {version}; run 'featurekit apply' (or pin a version where the slice "
+                       "is computed)")
+    bar = None
+    if not quiet:
+        import sys
+
+        from tqdm import tqdm
+        bar = tqdm(total=min(total, limit or total), unit="row", file=sys.stderr, desc="eval",
+                   disable=not sys.stderr.isatty())
+    er = _EvalRun(project, recipe, run_dir, limit, version, columns, bar)
+    try:
+        result = recipe.make_trainer().evaluate(er) or {}
+    finally:
+        if bar is not None:
+            bar.close()
+    out_dir = run_dir or (project.root / recipe.spec.output / f"eval-base-{time.strftime('%Y%m%d-%H%M%S')}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = result.get("metrics", {})
+    predictions = result.get("predictions", [])
+    (out_dir / "eval.json").write_text(json.dumps({
+        "recipe": recipe.name, "model_note": model_note(recipe), "split": recipe.spec.eval.split, "table_version": version, "limit": limit,
+        "run": str(run_dir) if run_dir else None, "metrics": metrics, **{k: v for k, v in result.items()
+                                                                          if k not in ("metrics", "predictions")}},
+        indent=2, default=str))
+    with open(out_dir / "predictions.jsonl", "w") as fh:
+        for p in predictions:
+            fh.write(json.dumps(p, default=str) + "\n")
+    return EvalResult(run_dir, out_dir, metrics, len(predictions), model_note(recipe))
+
+
+def render_eval(result: EvalResult) -> str:
+    metrics = result.metrics
+    names = sorted({k for m in metrics.values() for k in m})
+    width = max([len(n) for n in names] + [6])
+    lines = [f"{'':<{width}}  " + "  ".join(f"{model:>10}" for model in metrics)]
+    for n in names:
+        cells = []
+        for m in metrics.values():
+            v = m.get(n)
+            cells.append(f"{v:>10.4f}" if isinstance(v, float) else f"{v!s:>10}")
+        lines.append(f"{n:<{width}}  " + "  ".join(cells))
+    where = result.out_dir / "eval.json"
+    lines.append(f"written: {where} and predictions.jsonl ({result.predictions} rows)")
+    if result.note:
+        lines.append(f"model: {result.note}")
+    return "\n".join(lines)
