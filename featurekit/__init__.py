@@ -6,8 +6,7 @@ Nothing heavy is imported here: torch, transformers, geneva and ray belong to pl
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError
 from .plugins.extractor import Extractor, Resources, runtime_field
 from .plugins.hookspecs import hookimpl

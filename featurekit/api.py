@@ -6,53 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engine import Reporter, RunResult
-from .errors import FeaturekitError, RunError, UsageError
+from .errors import RunError, UsageError
 from .ingest.prepare import prepare_ingest, remember_in_sync
 from .lifetime import disk_full
 from .planning.planner import Plan, build_plan
-from .planning.resolve import Project, resolve, table_uri
-from .plugins.registry import Registry, default_registry
-from .spec.document import load_document
-from .table.handle import TableRef, check_new_tag, create_tag, ensure_branch, open_dataset, require_dataset, table_ref
-from .table.handle import with_branch as _with_branch
+from .planning.project import project_of
+from .planning.resolve import Project
+from .plugins.registry import Registry
+from .table.handle import check_new_tag, create_tag, ensure_branch, open_dataset, require_dataset, table_ref
 from .table.lock import table_lock
-
-
-def load_spec(path: str | Path, *, registry: Registry | None = None, branch: str | None = None) -> Project:
-    """Parse, validate and resolve a spec; raises `SpecError` listing every problem.
-    `branch`: read and apply onto that Lance branch of the table (overrides `table.branch`)."""
-    path = Path(path)
-    doc = load_document(path)
-    registry = registry or default_registry()
-    schema = _peek_schema(doc, path, branch)
-    return _with_branch(resolve(doc, registry, path, schema), branch)
-
-
-def _peek_schema(doc, path: Path, branch: str | None = None):
-    """The table's schema (columns the spec may name), before the spec is validated: a
-    spec that does not say where its table is, or cannot reach it yet, resolves without."""
-    data = doc.data if isinstance(doc.data, dict) else {}
-    table = data.get("table")
-    if not (isinstance(table, dict) and isinstance(table.get("db"), str) and isinstance(table.get("name"), str)):
-        return None
-    from .spec.models import Spec, TableSpec
-    uri = table_uri(Spec.model_construct(table=TableSpec.model_construct(db=table["db"], name=table["name"])), path.parent)
-    options = table.get("storage_options")
-    options = tuple(sorted((str(k), str(v)) for k, v in options.items())) if isinstance(options, dict) else ()
-    branch = branch or (table.get("branch") if isinstance(table.get("branch"), str) else None)
-    ref = TableRef(uri, options, None)
-    try:
-        ds = open_dataset(ref.on(branch)) if branch else None
-        ds = open_dataset(ref) if ds is None else ds
-    except FeaturekitError:  # e.g. an unset environment variable: reported when the table is used
-        return None
-    return ds.schema if ds is not None else None
-
-
-def _project(spec: str | Path | Project, registry: Registry | None, branch: str | None = None) -> Project:
-    if isinstance(spec, Project):
-        return _with_branch(spec, branch)
-    return load_spec(spec, registry=registry, branch=branch)
 
 
 def _selection(project: Project, select: Iterable[str] | None) -> set[str] | None:
@@ -64,7 +26,7 @@ def plan(spec: str | Path | Project, *, select: Iterable[str] | None = None, tie
          prune: bool = False, registry: Registry | None = None, branch: str | None = None) -> Plan:
     """What `apply` would do, and why. Reads the source only if its files changed. On a
     branch that does not exist yet: what apply would do on a new branch from main."""
-    project = _project(spec, registry, branch)
+    project = project_of(spec, registry, branch)
     ref = table_ref(project)
     ds = open_dataset(ref)
     if ds is None and ref.branch:
@@ -97,7 +59,7 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
     `branch`: apply onto that Lance branch, created from main's current version when it does
     not exist; main and its readers are untouched. `tag`: tag the version the apply leaves
     (the one it produced, or the current one when there was nothing to do)."""
-    project = _project(spec, registry, branch)
+    project = project_of(spec, registry, branch)
     ref = table_ref(project)
     if project.deferred and open_dataset(ref.main) is None:
         raise UsageError("; ".join(p.message.split(":")[0] for p in project.deferred) + ": nothing to apply yet")
@@ -159,7 +121,7 @@ def status(spec: str | Path | Project, *, registry: Registry | None = None, erro
     """Per feature: fresh or stale, rows computed, failed (first errors), pending, outside its
     `only:` slice; per slice: rows per split. See `featurekit.status.Status`."""
     from .commands.status import table_status
-    project = _project(spec, registry, branch)
+    project = project_of(spec, registry, branch)
     if table_ref(project).branch:
         require_dataset(table_ref(project))  # a branch that does not exist is an error, not "new"
     return table_status(project, errors=errors)
@@ -170,7 +132,7 @@ def slice(spec: str | Path | Project, name: str, *, registry: Registry | None = 
     """A stored slice: rows per split, rows removed by each step, duplicate groups, leaks, the
     change made by the last apply; `.keys(split)` lists a split's row keys."""
     from .curation.report import build_report
-    project = _project(spec, registry, branch)
+    project = project_of(spec, registry, branch)
     if name not in project.slices:
         raise UsageError(f"unknown slice {name!r}; slices: {', '.join(project.slices) or '(none defined)'}")
     return build_report(project, name, require_dataset(table_ref(project)))
@@ -181,7 +143,7 @@ def sample(spec: str | Path | Project, rows: int, *, select: Iterable[str] | Non
     """Run each feature the apply would compute on `rows` sample rows, commit nothing, and
     estimate the real apply's time and storage. See `featurekit.sample.SampleReport`."""
     from .commands.sample import sample_run
-    project = _project(spec, registry, branch)
+    project = project_of(spec, registry, branch)
     return sample_run(project, plan(project, select=select, tier=tier), rows)
 
 
@@ -189,4 +151,4 @@ def branches(spec: str | Path | Project, *, registry: Registry | None = None):
     """The table's Lance branches: base version, latest version, and the features and slices
     whose fingerprints differ from main. See `featurekit.branches.BranchReport`."""
     from .commands.branches import branch_report
-    return branch_report(_project(spec, registry))
+    return branch_report(project_of(spec, registry))

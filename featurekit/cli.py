@@ -394,10 +394,10 @@ def schema(markdown):
     """Print the JSON Schema of the spec format, with installed extractors' params (for editors)."""
     from .plugins.registry import default_registry
     if markdown:
-        from .spec.reference import spec_reference
+        from .commands.schema import spec_reference
         click.echo(spec_reference(default_registry()), nl=False)
         return
-    from .spec.schema import spec_schema
+    from .commands.schema import spec_schema
     click.echo(json.dumps(spec_schema(default_registry()), indent=2))
 
 

@@ -80,14 +80,30 @@ class _Worker:
 
 
 _WORKER = _Worker()
+_PARENT_ONLY: set[int] = set()  # descriptors a worker must not keep (the table lock's)
+
+
+@contextmanager
+def parent_only(fd: int):
+    """While the block runs, a worker process started by featurekit closes its copy of `fd`
+    first thing: a forked copy of the table lock's descriptor would keep the lock alive
+    after this process died."""
+    _PARENT_ONLY.add(fd)
+    try:
+        yield
+    finally:
+        _PARENT_ONLY.discard(fd)
+
+
+def parent_only_fds() -> tuple[int, ...]:
+    return tuple(_PARENT_ONLY)
 
 
 def worker_init(parent_pid: int, board: CallBoard | None = None) -> None:
     """Pool initializer: runs first in every worker process (fork or spawn)."""
-    from .table.lock import held_lock_fds
     if board is not None:
         _WORKER.board, _WORKER.slot = board, board.claim()
-    for fd in held_lock_fds():  # forked copies of the table lock: not ours to hold
+    for fd in parent_only_fds():  # forked copies of the table lock: not ours to hold
         _release_fd(fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides what Ctrl-C means
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and may always end a worker

@@ -165,11 +165,9 @@ def _rows(root, n, start=0):
 
 @pytest.fixture
 def probe(tmp_path, monkeypatch):
-    import featurekit.api
     import featurekit.plugins.registry
     reg = registry_with(Embed)
     monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
-    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
     (tmp_path / "raw").mkdir()
     _rows(tmp_path, 60)
     return tmp_path
@@ -222,10 +220,10 @@ class Wide(featurekit.Extractor):
 
 
 def test_the_loader_reads_a_branchs_inherited_files_straight_from_mains_data_folder(probe, run_cli, monkeypatch):
-    import featurekit.api
+    import featurekit.plugins.registry
     np = pytest.importorskip("numpy")
     reg = registry_with(Embed, Wide)
-    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
+    monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
     spec = PINNED.replace("\n    table: PIN", "").replace("extractor: acme.embed", "extractor: acme.wide")
     (probe / "spec.yaml").write_text(spec)
     assert run_cli("apply", "-q", "spec.yaml", cwd=probe)[0] == 0

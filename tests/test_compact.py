@@ -87,8 +87,8 @@ def test_compact_keeps_tagged_and_manifest_pinned_versions_and_the_next_apply_is
 
 def test_compact_cli_dry_run_and_bad_duration(tmp_path, run_cli, monkeypatch):
     reg = registry_with(Counting)
-    import featurekit.api
-    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
+    import featurekit.plugins.registry
+    monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
     (tmp_path / "spec.yaml").write_text(SPEC)
     write_rows(tmp_path, "a.jsonl", 0, 5)
     featurekit.apply(tmp_path / "spec.yaml", registry=reg)

@@ -101,7 +101,7 @@ def test_a_new_row_whose_input_was_computed_before_takes_its_value_without_a_cal
 
 def test_an_input_key_ending_in_a_zero_byte_is_found_in_the_table(tmp_path):
     """numpy's fixed-width bytes drop trailing zero bytes; such keys must still match."""
-    from featurekit.engine.inputkeys import input_hashes
+    from featurekit.planning.inputkeys import input_hashes
     reg = registry_with(Counting)
     spec = write(tmp_path, ["seed"])
     fingerprint = featurekit.load_spec(spec, registry=reg).features["n"].fingerprint
@@ -248,8 +248,8 @@ def test_a_feature_stored_without_input_keys_keeps_working_when_its_extractor_st
 def test_the_shared_value_memory_stays_within_its_budget_when_a_piece_repeats_keys(tmp_path):
     """Pieces classified while earlier ones are in flight (the worker-pool path), each repeating
     its keys: every pin is released, so old values leave the memory as new ones come."""
-    from featurekit.engine.inputkeys import input_hashes
     from featurekit.engine.reuse import Reuse
+    from featurekit.planning.inputkeys import input_hashes
     reuse = Reuse(str(tmp_path / "none.lance"), "_fk_n", "fp", "_fkin_n", {"n": pa.binary()}, budget_bytes=10_000)
     addr = 0
     for g in range(20):
@@ -323,7 +323,7 @@ def test_plan_never_reads_image_structs_to_count_distinct_inputs(tmp_path, monke
 
 def test_input_keys_of_unsigned_vectors_beyond_int64():
     """A uint64 vector holding 2**63 or more is keyed (it used to stop the apply)."""
-    from featurekit.engine.inputkeys import input_hashes
+    from featurekit.planning.inputkeys import input_hashes
     big = pa.array([[2 ** 64 - 1, 1], [5, 6], [2 ** 64 - 1, 1]], pa.list_(pa.uint64(), 2))
     keys = input_hashes(pa.table({"v": big})).to_pylist()
     assert keys[0] == keys[2] != keys[1]

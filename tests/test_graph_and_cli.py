@@ -91,9 +91,9 @@ def test_the_json_schema_accepts_a_valid_spec_and_rejects_mistakes():
     import yaml
 
     from conftest import BASE_SPEC
+    from featurekit.commands.schema import spec_schema
     from featurekit.plugins.discovery import make_plugin_manager
     from featurekit.plugins.registry import Registry
-    from featurekit.spec.schema import spec_schema
 
     schema = spec_schema(Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False)))
     validator = jsonschema.Draft202012Validator(schema)
@@ -131,9 +131,9 @@ def test_the_json_schema_accepts_every_form_the_spec_does():
     import jsonschema
     import yaml
 
+    from featurekit.commands.schema import spec_schema
     from featurekit.plugins.discovery import make_plugin_manager
     from featurekit.plugins.registry import Registry
-    from featurekit.spec.schema import spec_schema
 
     registry = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=True))
     validator = jsonschema.Draft202012Validator(spec_schema(registry))

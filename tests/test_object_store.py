@@ -36,11 +36,9 @@ def spec_dict(s3, prefix: str, **table) -> dict:
 
 @pytest.fixture
 def s3_project(s3, tmp_path, monkeypatch):
-    import featurekit.api
     import featurekit.plugins.registry
     reg = registry_with(Embed)
     monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
-    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
     colors = ["red", "green", "blue"]
     (tmp_path / "raw").mkdir()
     rows = [{"id": i, "question": f"what color is {colors[i % 3]}", "answer": colors[i % 3]} for i in range(90)]

@@ -67,11 +67,9 @@ features:
 
 @pytest.fixture
 def sampled(tmp_path, monkeypatch):
-    import featurekit.api
     import featurekit.plugins.registry
     reg = registry_with(Busy, Wide)
     monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
-    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"id": i, "q": "row " * (i % 9 + 1) + str(i)}) + "\n"
                                                  for i in range(2000)))
     (tmp_path / "spec.yaml").write_text(SPEC)

@@ -38,12 +38,9 @@ Embed = color_embed_extractor()
 
 @pytest.fixture
 def trained(tmp_path, run_cli, monkeypatch):
-    import featurekit.api
     import featurekit.plugins.registry
     reg = registry_with(Embed)
-    import featurekit.api
     monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
-    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)  # bound at its import
     (tmp_path / "raw").mkdir()
     colors = ["red", "green", "blue"]
     rows = [{"id": i, "question": f"what color is {colors[i % 3]}", "answer": colors[i % 3]} for i in range(90)]
@@ -140,7 +137,6 @@ def test_a_run_that_fails_before_its_first_step_leaves_nothing_and_eval_uses_the
                                                                                                  monkeypatch):
     import types
 
-    import featurekit.api
     import featurekit.plugins.registry
     from featurekit.plugins.discovery import make_plugin_manager
     from featurekit.plugins.registry import Registry
@@ -149,7 +145,6 @@ def test_a_run_that_fails_before_its_first_step_leaves_nothing_and_eval_uses_the
     mod.featurekit_register_trainers = featurekit.hookimpl(lambda: [Failing])
     reg = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod]))
     monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
-    monkeypatch.setattr(featurekit.api, "default_registry", lambda plugins=(): reg)
     code, _, err = run_cli("eval", "spec.yaml", "--recipe", "probe", cwd=trained)
     assert code == 2 and "no trained run of recipe 'probe'" in err and "--base-only" in err
     assert run_cli("train", "spec.yaml", "--recipe", "probe", "-q")[0] == 0

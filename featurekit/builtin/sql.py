@@ -69,8 +69,8 @@ class SqlExpression(Extractor):
         try:
             out = self._evaluate(empty)
         except (ValueError, OSError) as exc:
-            from ..spec.sql import _lance_message
-            return _lance_message(str(exc)).replace("invalid SQL filter", "invalid SQL expression")
+            from ..spec.sql import lance_message
+            return lance_message(str(exc)).replace("invalid SQL filter", "invalid SQL expression")
         if not _converts(out.type, self.output_type()):
             return f"the expression gives {out.type}, which does not convert to {self.params.type}"
         return None

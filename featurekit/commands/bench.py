@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -239,18 +238,13 @@ def bench(spec: Any, *, recipe: str | None = None, columns: Sequence[str] | None
           branch: str | None = None) -> BenchResult:
     """Measure the readers on `rows` rows sampled from the recipe's split (or the table)."""
     from ..errors import UsageError
-    from ..planning.resolve import Project
-    from ..table.handle import table_ref, with_branch
-    from ..training.dataloader import DataLoader, _open, dataloader
-    if isinstance(spec, Project):
-        project = spec
-    else:
-        from ..api import load_spec
-        project = load_spec(Path(spec), registry=registry)
-    project = with_branch(project, branch)
+    from ..planning.project import project_of
+    from ..table.handle import require_dataset, table_ref
+    from ..training.dataloader import DataLoader, dataloader
+    project = project_of(spec, registry, branch)
     ref = table_ref(project)
     pin = project.spec.recipes[recipe].table if recipe in project.spec.recipes else None
-    ds = _open(ref, pin.pin if pin is not None else None)
+    ds = require_dataset(ref, pin.pin if pin is not None else None)
     cols = bench_columns(project, recipe, columns, ds.schema)
     every = dataloader(project, recipe=recipe, columns=cols, version=ds.version) if recipe else \
         DataLoader(ds, columns=cols)
@@ -267,7 +261,7 @@ def bench(spec: Any, *, recipe: str | None = None, columns: Sequence[str] | None
     order_addr = shuffled.epoch_rows()              # epoch 1: the shuffled order everyone reads in
     position = np.searchsorted(sample_addr, order_addr)
     shapes = {r.column: r.shape for r in shuffled.reads if r.kind == "tensor"}
-    row_bytes = batch_bytes(shuffled._reader.read(np.arange(1)))
+    row_bytes = batch_bytes(shuffled.read_rows(np.arange(1)))
     out = [measure(STAGES[0], shuffled, row_bytes, n, progress),
            measure(STAGES[1], sequential, row_bytes, n, progress)]
     skipped: dict[str, str] = {}

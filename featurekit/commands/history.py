@@ -88,15 +88,13 @@ def _git(cwd: Path, *args: str) -> str:
 def load_at(path: Path, rev: str | None, registry=None):
     """The resolved project of the spec at `rev` (None: the working copy), against the same
     table, so column types and fingerprints compare."""
-    from ..api import _peek_schema, load_spec
-    from ..planning.resolve import resolve
-    from ..plugins.registry import default_registry
+    from ..planning.project import load_spec, resolve_document
     from ..spec.document import load_document
     if rev is None:
         return load_spec(path, registry=registry)
     doc = load_document(Path(path), spec_at(path, rev))
     doc.file = f"{rev}:{Path(path).name}"
-    return resolve(doc, registry or default_registry(), Path(path), _peek_schema(doc, Path(path)))
+    return resolve_document(doc, Path(path), registry=registry)
 
 
 # -- comparing two resolved specs ------------------------------------------------------------

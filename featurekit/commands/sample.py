@@ -324,7 +324,7 @@ def _run_feature(project, f, step: FeatureStep, plan: Plan, rows: pa.Table, file
 def _first_of_each_input(logical: pa.Table, fingerprint: str) -> tuple[pa.Array, pa.Array]:
     """(index of the first row of each distinct input, index into those for every row), by the
     input keys the engine uses (`inputhash.py`)."""
-    from ..engine.inputkeys import input_hashes
+    from ..planning.inputkeys import input_hashes
     keys = input_hashes(logical, fingerprint).to_pylist()
     seen: dict[bytes, int] = {}
     first, where = [], []

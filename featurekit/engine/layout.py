@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from ..planning.inputkeys import HASH_TYPE
 from ..planning.planner import SliceStep
 from ..planning.resolve import Feature, Project, Slice
-from ..table.metadata import feature_metadata, slice_metadata
-from .inputkeys import HASH_TYPE
-from .reuse import hash_column
+from ..table.metadata import feature_metadata, hash_column, slice_metadata
 
 
 def reuses_values(f: Feature) -> bool:

@@ -28,11 +28,11 @@ from ..planning.planner import FeatureStep, Plan, SliceStep, only_filter
 from ..planning.resolve import Feature, Project
 from ..table.datafiles import ColumnFile, commit_replacements, file_version
 from ..table.handle import table_ref, write_dataset
-from ..table.metadata import failure_counts, record_apply, todo_filter
+from ..table.metadata import failure_counts, hash_column, record_apply, todo_filter
 from . import Engine, EngineOptions, FeatureRun, Reporter, RunResult, apply_entry, record_stopped
 from .layout import feature_fields, feature_layout, metadata_updates, plan_layout, reuses_values, slice_fields
 from .pool import WorkerPool
-from .reuse import Reuse, hash_column
+from .reuse import Reuse
 from .work import (
     FeatureError,
     FeatureTask,
@@ -383,7 +383,7 @@ class LocalEngine(Engine):
             fill()
 
     def _pool(self, workers: int) -> WorkerPool:
-        if self.pool is not None and self.pool._max_workers >= workers:
+        if self.pool is not None and self.pool.size >= workers:
             return self.pool
         if self.pool is not None:
             self.pool.shutdown()

@@ -45,7 +45,7 @@ class WorkerPool:
     """A process pool computing pieces; `submit` returns a `PieceFuture`."""
 
     def __init__(self, workers: int, context):
-        self._max_workers = workers
+        self.size = workers
         self.context = context
         self.generation = 0
         self.timed_out: set[int] = set()  # pieces whose call got stuck: their rows fail
@@ -55,8 +55,8 @@ class WorkerPool:
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        self.board = CallBoard(self.context, self._max_workers)
-        return ProcessPoolExecutor(self._max_workers, mp_context=self.context, initializer=worker_init,
+        self.board = CallBoard(self.context, self.size)
+        return ProcessPoolExecutor(self.size, mp_context=self.context, initializer=worker_init,
                                    initargs=(os.getpid(), self.board))
 
     def submit(self, fn, ft: FeatureTask, logical: pa.RecordBatch) -> PieceFuture:

@@ -34,15 +34,9 @@ import pyarrow as pa
 
 from ..table.metadata import open_dataset, sql_quote
 
-HASH_PREFIX = "_fkin_"
 DEFAULT_BUDGET = 1 << 30
 ADDR_CHUNK = 5000  # row addresses per Lance filter
 SMALL_VALUE = 4096  # bytes a row below which memo entries are views into the computed batch
-
-
-def hash_column(feature: str) -> str:
-    """The column holding a feature's input keys."""
-    return HASH_PREFIX + feature
 
 
 @dataclass
@@ -63,7 +57,7 @@ class ReusePlan:
 
     @property
     def hashes(self) -> pa.Array:
-        from .inputkeys import HASH_TYPE
+        from ..planning.inputkeys import HASH_TYPE
         return pa.array(self.keys, HASH_TYPE)
 
 

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..lifetime import deadline
+from ..planning.inputkeys import HASH_TYPE, input_hashes
 from ..plugins.extractor import Extractor, binary_view, type_matches
 from ..plugins.rowerrors import RowErrors
 from ..table.datafiles import open_writer, row_offsets
 from ..table.metadata import FAILED_SEP
-from .inputkeys import HASH_TYPE, input_hashes
 
 MAX_ERROR_CHARS = 500
 ERROR_SAMPLE = 5

@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..plugins.source import RowIssue
-from ..spec.models import RESERVED_PREFIX
+from ..table.metadata import INPUTS_PREFIX, STATE_PREFIX
 
 MAX_KEYS_SHOWN = 5
 
 
 def reserved_columns(schema: pa.Schema) -> list[str]:
     """Source columns featurekit would mistake for its own (``_fk_*``)."""
-    return [name for name in schema.names if name.startswith((RESERVED_PREFIX, "_fkin_"))]
+    return [name for name in schema.names if name.startswith((STATE_PREFIX, INPUTS_PREFIX))]
 
 
 def row_locator(path, lines: list[int] | None = None) -> Callable[[int], str]:

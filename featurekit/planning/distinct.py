@@ -14,7 +14,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..engine.inputkeys import input_hashes
+from .inputkeys import input_hashes
 
 SOURCE_COLUMN = "_fk_source"
 

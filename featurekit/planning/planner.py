@@ -16,15 +16,18 @@ from ..errors import UsageError
 from ..ingest.prepare import PreparedIngest, show_keys
 from ..table.handle import table_ref
 from ..table.metadata import (
+    SLICE_VERSION,
     StoredFeature,
     StoredSlice,
     failed_filter,
+    hash_column,
     slice_todo_filter,
+    state_column,
     stored_features,
     stored_slices,
     todo_filter,
 )
-from .resolve import SLICE_VERSION, Feature, Project, Slice, state_column
+from .resolve import Feature, Project, Slice
 
 
 @dataclass(frozen=True)
@@ -452,7 +455,7 @@ def _orphans(project: Project, stored: dict[str, StoredFeature], slices: dict[st
     out = []
     for name, s in sorted(stored.items()):
         if name not in project.features:
-            keys = ("_fkin_" + name,) if "_fkin_" + name in existing else ()  # its input keys (reuse.py)
+            keys = (hash_column(name),) if hash_column(name) in existing else ()  # its input keys
             out.append(OrphanStep(name, s.columns + (state_column(name),) + keys, action))
         elif leftover := tuple(c for c in s.columns if c not in produced):
             out.append(OrphanStep(f"{name} (old outputs)", leftover, action))

@@ -17,19 +17,12 @@ from ..plugins.extractor import Extractor, Resources, describe_type, fingerprint
 from ..plugins.registry import Registry
 from ..plugins.source import Source, expand
 from ..spec.document import Document, Loc
-from ..spec.models import RESERVED_PREFIX, FeatureSpec, RecipeSpec, SliceSpec, Spec, check_name
+from ..spec.models import FeatureSpec, RecipeSpec, SliceSpec, Spec
+from ..spec.names import check_name
 from ..spec.problems import validation_problems
 from ..spec.sql import check_filter, several_statements, sql_columns
-from ..table.metadata import is_featurekit_column
+from ..table.metadata import SLICE_VERSION, is_featurekit_column, state_column
 from .graph import Graph, Node
-
-STATE_PREFIX = RESERVED_PREFIX
-
-
-def state_column(feature: str) -> str:
-    """The companion column recording, per row, the fingerprint it was computed with
-    (or that it failed, and why)."""
-    return f"{STATE_PREFIX}{feature}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +60,6 @@ class Feature:
 
 
 ALL_ROWS = "all"      # the split of a slice without split:
-SLICE_VERSION = "1"   # bump when slice semantics change: every stored slice becomes stale
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def _load_entrypoints(pm: PluginManager) -> None:
 def make_plugin_manager(load_entrypoints: bool | None = None, plugins: Iterable[ModuleType | str] = ()) -> PluginManager:
     """A plugin manager with the built-ins, the installed entry points and `plugins`."""
     pm = PluginManager()
-    from .. import __version__
+    from .._version import __version__
     for name in BUILTIN_PLUGINS:
         pm.register_module(name, name=name, distribution="featurekit", version=__version__)
     if load_entrypoints is None:

@@ -10,26 +10,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .names import NAME_RE, RESERVED_PREFIX, ref_problem
+
 SUPPORTED_VERSIONS = (1,)
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_PREFIX = "_fk_"
-RESERVED_FEATURES = ("source",)  # _fk_source holds each row's source hash, not a feature's state
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def check_name(name: str, what: str) -> str:
-    if not NAME_RE.match(name):
-        raise ValueError(f"{what} name {name!r} must be letters, digits and _, not starting with a digit")
-    if name.startswith(RESERVED_PREFIX):
-        raise ValueError(f"{what} name {name!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
-    if what == "a feature" and name in RESERVED_FEATURES:
-        raise ValueError(f"{what} cannot be named {name!r}: featurekit keeps each row's source hash in "
-                         f"{RESERVED_PREFIX}{name}; rename the feature")
-    return name
 
 
 SECRET_KEY = re.compile(r"secret|password|token|(^|_)key$", re.IGNORECASE)
@@ -70,7 +58,6 @@ class TableSpec(Strict):
     @field_validator("branch")
     @classmethod
     def _branch_name(cls, value: str | None) -> str | None:
-        from ..table.handle import ref_problem
         problem = None if value is None else ref_problem(value, "branch")
         if problem:
             raise ValueError(problem)
@@ -216,7 +203,6 @@ class RecipeTableSpec(Strict):
         if (self.version is None) == (self.tag is None):
             raise ValueError("give version: N or tag: NAME (exactly one)")
         if self.tag is not None:
-            from ..table.handle import ref_problem
             problem = ref_problem(self.tag, "tag")
             if problem:
                 raise ValueError(problem)

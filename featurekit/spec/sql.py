@@ -58,14 +58,14 @@ def check_filter(expr: str, columns: dict[str, Any]) -> str | None:
         # parenthesized: Lance silently ignores trailing junk after a complete expression
         lance.write_dataset(table, uri).scanner(filter=f"({expr})", columns=[]).to_table()
     except (ValueError, OSError) as exc:
-        return _lance_message(str(exc).replace(f"({expr})", expr))
+        return lance_message(str(exc).replace(f"({expr})", expr))
     return None
 
 
 _CHECKS = itertools.count()
 
 
-def _lance_message(text: str) -> str:
+def lance_message(text: str) -> str:
     """Lance's error without the Rust source location and boilerplate."""
     text = re.sub(r",\s*/\S+\.rs:\d+:\d+", "", text).strip()
     text = text.replace("Invalid user input: ", "")

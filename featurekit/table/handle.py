@@ -23,35 +23,9 @@ from functools import cached_property
 from typing import Any
 
 from ..errors import RunError, UsageError
+from ..spec.names import LOCK_PREFIX, check_ref_name
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
-REF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-RESERVED_REFS = ("main",)
-LOCK_PREFIX = "featurekit-writer"  # tags featurekit's writer lock uses (lock.py): never a user's tag
-
-
-def ref_problem(name: str, what: str) -> str | None:
-    """Why `name` cannot be a branch or tag name, or None.
-
-    Lance accepts more (non-ASCII, ``a/b``), but a non-ASCII tag breaks ``tags.list()`` for
-    the whole table in pylance 14.0.2 and ``/`` nests folders: featurekit keeps to plain names."""
-    if not isinstance(name, str) or not REF_NAME.match(name) or ".." in name:
-        return (f"{what} name {name!r} must be 1-100 ASCII letters, digits, '.', '-' or '_', starting with a "
-                "letter or digit, without '..'")
-    if name in RESERVED_REFS:
-        return f"{what} name {name!r} is reserved by Lance for the table's main line"
-    if name.startswith(LOCK_PREFIX):
-        return f"{what} name {name!r} starts with {LOCK_PREFIX!r}, which featurekit's writer lock uses"
-    return None
-
-
-def check_ref_name(name: str, what: str) -> str:
-    problem = ref_problem(name, what)
-    if problem:
-        raise UsageError(problem)
-    return name
-
-
 def expand_options(raw: Mapping[str, str]) -> dict[str, str]:
     """Storage options with ``${NAME}`` replaced from the environment."""
     out = {}
@@ -115,15 +89,6 @@ def table_ref(project) -> TableRef:
     """The table a resolved project reads and writes (its branch, when it names one)."""
     table = project.spec.table
     return TableRef(project.table_uri, tuple(sorted(table.storage_options.items())), table.branch)
-
-
-def with_branch(project, branch: str | None):
-    """`project` reading and writing Lance branch `branch` (the CLI's ``--branch``)."""
-    if branch is None or branch == project.spec.table.branch:
-        return project
-    check_ref_name(branch, "branch")
-    table = project.spec.table.model_copy(update={"branch": branch})
-    return dataclasses.replace(project, spec=project.spec.model_copy(update={"table": table}))
 
 
 # -- opening ------------------------------------------------------------------------------

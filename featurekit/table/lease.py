@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from ..errors import RunError
-from .handle import LOCK_PREFIX
+from ..spec.names import LOCK_PREFIX
 
 LOCK_TAG = LOCK_PREFIX
 TAKEOVER = f"{LOCK_PREFIX}-takeover-"

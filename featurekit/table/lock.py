@@ -6,7 +6,7 @@ Local tables: an advisory ``flock`` on a file beside the table. The kernel relea
 descriptor of its open file is closed, so a holder that dies (SIGKILL, OOM) never leaves
 a stale lock: the next apply takes it over at once. Forked worker processes would inherit
 that descriptor and keep the lock alive after their parent's death, so every worker drops
-its copy first thing (`lifetime.worker_init`, through `held_lock_fds`). The pid written
+its copy first thing (`lifetime.worker_init`, through `lifetime.parent_only`). The pid written
 in the file is only for messages. A branch apply takes the same lock as main's: one writer
 per table.
 """
@@ -17,18 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import RunError
-
-_HELD: set[int] = set()  # descriptors of the locks this process holds
+from ..lifetime import parent_only
 
 
 def lock_path(uri: str) -> Path:
     table = Path(uri)
     return table.parent / f".{table.name}.featurekit-lock"
-
-
-def held_lock_fds() -> tuple[int, ...]:
-    """The lock descriptors this process holds (a forked child must not keep them)."""
-    return tuple(_HELD)
 
 
 @contextmanager
@@ -53,12 +47,11 @@ def table_lock(where):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunError(_busy_message(fh, path, uri)) from None
-        _HELD.add(fh.fileno())
         _write_pid(fh)
         try:
-            yield
+            with parent_only(fh.fileno()):
+                yield
         finally:
-            _HELD.discard(fh.fileno())
             fcntl.flock(fh, fcntl.LOCK_UN)  # the pid stays in the file: only the flock counts
 
 

@@ -15,13 +15,28 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..spec.names import RESERVED_PREFIX
 from .handle import open_dataset  # noqa: F401  (the one way a table is opened; kept here for plugins)
 
 META = "featurekit."
+STATE_PREFIX = RESERVED_PREFIX   # _fk_<feature or slice>: per row, the fingerprint it was computed with
+INPUTS_PREFIX = "_fkin_"         # _fkin_<feature>: per row, the key of its inputs (shared values)
+SLICE_VERSION = "1"   # bump when slice semantics change: every stored slice becomes stale
 SOURCE_META = b"featurekit.source"
 APPLIES_META = b"featurekit.applies"
 APPLIES_KEPT = 100
 FAILED_SEP = "!"
+
+
+def state_column(name: str) -> str:
+    """The companion column recording, per row, the fingerprint a feature (or slice) was
+    computed with (or that it failed, and why)."""
+    return f"{STATE_PREFIX}{name}"
+
+
+def hash_column(feature: str) -> str:
+    """The column holding a feature's input keys (content-addressed compute)."""
+    return INPUTS_PREFIX + feature
 
 
 def sql_quote(value: str) -> str:
@@ -56,7 +71,6 @@ class StoredSlice:
 
 def slice_metadata(sl) -> dict[str, str]:
     """Field metadata of a resolved slice's column."""
-    from ..planning.resolve import SLICE_VERSION
     return {META + "slice": sl.name, META + "version": SLICE_VERSION, META + "fingerprint": sl.fingerprint,
             META + "definition": json.dumps(sl.definition, sort_keys=True),
             META + "inputs": json.dumps(list(sl.columns_used)), META + "splits": json.dumps(list(sl.splits))}
@@ -77,7 +91,7 @@ def stored_slices(schema: pa.Schema) -> dict[str, StoredSlice]:
 def is_featurekit_column(f: pa.Field) -> bool:
     """A column featurekit derived (feature output, slice, state), not source data."""
     md = f.metadata or {}
-    return f.name.startswith(("_fk_", "_fkin_")) or b"featurekit.feature" in md or b"featurekit.slice" in md \
+    return f.name.startswith((STATE_PREFIX, INPUTS_PREFIX)) or b"featurekit.feature" in md or b"featurekit.slice" in md \
         or b"featurekit.state_of" in md or b"featurekit.inputs_of" in md
 
 

@@ -51,7 +51,7 @@ def _git(cwd: Path, *args: str) -> str | None:
 
 def software(registry=None) -> dict[str, Any]:
     """Versions of Python, featurekit, the plugins in use and the libraries results depend on."""
-    from .. import __version__
+    from .._version import __version__
     out: dict[str, Any] = {"python": platform.python_version(), "featurekit": __version__}
     for dist in ("pylance", "pyarrow", "torch", "transformers", "peft", "bitsandbytes", "numpy"):
         try:

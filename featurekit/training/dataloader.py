@@ -21,7 +21,6 @@ import types
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,6 +95,10 @@ class DataLoader:
     @property
     def reads(self) -> list[ColumnRead]:
         return list(self._reader.columns)
+
+    def read_rows(self, positions: np.ndarray) -> dict[str, Any]:
+        """One batch of the rows at `positions` in `row_addresses` (no shuffle, no shard)."""
+        return self._reader.read(positions)
 
     def __len__(self) -> int:
         """Batches per epoch for this rank (the same on every rank)."""
@@ -305,14 +308,9 @@ def dataloader(spec: Any, *, recipe: str | None = None, slice: str | None = None
     Without columns, every feature column of the spec. `version`: a number or a tag (default:
     the recipe's ``table:`` pin, else the latest); `branch`: a Lance branch of the table.
     `options` go to `DataLoader`."""
-    from ..planning.resolve import Project
-    if isinstance(spec, Project):
-        project = spec
-    else:
-        from ..api import load_spec
-        project = load_spec(Path(spec), registry=registry, branch=branch)
-    from ..table.handle import table_ref, with_branch
-    project = with_branch(project, branch)
+    from ..planning.project import project_of
+    from ..table.handle import table_ref
+    project = project_of(spec, registry, branch)
     slice, split, columns = _choose(project, recipe, slice, split, columns)
     if version is None and recipe is not None and project.spec.recipes[recipe].table is not None:
         version = project.spec.recipes[recipe].table.pin  # the recipe pins a version or a tag

@@ -38,9 +38,9 @@ def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None
          branch: str | None = None) -> ReadResult:
     """Read `columns` of the spec's table (its `branch`, at `version`: a number or a tag): rows
     matching `where` (Lance SQL) and the slice/split."""
-    from ..api import _project
+    from ..planning.project import project_of
     from ..table.handle import require_dataset, table_ref
-    project = _project(spec, registry, branch)
+    project = project_of(spec, registry, branch)
     ds = require_dataset(table_ref(project), version)
     check_split(project.spec, project.path, slice, split)
     if slice is not None and slice not in ds.schema.names:

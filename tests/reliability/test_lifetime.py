@@ -83,11 +83,11 @@ def test_a_forked_worker_does_not_hold_the_lock(proj, tmp_path):
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    from featurekit.lifetime import worker_init
-    from featurekit.table.lock import held_lock_fds, lock_path, table_lock
+    from featurekit.lifetime import parent_only_fds, worker_init
+    from featurekit.table.lock import lock_path, table_lock
     uri = str(tmp_path / "data" / "t.lance")
     with table_lock(uri):
-        fd = held_lock_fds()[0]
+        fd = parent_only_fds()[0]
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=worker_init,
                                  initargs=(os.getpid(),)) as pool:
             target = pool.submit(os.readlink, f"/proc/self/fd/{fd}").result()

@@ -1,4 +1,6 @@
-"""The spec reference, generated from the models (docs/reference.md is this, checked by a test)."""
+"""`featurekit schema`: the spec format for editors (JSON Schema, with each installed extractor's
+params as a conditional branch) and for people (the Markdown reference, docs/reference.md,
+generated from the models and checked by a test)."""
 from __future__ import annotations
 
 import typing
@@ -7,7 +9,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from ..plugins.registry import Registry
-from .models import (
+from ..spec.models import (
     DedupeSpec,
     EngineSpec,
     EvalSpec,
@@ -23,6 +25,39 @@ from .models import (
     SplitSpec,
     TableSpec,
 )
+
+
+def spec_schema(registry: Registry) -> dict:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "featurekit spec (format 1)"
+    defs = schema.setdefault("$defs", {})
+    engine = schema["properties"]["engine"]
+    engines = registry.names("engine")
+    # `engine: local` is shorthand for `engine: {kind: local}` (the model's before-validator)
+    schema["properties"]["engine"] = {
+        "description": engine.get("description", ""), "default": "local",
+        "anyOf": [{"type": "string", "enum": engines}, {"$ref": "#/$defs/EngineSpec"}]}
+    defs["EngineSpec"]["properties"]["kind"] = {"type": "string", "enum": engines, "default": "local"}
+    feature = defs["FeatureSpec"]
+    names = registry.names("extractor")
+    feature["properties"]["extractor"] = {"type": "string", "enum": names,
+                                          "description": "an installed extractor"}
+    branches = []
+    for name in names:
+        cls = registry.get("extractor", name).cls
+        params = cls.Params.model_json_schema()
+        for key, sub in params.pop("$defs", {}).items():
+            defs.setdefault(key, sub)
+        branches.append({"if": {"properties": {"extractor": {"const": name}}},
+                         "then": {"properties": {"params": params,
+                                                 "inputs": {"type": "object", "additionalProperties": False,
+                                                            "properties": {k: {"type": "string"} for k in cls.inputs},
+                                                            "required": list(cls.inputs)}}}})
+    if branches:
+        feature["allOf"] = branches
+    return schema
+
 
 SECTIONS = [
     ("top level", Spec), ("table", TableSpec), ("engine", EngineSpec), ("source", SourceSpec),
