@@ -3,7 +3,7 @@
     python benchmarks/train.py                                   # tiny random model, CPU
     python benchmarks/train.py --model Qwen/Qwen2.5-VL-3B-Instruct --quantization nf4   # on a GPU
 
-Both modes run the `qlora` trainer's own step (`featurekit_qwen.training.train_step`: LoRA on
+Both modes run the `qlora` trainer's own step (`featurekit_qwen.loop.train_step`: LoRA on
 the language model, gradient accumulation, AdamW) on the same micro-batches in the same order:
 
 - cached: the language model alone (`lm.load_language_model`, no tower weights), hiddens read
@@ -89,13 +89,13 @@ def micro_batches(data: dict, batch: int, count: int, offset: int):
 def run_mode(args) -> dict:
     import torch
 
-    from featurekit_qwen import lm, training
+    from featurekit_qwen import devices, lm, loop
     from featurekit_qwen.vision import image_processor, prepare_images
     torch.manual_seed(0)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     data = torch.load(args.data, weights_only=False)
-    device = training.resolve_device(args.device)
-    dtype = training.resolve_dtype("auto", device)
+    device = devices.resolve_device(args.device)
+    dtype = devices.resolve_dtype("auto", device)
     load = lm.load_language_model if args.child == "cached" else lm.load_full_model
     model = load(args.model, args.quantization, dtype, device)
     lm.add_lora(model, r=16, alpha=32, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
@@ -103,7 +103,7 @@ def run_mode(args) -> dict:
         lm.enable_activation_checkpointing(model)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    scheduler = training.make_scheduler(optimizer, "constant", 0, args.steps)
+    scheduler = loop.make_scheduler(optimizer, "constant", 0, args.steps)
     vc = model.config.vision_config
     processor = image_processor(vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size)
 
@@ -135,14 +135,14 @@ def run_mode(args) -> dict:
         window = []
         for idx, batch in micro_batches(data, args.batch, args.grad_accum, step * args.batch * args.grad_accum):
             window.append(on_the_fly(idx, batch) if args.child == "tower" else batch)
-        training.train_step(model, optimizer, scheduler, window, data["grid"], device, 1.0)
+        loop.train_step(model, optimizer, scheduler, window, data["grid"], device, 1.0)
         synchronize()
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
     step_s = statistics.median(times)
     return {"mode": args.child, "step_s": step_s, "samples_per_s": args.batch * args.grad_accum / step_s,
-            "cpu_s": statistics.median(cpu_times), "peak_mem_bytes": training.peak_memory(device),
+            "cpu_s": statistics.median(cpu_times), "peak_mem_bytes": loop.peak_memory(device),
             "prepare_s": spent["prepare"] / args.steps, "tower_s": spent["tower"] / args.steps, "device": str(device)}
 
 

@@ -1,38 +1,64 @@
 """featurekit: a YAML spec in, a Lance feature store for multimodal training out.
 
-Public API: `hookimpl`, `Extractor`, `RowErrors`, `Trainer`, `Source`, `load_spec`, `plan`, `apply`, `status`, `slice`,
-`dataloader`, `read`.
-Nothing heavy is imported here: torch, transformers, geneva and ray belong to plugins.
+The surface, and nothing else: what plugin authors subclass (`Extractor`, `Source`,
+`Trainer`, `Engine`, `hookimpl`, `RowErrors`), the errors and their exit codes, and one
+function per command (`featurekit.api`: `validate`, `plan`, `apply`, `status`, `slice`,
+`train`, `evaluate`, `log`, `diff`, `branches`, `bench`, `compact`, `graph`, `sample`,
+`list_plugins`, `schema`, `read`, `dataloader`, `load_spec`) with the values they return.
+Everything else is internal. Nothing heavy is imported here: the API is loaded on first
+use, and torch, transformers, geneva and ray belong to plugins.
 """
 from __future__ import annotations
 
 from ._version import __version__
-from .errors import ExitCode, FeaturekitError, PluginError, RunError, SpecError, UsageError
+from .errors import (
+    CommitConflict,
+    DiskFull,
+    ExitCode,
+    FeaturekitError,
+    LockHeld,
+    LockLost,
+    NotReady,
+    PluginError,
+    RunError,
+    SourceUnreadable,
+    SpecError,
+    TableError,
+    TableNotFound,
+    UsageError,
+)
 from .plugins.extractor import Extractor, Resources, runtime_field
 from .plugins.hookspecs import hookimpl
 from .plugins.rowerrors import RowErrors
 from .plugins.source import Source
 from .plugins.trainer import Trainer
 
-_API = ("apply", "load_spec", "plan", "status", "slice")
+_API = frozenset(("ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "CompactResult", "DataLoader", "EvalResult", "Graph",
+                  "Plan", "PluginsReport", "Project", "ReadResult", "RunResult", "SampleReport", "SliceReport", "SpecDiff", "Status",
+                  "TrainResult", "Validation", "apply", "bench", "branches", "compact", "dataloader", "diff",
+                  "evaluate", "graph", "list_plugins", "load_spec", "log", "plan", "read", "sample", "schema", "slice",
+                  "status", "train", "validate"))
 
 
 def __getattr__(name: str):
-    # The API pulls in YAML, the resolver and the planner: load it on first use, so that
+    # The API pulls in the resolver, the planner and the engines: loaded on first use, so that
     # plugins and worker processes importing featurekit stay light.
+    if name in ("Engine", "EngineOptions"):  # the engine contract, for engine plugins
+        from . import engine
+        return getattr(engine, name)
     if name in _API:
         from . import api
         return getattr(api, name)
-    if name == "read":
-        from .training.read import read
-        return read
-    if name == "dataloader":  # torch is imported only when a loader is built
-        from .training.dataloader import dataloader
-        globals()["dataloader"] = dataloader  # the function, not the submodule of the same name
-        return dataloader
     raise AttributeError(f"module 'featurekit' has no attribute {name!r}")
 
 
-__all__ = ["hookimpl", "Extractor", "Resources", "RowErrors", "runtime_field", "Source", "Trainer", "load_spec", "plan", "apply",
-           "status", "slice", "dataloader", "read",
-           "ExitCode", "FeaturekitError", "PluginError", "RunError", "SpecError", "UsageError", "__version__"]
+__all__ = [
+    "apply", "ApplyLog", "ApplyResult", "bench", "BenchResult", "branches", "BranchReport", "CommitConflict",
+    "compact", "CompactResult", "dataloader", "DataLoader", "diff", "DiskFull", "Engine", "EngineOptions",
+    "EvalResult", "evaluate", "ExitCode", "Extractor", "FeaturekitError", "graph", "Graph", "hookimpl",
+    "list_plugins", "load_spec", "LockHeld", "LockLost", "log", "NotReady", "plan", "Plan", "PluginError",
+    "PluginsReport", "Project", "read", "ReadResult", "Resources", "RowErrors", "RunError", "RunResult",
+    "runtime_field", "sample", "SampleReport", "schema", "slice", "SliceReport", "Source", "SourceUnreadable",
+    "SpecDiff", "SpecError", "status", "Status", "TableError", "TableNotFound", "train", "Trainer", "TrainResult",
+    "UsageError", "validate", "Validation", "__version__",
+]

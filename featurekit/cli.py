@@ -68,23 +68,11 @@ def validate(specs, strict):
     Without the source files (a fresh clone of a specs repository), everything else is
     checked and the checks that waited for the data are listed; --strict fails on them.
     """
-    from .api import load_spec
-    problems = []
-    for path in specs:
-        try:
-            project = load_spec(path)
-        except SpecError as exc:
-            problems.extend(exc.problems)
-            continue
-        if strict and project.deferred:
-            problems.extend(project.deferred)
-            continue
-        click.echo(f"{path}: ok ({len(project.features)} features, {len(project.spec.slices)} slices, "
-                   f"{len(project.spec.recipes)} recipes)")
-        for p in project.deferred:
-            click.echo(f"  waited for the data: {p}")
-    if problems:
-        _fail(SpecError(problems))
+    from .api import validate as check
+    result = check(specs, strict=strict)
+    for summary in result.specs:
+        click.echo(summary.render())
+    result.raise_for_problems()
 
 
 @cli.command(epilog="Example: featurekit plan specs/textvqa.yaml --select +sft")
@@ -99,7 +87,7 @@ def validate(specs, strict):
 def plan(spec, as_json, select, tier, prune, against, branch):
     """Show what apply would do per feature, and why: new, stale (what changed), rows to fill."""
     if against:
-        from .commands.history import diff
+        from .api import diff
         d = diff(spec, against)
         click.echo(d.to_json() if as_json else d.render())
         return
@@ -118,7 +106,7 @@ def diff_(spec, rev1, rev2, as_json):
     """Compare the spec at git revision REV1 with REV2 (default: the working copy): features
     added, removed, changed and exactly why; slices whose membership would change; recipes
     affected. Touches no data."""
-    from .commands.history import diff
+    from .api import diff
     d = diff(spec, rev1, rev2)
     click.echo(d.to_json() if as_json else d.render())
 
@@ -130,11 +118,9 @@ def diff_(spec, rev1, rev2, as_json):
 def log_(spec, as_json, branch):
     """The applies that changed the table, newest first: when, Lance versions, the spec's git
     commit (and whether it was modified), who, and what was computed."""
-    from .api import load_spec
-    from .commands.history import latest_version, log_entries, render_log
-    project = load_spec(spec, branch=branch)
-    entries = log_entries(project)
-    click.echo(json.dumps(entries, indent=2) if as_json else render_log(entries, latest_version(project)))
+    from .api import log
+    applied = log(spec, branch=branch)
+    click.echo(applied.to_json() if as_json else applied.render())
 
 
 @cli.command(epilog="Example: featurekit apply specs/textvqa.yaml --tier 2")
@@ -210,10 +196,8 @@ def compact(spec, older_than, dry_run):
     """Merge small fragments and delete main's old versions, except the latest, tagged ones, each
     branch's starting version, and those a run manifest or a recipe's table.version names (tagged
     featurekit-run-... / featurekit-recipe-...); print the bytes freed. Values are unchanged."""
-    from .api import load_spec
-    from .commands.compact import compact as run_compact
-    from .commands.compact import parse_duration
-    click.echo(run_compact(load_spec(spec), parse_duration(older_than), dry_run=dry_run).render())
+    from .api import compact as run_compact
+    click.echo(run_compact(spec, older_than=older_than, dry_run=dry_run).render())
 
 
 @cli.command(epilog="Example: featurekit status specs/textvqa.yaml --json")
@@ -243,7 +227,7 @@ def slice_(spec, name, as_json, keys_split, gallery, groups, branch):
     """A slice's rows per split, rows removed by each step, duplicate groups, leaks across
     splits, and what the last apply changed. Reads the table; computes nothing."""
     from .api import slice as get_slice
-    report = get_slice(spec, name, branch=branch)
+    report = get_slice(spec, name, branch=branch, gallery=None if keys_split is not None else gallery)
     if keys_split is not None:
         try:
             keys = report.keys(keys_split)
@@ -251,11 +235,8 @@ def slice_(spec, name, as_json, keys_split, gallery, groups, branch):
             raise UsageError(exc.args[0]) from None
         click.echo("\n".join(map(str, keys)))
         return
-    if gallery:
-        from .api import load_spec
-        from .curation.gallery import write_gallery
-        path = write_gallery(load_spec(spec, branch=branch), report, gallery)
-        click.echo(f"wrote {path}", err=True)
+    if report.gallery is not None:
+        click.echo(f"wrote {report.gallery}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     elif not gallery:
@@ -279,11 +260,10 @@ def train(spec, recipe, resume, steps, quiet, branch):
     metrics.jsonl, loss.png and manifest.json (spec and git commit, table version, the
     fingerprints of every column read, seeds, software, wall time, final loss).
     """
-    from .api import load_spec
-    from .training.runs import train as run_train
+    from .api import train as run_train
     if quiet:  # model-loading bars of huggingface libraries too (read when they are first imported)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    result = run_train(load_spec(spec, branch=branch), recipe, resume=resume, steps=steps, quiet=quiet)
+    result = run_train(spec, recipe, resume=resume, steps=steps, quiet=quiet, branch=branch)
     loss = result.metrics.get("loss")
     click.echo(f"trained {recipe}: {result.run_dir}" + (f" (final loss {loss:.4f})" if isinstance(loss, float) else ""))
     if result.manifest.get("model_note"):
@@ -302,9 +282,9 @@ def train(spec, recipe, resume, steps, quiet, branch):
 def eval_(spec, recipe, run_dir, limit, base_only, as_json, branch):
     """Evaluate the base and the tuned model on the recipe's eval split; write eval.json and
     predictions.jsonl into the run folder, print the table."""
-    from .api import load_spec
-    from .training.runs import evaluate, render_eval
-    result = evaluate(load_spec(spec, branch=branch), recipe, run=run_dir, limit=limit, base_only=base_only)
+    from .api import evaluate
+    from .training.runs import render_eval
+    result = evaluate(spec, recipe, run=run_dir, limit=limit, base_only=base_only, branch=branch)
     if as_json:
         click.echo(json.dumps({"metrics": result.metrics, "out": str(result.out_dir),
                                "run": str(result.run_dir) if result.run_dir else None}, indent=2))
@@ -317,8 +297,8 @@ def eval_(spec, recipe, run_dir, limit, base_only, as_json, branch):
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
 def graph(spec, fmt):
     """Print the dependency graph of features, slices and recipes."""
-    from .api import load_spec
-    click.echo(load_spec(spec).graph.render(fmt))
+    from .api import graph as get_graph
+    click.echo(get_graph(spec).render(fmt))
 
 
 @cli.command(epilog="Example: featurekit bench specs/textvqa.yaml --recipe qlora --rows 256")
@@ -335,8 +315,8 @@ def graph(spec, fmt):
 def bench(spec, recipe, columns, rows, batch_size, quiet, as_json, branch):
     """Read throughput (rows/s, GB/s) of training columns on your table: featurekit's loader shuffled and
     sequential, a shuffled LanceDB Permutation, a Parquet copy (temporary) and the page-cache ceiling."""
+    from .api import bench as run_bench
     from .commands.bench import STAGES
-    from .commands.bench import bench as run_bench
     from .progress import StageProgress
     if recipe and columns:
         raise UsageError("give --recipe or --columns, not both")
@@ -364,26 +344,17 @@ def branches(spec, as_json):
 @JSON
 def plugins(as_json):
     """List installed plugins, their versions and what they register."""
-    from .plugins.registry import default_registry
-    reg = default_registry()
-    rows = []
-    for name, kinds in reg.by_plugin().items():
-        origin = reg.origins.get(name)
-        rows.append({"name": name, "distribution": origin.distribution if origin else None,
-                     "version": origin.version if origin else None, **kinds})
-    failures = [{"name": f.name, "distribution": f.distribution, "error": f.error} for f in reg.failures]
+    from .api import list_plugins
+    report = list_plugins()
     if as_json:
-        click.echo(json.dumps({"plugins": rows, "failed": failures, "conflicts": reg.conflicts}, indent=2))
+        click.echo(report.to_json())
     else:
-        for row in rows:
-            click.echo(f"{row['name']} ({row['distribution'] or '?'} {row['version'] or ''})".replace(" )", ")"))
-            for kind in ("extractors", "sources", "engines", "trainers"):
-                if row.get(kind):
-                    click.echo(f"  {kind}: {', '.join(row[kind])}")
-        for f in failures:
+        if report.plugins:
+            click.echo(report.render())
+        for f in report.failed:
             click.echo(f"{f['name']}: FAILED to load: {f['error']}", err=True)
-    if reg.conflicts:
-        for c in reg.conflicts:
+    if report.conflicts:
+        for c in report.conflicts:
             click.echo(f"error: {c}", err=True)
         sys.exit(int(ExitCode.USAGE))
 
@@ -392,13 +363,11 @@ def plugins(as_json):
 @click.option("--markdown", is_flag=True, help="The spec reference as Markdown instead (keys, types, extractors).")
 def schema(markdown):
     """Print the JSON Schema of the spec format, with installed extractors' params (for editors)."""
-    from .plugins.registry import default_registry
+    from .api import schema as get_schema
     if markdown:
-        from .commands.schema import spec_reference
-        click.echo(spec_reference(default_registry()), nl=False)
+        click.echo(get_schema(markdown=True), nl=False)
         return
-    from .commands.schema import spec_schema
-    click.echo(json.dumps(spec_schema(default_registry()), indent=2))
+    click.echo(json.dumps(get_schema(), indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

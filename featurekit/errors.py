@@ -58,6 +58,45 @@ class PluginError(FeaturekitError):
 
 
 class RunError(FeaturekitError):
-    """A run failed: extractor failures above the threshold, engine error, conflict."""
+    """A run failed: extractor failures above the threshold, engine error, conflict.
+
+    The subclasses below are the failures a caller may act on (retry, wait, free space);
+    each is still a `RunError` and exits 1 from the command line."""
 
     exit_code = ExitCode.RUN_FAILED
+
+
+class TableError(RunError):
+    """A failure that concerns one table; `table` names it (its URI)."""
+
+    def __init__(self, message: str, *, table: str | None = None):
+        super().__init__(message)
+        self.table = table
+
+
+class CommitConflict(TableError):
+    """Another writer changed what this commit read; nothing of it was committed. Apply again."""
+
+
+class LockHeld(TableError):
+    """Another featurekit writer holds the table's writer lock; wait for it, then apply again."""
+
+
+class LockLost(TableError):
+    """This writer's lease on an object-store table's lock expired while it ran."""
+
+
+class DiskFull(TableError):
+    """The disk (or quota) holding the table is full; committed work is kept."""
+
+
+class TableNotFound(TableError):
+    """The table (or the branch) does not exist yet: run apply first."""
+
+
+class NotReady(RunError):
+    """What a command reads is not computed yet (a slice, a column behind its spec): run apply."""
+
+
+class SourceUnreadable(RunError):
+    """The spec's source cannot be ingested as it stands (rows refused, files that disagree)."""

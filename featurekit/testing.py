@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from .engine.work import FeatureError, FeatureTask, call_extractor_rows
+from .engine.compute import FeatureError, FeatureTask, call_extractor_rows
 from .plugins.extractor import Extractor
 
 SAMPLES = {
@@ -200,5 +200,5 @@ class TestProject:
         return plan(self.project(), **kwargs)
 
     def table(self) -> pa.Table:
-        from .table.handle import require_dataset, table_ref
-        return require_dataset(table_ref(self.project())).to_table().sort_by(self.key)
+        from .table.handle import Table
+        return Table.of(self.project()).require().to_table().sort_by(self.key)

@@ -325,19 +325,21 @@ def test_an_interrupted_apply_resumes_without_redoing_committed_work(project):
     with pytest.raises(KeyboardInterrupt):
         featurekit.apply(spec, registry=reg, select=["slow"])
     assert sum(v is not None for v in column(project, "slow")) == 20
-    from featurekit.commands.history import UNRECORDED, latest_version, log_entries, render_log
+    from featurekit.commands.log import UNRECORDED
     loaded = featurekit.load_spec(spec, registry=reg)
-    (stopped,) = log_entries(loaded)  # the stopped apply says which versions it made
-    assert stopped["interrupted"] and stopped["version_to"] == latest_version(loaded)
-    assert "stopped early" in render_log(log_entries(loaded), latest_version(loaded))
+    applied = featurekit.log(loaded)
+    (stopped,) = applied.entries  # the stopped apply says which versions it made
+    assert stopped["interrupted"] and stopped["version_to"] == applied.latest
+    assert "stopped early" in applied.render()
     Interrupting.budget = 100
     result = featurekit.apply(spec, registry=reg, select=["slow"])
     assert result.run.features["slow"].computed == 20
     assert column(project, "slow") == [len(q) for q in column(project, "question")]
-    entries = log_entries(loaded)
+    applied = featurekit.log(loaded)
+    entries = applied.entries
     assert [e.get("interrupted") is None for e in entries] == [True, False]
     assert entries[0]["version_from"] == entries[1]["version_to"]  # every version accounted for
-    assert UNRECORDED not in render_log(entries, latest_version(loaded))
+    assert UNRECORDED not in applied.render()
 
 
 def test_tier_limits_what_runs(project):

@@ -7,7 +7,7 @@ from test_efficiency import Counting
 
 import featurekit
 from conftest import registry_with
-from featurekit.commands.compact import compact, parse_duration
+from featurekit import compact
 
 SPEC = """\
 featurekit: 1
@@ -62,9 +62,9 @@ def test_compact_keeps_tagged_and_manifest_pinned_versions_and_the_next_apply_is
     fragments = len(latest.get_fragments())
 
     project = featurekit.load_spec(tmp_path / "spec.yaml", registry=reg)
-    dry = compact(project, parse_duration("0s"), dry_run=True)
+    dry = compact(project, older_than="0s", dry_run=True)
     assert lance.dataset(uri).version == latest.version and dry.bytes_freed > 0  # nothing changed
-    result = compact(project, parse_duration("0s"))
+    result = compact(project, older_than="0s")
     assert result.bytes_freed >= dry.bytes_freed > 0  # plus the files compaction replaced
     assert result.fragments_merged >= 4 and result.fragments_after < fragments
     assert result.tags_created == ["featurekit-run-r-20260101-000000"]
@@ -119,7 +119,7 @@ def test_compact_keeps_the_version_a_branch_starts_from_and_a_recipe_pins(tmp_pa
     featurekit.apply(tmp_path / "spec.yaml", registry=reg)
 
     project = featurekit.load_spec(tmp_path / "spec.yaml", registry=reg)
-    result = compact(project, parse_duration("0s"))
+    result = compact(project, older_than="0s")
     assert result.versions_kept[base] == "branch exp starts here"
     assert f"featurekit-recipe-r-v{recipe_pin}" in result.tags_created
     ds = lance.dataset(uri)

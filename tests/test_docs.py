@@ -1,65 +1,105 @@
-"""The README's plugin example runs as written, and every hook is documented."""
+"""The docs are tested: every Python block of the README and docs/ runs, the plugin example
+package in docs/examples/ passes its own tests, every hook is documented, every relative
+link leads to a file, and the spec reference is generated from the models."""
+import importlib.util
+import inspect
 import re
 import sys
 import textwrap
-import types
 from pathlib import Path
+
+import pytest
 
 import featurekit.plugins.hookspecs as hookspecs
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
+EXAMPLE = DOCS / "examples" / "featurekit-acme"
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+README = (ROOT / "README.md").read_text()
+TEXT = {page: page.read_text() for page in PAGES}
 
 
-def block_after(marker: str) -> str:
-    match = re.search(r"```python\n# " + re.escape(marker) + r"\n(.*?)```", README, re.S)
-    assert match, marker
-    return match.group(1)
+def blocks(lang: str, pages=PAGES) -> list[tuple[Path, str]]:
+    """(page, code) for every ```lang block of `pages`."""
+    return [(page, code) for page in pages for code in re.findall(rf"```{lang}\n(.*?)```", TEXT[page], re.S)]
 
 
-def test_readme_plugin_example_runs(monkeypatch):
-    module = types.ModuleType("featurekit_acme")
-    exec(compile(block_after("featurekit_acme/__init__.py"), "README:featurekit_acme", "exec"), module.__dict__)
-    monkeypatch.setitem(sys.modules, "featurekit_acme", module)
-    test_ns: dict = {}
-    exec(compile(block_after("tests/test_acme.py"), "README:test_acme", "exec"), test_ns)
-    test_ns["test_contract"]()
-
-
-def test_every_hook_is_documented_here_and_in_the_readme():
-    hooks = [n for n in dir(hookspecs) if n.startswith("featurekit_")]
-    assert hooks == ["featurekit_register_engines", "featurekit_register_extractors",
-                     "featurekit_register_sources", "featurekit_register_trainers"]
-    for name in hooks:
-        assert getattr(hookspecs, name).__doc__.strip()
-        assert name in README
-
-
-def test_readme_commands_name_existing_files():
-    root = Path(__file__).parent.parent
-    for path in ("specs/easyvqa-qwen.yaml", "examples/make_easyvqa.py", "examples/make_tiny_qwen.py",
-                 "specs/textvqa-qwen.yaml", "examples/make_sample.py", "plugins/featurekit-image",
-                 "plugins/featurekit-qwen", "constraints.txt"):
-        assert path in README and (root / path).exists()
-
-
-def test_the_spec_reference_is_generated_from_the_models(run_cli):
-    code, out, err = run_cli("schema", "--markdown")
-    assert code == 0
-    committed = (Path(__file__).parent.parent / "docs" / "reference.md").read_text()
-    assert out == committed, "docs/reference.md is stale: FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD=1 " \
-                             "featurekit schema --markdown > docs/reference.md"
-    assert "| `fragment_rows` | `int` | `8192` |" in out
+def example_file(code: str) -> Path | None:
+    """The example package's file a block shows, when its first line names one (`# path`)."""
+    first = code.split("\n", 1)[0]
+    if first.startswith("# ") and (EXAMPLE / first[2:].strip()).is_file():
+        return EXAMPLE / first[2:].strip()
+    return None
 
 
 def python_block_with(needle: str) -> str:
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if needle in b]
-    assert len(blocks) == 1, needle
-    return blocks[0]
+    found = [code for _, code in blocks("python") if needle in code]
+    assert len(found) == 1, needle
+    return found[0]
 
 
-def test_readme_duckdb_recipe_reads_a_table_with_float16_hiddens(project, capsys):
-    """The README's DuckDB sentence, checked: a float16 column breaks every direct query, and
-    the scanner of the other columns it shows works and counts what pylance counts."""
+# -- every Python block runs ------------------------------------------------------------
+
+# The tests below run the blocks holding these strings; the plugin page's blocks are the
+# example package's files, run by test_the_plugin_example_package_passes_its_tests.
+RUNNERS = {
+    "duckdb.sql": "test_duckdb_recipe_reads_a_table_with_float16_hiddens",
+    "featurekit.read(": "test_read_snippet_runs_on_a_table_with_null_hiddens",
+    "featurekit.dataloader(": "test_dataloader_snippet_runs",
+    "lancedb.connect(": "test_plain_reader_snippet_reads_a_slice",
+}
+
+
+def test_every_python_block_is_run_by_a_test():
+    assert blocks("python"), "no Python blocks found"
+    for page, code in blocks("python"):
+        where = f"{page.relative_to(ROOT)}: {code.splitlines()[0]!r}"
+        if example_file(code) is not None:
+            continue
+        runners = [name for needle, name in RUNNERS.items() if needle in code]
+        assert len(runners) == 1, f"{where}: no test runs this block; add one and list it in RUNNERS"
+        assert runners[0] in globals(), runners[0]
+
+
+def test_plugin_page_shows_the_example_files_as_they_are():
+    shown = [(example_file(code), code) for _, code in blocks("python", [DOCS / "plugins.md"])
+             + blocks("toml", [DOCS / "plugins.md"])]
+    assert {path.relative_to(EXAMPLE).as_posix() for path, _ in shown if path} == \
+        {"pyproject.toml", "featurekit_acme/__init__.py", "tests/test_acme.py"}
+    for path, code in shown:
+        assert code.split("\n", 1)[1] == path.read_text(), f"docs/plugins.md shows an old copy of {path}"
+
+
+def test_the_plugin_example_package_passes_its_tests(monkeypatch, featurekit_project):
+    import tomllib
+
+    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "featurekit-acme"
+    assert project["entry-points"]["featurekit"] == {"acme": "featurekit_acme"}
+    package = load_module(monkeypatch, "featurekit_acme", EXAMPLE / "featurekit_acme" / "__init__.py")
+    assert [n for n in dir(package) if n.startswith("featurekit_")] == ["featurekit_register_extractors"]
+    tests = load_module(monkeypatch, "test_acme", EXAMPLE / "tests" / "test_acme.py")
+    fixtures = {"featurekit_project": featurekit_project}
+    names = [n for n in dir(tests) if n.startswith("test_")]
+    assert names == ["test_contract", "test_end_to_end", "test_rows_that_fail_are_reported"]
+    for name in names:
+        fn = getattr(tests, name)
+        fn(**{p: fixtures[p] for p in inspect.signature(fn).parameters})
+
+
+def load_module(monkeypatch, name: str, path: Path):
+    """Import the file at `path` as module `name`, for this test only."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_duckdb_recipe_reads_a_table_with_float16_hiddens(project, capsys):
+    """The DuckDB sentence (docs/storage.md), checked: a float16 column breaks every direct
+    query, and the scanner of the other columns it shows works and counts what pylance counts."""
     import duckdb
     import lance
     import pyarrow as pa
@@ -84,23 +124,22 @@ def test_readme_duckdb_recipe_reads_a_table_with_float16_hiddens(project, capsys
     ds = lance.dataset(project.uri)  # noqa: F841 (the query below names it)
     try:
         duckdb.sql("select count(*) from ds").fetchall()
-        raise AssertionError("DuckDB learned float16: update the README")
+        raise AssertionError("DuckDB learned float16: update docs/storage.md")
     except duckdb.NotImplementedException as exc:
         assert "Unsupported Internal Arrow Type e" in str(exc)
     code = textwrap.dedent(python_block_with("duckdb.sql")).replace("specs/data/textvqa_qwen.lance", project.uri)
     capsys.readouterr()
-    exec(compile(code, "README:duckdb", "exec"), {})
+    exec(compile(code, "docs:duckdb", "exec"), {})
     shown = capsys.readouterr().out
     counts = lance.dataset(project.uri).to_table(columns=["text_dense"]).column("text_dense").value_counts()
     for row in counts.to_pylist():
         assert f"{row['values'] if row['values'] is not None else 'NULL'}" in shown and str(row["counts"]) in shown
 
 
-def test_readme_read_snippet_runs_on_a_table_with_null_hiddens(project, capsys):
-    """The README's read recipe on a table where rows outside the slice have NULL hiddens
-    (what broke the old recipe: 'zero_copy_only was True')."""
-    import lance
-    import numpy as np
+def hiddens_project(project, only: bool = True):
+    """The project with a `vision_tower_hiddens` feature (fp16 rows of shape [3, 2] holding the
+    question id), computed for the text_dense slice's rows (`only`) or every row, and a
+    train/val split."""
     import pyarrow as pa
 
     import featurekit
@@ -121,14 +160,26 @@ def test_readme_read_snippet_runs_on_a_table_with_null_hiddens(project, capsys):
 
     spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  vision_tower_hiddens:\n    tier: 3\n"
                                                 "    extractor: acme.hiddens\n    inputs: {n: question_id}\n"
-                                                "    only: text_dense\nslices:\n")
+                                                + ("    only: text_dense\n" if only else "") + "slices:\n")
                               .replace('where: "ocr_token_count >= 8"', 'where: "ocr_token_count >= 8"\n'
                                        '    split: {fractions: {train: 0.5, val: 0.5}}'))
     reg = registry_with(Hiddens)
     assert featurekit.apply(spec, registry=reg).ok
+    return featurekit.load_spec(spec, registry=reg)
+
+
+def test_read_snippet_runs_on_a_table_with_null_hiddens(project, capsys):
+    """The read recipe (docs/training.md) on a table where rows outside the slice have NULL
+    hiddens (what broke the old recipe: 'zero_copy_only was True')."""
+    import lance
+    import numpy as np
+
+    import featurekit
+
+    spec = hiddens_project(project)
     code = python_block_with("featurekit.read(").replace('"specs/textvqa-qwen.yaml"', "SPEC")
-    ns = {"SPEC": featurekit.load_spec(spec, registry=reg)}
-    exec(compile(code, "README:read", "exec"), ns)
+    ns = {"SPEC": spec}
+    exec(compile(code, "docs:read", "exec"), ns)
     t = lance.dataset(project.uri).to_table(filter="text_dense = 'val'", columns=["question_id"])
     want = sorted(t.column("question_id").to_pylist())
     got = ns["out"]
@@ -145,8 +196,121 @@ def test_readme_read_snippet_runs_on_a_table_with_null_hiddens(project, capsys):
                             format="torch")
     assert -1 not in again["question_id"].tolist() and float(again["vision_tower_hiddens"].min()) >= 0
     # a split the slice does not have is an error, as for the loader
-    import pytest
-
     from featurekit.errors import UsageError
     with pytest.raises(UsageError, match="slice 'text_dense' has no split 'tst' \\(it has: train, val\\)"):
         featurekit.read(ns["SPEC"], ["question_id"], slice="text_dense", split="tst")
+
+
+def test_dataloader_snippet_runs(project):
+    """The loader recipe (docs/training.md): three epochs of every row, batches shaped from the
+    metadata, and the state it saves resumes a new loader."""
+    torch = pytest.importorskip("torch")
+    import lance
+
+    import featurekit
+
+    spec = hiddens_project(project, only=False)
+    code = python_block_with("featurekit.dataloader(").replace('"specs/textvqa-qwen.yaml"', "SPEC")
+    ns = {"SPEC": spec}
+    exec(compile(code, "docs:dataloader", "exec"), ns)
+    loader, batch, state = ns["loader"], ns["batch"], ns["state"]
+    assert loader.version == lance.dataset(project.uri).version and loader.num_rows == 40 and loader.skipped == 0
+    assert list(batch) == ["vision"] and batch["vision"].dtype == torch.float16
+    assert tuple(batch["vision"].shape[1:]) == (3, 2)
+    assert state["version"] == loader.version
+    featurekit.dataloader(spec, columns={"vision": "vision_tower_hiddens"}, batch_size=16,
+                          version=state["version"]).load_state_dict(state)
+
+
+def test_plain_reader_snippet_reads_a_slice(project):
+    """The plain readers (docs/curation.md) select a slice's splits without featurekit."""
+    import lance
+
+    import featurekit
+    from conftest import BASE_SPEC
+
+    spec = project.write_spec(BASE_SPEC.replace('where: "ocr_token_count >= 8"', 'where: "ocr_token_count >= 8"\n'
+                                                '    split: {fractions: {train: 0.5, val: 0.5}}'))
+    assert featurekit.apply(spec).ok
+    code = python_block_with("lancedb.connect(").replace("specs/data", str(project.root / "data"))
+    ns: dict = {}
+    exec(compile(code, "docs:plain-readers", "exec"), ns)
+    ds = lance.dataset(project.uri)
+    for split, table in (("val", ns["val"]), ("train", ns["train"])):
+        assert table.num_rows == ds.count_rows(filter=f"text_dense = '{split}'") > 0
+        assert set(table.column("text_dense").to_pylist()) == {split}
+
+
+# -- the docs say what exists ---------------------------------------------------------------
+
+def test_every_hook_is_documented_in_the_code_and_in_the_docs():
+    hooks = [n for n in dir(hookspecs) if n.startswith("featurekit_")]
+    assert hooks == ["featurekit_register_engines", "featurekit_register_extractors",
+                     "featurekit_register_sources", "featurekit_register_trainers"]
+    for name in hooks:
+        assert getattr(hookspecs, name).__doc__.strip()
+        assert name in TEXT[DOCS / "plugins.md"]
+
+
+def test_readme_commands_name_existing_files():
+    for path in ("specs/easyvqa-qwen.yaml", "examples/make_easyvqa.py", "examples/make_tiny_qwen.py",
+                 "specs/textvqa-qwen.yaml", "examples/make_sample.py", "plugins/featurekit-image",
+                 "plugins/featurekit-qwen", "constraints.txt"):
+        assert path in README and (ROOT / path).exists()
+
+
+def test_the_readme_is_a_front_page():
+    assert len(README) <= 12_000
+    for page in sorted(DOCS.glob("*.md")):
+        assert f"(docs/{page.name})" in README, f"README.md does not link docs/{page.name}"
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_leads_to_a_file():
+    pages = PAGES + sorted(DOCS.glob("examples/*/README.md"))
+    checked = 0
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # links in code are not links
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):
+                continue  # https:, mailto:
+            path, _, fragment = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            assert file.exists(), f"{page.relative_to(ROOT)}: link to {target} leads nowhere"
+            if fragment and file.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", file.read_text(), flags=re.S), re.M)
+                assert fragment in {anchor(h) for h in headings}, f"{page.relative_to(ROOT)}: no heading #{fragment}"
+            checked += 1
+    assert checked > 20
+
+
+def test_whole_specs_in_the_docs_fit_the_json_schema(run_cli, monkeypatch):
+    """Every YAML block of the docs that is a whole spec passes the schema `featurekit schema`
+    prints with the installed plugins (as the README's do in test_graph_and_cli)."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")
+    code, out, _ = run_cli("schema")
+    assert code == 0
+    validator = jsonschema.Draft202012Validator(json.loads(out))
+    specs = [(page, code) for page, code in blocks("yaml") if "featurekit: 1" in code]
+    assert len(specs) >= 2
+    for page, text in specs:
+        errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(yaml.safe_load(text))]
+        assert errors == [], f"{page.relative_to(ROOT)}: {errors}"
+
+
+def test_the_spec_reference_is_generated_from_the_models(run_cli):
+    code, out, err = run_cli("schema", "--markdown")
+    assert code == 0
+    committed = (DOCS / "reference.md").read_text()
+    assert out == committed, "docs/reference.md is stale: FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD=1 " \
+                             "featurekit schema --markdown > docs/reference.md"
+    assert "| `fragment_rows` | `int` | `8192` |" in out

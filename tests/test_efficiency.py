@@ -250,7 +250,9 @@ def test_the_shared_value_memory_stays_within_its_budget_when_a_piece_repeats_ke
     its keys: every pin is released, so old values leave the memory as new ones come."""
     from featurekit.engine.reuse import Reuse
     from featurekit.planning.inputkeys import input_hashes
-    reuse = Reuse(str(tmp_path / "none.lance"), "_fk_n", "fp", "_fkin_n", {"n": pa.binary()}, budget_bytes=10_000)
+    from featurekit.table.handle import Table
+    from featurekit.table.ref import TableRef
+    reuse = Reuse(Table(TableRef(str(tmp_path / "none.lance"))), "_fk_n", "fp", "_fkin_n", {"n": pa.binary()}, budget_bytes=10_000)
     addr = 0
     for g in range(20):
         keys = [f"k{g}_{i}" for i in range(3)]

@@ -71,8 +71,7 @@ def test_log_shows_each_apply_with_its_commit_and_dirty_flag(project, run_cli):
 
 def test_no_git_is_said_never_a_failure(project):
     assert featurekit.apply(project.spec).ok
-    from featurekit.commands.history import log_entries
-    entry = log_entries(featurekit.load_spec(project.spec))[0]
+    entry = featurekit.log(project.spec).entries[0]
     assert entry["spec_file"]["git"] is None and "not in a git repository" in entry["spec_file"]["git_note"]
 
 
@@ -98,7 +97,7 @@ class Scaled(featurekit.Extractor):
 
 def test_diff_says_exactly_which_params_recipe_params_and_source_settings_changed(project):
     from conftest import registry_with
-    from featurekit.commands.history import diff
+    from featurekit import diff
     reg = registry_with(Scaled)
     spec = BASE_SPEC + """\
   probe_rows:

@@ -11,10 +11,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..table.handle import open_dataset, require_dataset, table_ref, visible_tags
+from ..planning.project import project_of
+from ..planning.resolve import Project
+from ..plugins.registry import Registry
+from ..table.handle import Table, open_dataset, visible_tags
 from ..table.metadata import StoredFeature, StoredSlice, stored_features, stored_slices
+from ..table.ref import table_ref
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,11 @@ class BranchReport:
         return "\n".join(lines)
 
 
-def branch_report(project) -> BranchReport:
-    ref = table_ref(project).main
-    main = require_dataset(ref)
+def branches(spec: str | Path | Project, *, registry: Registry | None = None) -> BranchReport:
+    """The table's Lance branches: base version, latest version, rows, and the features and
+    slices whose fingerprints differ from main's; then the table's tags."""
+    ref = table_ref(project_of(spec, registry)).main
+    main = Table(ref).require()
     infos = []
     for name, rec in sorted(main.branches.list().items()):
         ds = open_dataset(ref.on(name))

@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..errors import RunError, UsageError
-from ..table.handle import open_dataset, reopen, table_ref
+from ..errors import TableNotFound, UsageError
+from ..planning.project import project_of
+from ..planning.resolve import Project
+from ..plugins.registry import Registry
+from ..table.handle import Table
 from ..table.lock import table_lock
 
 TAG_PREFIX = "featurekit-run-"
@@ -72,19 +75,23 @@ class CompactResult:
         return "\n".join(lines)
 
 
-def compact(project, older_than: timedelta = timedelta(days=7), dry_run: bool = False) -> CompactResult:
-    """Compact small fragments and clean up old versions (see the module docstring)."""
-    ref = table_ref(project).main  # main's versions; a branch keeps the main version it starts from
-    uri = ref.uri
-    with table_lock(ref):  # no apply writes while files are rewritten and removed
-        ds = open_dataset(ref)
-        if ds is None:
-            raise RunError(f"table {uri} does not exist yet; run 'featurekit apply'")
-        result = CompactResult(uri, dry_run, ds.version, ds.version, len(ds.get_fragments()), 0)
+def compact(spec: str | Path | Project, *, older_than: str | timedelta = "7d", dry_run: bool = False,
+            registry: Registry | None = None) -> CompactResult:
+    """Merge small fragments and delete main's old versions (`older_than`: '30s', '12h', '7d',
+    '2w' or a timedelta), except the latest, tagged ones, each branch's starting version and
+    those a run manifest or a recipe pins (see the module docstring). Values are unchanged."""
+    project = project_of(spec, registry)
+    older_than = parse_duration(older_than) if isinstance(older_than, str) else older_than
+    table = Table.of(project).main  # main's versions; a branch keeps the main version it starts from
+    with table_lock(table.ref):  # no apply writes while files are rewritten and removed
+        if not table.exists:
+            raise TableNotFound(f"table {table.uri} does not exist yet; run 'featurekit apply'", table=table.uri)
+        ds = table.dataset
+        result = CompactResult(table.uri, dry_run, ds.version, ds.version, len(ds.get_fragments()), 0)
         pins = run_pins(project)
-        ds = _compact_fragments(ds, project.spec.table.fragment_rows, dry_run, result)
+        ds = _compact_fragments(table, project.spec.table.fragment_rows, dry_run, result)
         result.fragments_after = len(ds.get_fragments()) if not dry_run else result.fragments_after
-        _cleanup(ds, pins, older_than, dry_run, result, local=not ref.remote)
+        _cleanup(ds, pins, older_than, dry_run, result, local=not table.ref.remote)
         result.version_after = ds.version
         return result
 
@@ -121,8 +128,9 @@ def _tag_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
-def _compact_fragments(ds, target: int, dry_run: bool, result: CompactResult):
+def _compact_fragments(table: Table, target: int, dry_run: bool, result: CompactResult):
     from lance.optimize import Compaction
+    ds = table.dataset
     options = {"target_rows_per_fragment": target}
     plan = Compaction.plan(ds, options)
     result.fragments_merged = sum(len(t.fragments) for t in plan.tasks)
@@ -132,7 +140,7 @@ def _compact_fragments(ds, target: int, dry_run: bool, result: CompactResult):
     from ..lifetime import critical
     with critical():
         ds.optimize.compact_files(**options)
-    return reopen(ds)
+    return table.refresh()
 
 
 def _cleanup(ds, pins: dict[int, list[str]], older_than: timedelta, dry_run: bool, result: CompactResult,

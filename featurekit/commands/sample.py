@@ -21,14 +21,19 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ..planning.planner import FeatureStep, Plan
-from ..table.handle import open_dataset, table_ref
+from ..planning.project import project_of
+from ..planning.resolve import Project
+from ..plugins.registry import Registry
+from ..table.handle import Table
 
 
 @dataclass(frozen=True)
@@ -235,11 +240,20 @@ def encoded_bytes_per_row(table: pa.Table, file_format: str) -> float:
 
 # -- running --------------------------------------------------------------------------------
 
+def sample(spec: str | Path | Project, rows: int, *, select: Iterable[str] | None = None, tier: int | None = None,
+           registry: Registry | None = None, branch: str | None = None) -> SampleReport:
+    """Run each feature the apply would compute on `rows` sample rows, commit nothing, and
+    estimate the real apply's time and storage (`apply --sample N`)."""
+    from .plan import plan as make_plan
+    project = project_of(spec, registry, branch)
+    return sample_run(project, make_plan(project, select=select, tier=tier), rows)
+
+
 def sample_run(project, plan: Plan, n: int) -> SampleReport:
-    ref = table_ref(project)
-    ds = open_dataset(ref)
-    if ds is None and ref.branch is not None:
-        ds = open_dataset(ref.main)  # the branch does not exist yet: it would start as main
+    table = Table.of(project)
+    if not table.exists and table.branch is not None:
+        table = table.main  # the branch does not exist yet: it would start as main
+    ref, ds = table.ref, table.dataset
     steps = [s for s in plan.features if s.has_work]
     needed = [c for s in steps for c in project.features[s.name].inputs.values()]
     if ds is not None and ds.count_rows():
@@ -269,7 +283,7 @@ def sample_run(project, plan: Plan, n: int) -> SampleReport:
 
 
 def _task(f):
-    from ..engine.work import FeatureTask
+    from ..engine.compute import FeatureTask
     return FeatureTask(feature=f.name, extractor_cls=f.extractor_cls, params=f.run_params, inputs=dict(f.inputs),
                        outputs=dict(f.outputs), output_types=dict(f.output_types), state_column=f.state_column,
                        fingerprint=f.fingerprint, upstream_states={}, field_ids={},
@@ -277,8 +291,8 @@ def _task(f):
 
 
 def _run_feature(project, f, step: FeatureStep, plan: Plan, rows: pa.Table, file_format: str):
+    from ..engine.compute import compute_rows, get_extractor, release_extractor
     from ..engine.layout import reuses_values
-    from ..engine.work import compute_rows, get_extractor, release_extractor
     from ..table.metadata import FAILED_SEP
     task = _task(f)
     logical = pa.table({name: rows.column(col) for name, col in f.inputs.items()})
@@ -347,13 +361,13 @@ def _rows_to_compute(step: FeatureStep, plan: Plan) -> tuple[int, bool]:
 
 def _estimate(project, f, plan: Plan, rows: int, per_row: float) -> tuple[float, int]:
     """(seconds to compute `rows`, worker processes) as the local engine runs `f`: the first
-    fragment in this process, the rest in `_workers` processes when the in-process estimate
+    fragment in this process, the rest in `workers_for` processes when the in-process estimate
     passes PARALLEL_AFTER_SECONDS (or workers/timeout ask for them), else in-process."""
     from ..engine.local import PARALLEL_AFTER_SECONDS, LocalEngine
     options = project.spec.engine.options if project.spec.engine.kind == "local" else {}
     per_fragment = project.spec.table.fragment_rows
     fragments = max(1, -(-rows // per_fragment))
-    workers = LocalEngine(options)._workers(f, fragments)
+    workers = LocalEngine(options).workers_for(f, fragments)
     explicit = (f.resources.workers or 0) > 1 or f.resources.timeout
     first = min(rows, per_fragment)
     if workers > 1 and fragments > 1 and (explicit or (rows - first) * per_row > PARALLEL_AFTER_SECONDS):

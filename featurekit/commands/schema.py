@@ -131,3 +131,11 @@ def spec_reference(registry: Registry) -> str:
         if cls.Params.model_fields:
             lines += model_table(cls.Params) + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def schema(*, markdown: bool = False, registry: Registry | None = None) -> dict | str:
+    """The JSON Schema of the spec format with the installed extractors' params (for editors),
+    or with `markdown` the spec reference (docs/reference.md)."""
+    from ..plugins import registry as registries
+    registry = registry or registries.default_registry()
+    return spec_reference(registry) if markdown else spec_schema(registry)

@@ -1,14 +1,15 @@
-"""`featurekit status`: what the table holds against the spec, per feature and per slice.
-
-(Not named status.py: that would shadow the `featurekit.status` function.)"""
+"""`featurekit status`: what the table holds against the spec, per feature and per slice."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..planning.planner import build_plan
+from ..planning.project import project_of
 from ..planning.resolve import Project
-from ..table.handle import open_dataset, table_ref
+from ..plugins.registry import Registry
+from ..table.handle import Table
 from ..table.metadata import applies, failed_filter, sql_quote, stored_features, stored_slices
 
 
@@ -50,11 +51,22 @@ class Status:
         return asdict(self)
 
 
-def table_status(project: Project, errors: int = 3) -> Status:
-    ds = open_dataset(table_ref(project))
+def status(spec: str | Path | Project, *, registry: Registry | None = None, errors: int = 3,
+           branch: str | None = None) -> Status:
+    """Per feature: fresh or stale, rows computed, failed (the first `errors` messages),
+    pending, outside its `only:` slice; per slice: rows per split; the apply log."""
+    project = project_of(spec, registry, branch)
+    table = Table.of(project)
+    if table.branch:
+        table.require()  # a branch that does not exist is an error, not "new"
+    return table_status(project, table, errors=errors)
+
+
+def table_status(project: Project, table: Table, errors: int = 3) -> Status:
+    ds = table.dataset
     if ds is None:
         feats = tuple(FeatureStatus(n, "new", tuple(f.columns), only=f.spec.only) for n, f in project.features.items())
-        return Status(str(table_ref(project)), False, None, 0, feats,
+        return Status(str(table.ref), False, None, 0, feats,
                       slices=tuple(SliceStatus(n, "new") for n in project.slices))
     from ..ingest.prepare import prepare_ingest
     the_plan = build_plan(project, ds, prepare_ingest(project, ds))  # changed or new source rows: pending
@@ -64,7 +76,7 @@ def table_status(project: Project, errors: int = 3) -> Status:
         if name not in project.features:
             out.append(FeatureStatus(name, "orphaned", s.columns))
     slices = tuple(_slice(ds, step) for step in the_plan.slices)
-    return Status(str(table_ref(project)), True, ds.version, rows, tuple(out), tuple(applies(ds.schema)), slices)
+    return Status(str(table.ref), True, ds.version, rows, tuple(out), tuple(applies(ds.schema)), slices)
 
 
 def _feature(project: Project, ds, step, rows: int, errors: int) -> FeatureStatus:

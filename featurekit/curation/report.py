@@ -7,6 +7,7 @@ from the apply log.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -36,11 +37,13 @@ class SliceReport:
     groups: list[dict] = field(default_factory=list)   # duplicate groups, largest first
     change: dict[str, Any] = field(default_factory=dict)  # what the last apply that ran the slice did
     key: str | None = None
-    uri: Any = ""                  # the store.TableRef it was read from (reopened by keys())
+    uri: Any = ""                  # the TableRef it was read from (reopened by keys())
+    gallery: Path | None = None    # the gallery page written, when one was asked for
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("uri")
+        out.pop("gallery")
         return out
 
     def keys(self, split: str) -> list:
@@ -114,8 +117,8 @@ def build_report(project, name: str, ds) -> SliceReport:
     sl = project.slices[name]
     stored = stored_slices(ds.schema).get(name)
     if stored is None or sl.state_column not in ds.schema.names:
-        from ..errors import RunError
-        raise RunError(f"slice {name!r} is not in the table yet; run 'featurekit apply' to compute it")
+        from ..errors import NotReady
+        raise NotReady(f"slice {name!r} is not in the table yet; run 'featurekit apply' to compute it")
     step = build_plan(project, ds, None).slice_step(name)
     splits, removed, waiting, unexamined = slice_counts(ds, name)
     splits = {s: splits.get(s, 0) for s in sl.splits} | {s: n for s, n in splits.items() if s not in sl.splits}

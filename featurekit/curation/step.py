@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..planning.resolve import Project, Slice
-from ..table.datafiles import commit_replacements, file_version, fragment_ids, row_offsets, write_fragment_columns
-from ..table.handle import reopen
-from ..table.metadata import FAILED_SEP, slice_metadata, slice_todo_filter, sql_quote
+from ..table.datafiles import file_version, fragment_ids, replacement, row_offsets, write_fragment_columns
+from ..table.handle import Table
+from ..table.metadata import FAILED_SEP, slice_fields, slice_todo_filter, sql_quote
 from .examine import BLOCKED, DUPLICATE, FROM, NEAR_DUPLICATE, WHERE, Examined, Rows, Rules, encode, examine
 from .neardup import near_pairs
 
@@ -56,11 +56,12 @@ class SliceRun:
         return out
 
 
-def run_slice(project: Project, sl: Slice, full: bool, ds) -> SliceRun:
-    """Examine the slice's rows that need it and commit their membership; `ds` is the table now."""
+def run_slice(project: Project, sl: Slice, full: bool, table: Table) -> SliceRun:
+    """Examine the slice's rows that need it and commit their membership (one version)."""
     started = time.perf_counter()
     run = SliceRun(sl.name, full=full)
-    ds = _prepare_columns(ds, sl)
+    _prepare_columns(table, sl)
+    ds = table.dataset
     reader = _Reader(project, sl, ds, full)
     todo = reader.todo()
     again = None
@@ -74,8 +75,7 @@ def run_slice(project: Project, sl: Slice, full: bool, ds) -> SliceRun:
         values, states = _decide(reader, todo, old, run)
         if full and sl.column in todo.column_names:
             run.previous = _against(todo.column(sl.column).to_pylist(), list(values), list(states))
-        ds = _write(ds, sl, todo.column(ADDR), values, states, full)
-        run.versions.append(ds.version)
+        run.versions.append(_write(table, sl, todo.column(ADDR), values, states, full))
     run.examined = todo.num_rows
     run.seconds = time.perf_counter() - started
     return run
@@ -99,22 +99,12 @@ def _against(before: list, values: list, states: list) -> dict | None:
     return {"stayed": stayed, "joined": joined, "left": left, "moved": moved}
 
 
-def _prepare_columns(ds, sl: Slice):
-    """Add the slice's columns as nulls (metadata only) when they are missing."""
-    want = [pa.field(sl.column, pa.string(), metadata=slice_metadata(sl)),
-            pa.field(sl.state_column, pa.string(), metadata={"featurekit.state_of": sl.name})]
-    missing = [f for f in want if f.name not in ds.schema.names]
+def _prepare_columns(table: Table, sl: Slice) -> None:
+    """Add the slice's columns as nulls (metadata only) when they are missing (an apply has
+    added them already; a slice run on its own has not)."""
+    missing = [f for f in slice_fields(sl) if f.name not in table.schema.names]
     if missing:
-        ds.add_columns(pa.schema(missing))
-        ds = reopen(ds)
-    return ds
-
-
-def finish_metadata(ds, sl: Slice):
-    """Record the slice's definition in its column's metadata, once its rows carry it."""
-    current = {k.decode(): v.decode() for k, v in (ds.schema.field(sl.column).metadata or {}).items()}
-    if current != slice_metadata(sl):
-        ds.update_field_metadata({sl.column: slice_metadata(sl)}, replace=True)
+        table.add_columns(missing)
 
 
 class _Reader:
@@ -406,8 +396,9 @@ def _valid_hashes(col) -> tuple[np.ndarray, np.ndarray]:
     return _hashes(arr.take(pa.array(where, pa.int64()))), where
 
 
-def _write(ds, sl: Slice, addrs: pa.ChunkedArray, values: list, states: list, full: bool):
-    """One new column file per fragment touched, committed together."""
+def _write(table: Table, sl: Slice, addrs: pa.ChunkedArray, values: list, states: list, full: bool) -> int:
+    """One new column file per fragment touched, committed together; returns the version."""
+    ds = table.dataset
     addrs = addrs.combine_chunks()
     frag_of = fragment_ids(addrs).to_numpy()
     offsets = row_offsets(addrs).to_numpy()
@@ -428,6 +419,6 @@ def _write(ds, sl: Slice, addrs: pa.ChunkedArray, values: list, states: list, fu
             col_s[at] = np.array(current.column(sl.state_column).to_pylist(), dtype=object)
         col_v[offsets[mask]] = values_arr[mask]
         col_s[offsets[mask]] = states_arr[mask]
-        table = pa.table([pa.array(col_v, pa.string()), pa.array(col_s, pa.string())], schema=schema)
-        files.append(write_fragment_columns(ds, int(frag_id), table))
-    return commit_replacements(ds, files, ds.version, file_version(ds))
+        columns = pa.table([pa.array(col_v, pa.string()), pa.array(col_s, pa.string())], schema=schema)
+        files.append(write_fragment_columns(ds, int(frag_id), columns))
+    return table.commit(replacement(files, file_version(ds)), ds.version, what=f"slice {sl.name!r}")

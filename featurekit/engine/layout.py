@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from ..planning.inputkeys import HASH_TYPE
 from ..planning.planner import SliceStep
-from ..planning.resolve import Feature, Project, Slice
-from ..table.metadata import feature_metadata, hash_column, slice_metadata
+from ..planning.resolve import Feature, Project
+from ..table.metadata import feature_metadata, hash_column, slice_fields
 
 
 def reuses_values(f: Feature) -> bool:
@@ -36,11 +36,6 @@ def hash_field(f: Feature) -> pa.Field | None:
     if not reuses_values(f):
         return None
     return pa.field(hash_column(f.name), HASH_TYPE, metadata={"featurekit.inputs_of": f.name})
-
-
-def slice_fields(sl: Slice) -> list[pa.Field]:
-    return [pa.field(sl.column, pa.string(), metadata=slice_metadata(sl)),
-            pa.field(sl.state_column, pa.string(), metadata={"featurekit.state_of": sl.name})]
 
 
 def feature_layout(project: Project, f: Feature, schema: pa.Schema) -> tuple[list[str], list[pa.Field]]:

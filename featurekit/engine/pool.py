@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pyarrow as pa
 
 from ..lifetime import CallBoard, forking_workers, hard_limit, set_piece, worker_init
-from .work import FeatureTask, compute_piece_counted
+from .compute import FeatureTask, compute_piece_counted
 
 MAX_RESUBMITS = 8  # a piece resubmitted more often than this gives up (a pool that keeps dying)
 POLL_SECONDS = 0.2  # how often a wait looks at the call board for a stuck call

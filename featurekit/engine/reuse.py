@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..table.metadata import open_dataset, sql_quote
+from ..table.metadata import sql_quote
 
 DEFAULT_BUDGET = 1 << 30
 ADDR_CHUNK = 5000  # row addresses per Lance filter
@@ -64,9 +64,10 @@ class ReusePlan:
 class Reuse:
     """The driver-side memory of one feature run: which inputs have values, and where."""
 
-    def __init__(self, uri: str, state_column: str, fingerprint: str, column: str,
+    def __init__(self, table, state_column: str, fingerprint: str, column: str,
                  output_types: dict[str, pa.DataType], budget_bytes: int = DEFAULT_BUDGET):
-        self.uri, self.state_column, self.fingerprint, self.column = uri, state_column, fingerprint, column
+        self.table = table  # the apply's `Table`: its current version has every committed row
+        self.state_column, self.fingerprint, self.column = state_column, fingerprint, column
         self.output_types = output_types
         self.budget = budget_bytes
         self.memo: OrderedDict[bytes, _Entry] = OrderedDict()
@@ -83,7 +84,7 @@ class Reuse:
         """Keys and row addresses of committed rows computed with this fingerprint, sorted."""
         if self._index is None:
             keys, addrs = np.zeros(0, dtype="S16"), np.zeros(0, dtype=np.uint64)
-            ds = open_dataset(self.uri)
+            ds = self.table.dataset
             if ds is not None and self.column in ds.schema.names:
                 where = f"{self.state_column} = {sql_quote(self.fingerprint)} AND {self.column} IS NOT NULL"
                 table = ds.to_table(columns=[self.column], filter=where, with_row_address=True)
@@ -226,7 +227,7 @@ class Reuse:
         """The values of committed rows at `addrs`, in that order (only those rows are read)."""
         if not addrs:
             return {}
-        ds = open_dataset(self.uri)
+        ds = self.table.dataset
         cols = list(self.output_types)
         parts = [ds.to_table(columns=cols + [self.state_column], with_row_address=True,
                              filter=f"_rowaddr IN ({', '.join(map(str, addrs[k:k + ADDR_CHUNK]))})")
@@ -236,7 +237,7 @@ class Reuse:
         states = table.column(self.state_column).to_pylist()
         missing = [a for a in addrs if a not in position or states[position[a]] != self.fingerprint]
         if missing:
-            raise RuntimeError(f"featurekit: rows {missing[:3]} of {self.uri} no longer hold the value their input "
+            raise RuntimeError(f"featurekit: rows {missing[:3]} of {self.table.uri} no longer hold the value their input "
                                "key promised; run apply again")
         take = pa.array([position[a] for a in addrs], pa.int64())
         return {c: table.column(c).combine_chunks().take(take) for c in cols}

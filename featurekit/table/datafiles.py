@@ -88,16 +88,15 @@ def write_fragment_columns(ds, fragment_id: int, table: pa.Table) -> ColumnFile:
     return out
 
 
-def commit_replacements(where, files: list[ColumnFile], read_version: int, file_format: str):
-    """Commit new column files in place of the old ones, in one Lance version; returns the dataset.
-    `where`: a `store.TableRef`, a URI, or the dataset the files were written beside."""
+def replacement(files: list[ColumnFile], file_format: str):
+    """The Lance operation putting new column files in place of the old ones (one version when
+    committed: `Table.commit`)."""
     import lance
     from lance.fragment import DataFile
 
-    from .handle import commit
     major, minor = (int(v) for v in file_format.split("."))
     groups = [lance.LanceOperation.DataReplacementGroup(
         f.fragment_id, DataFile(f.name, fields=f.field_ids, column_indices=list(range(len(f.field_ids))),
                                 file_major_version=major, file_minor_version=minor))
         for f in files]
-    return commit(where, lance.LanceOperation.DataReplacement(groups), read_version)
+    return lance.LanceOperation.DataReplacement(groups)

@@ -1,94 +1,162 @@
-"""Where a table lives and how featurekit reaches it: every open, write and commit goes through here.
+"""The one handle on a table: every open, write and commit of a command goes through a `Table`.
 
-A `TableRef` is a table's main URI, the object-store options that reach it and, optionally, a
-Lance branch. Why one place: an ``s3://`` table needs its storage options on every call that
-touches storage (opening a dataset, a `LanceFileWriter`, a commit, an append), and a branch
-needs its own root, ``<uri>/tree/<branch>``: a branch's new data files live under that root,
-and a dataset opened any other way (``checkout_version((branch, None))``) reports main's URI,
-so files written beside it would land in main's data folder (notes/lance-facts.md section 4).
+A `Table` is opened once (lazily, on first use) and then follows its own writes: each write
+returns the Lance version it made and the handle moves to it, so nothing reopens the table
+to find out where it stands. A writer outside the handle (a Geneva job) is followed with
+`refresh()`. Readers of a fixed version (`at(version)`) do not move the handle.
 
-Storage options come from the spec's ``table.storage_options``. A value may name environment
-variables as ``${NAME}`` (``$$`` is a literal ``$``); they are expanded when the table is
-first reached, never when the spec is parsed, so a secret stays out of the spec, out of git,
-out of plans and out of the apply log.
+Why one place: an ``s3://`` table needs its storage options on every call that touches
+storage (opening a dataset, a `LanceFileWriter`, a commit, an append), and a branch needs
+its own root (`TableRef.root`).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
-from ..errors import RunError, UsageError
+import pyarrow as pa
+
+from ..errors import CommitConflict, DiskFull, RunError, TableNotFound, UsageError
+from ..lifetime import disk_full
 from ..spec.names import LOCK_PREFIX, check_ref_name
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
-def expand_options(raw: Mapping[str, str]) -> dict[str, str]:
-    """Storage options with ``${NAME}`` replaced from the environment."""
-    out = {}
-    for key, value in raw.items():
-        def sub(m: re.Match, key=key) -> str:
-            if m.group(0) == "$$":
-                return "$"
-            name = m.group(1)
-            if name not in os.environ:
-                raise UsageError(f"table.storage_options.{key}: environment variable {name} is not set; "
-                                 f"export {name}=... (the spec names it so the value stays out of git)")
-            return os.environ[name]
-        out[key] = _VAR.sub(sub, str(value))
-    return out
+from .ref import TableRef, as_ref, table_ref
 
 
-@dataclass(frozen=True)
-class TableRef:
-    """A table: its main URI, its storage options as written in the spec, and a branch (or None).
+class Table:
+    """A table as one command sees it: where it is (`ref`) and its current dataset."""
 
-    Picklable (data-loader workers reopen the table themselves)."""
+    def __init__(self, ref: TableRef):
+        self.ref = ref
+        self._ds = None
+        self._opened = False
 
-    uri: str
-    options: tuple[tuple[str, str], ...] = ()
-    branch: str | None = None
+    @classmethod
+    def of(cls, project) -> Table:
+        return cls(table_ref(project))
 
-    def __str__(self) -> str:
-        return self.uri if self.branch is None else f"{self.uri} (branch {self.branch})"
-
-    @cached_property
-    def storage_options(self) -> dict[str, str] | None:
-        return expand_options(dict(self.options)) or None
+    def __repr__(self) -> str:
+        return f"Table({self.ref}, version={self.version})"
 
     @property
-    def remote(self) -> bool:
-        return "://" in self.uri
+    def uri(self) -> str:
+        return self.ref.uri
 
     @property
-    def root(self) -> str:
-        """Where this ref's manifests and new data files live. A local path is made absolute:
-        a branch records main's path as given when it is created, and a relative one would
-        make the branch unreadable from any other working directory (notes/lance-facts.md)."""
-        base = self.uri if self.remote else os.path.abspath(self.uri)
-        return base if self.branch is None else f"{base.rstrip('/')}/tree/{self.branch}"
+    def branch(self) -> str | None:
+        return self.ref.branch
 
-    def on(self, branch: str | None) -> TableRef:
-        return dataclasses.replace(self, branch=branch)
+    # -- reading --------------------------------------------------------------------------
+    @property
+    def dataset(self):
+        """The dataset at the handle's current version; None while the table (or branch) does not exist."""
+        if not self._opened:
+            self._ds, self._opened = open_dataset(self.ref), True
+        return self._ds
 
     @property
-    def main(self) -> TableRef:
-        return self.on(None)
+    def exists(self) -> bool:
+        return self.dataset is not None
 
+    @property
+    def version(self) -> int | None:
+        return None if self.dataset is None else self.dataset.version
 
-def as_ref(where: Any) -> TableRef:
-    if isinstance(where, TableRef):
-        return where
-    return TableRef(os.fspath(where))
+    @property
+    def schema(self) -> pa.Schema | None:
+        return None if self.dataset is None else self.dataset.schema
 
+    def require(self):
+        """The current dataset; a missing table or branch is an error that says what to run."""
+        if self.dataset is None:
+            require_dataset(self.ref)
+        return self.dataset
 
-def table_ref(project) -> TableRef:
-    """The table a resolved project reads and writes (its branch, when it names one)."""
-    table = project.spec.table
-    return TableRef(project.table_uri, tuple(sorted(table.storage_options.items())), table.branch)
+    def refresh(self):
+        """Move to the latest version (after a writer outside this handle, e.g. a Geneva job)."""
+        self._ds, self._opened = open_dataset(self.ref), True
+        return self._ds
+
+    def at(self, version: int | str | None):
+        """The dataset at `version` (a number on this branch, or a tag); the handle stays where it is."""
+        if version is None or (self.dataset is not None and version == self.dataset.version):
+            return self.require()
+        return require_dataset(self.ref, version)
+
+    @property
+    def main(self) -> Table:
+        """The table's main line (this handle itself when it is on main)."""
+        return self if self.ref.branch is None else Table(self.ref.main)
+
+    # -- writing: each returns the version it made ------------------------------------------
+    def write(self, data, **kwargs) -> int:
+        """Create the table from `data`, or append `data` to it."""
+        import lance
+        mode = "append" if self.exists else "create"
+        if mode == "create" and self.ref.branch is not None:
+            raise RunError(f"{self.ref.uri} does not exist, so it has no branch {self.ref.branch!r} to write; "
+                           "run apply without --branch first")
+        self._ds = lance.write_dataset(data, self.ref.root, mode=mode, storage_options=self.ref.storage_options,
+                                       **kwargs)
+        self._opened = True
+        return self._ds.version
+
+    def add_columns(self, fields: list[pa.Field]) -> int:
+        """Add all-null columns (metadata only: no data file is written)."""
+        self.require().add_columns(pa.schema(fields))
+        return self._ds.version
+
+    def drop_columns(self, names: list[str]) -> int:
+        self.require().drop_columns(list(names))
+        return self._ds.version
+
+    def update_field_metadata(self, updates: dict[str, dict[str, str]]) -> int:
+        self.require().update_field_metadata(updates, replace=True)
+        return self._ds.version
+
+    def commit(self, operation, read_version: int | None = None, *, what: str = "") -> int:
+        """Commit a Lance operation read at `read_version` (default: the current version).
+        A concurrent writer's conflicting change is a `CommitConflict`, a full disk `DiskFull`;
+        `what` ("feature 'x'") says in their messages what was being committed."""
+        import lance
+        from lance.commit import CommitConflictError
+        base = self.require()
+        read_version = base.version if read_version is None else read_version
+        try:
+            self._ds = lance.LanceDataset.commit(base, operation, read_version=read_version)
+        except OSError as exc:
+            subject = f"could not commit {what} to {self.ref.uri}" if what else f"could not commit to {self.ref.uri}"
+            if disk_full(exc):
+                raise DiskFull(f"{subject}: the disk is full ({exc}); free some space and run apply again",
+                               table=self.ref.uri) from exc
+            if isinstance(exc, CommitConflictError):
+                raise CommitConflict(f"{subject}: another writer changed the same fragments; run apply again",
+                                     table=self.ref.uri) from exc
+            raise RunError(f"{subject}: {exc}") from exc
+        return self._ds.version
+
+    # -- branches and tags --------------------------------------------------------------------
+    def ensure_branch(self) -> bool:
+        """Create the handle's branch from main's current version when it does not exist yet;
+        True when it was created. Main itself is never written: only ``_refs/branches/<name>.json``
+        and ``tree/<name>/`` appear."""
+        if self.exists or self.ref.branch is None:
+            return False
+        main = open_dataset(self.ref.main)
+        if main is None:
+            return False
+        main.create_branch(self.ref.branch, main.version)  # a branch that exists would be an internal error
+        self.refresh()
+        return True
+
+    def check_new_tag(self, tag: str) -> None:
+        """Before an apply writes anything: the tag name is valid and not taken."""
+        check_new_tag(self.ref, tag)
+
+    def create_tag(self, tag: str, version: int | None = None) -> int:
+        """Tag `version` (default: the current one) of the handle's branch; returns the version tagged."""
+        version = self.version if version is None else version
+        create_tag(self.ref, tag, version)
+        return version
 
 
 # -- opening ------------------------------------------------------------------------------
@@ -152,29 +220,7 @@ def require_dataset(where: Any, version: int | str | None = None):
         names = ", ".join(sorted(branches(ref))) or "none"
         raise UsageError(f"{ref.uri} has no branch {ref.branch!r} (branches: {names}); "
                          f"create it with 'featurekit apply SPEC --branch {ref.branch}'")
-    raise RunError(f"table {ref.uri} does not exist yet; run 'featurekit apply' first")
-
-
-# -- writing ------------------------------------------------------------------------------
-
-def write_dataset(data, where: Any, *, mode: str, **kwargs):
-    """`lance.write_dataset` onto the ref's root (its branch), with its storage options."""
-    import lance
-    ref = as_ref(where)
-    if mode == "create" and ref.branch is not None:
-        raise RunError(f"{ref.uri} does not exist, so it has no branch {ref.branch!r} to write; "
-                       "run apply without --branch first")
-    return lance.write_dataset(data, ref.root, mode=mode, storage_options=ref.storage_options, **kwargs)
-
-
-def commit(where: Any, operation, read_version: int):
-    """Commit `operation` onto the ref's branch (or onto the dataset `where`, an open LanceDataset)."""
-    import lance
-    if isinstance(where, lance.LanceDataset):
-        return lance.LanceDataset.commit(where, operation, read_version=read_version)
-    ref = as_ref(where)
-    return lance.LanceDataset.commit(ref.root, operation, read_version=read_version,
-                                     storage_options=ref.storage_options)
+    raise TableNotFound(f"table {ref.uri} does not exist yet; run 'featurekit apply' first", table=ref.uri)
 
 
 # -- branches and tags --------------------------------------------------------------------
@@ -183,20 +229,6 @@ def branches(where: Any) -> dict[str, dict]:
     """Branches of the table: name -> Lance's record (parent_branch, parent_version, create_at)."""
     main = open_dataset(as_ref(where).main)
     return dict(main.branches.list()) if main is not None else {}
-
-
-def ensure_branch(ref: TableRef):
-    """The branch's dataset, created from main's current version when it does not exist yet.
-    Returns (dataset, created). Main itself is never written: only ``_refs/branches/<name>.json``
-    and ``tree/<name>/`` appear."""
-    existing = open_dataset(ref)
-    if existing is not None or ref.branch is None:
-        return existing, False
-    main = open_dataset(ref.main)
-    if main is None:
-        return None, False
-    main.create_branch(ref.branch, main.version)  # a branch that exists would be an internal error
-    return open_dataset(ref), True
 
 
 def visible_tags(ds) -> dict[str, dict]:

@@ -28,7 +28,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-from ..errors import RunError
+from ..errors import LockHeld, LockLost, RunError
 from ..spec.names import LOCK_PREFIX
 
 LOCK_TAG = LOCK_PREFIX
@@ -106,11 +106,11 @@ class TagLease:
             if info is None:
                 continue
             if self._expires(info) > time.time():
-                raise RunError(self._busy(info))
+                raise LockHeld(self._busy(info))
             self._take_over(info)
             self._start_renewing()
             return
-        raise RunError(f"could not take the writer lock on {self.where}: it changed hands repeatedly; "
+        raise LockHeld(f"could not take the writer lock on {self.where}: it changed hands repeatedly; "
                        "run apply again")
 
     def _take_over(self, dead: dict) -> None:
@@ -119,16 +119,16 @@ class TagLease:
             other = self._info(takeover)
             if other is not None and self._expires(other) <= time.time():
                 self._delete(takeover)  # a taker that died mid-way: the next apply gets through
-            raise RunError(f"another featurekit apply is taking over the expired writer lock on {self.where}; "
+            raise LockHeld(f"another featurekit apply is taking over the expired writer lock on {self.where}; "
                            "wait for it to finish, then run apply again")
         try:
             current = self._info()
             if current is not None and _stamp(current) == _stamp(dead):
                 self._delete(LOCK_TAG)
             elif current is not None:
-                raise RunError(self._busy(current))
+                raise LockHeld(self._busy(current))
             if not self._create():
-                raise RunError(self._busy(self._info() or {}))
+                raise LockHeld(self._busy(self._info() or {}))
             self._claim()
         finally:
             self._delete(takeover)
@@ -185,5 +185,5 @@ def tag_lock(ds, where: str, lease: float | None = None):
     finally:
         lock.release()
     if lock.lost:
-        raise RunError(lock.lost + "; its commits are in, but another apply may have computed the same rows: "
+        raise LockLost(lock.lost + "; its commits are in, but another apply may have computed the same rows: "
                        "run 'featurekit status'")

@@ -16,7 +16,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import RunError
+from ..errors import LockHeld, RunError
 from ..lifetime import parent_only
 
 
@@ -28,7 +28,7 @@ def lock_path(uri: str) -> Path:
 @contextmanager
 def table_lock(where):
     """Hold the writer lock of the table `where` (a `store.TableRef` or a URI) while the block runs."""
-    from .handle import as_ref
+    from .ref import as_ref
     ref = as_ref(where)
     if ref.remote:
         with _object_store_lock(ref):
@@ -46,7 +46,7 @@ def table_lock(where):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunError(_busy_message(fh, path, uri)) from None
+            raise LockHeld(_busy_message(fh, path, uri), table=uri) from None
         _write_pid(fh)
         try:
             with parent_only(fh.fileno()):
@@ -67,19 +67,19 @@ def _object_store_lock(ref):
     """The tag lock, on a dataset of its own beside the table rather than on the table: it
     exists before the table does (two first applies racing to create a table on S3 can both
     "succeed", one silently overwritten), and its tag pins none of the table's versions."""
-    from .handle import TableRef, open_dataset, write_dataset
+    from .handle import Table
     from .lease import tag_lock
-    where = TableRef(lock_dataset_uri(ref.uri), ref.options)
-    ds = open_dataset(where)
-    if ds is None:
+    from .ref import TableRef
+    lock = Table(TableRef(lock_dataset_uri(ref.uri), ref.options))
+    if not lock.exists:
         import pyarrow as pa
         try:
-            write_dataset(pa.table({"lock": pa.array([], pa.int8())}), where, mode="create")
+            lock.write(pa.table({"lock": pa.array([], pa.int8())}))
         except OSError as exc:  # another apply created it first: the same empty dataset
             if "already exists" not in str(exc):
-                raise RunError(f"could not create the writer lock of {ref.uri} at {where.uri}: {exc}") from exc
-        ds = open_dataset(where)
-    with tag_lock(ds, ref.uri):
+                raise RunError(f"could not create the writer lock of {ref.uri} at {lock.uri}: {exc}") from exc
+            lock.refresh()
+    with tag_lock(lock.dataset, ref.uri):
         yield
 
 

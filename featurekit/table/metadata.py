@@ -16,7 +16,6 @@ from typing import Any
 import pyarrow as pa
 
 from ..spec.names import RESERVED_PREFIX
-from .handle import open_dataset  # noqa: F401  (the one way a table is opened; kept here for plugins)
 
 META = "featurekit."
 STATE_PREFIX = RESERVED_PREFIX   # _fk_<feature or slice>: per row, the fingerprint it was computed with
@@ -74,6 +73,12 @@ def slice_metadata(sl) -> dict[str, str]:
     return {META + "slice": sl.name, META + "version": SLICE_VERSION, META + "fingerprint": sl.fingerprint,
             META + "definition": json.dumps(sl.definition, sort_keys=True),
             META + "inputs": json.dumps(list(sl.columns_used)), META + "splits": json.dumps(list(sl.splits))}
+
+
+def slice_fields(sl) -> list[pa.Field]:
+    """The slice's column (its split, NULL outside) and its state column, with their metadata."""
+    return [pa.field(sl.column, pa.string(), metadata=slice_metadata(sl)),
+            pa.field(sl.state_column, pa.string(), metadata={"featurekit.state_of": sl.name})]
 
 
 def stored_slices(schema: pa.Schema) -> dict[str, StoredSlice]:
@@ -159,13 +164,14 @@ def applies(schema: pa.Schema) -> list[dict[str, Any]]:
     return json.loads(raw) if raw else []
 
 
-def record_apply(ds, entry: dict[str, Any], source: dict[str, Any] | None = None,
-                 fields: dict[str, dict[str, str]] | None = None) -> None:
-    """Append `entry` to the apply log; this commit is the apply's last version. `source`:
-    the source signature ingested, and `fields`: column -> its complete new field metadata
-    (features and slices whose rows now carry a new fingerprint), recorded in the same
-    commit (never versions of their own)."""
+def record_apply(table, entry: dict[str, Any], source: dict[str, Any] | None = None,
+                 fields: dict[str, dict[str, str]] | None = None) -> int:
+    """Append `entry` to the apply log of `table` (a `Table`); this commit is the apply's last
+    version, returned. `source`: the source signature ingested, and `fields`: column -> its
+    complete new field metadata (features and slices whose rows now carry a new fingerprint),
+    recorded in the same commit (never versions of their own)."""
     import lance
+    ds = table.require()
     log = applies(ds.schema)[-(APPLIES_KEPT - 1):]
     entry = {**entry, "version_to": ds.version + 1}
     meta = {APPLIES_META.decode(): json.dumps(log + [entry], sort_keys=True)}
@@ -176,7 +182,7 @@ def record_apply(ds, entry: dict[str, Any], source: dict[str, Any] | None = None
         schema_metadata_updates=lance.LanceOperation.UpdateMap(meta, replace=False),
         field_metadata_updates={ids[c]: lance.LanceOperation.UpdateMap(md, replace=True)
                                 for c, md in (fields or {}).items() if c in ids} or None)
-    lance.LanceDataset.commit(ds, op, read_version=ds.version)
+    return table.commit(op, what="the apply log")
 
 
 def failure_counts(ds, state_col: str, fp: str, scope: str | None = None) -> tuple[int, int]:

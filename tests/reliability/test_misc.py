@@ -93,7 +93,7 @@ def test_workers_are_capped_at_the_machine(proj):
     from featurekit.lifetime import machine_workers
     proj.write({"n": {**QLEN["qlen"], "resources": {"workers": 100000}}}, [{"id": 1, "question": "q?"}])
     feature = load_spec(proj.spec, registry=registry()).features["n"]
-    assert LocalEngine()._workers(feature, 10 ** 6) == machine_workers()
+    assert LocalEngine().workers_for(feature, 10 ** 6) == machine_workers()
 
 
 def test_a_full_disk_is_recognised_in_lance_errors():

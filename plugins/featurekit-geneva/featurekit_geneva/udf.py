@@ -1,7 +1,7 @@
 """The Geneva UDF of one feature: featurekit's own per-batch function, values and state in one struct.
 
 Geneva calls it on its applier actors with the rows its `where` selected (featurekit's todo
-filter). It runs exactly what a local-engine worker runs, `work.compute_piece` (a failing
+filter). It runs exactly what a local-engine worker runs, `compute.compute_batch` (a failing
 row is isolated by halving, the extractor is built and set up once per actor on first use,
 since Geneva 0.17 never calls `setup()`), and returns a struct of the feature's columns plus
 its state column (`<fp>` or `<fp>!<error>`), which Geneva unpacks into those sibling columns
@@ -12,7 +12,7 @@ recognise an Array UDF (`*columns: pa.Array -> pa.Array`).
 """
 import pyarrow as pa
 
-from featurekit.engine.work import FeatureTask, _upstream_missing, compute_piece
+from featurekit.engine.compute import FeatureTask, compute_batch
 from featurekit.table.metadata import FAILED_SEP
 
 
@@ -44,25 +44,7 @@ class FeatureUDF:
     def __call__(self, *columns: pa.Array) -> pa.Array:
         ft = self.task
         batch = pa.record_batch([_array(c) for c in columns], names=self.columns)
-        n = batch.num_rows
-        blocked = _upstream_missing(batch, ft) if ft.upstream_states else None
-        run_idx = None if blocked is None or not any(blocked) else [i for i, b in enumerate(blocked) if b is None]
-        inputs = pa.record_batch([batch.column(c) for c in ft.inputs.values()], names=list(ft.inputs))
-        values: dict[str, pa.Array] = {}
-        errors = None
-        if run_idx is None:
-            values, errors = compute_piece(ft, inputs)
-        elif run_idx:
-            values, errors = compute_piece(ft, inputs.take(pa.array(run_idx, pa.int64())))
-        messages: list[str | None] = list(errors) if errors is not None else [None] * n
-        if run_idx is not None:  # spread the computed rows back; blocked rows keep their reason
-            where: list[int | None] = [None] * n
-            messages = list(blocked)
-            for j, i in enumerate(run_idx):
-                where[i] = j
-                messages[i] = errors[j] if errors is not None else None
-            index = pa.array(where, pa.int64())
-            values = {c: values[c].take(index) if c in values else pa.nulls(n, t) for c, t in ft.output_types.items()}
+        values, messages = compute_batch(ft, batch)
         state = pa.array([ft.fingerprint if m is None else ft.fingerprint + FAILED_SEP + m for m in messages], pa.string())
         return pa.StructArray.from_arrays([values[c] for c in ft.output_types] + [state], fields=list(self.type))
 

@@ -23,6 +23,7 @@ ray = pytest.importorskip("ray")
 import lance  # noqa: E402
 import yaml  # noqa: E402
 
+import featurekit  # noqa: E402
 import featurekit_geneva  # noqa: E402
 from featurekit.engine import Reporter  # noqa: E402
 from featurekit.testing import TestProject  # noqa: E402
@@ -277,23 +278,19 @@ def test_engine_options_are_validated_with_the_spec(tmp_path):
 
 def test_an_interrupted_geneva_apply_says_in_the_log_what_it_wrote(tmp_path, monkeypatch):
     """Ctrl-C after the ingest: the log entry marks the apply as stopped; nothing needs Ray here."""
-    from featurekit.commands.history import UNRECORDED, latest_version, log_entries, render_log
+    from featurekit.commands.log import UNRECORDED
     from featurekit_geneva.engine import GenevaEngine
     p = project(tmp_path, {"n": {"extractor": "text.length", "inputs": {"text": "q"}}}, rows_of(range(5)),
                 {"kind": "geneva"})
 
-    class Session:
-        def __exit__(self, *exc):
-            return None
-
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(GenevaEngine, "_ray", lambda self, reporter: Session())
-    monkeypatch.setattr(GenevaEngine, "_feature", stop)
+    monkeypatch.setattr(GenevaEngine, "fill", stop)
     with pytest.raises(KeyboardInterrupt):
         p.apply()
     loaded = p.project()
-    (entry,) = log_entries(loaded)
+    applied = featurekit.log(loaded)
+    (entry,) = applied.entries
     assert entry["engine"] == "geneva" and entry["interrupted"] and entry["ingested"] == 5
-    assert UNRECORDED not in render_log(log_entries(loaded), latest_version(loaded))
+    assert UNRECORDED not in applied.render()

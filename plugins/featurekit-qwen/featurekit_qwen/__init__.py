@@ -15,7 +15,7 @@ from __future__ import annotations
 import featurekit
 
 from .sft import SftTokens
-from .train import QLoraTrainer
+from .trainer import QLoraTrainer
 from .vision import VisionTower
 
 __version__ = "0.1.0"

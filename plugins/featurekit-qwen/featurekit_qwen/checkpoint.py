@@ -22,6 +22,7 @@ import torch
 FOLDER = "checkpoints"
 PREFIX = "step-"
 STATE = "state.pt"
+ADAPTER = "adapter"  # the finished run's adapter, in the run folder (loadable by peft)
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 

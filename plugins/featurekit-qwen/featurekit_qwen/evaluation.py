@@ -19,8 +19,9 @@ import torch
 from featurekit.training.vqa import mean_vqa_accuracy
 
 from . import lm
+from .checkpoint import ADAPTER
+from .devices import resolve_device, resolve_dtype
 from .models import IMAGE_PAD
-from .training import ADAPTER, resolve_device, resolve_dtype
 
 
 class Prompter:

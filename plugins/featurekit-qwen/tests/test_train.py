@@ -25,7 +25,7 @@ import featurekit_qwen  # noqa: E402
 from featurekit.errors import UsageError  # noqa: E402
 from featurekit.testing import TestProject  # noqa: E402
 from featurekit_qwen.tiny import build_tiny_qwen  # noqa: E402
-from featurekit_qwen.train import QLoraTrainer  # noqa: E402
+from featurekit_qwen.trainer import QLoraTrainer  # noqa: E402
 
 PX = 112            # 112 px -> grid [1, 8, 8] -> 16 image tokens a row: fast, still a 2D mRoPE grid
 MAX_LENGTH = 64
@@ -263,13 +263,13 @@ def test_training_from_cached_columns_lowers_the_loss(trained):
 
 
 def test_the_saved_adapter_reproduces_the_final_eval_loss(tiny, table, trained):
-    from featurekit_qwen import lm, training
+    from featurekit_qwen import lm, loop
     _, run, out = trained
     cpu = torch.device("cpu")
     model = lm.load_language_model(str(tiny), "none", torch.float32, cpu)
     tuned = lm.load_adapter(model, run.dir / "adapter")
-    batches = training.first_batches(run, 2, 2)
-    assert training.mean_loss(tuned, batches, (1, 8, 8), cpu) == pytest.approx(out["eval_loss"], abs=1e-6)
+    batches = loop.first_batches(run, 2, 2)
+    assert loop.mean_loss(tuned, batches, (1, 8, 8), cpu) == pytest.approx(out["eval_loss"], abs=1e-6)
     # the same adapter on transformers' full VLM, fed pixels of the same 4 rows
     full = lm.load_adapter(full_model(tiny), run.dir / "adapter").eval()
     assert not [n for n, _ in full.named_modules() if "visual" in n and "lora" in n]
@@ -429,7 +429,7 @@ def test_registered_with_strict_params():
         QLoraTrainer.Params(learning_rate=1e-4)
     with pytest.raises(Exception, match="quantization"):
         QLoraTrainer.Params(quantization="fp4")
-    from featurekit_qwen.train import EvalParams, LoraParams
+    from featurekit_qwen.params import EvalParams, LoraParams
     for model in (QLoraTrainer.Params, LoraParams, EvalParams):
         assert [n for n, f in model.model_fields.items() if not f.description] == []
 

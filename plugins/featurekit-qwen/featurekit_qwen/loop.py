@@ -20,8 +20,10 @@ from typing import Any
 import torch
 
 from . import checkpoint, lm
+from .checkpoint import ADAPTER
+from .devices import resolve_device, resolve_dtype
+from .params import feature_mismatches
 
-ADAPTER = "adapter"
 # Params that do not change what a step computes: a resumed run may differ in these.
 NOT_TRAJECTORY = ("checkpoint_every", "keep_checkpoints", "eval", "eval_loss_batches", "device")
 
@@ -33,18 +35,6 @@ class VisionLayout:
     tokens: int
     hidden: int
     grid_thw: tuple[int, int, int]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
 
 
 def vision_layout(columns: Mapping[str, Any], merge_size: int) -> VisionLayout:
@@ -73,8 +63,7 @@ def vision_layout(columns: Mapping[str, Any], merge_size: int) -> VisionLayout:
 
 def check_features_match(params, columns: Mapping[str, Any]) -> None:
     """Evaluation rebuilds prompts and pixels from `params`; they must be what produced the
-    training columns (`train.feature_mismatches`)."""
-    from .train import feature_mismatches
+    training columns (`params.feature_mismatches`)."""
     problems = feature_mismatches(params, columns)
     if problems:
         raise ValueError(problems[0])

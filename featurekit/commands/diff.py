@@ -1,10 +1,8 @@
-"""`featurekit log` and `featurekit diff`: what applies did, and how specs changed in git.
+"""`featurekit diff` and `plan --against`: how a spec changed in git, without touching data.
 
-The log comes from the table (each apply records its Lance versions, the spec file's sha256,
-git commit and dirty flag, the software and the user). The diff resolves the spec as
-committed at a git revision and compares it with the working copy (or another revision)
-without touching data: features added, removed, or changed and exactly why; slices whose
-membership would change; recipes affected.
+The spec as committed at a git revision is resolved against the same table and compared with
+the working copy (or another revision): features added, removed, or changed and exactly why;
+slices whose membership would change; recipes affected.
 """
 from __future__ import annotations
 
@@ -15,54 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..table.handle import open_dataset, table_ref
-from ..table.metadata import applies
-
-
-def log_entries(project) -> list[dict[str, Any]]:
-    """The applies that changed the table, newest first."""
-    ds = open_dataset(table_ref(project))
-    return list(reversed(applies(ds.schema))) if ds is not None else []
-
-
-UNRECORDED = ("no apply recorded: another writer (featurekit compact, a tool outside featurekit), an apply "
-              "killed before it finished, or an entry older than the log keeps")
-
-
-def latest_version(project) -> int | None:
-    ds = open_dataset(table_ref(project))
-    return ds.version if ds is not None else None
-
-
-def render_log(entries: list[dict[str, Any]], latest: int | None = None) -> str:
-    """Entries newest first; `latest`: the table's version now. Versions no entry covers are
-    shown as such, so every version is accounted for."""
-    if not entries:
-        return "no applies recorded yet" + (f"\nv1-v{latest}  {UNRECORDED}" if latest else "")
-    lines = []
-    newer_from = latest
-    for e in entries:
-        if newer_from is not None and newer_from > e["version_to"]:
-            lines.append(f"v{e['version_to'] + 1}-v{newer_from}  {UNRECORDED}")
-        newer_from = e.get("version_from")
-        start = 1 if e.get("version_from") is None else e["version_from"] + 1
-        spec = e.get("spec_file") or {}
-        git = spec.get("git") or {}
-        where = (f"{git['commit'][:10]}{' (modified)' if git.get('dirty') else ''}" if git
-                 else spec.get("git_note", "no provenance recorded"))
-        branch = f"  branch {e['branch']}" if e.get("branch") else ""
-        stopped = f"  stopped early ({e['interrupted']}): finished work kept" if e.get("interrupted") else ""
-        lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}{branch}{stopped}")
-        did = [f"ingested {e['ingested']}"] if e.get("ingested") else []
-        did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
-                for n, f in e.get("features", {}).items()]
-        did += [f"slice {n}: {r.get('examined', 0)} examined" for n, r in e.get("slices", {}).items()]
-        did += [f"dropped {c}" for c in e.get("dropped", [])]
-        lines.append("    " + ("; ".join(did) or "metadata only"))
-    if newer_from:
-        lines.append(f"v1-v{newer_from}  {UNRECORDED}")
-    return "\n".join(lines)
-
 
 # -- spec at a git revision ---------------------------------------------------------------
 

@@ -1,0 +1,238 @@
+"""`ApplyRun`: the steps of one apply, the same on every engine (`Engine.run` drives it).
+
+Ingest the source, lay out the columns (one commit dropping, one adding), run each plan
+step with work in order (a slice here; a feature through `Engine.fill`), and write the
+apply-log entry with every metadata change in one last commit. An apply that stops after
+writing records an entry marked ``interrupted``.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from ..curation.step import run_slice
+from ..errors import RunError, TableNotFound
+from ..ingest.write import ingest
+from ..lifetime import critical
+from ..planning.planner import FeatureStep, Plan, SliceStep, only_filter
+from ..planning.resolve import Feature, Project
+from ..table.datafiles import file_version
+from ..table.handle import Table
+from ..table.metadata import failure_counts, hash_column, record_apply, slice_fields, todo_filter
+from .compute import FeatureError, FeatureTask, release_extractor
+from .fill import FeatureFill, FeatureRun, Reporter, RunResult
+from .fragment import FragmentTask
+from .layout import feature_fields, metadata_updates, plan_layout, reuses_values
+from .reuse import Reuse
+
+if TYPE_CHECKING:
+    from .base import Engine
+
+
+class ApplyRun:
+    def __init__(self, engine: Engine, project: Project, plan: Plan, table: Table, reporter: Reporter):
+        self.engine, self.project, self.plan, self.table, self.reporter = engine, project, plan, table, reporter
+        self.result = RunResult(version_before=plan.table_version)
+        self.finished: list[pa.Field] = []  # columns whose rows now all carry their new metadata
+        self.recorded = False
+
+    def run(self, prepared) -> RunResult:
+        started = time.perf_counter()
+        project, plan, table, result = self.project, self.plan, self.table, self.result
+        self.engine.check(project, table)
+        check_file_format(table)
+        if prepared is not None and prepared.changed:
+            result.ingested = ingest(table, prepared, fragment_rows=project.spec.table.fragment_rows,
+                                     commit_rows=self.engine.ingest_commit_rows(project))
+            result.skipped_rows = prepared.issue_counts()  # includes files that failed to read
+        if not table.exists:
+            if any(s.has_work for s in plan.features):
+                raise TableNotFound(f"table {table.uri} does not exist and the spec has no source to create it from",
+                                    table=table.uri)
+            return result
+        self.layout()
+        for step in plan.steps:
+            if not step.has_work:
+                continue
+            if isinstance(step, SliceStep):
+                result.slices[step.name] = self.slice(step)
+                continue
+            run = self.feature(step)
+            result.features[step.name] = run
+            self.reporter.feature_finished(run)
+        result.seconds = time.perf_counter() - started
+        updates = metadata_updates(self.finished, table.schema)
+        if table.version != plan.table_version or updates:
+            with critical():  # one commit: the log entry, the source signature, the new metadata
+                record_apply(table, apply_entry(project, self.engine.name, plan, result),
+                             source=prepared.signature if prepared is not None else None, fields=updates)
+                self.recorded = True  # a signal deferred by critical() must not log the apply twice
+        result.version_after = table.version
+        return result
+
+    # -- columns ----------------------------------------------------------------------------
+    def layout(self) -> None:
+        """One commit dropping columns (recreated features, --prune orphans), one adding
+        every new column of the apply (all-null: metadata only)."""
+        table = self.table
+        drop, add = plan_layout(self.project, self.plan.steps, table.schema)
+        for orphan in self.plan.orphans:
+            if orphan.action == "drop":
+                cols = [c for c in orphan.columns if c in table.schema.names]
+                drop += cols
+                self.result.dropped.extend(cols)
+        drop = list(dict.fromkeys(c for c in drop if c in table.schema.names))
+        if drop:
+            with critical():
+                table.drop_columns(drop)
+        if add:
+            with critical():
+                table.add_columns(add)
+
+    # -- one slice --------------------------------------------------------------------------
+    def slice(self, step: SliceStep):
+        sl = self.project.slices[step.name]
+        reporter = self.reporter
+        reporter.message(f"slice {sl.name}: examining {'every row' if step.rows is None else step.rows} row(s)"
+                         .replace("every row row(s)", "every row"))
+        run = run_slice(self.project, sl, step.action in ("create", "recompute"), self.table)
+        self.finished += slice_fields(sl)[:1]
+        kept = sum(run.added.values())
+        removed = ", ".join(f"{n} {step_}" for step_, n in sorted(run.removed.items())) or "none removed"
+        reporter.message(f"slice {sl.name}: {run.examined} examined, {kept} kept ({removed})"
+                         + (f", {run.blocked} waiting for upstream values" if run.blocked else "")
+                         + (f", {len(run.leaks)} leak(s) across splits" if run.leaks else ""))
+        return run
+
+    # -- one feature ------------------------------------------------------------------------
+    def feature(self, step: FeatureStep) -> FeatureRun:
+        project, table, engine = self.project, self.table, self.engine
+        f = project.features[step.name]
+        run = FeatureRun(f.name)
+        started = time.perf_counter()
+        ds = table.dataset
+        upstream_bad = [u for u in f.depends_on if u in self.result.features and self.result.features[u].error
+                        and not self.result.features[u].computed]
+        task = feature_task(project, f, ds)
+        budget = engine.reuse_memory_bytes()
+        reuse = Reuse(table, f.state_column, f.fingerprint, task.hash_column, dict(f.output_types), budget) \
+            if budget is not None and task.hash_column and reuses_values(f) else None
+        scope = only_filter(project, f)
+        todo = todo_filter(f.state_column, f.fingerprint)
+        where = todo + (f" AND {scope}" if scope else "")
+        work = []
+        total = 0
+        fresh_column = step.action == "create" and not scope  # every row needs work: no filter to run
+        for frag in ds.get_fragments():
+            n = frag.count_rows() if fresh_column else frag.count_rows(filter=where)
+            if n:
+                full = fresh_column or (scope is None and n == frag.count_rows())
+                work.append(FragmentTask(ds, frag.fragment_id, task, full, filter=None if full else where,
+                                         reuse=reuse))
+                total += n
+        self.reporter.feature_started(f.name, total)
+        if upstream_bad:
+            self.reporter.message(f"{f.name}: upstream {', '.join(upstream_bad)} failed; "
+                                  "rows without their values fail too")
+        fill = FeatureFill(project, f, step, table, task, where, scope, work, total, run, self.reporter, reuse,
+                           checkpoint_seconds=engine.checkpoint_seconds(), read_version=ds.version)
+        try:
+            try:
+                if work:
+                    engine.fill(fill)
+            finally:
+                fill.flush()  # whatever happened, keep what was computed: commit the finished fragments
+            self.finished += feature_fields(project, f)  # every row has the new fingerprint: the metadata may say so
+        except FeatureError as exc:
+            run.error = str(exc)
+        finally:
+            release_extractor(task)  # a model loaded here must not outlive its feature
+        run.seconds = time.perf_counter() - started
+        run.rows = run.computed + run.failed
+        if reuse is not None:
+            run.distinct, run.reused = len(reuse.seen), reuse.rows - reuse.computes
+        rate = f.spec.on_error.max_failure_rate
+        if run.error is None and run.failed:
+            # over the feature's rows, not the rows retried now: a retry that fails again
+            # must not turn 1 failure in 1,000 rows into 1 in 1
+            failed, attempted = failure_counts(table.dataset, f.state_column, f.fingerprint, scope)
+            failed, attempted = max(failed, run.failed), max(attempted, run.computed + run.failed)
+            if failed > rate * attempted:
+                run.error = (f"feature {f.name!r}: {failed} of {attempted} rows failed "
+                             f"({failed / attempted:.1%} > max_failure_rate {rate:g})")
+        return run
+
+    # -- a stop -----------------------------------------------------------------------------
+    def record_stopped(self, exc: BaseException) -> None:
+        """An apply that stops after writing (Ctrl-C, SIGTERM, an error) still says in the log
+        which versions it made: an entry marked ``interrupted``, without the source signature
+        (the ingest may not have finished, so the next apply reads the source again)."""
+        if self.recorded:
+            return
+        try:
+            table = self.table
+            table.refresh()
+            if not table.exists or table.version == self.plan.table_version:
+                return
+            why = (str(exc) or "Ctrl-C") if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"[:300]
+            updates = metadata_updates(self.finished, table.schema)
+            with critical():
+                record_apply(table, {**apply_entry(self.project, self.engine.name, self.plan, self.result),
+                                     "interrupted": why}, source=None, fields=updates or None)
+        except Exception:  # noqa: BLE001  (the stop is what the user must see, not this)
+            pass
+
+
+def apply_entry(project: Project, engine: str, plan: Plan, result: RunResult) -> dict[str, Any]:
+    """The apply-log entry (`metadata.record_apply`) of a run: what changed, and where it came from."""
+    features = {}
+    for n, f in result.features.items():
+        features[n] = {"computed": f.computed, "failed": f.failed, "versions": list(f.versions)}
+        if f.distinct is not None:
+            features[n].update(rows=f.rows, distinct=f.distinct, reused=f.reused)
+        if f.passed and (f.distinct is not None or f.passed > f.rows):
+            features[n]["passed"] = f.passed
+        if f.jobs:
+            features[n]["jobs"] = list(f.jobs)
+    from ..table.provenance import software, spec_provenance, who
+    return {"spec": project.spec.name, "engine": engine, "version_from": plan.table_version,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
+            "features": features, "slices": {n: s.summary() for n, s in result.slices.items()},
+            "dropped": result.dropped,
+            # where it came from: the spec file (sha256, git commit, modified?), the software, the user
+            "spec_file": spec_provenance(project.path), "software": software(project.registry),
+            "user": who()["user"], "host": who()["host"], "branch": project.spec.table.branch}
+
+
+def feature_task(project: Project, f: Feature, ds) -> FeatureTask:
+    """What a worker needs to compute `f` (`compute.compute_piece`) against the dataset `ds`."""
+    ids = {fld.name(): fld.id() for fld in ds.lance_schema.fields()}
+    hashes = hash_column(f.name) if hash_column(f.name) in ids else None  # rewritten with the values
+    upstream = {project.features[u].state_column: project.features[u].fingerprint for u in f.depends_on}
+    return FeatureTask(
+        feature=f.name, extractor_cls=f.extractor_cls, params=f.run_params, inputs=dict(f.inputs),
+        outputs=dict(f.outputs), output_types=dict(f.output_types), state_column=f.state_column,
+        fingerprint=f.fingerprint, upstream_states=upstream,
+        field_ids={c: ids[c] for c in [*f.output_types, f.state_column, hashes] if c},
+        batch_size=f.resources.batch_size, key=project.key if project.key in ds.schema.names else None,
+        timeout=f.resources.timeout, file_column=_file_column(project, f, ds), hash_column=hashes)
+
+
+def _file_column(project: Project, f: Feature, ds) -> str | None:
+    """The source column naming the file one of the feature's inputs was loaded from."""
+    files = project.spec.source.files if project.spec.source else {}
+    for col in f.inputs.values():
+        if col in files and files[col] in ds.schema.names:
+            return files[col]
+    return None
+
+
+def check_file_format(table: Table) -> None:
+    """Refuse legacy-format tables: they cannot take all-null columns, which the fill design needs."""
+    ds = table.dataset
+    if ds is not None and file_version(ds).startswith("0."):
+        raise RunError(f"{table.uri} uses the legacy Lance file format ({file_version(ds)}), which cannot add columns "
+                       "without rewriting them; copy it once to the current format: "
+                       "lance.write_dataset(lance.dataset(OLD), NEW, data_storage_version='stable')")
