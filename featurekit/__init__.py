@@ -30,7 +30,7 @@ from .errors import (
 from .plugins.extractor import Extractor, Resources, runtime_field
 from .plugins.hookspecs import hookimpl
 from .plugins.rowerrors import RowErrors
-from .plugins.source import Source
+from .plugins.source import RowIssue, Source, SourceBatch
 from .plugins.trainer import Trainer
 
 _API = frozenset(("ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "CompactResult", "DataLoader", "EvalResult", "Graph",
@@ -57,8 +57,8 @@ __all__ = [
     "compact", "CompactResult", "dataloader", "DataLoader", "diff", "DiskFull", "Engine", "EngineOptions",
     "EvalResult", "evaluate", "ExitCode", "Extractor", "FeaturekitError", "graph", "Graph", "hookimpl",
     "list_plugins", "load_spec", "LockHeld", "LockLost", "log", "NotReady", "plan", "Plan", "PluginError",
-    "PluginsReport", "Project", "read", "ReadResult", "Resources", "RowErrors", "RunError", "RunResult",
-    "runtime_field", "sample", "SampleReport", "schema", "slice", "SliceReport", "Source", "SourceUnreadable",
+    "PluginsReport", "Project", "read", "ReadResult", "Resources", "RowErrors", "RowIssue", "RunError", "RunResult",
+    "runtime_field", "sample", "SampleReport", "schema", "slice", "SliceReport", "Source", "SourceBatch", "SourceUnreadable",
     "SpecDiff", "SpecError", "status", "Status", "TableError", "TableNotFound", "train", "Trainer", "TrainResult",
     "UsageError", "validate", "Validation", "__version__",
 ]

@@ -301,7 +301,7 @@ def graph(spec, fmt):
     click.echo(get_graph(spec).render(fmt))
 
 
-@cli.command(epilog="Example: featurekit bench specs/textvqa.yaml --recipe qlora --rows 256")
+@cli.command(epilog="Example: featurekit bench specs/textvqa-qwen.yaml --recipe qlora --rows 256")
 @SPEC
 @click.option("--recipe", help="Read this recipe's split and columns. Without it: --columns, or else every "
               "fixed-size list feature (the large ones training reads).")

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import RunError, SpecError
+from ..errors import SourceUnreadable, SpecError
 from ..plugins.source import RowIssue, file_signature
 from ..table.metadata import source_signature
 from .files import FileProblem, FileRoot, content_hash
@@ -106,12 +106,12 @@ class PreparedIngest:
         if self.issues and self.on_skip == "error":
             shown = "; ".join(f"{i.where}: {i.message}" if i.where else i.message for i in self.issues[:3])
             more = f" (and {len(self.issues) - 3} more)" if len(self.issues) > 3 else ""
-            raise RunError(f"{sum(i.rows for i in self.issues)} source row(s) cannot be ingested and "
-                           f"source.on_skip is 'error': {shown}{more}; fix them, or set on_skip: report")
+            raise SourceUnreadable(f"{sum(i.rows for i in self.issues)} source row(s) cannot be ingested and "
+                                   f"source.on_skip is 'error': {shown}{more}; fix them, or set on_skip: report")
         if self.changed_keys and self.on_change == "error":
-            raise RunError(f"{len(self.changed_keys)} source row(s) changed since they were ingested "
-                           f"(keys {show_keys(self.changed_keys)}) and source.on_change is 'error'; "
-                           "set it to 'update' to rewrite them, or 'ignore' to keep the table's values")
+            raise SourceUnreadable(f"{len(self.changed_keys)} source row(s) changed since they were ingested "
+                                   f"(keys {show_keys(self.changed_keys)}) and source.on_change is 'error'; "
+                                   "set it to 'update' to rewrite them, or 'ignore' to keep the table's values")
 
     def schema(self) -> pa.Schema:
         table = self.new_rows if self.new_rows is not None else self.changed_rows
@@ -212,7 +212,7 @@ def _read_source(project, files: list[Path], dataset) -> tuple[pa.Table, list[Ro
     try:
         return pa.concat_tables(tables, promote_options="permissive"), issues
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # conform() should make this unreachable
-        raise RunError(f"the source files' columns do not agree: {exc}") from None
+        raise SourceUnreadable(f"the source files' columns do not agree: {exc}") from None
 
 
 def _learn_types(targets: dict[str, tuple[pa.DataType, str]], schema: pa.Schema, path: Path) -> None:

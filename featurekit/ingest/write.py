@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import RunError
+from ..errors import SourceUnreadable
 from ..lifetime import critical
 from ..table.handle import Table
 from .prepare import PreparedIngest
@@ -54,7 +54,7 @@ def checked_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     try:
         batch.validate(full=True)
     except pa.ArrowInvalid as exc:
-        raise RunError(f"refusing to write malformed source rows ({exc}); nothing of this batch was written") from None
+        raise SourceUnreadable(f"refusing to write malformed source rows ({exc}); nothing of this batch was written") from None
     return batch
 
 

@@ -56,7 +56,7 @@ def is_runtime(model: type[BaseModel], key: str) -> bool:
 
 
 class Extractor:
-    """Subclass this; see the README's "Writing a plugin" for a complete example.
+    """Subclass this; see docs/plugins.md for a complete example package.
 
     Class attributes: ``name`` (``plugin.thing``), ``version`` (bump when outputs
     change), ``inputs`` (logical input -> Arrow type, or a name from `TYPE_CLASSES`),

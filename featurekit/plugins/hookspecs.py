@@ -39,5 +39,5 @@ def featurekit_register_trainers() -> list[type]:
 
 @hookspec
 def featurekit_register_engines() -> list[type]:
-    """Return `featurekit.engine.Engine` subclasses, chosen by ``engine:`` in the spec
+    """Return `featurekit.Engine` subclasses, chosen by ``engine:`` in the spec
     or ``apply --engine`` (built-in: local)."""

@@ -68,6 +68,9 @@ class TrainRun(Protocol):
     def set_total(self, steps: int) -> None:
         """The number of optimizer steps this run will take (the progress bar's length)."""
 
+    def distinct(self, logical: str) -> list:
+        """The distinct values of a column over the recipe's split (a classifier's labels)."""
+
 
 class EvalRun(Protocol):
     """What featurekit hands `Trainer.evaluate`."""

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..curation.rowfilter import check_split, slice_filter
-from ..errors import RunError, UsageError
+from ..errors import NotReady, UsageError
 
 
 @dataclass
@@ -44,7 +44,7 @@ def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None
     ds = require_dataset(table_ref(project), version)
     check_split(project.spec, project.path, slice, split)
     if slice is not None and slice not in ds.schema.names:
-        raise RunError(f"slice {slice!r} is not in the table yet; run 'featurekit apply'")
+        raise NotReady(f"slice {slice!r} is not in the table yet; run 'featurekit apply'")
     missing = [c for c in columns if c not in ds.schema.names]
     if missing:
         raise UsageError(f"no column {', '.join(map(repr, missing))} in {project.table_uri}")

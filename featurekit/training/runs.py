@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunError, SpecError, UsageError
+from ..errors import NotReady, RunError, SpecError, UsageError
 from ..planning.resolve import Project, Recipe
 from ..plugins.trainer import ColumnInfo
 from ..table.handle import require_dataset, table_ref
@@ -232,7 +232,7 @@ def check_ready(project: Project, recipe: Recipe, ds) -> None:
               (f"feature:{s.name}" in needed or f"slice:{s.name}" in needed)]
     if behind:
         what = "; ".join(f"{s.name}: {s.action}" + (f" ({s.reasons[0]})" if s.reasons else "") for s in behind)
-        raise RunError(f"recipe {recipe.name!r} reads columns that are not up to date ({what}); "
+        raise NotReady(f"recipe {recipe.name!r} reads columns that are not up to date ({what}); "
                        "run 'featurekit apply' first")
     _check_rows(project, recipe, ds)
 
@@ -242,7 +242,7 @@ def _check_rows(project: Project, recipe: Recipe, ds) -> None:
     if not ds.count_rows(filter=split_filter(project, recipe)):
         where = f"{_pin_text(recipe)} (version {ds.version})" if recipe.spec.table is not None else \
             f"version {ds.version}"
-        raise RunError(f"recipe {recipe.name!r}: split {recipe.spec.split!r} of slice {recipe.slice!r} has no rows "
+        raise NotReady(f"recipe {recipe.name!r}: split {recipe.spec.split!r} of slice {recipe.slice!r} has no rows "
                        f"at {where}; the slice keeps none there (or was not computed yet)")
 
 
@@ -483,7 +483,7 @@ def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = Non
     limit = limit or recipe.spec.eval.limit
     total = ds.count_rows(filter=split_filter(project, recipe, recipe.spec.eval.split))
     if not total:
-        raise RunError(f"recipe {recipe.name!r}: split {recipe.spec.eval.split!r} of slice {recipe.slice!r} has no "
+        raise NotReady(f"recipe {recipe.name!r}: split {recipe.spec.eval.split!r} of slice {recipe.slice!r} has no "
                        f"rows at table version {version}; run 'featurekit apply' (or pin a version where the slice "
                        "is computed)")
     bar = None
