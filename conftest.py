@@ -1,5 +1,7 @@
 """Repository-wide pytest setup: GPU tests skip cleanly on machines without CUDA, heavy
-tests unless FEATUREKIT_HEAVY=1."""
+tests unless FEATUREKIT_HEAVY=1; under pytest-xdist, the reliability suite's tally is summed
+over the workers."""
+import json
 import os
 
 import pytest
@@ -26,3 +28,18 @@ def pytest_collection_modifyitems(config, items):
                 heavy = os.environ.get("FEATUREKIT_HEAVY") == "1"
             if not heavy:
                 item.add_marker(pytest.mark.skip(reason="heavy: set FEATUREKIT_HEAVY=1"))
+
+
+_TALLY: dict[str, int] = {}  # the reliability suite's tally, summed over pytest-xdist workers
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for key, value in json.loads(getattr(node, "workeroutput", {}).get("reliability_tally", "{}")).items():
+        _TALLY[key] = _TALLY.get(key, 0) + value
+
+
+def pytest_terminal_summary(terminalreporter):
+    if any(_TALLY.values()):
+        terminalreporter.write_line(f"reliability: {_TALLY['kills']} kill points survived, {_TALLY['bad_inputs']} bad "
+                                    f"inputs tried, rows lost: {_TALLY['rows_lost']}")

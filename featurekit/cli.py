@@ -147,7 +147,10 @@ def apply(spec, select, tier, engine, dry_run, prune, quiet, branch, tag, sample
             raise UsageError("--sample runs nothing for real: it does not combine with --dry-run, --tag, "
                              "--prune or --engine")
         from .api import sample as run_sample
-        click.echo(run_sample(spec, sample, select=select, tier=tier, branch=branch).render())
+        report = run_sample(spec, sample, select=select, tier=tier, branch=branch)
+        click.echo(report.render())
+        if not report.ok:
+            sys.exit(int(ExitCode.RUN_FAILED))
         return
     from .api import apply as run_apply
     from .lifetime import stop_on_signals
@@ -261,9 +264,11 @@ def train(spec, recipe, resume, steps, quiet, branch):
     fingerprints of every column read, seeds, software, wall time, final loss).
     """
     from .api import train as run_train
+    from .lifetime import stop_on_signals
     if quiet:  # model-loading bars of huggingface libraries too (read when they are first imported)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    result = run_train(spec, recipe, resume=resume, steps=steps, quiet=quiet, branch=branch)
+    with stop_on_signals():  # SIGTERM (a scheduler's preemption) stops at the next step, like Ctrl-C
+        result = run_train(spec, recipe, resume=resume, steps=steps, quiet=quiet, branch=branch)
     loss = result.metrics.get("loss")
     click.echo(f"trained {recipe}: {result.run_dir}" + (f" (final loss {loss:.4f})" if isinstance(loss, float) else ""))
     if result.manifest.get("model_note"):
@@ -386,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort as exc:
         from .lifetime import Stopped
         if isinstance(exc.__cause__, Stopped):
-            click.echo(f"{exc.__cause__}: finished work was committed; run apply again to go on", err=True)
+            click.echo(f"{exc.__cause__}: finished work was kept; run the same command again to go on "
+                       "(train: with --resume)", err=True)
             return 128 + exc.__cause__.signum
         click.echo("aborted", err=True)
         return 130

@@ -105,6 +105,7 @@ def worker_init(parent_pid: int, board: CallBoard | None = None) -> None:
         _WORKER.board, _WORKER.slot = board, board.claim()
     for fd in parent_only_fds():  # forked copies of the table lock: not ours to hold
         _release_fd(fd)
+    _forget_parent_pools()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides what Ctrl-C means
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and may always end a worker
     _die_with_parent()
@@ -117,6 +118,16 @@ def worker_init(parent_pid: int, board: CallBoard | None = None) -> None:
 def set_piece(piece_id: int | None) -> None:
     """The piece this worker computes now (posted with each call it makes)."""
     _WORKER.piece = piece_id
+
+
+def _forget_parent_pools() -> None:
+    """A forked worker inherits the parent's registry of process-pool wakeup pipes (an earlier
+    pool's, still shutting down when this one forked); at its exit CPython pokes them and prints
+    "Exception ignored ... Bad file descriptor" on the apply's stderr. They are not this process's."""
+    module = sys.modules.get("concurrent.futures.process")
+    wakeups = getattr(module, "_threads_wakeups", None)
+    if wakeups is not None:
+        wakeups.clear()
 
 
 def _release_fd(fd: int) -> None:
@@ -175,6 +186,7 @@ def machine_workers() -> int:
 class _StopState:
     depth = 0                  # > 0 inside a commit: the stop waits until it is done
     pending: int | None = None  # the signal that arrived meanwhile
+    raised: int | None = None   # the signal a `Stopped` was raised for (Lance may wrap it in its own error)
 
 
 _STATE = _StopState()
@@ -185,6 +197,7 @@ def _on_signal(signum, frame) -> None:
         _STATE.pending = signum
         return
     _STATE.pending = None
+    _STATE.raised = signum
     raise Stopped(signum)
 
 
@@ -192,17 +205,30 @@ def _on_signal(signum, frame) -> None:
 def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
     """While the block runs, SIGTERM and SIGINT raise `Stopped`; inside a `critical()`
     section the first one waits for the section to end (a second one does not). Only the
-    main thread can install signal handlers; elsewhere the block runs unchanged."""
+    main thread can install signal handlers; elsewhere the block runs unchanged.
+
+    A `Stopped` raised while Lance (Rust) was reading comes back wrapped in Lance's own error
+    (``ArrowInvalid: External error: Stopped: stopped by SIGTERM``), which the code between
+    may even turn into a `RunError`: whatever leaves the block after a stop is the `Stopped`
+    again, so the command exits 128 + signal (143 for SIGTERM), not 1."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.signal(s, _on_signal) for s in signums}
+    _STATE.raised = None
     try:
         yield
+    except Stopped:
+        raise
+    except BaseException as exc:
+        if _STATE.raised is not None:
+            raise Stopped(_STATE.raised) from exc
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         _STATE.pending = None
+        _STATE.raised = None
 
 
 @contextmanager
@@ -216,6 +242,7 @@ def critical():
         _STATE.depth -= 1
         if _STATE.depth == 0 and _STATE.pending is not None:
             signum, _STATE.pending = _STATE.pending, None
+            _STATE.raised = signum
             raise Stopped(signum)
 
 

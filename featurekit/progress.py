@@ -7,6 +7,7 @@ import time
 import click
 
 from .engine import FeatureRun, Reporter
+from .planning.planner import describe_ingest, ingest_counts, ingest_done
 
 PLAIN_EVERY = 10.0  # seconds between progress lines outside a terminal
 
@@ -91,13 +92,14 @@ def render_summary(result, seconds: float) -> str:
     before = "new table" if run.version_before is None else f"table version {run.version_before}"
     lines = [f"applied {result.plan.spec}: {before} -> version {run.version_after} in {seconds:.1f}s"]
     if result.plan.ingest is not None:
-        lines.append(f"  ingested {run.ingested} row(s)")
+        lines.append(f"  {describe_ingest(ingest_counts(result.plan.ingest, run.ingested))}")
         examples = result.plan.ingest.skipped_examples
         for what, n in sorted(run.skipped_rows.items()):
             lines.append(f"  skipped {n} source row(s): {what}")
             lines.extend(f"      {example}" for example in examples.get(what, ()))
     for name, f in run.features.items():
-        lines.append(f"  {name}: {f.computed} computed, {f.failed} failed, {f.seconds:.1f}s{work_line(f)}")
+        lines.append(f"  {name}: {f.computed} computed, {f.failed} failed, {f.seconds:.1f}s{work_line(f)}"
+                     + ("; the feature failed (error below)" if f.error else ""))
         for key, err in f.errors[:3]:
             lines.append(f"      row {key!r}: {err}")
     for name, sl in run.slices.items():
@@ -119,8 +121,9 @@ def work_line(f: FeatureRun) -> str:
     parts = []
     if f.distinct is not None:
         parts.append(f"{f.rows} rows, {f.distinct} distinct inputs")
-        if f.reused:
-            parts.append(f"{f.reused} reused")
+        reused = min(f.reused, f.computed)  # rows that got a value: none when the extractor never ran
+        if reused:
+            parts.append(f"{reused} reused")
     computed = f.rows if f.distinct is None else f.distinct
     if f.passed and (f.distinct is not None or f.passed > 1.05 * computed):
         extra = f.passed - computed
@@ -154,7 +157,7 @@ def render_status(s) -> str:
         lines.append("applies (Lance versions each produced):")
         for h in s.history[-10:]:
             start = 1 if h["version_from"] is None else h["version_from"] + 1
-            did = [f"ingested {h['ingested']}"] if h.get("ingested") else []
+            did = ingest_done(h)
             did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
                     for n, f in h.get("features", {}).items()]
             did += [f"slice {n} {sum(r.get('added', {}).values())} kept of {r.get('examined', 0)} examined"

@@ -7,7 +7,9 @@
 It checks what featurekit relies on: a name and version, strict Params, declared output
 types that match what ``__call__`` returns, one value per row, nulls handled (a value, a
 row error or an exception, never a crash of the process), the same output on a second call
-and for a row computed alone as within its batch. An extractor returning
+and for a row computed alone as within its batch. The extractor is called as the engine
+calls it: a row that raises fails (its value is NULL in what this returns) and costs the
+other rows nothing; a sample batch where every row fails is an error. An extractor returning
 `featurekit.RowErrors` must give one error entry per row, and a row it reports as failed in
 a batch must fail alone too (and a row that succeeds in a batch must succeed alone).
 """
@@ -19,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
-from .engine.compute import FeatureError, FeatureTask, call_extractor_rows
+from .engine.compute import FeatureError, FeatureTask, compute_rows
 from .plugins.extractor import Extractor
 
 SAMPLES = {
@@ -97,13 +99,16 @@ def check_extractor(cls: type[Extractor], params: BaseModel | Mapping[str, Any] 
     task = _task(ext)
     data = _batch(ext, batch)
 
-    def call(rows):
+    def call(rows):  # as the engine calls it: a row that raises fails, alone, and the others keep their values
         try:
-            return call_extractor_rows(ext, task, rows)
+            return compute_rows(ext, task, rows)
         except FeatureError as exc:
             raise AssertionError(f"{cls.name}: " + str(exc).replace("feature 'check': ", "")) from None
 
     first, first_errors = call(data)
+    if data.num_rows and first_errors is not None and all(first_errors):
+        raise AssertionError(f"{cls.name}: every row of the sample batch failed (row 0: {first_errors[0]}); "
+                             "give a batch with rows it can compute")
     second, second_errors = call(data)
     for col in first:
         assert first[col].equals(second[col]), f"{cls.name}: output {col!r} differs between two identical calls"
@@ -111,13 +116,7 @@ def check_extractor(cls: type[Extractor], params: BaseModel | Mapping[str, Any] 
         f"{cls.name}: rows reported as failed differ between two identical calls"
     for i in range(data.num_rows):
         failed = first_errors is not None and first_errors[i] is not None
-        try:
-            alone, alone_errors = call(data.slice(i, 1))
-        except AssertionError:
-            raise
-        except Exception as exc:
-            raise AssertionError(f"{cls.name}: row {i} raised alone ({exc!r}) but not within its batch; "
-                                 "report it with featurekit.RowErrors in both cases") from None
+        alone, alone_errors = call(data.slice(i, 1))
         alone_failed = alone_errors is not None and alone_errors[0] is not None
         assert failed == alone_failed, \
             f"{cls.name}: row {i} {'failed' if failed else 'succeeded'} in its batch but not alone"
@@ -125,14 +124,11 @@ def check_extractor(cls: type[Extractor], params: BaseModel | Mapping[str, Any] 
             assert alone[col].to_pylist() == first[col].slice(i, 1).to_pylist(), \
                 f"{cls.name}: row {i} computed alone differs from the same row in a batch (output {col!r})"
     nulls = pa.record_batch([pa.nulls(2, f.type) for f in data.schema], schema=data.schema)
-    try:
-        out, _ = call_extractor_rows(ext, task, nulls)
+    try:  # raising on a null row is allowed: featurekit records it as a row error
+        out, _ = compute_rows(ext, task, nulls)
     except FeatureError as exc:
         raise AssertionError(f"{cls.name}: on null inputs: " + str(exc).replace("feature 'check': ", "")) from None
-    except Exception:
-        out = None  # raising on a null row is allowed: featurekit records it as a row error
-    if out is not None:
-        assert all(len(v) == 2 for v in out.values()), f"{cls.name}: null inputs must still give one value a row"
+    assert all(len(v) == 2 for v in out.values()), f"{cls.name}: null inputs must still give one value a row"
     return first
 
 
@@ -147,7 +143,8 @@ class TestProject:
             assert featurekit_project.table().column("n").to_pylist() == [3]
 
     Only the built-ins and ``plugins`` are registered: the test does not depend on what else
-    happens to be installed. ``files`` (name -> bytes) are written beside the spec, and
+    happens to be installed. ``rows`` holding bytes values are written as Parquet (binary
+    columns), others as JSON lines. ``files`` (name -> bytes) are written beside the spec, and
     ``file_columns`` ({binary column: column of names}) loads them into the table.
     """
 
@@ -164,18 +161,15 @@ class TestProject:
 
     def write(self, features: dict, rows: list[dict], *, key: str = "id", files: Mapping[str, bytes] | None = None,
               file_columns: Mapping[str, str] | None = None, slices: dict | None = None, name: str = "test"):
-        import json
-
         import yaml
         self.root.mkdir(parents=True, exist_ok=True)
         for rel, blob in (files or {}).items():
             path = self.root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(blob)
-        with open(self.root / "rows.jsonl", "w") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
+        source = _write_rows(self.root, rows)
         spec = {"featurekit": 1, "name": name, "table": {"db": "data", "name": name},
-                "source": {"format": "jsonl", "path": "rows.jsonl", "key": key,
+                "source": {"format": source.suffix[1:], "path": source.name, "key": key,
                            **({"files": dict(file_columns)} if file_columns else {})},
                 "features": features, **({"slices": slices} if slices else {})}
         self.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -202,3 +196,22 @@ class TestProject:
     def table(self) -> pa.Table:
         from .table.handle import Table
         return Table.of(self.project()).require().to_table().sort_by(self.key)
+
+
+def _write_rows(root, rows: list[dict]):
+    """rows.jsonl, or rows.parquet when a value is bytes (JSON has no bytes); the path written."""
+    import json
+    for stale in ("rows.jsonl", "rows.parquet"):
+        (root / stale).unlink(missing_ok=True)
+    if any(isinstance(v, (bytes, bytearray)) for r in rows for v in r.values()):
+        import pyarrow.parquet as pq
+        path = root / "rows.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return path
+    path = root / "rows.jsonl"
+    try:
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+    except TypeError as exc:
+        raise TypeError(f"write(rows=...): {exc}; give values JSON can hold, or bytes") from None
+    path.write_text(text)
+    return path

@@ -146,6 +146,25 @@ CASES += [
         "spec.yaml:3:23: engine.workers: unknown key 'workers'; valid keys: checkpoint_seconds, max_workers, "
         "ingest_commit_rows, reuse_memory_mb",
     ]),
+    # issue 20, item 7: no parenthesis the user never wrote ("found: )")
+    ("where-missing-its-right-side", replace('"ocr_token_count >= 8"', '"ocr_token_count >= "'), [
+        "spec.yaml:22:12: slices.text_dense.where: invalid SQL filter: cannot parse ocr_token_count >= : '>=' needs "
+        "an expression after it, found the end of the expression (at character 20)",
+    ]),
+    # issue 21, N3: a filter that closes a parenthesis it never opened is not one expression
+    ("where-closing-what-it-never-opened", replace('"ocr_token_count >= 8"', '"ocr_token_count > 1000) OR (1=1"'), [
+        "spec.yaml:22:12: slices.text_dense.where: invalid SQL filter: cannot parse ocr_token_count > 1000) OR (1=1: "
+        "')' closes a parenthesis that was never opened (at character 23)",
+    ]),
+    # issue 20, item 4: near duplicates on a 32-bit column would keep 1 row of 60
+    ("near-on-int32", add("    dedupe: {near: {column: question_length, max_distance: 1}}\n"), [
+        "spec.yaml:23:29: slices.text_dense.dedupe.near.column: column 'question_length' is int32; near duplicates "
+        "need a 64-bit integer hash (uint64 or int64: image.dhash or image.phash give uint64)",
+    ]),
+    ("near-on-a-string", add("    dedupe: {near: {column: question_type, max_distance: 1}}\n"), [
+        "spec.yaml:23:29: slices.text_dense.dedupe.near.column: column 'question_type' is string; near duplicates "
+        "need a 64-bit integer hash (uint64 or int64: image.dhash or image.phash give uint64)",
+    ]),
     ("only-slice-of-a-higher-tier", replace("  question_type:\n", "  question_type:\n    only: text_dense\n")
      .replace("  ocr_token_count:\n", "  ocr_token_count:\n    tier: 2\n"), [
         "spec.yaml:19:11: features.question_type.only: slice 'text_dense' needs tier-2 feature 'ocr_token_count', "

@@ -126,7 +126,8 @@ def test_an_apply_opens_its_table_once_and_follows_its_own_writes(project, monke
     real = lance.dataset
 
     def counting(uri, *args, **kwargs):
-        opened.append(str(uri))
+        import traceback
+        opened.append(str(uri) + "\n" + "".join(traceback.format_stack(limit=5)[:-1]))
         return real(uri, *args, **kwargs)
 
     spec = project.spec.read_text().replace("slices:\n", "  words:\n    extractor: text.word_count\n"
@@ -139,7 +140,7 @@ def test_an_apply_opens_its_table_once_and_follows_its_own_writes(project, monke
     monkeypatch.setattr(lance, "dataset", counting)
     result = featurekit.apply(project.spec)
     assert result.ok and result.run.ingested == 20 and "wordy" in result.run.slices
-    mine = [u for u in opened if Path(u).name == "textvqa.lance"]
+    mine = [u for u in opened if Path(u.split("\n")[0]).name == "textvqa.lance"]
     assert len(mine) == 2, opened  # the spec's column peek, and the apply's one handle
 
 

@@ -1,4 +1,5 @@
-"""The docs are tested: every Python block of the README and docs/ runs, the plugin example
+"""The docs are tested: every Python block and every command line of the README and docs/
+runs (the output they show is what they print), the plugin example
 package in docs/examples/ passes its own tests, every hook is documented, every relative
 link leads to a file, and the spec reference is generated from the models."""
 import importlib.util
@@ -314,3 +315,298 @@ def test_the_spec_reference_is_generated_from_the_models(run_cli):
     assert out == committed, "docs/reference.md is stale: FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD=1 " \
                              "featurekit schema --markdown > docs/reference.md"
     assert "| `fragment_rows` | `int` | `8192` |" in out
+
+
+# -- every command line of the README and docs/ runs ---------------------------------------
+# A line of a ```bash block, or a `$ ` line of an output block, is a command; each is run by
+# one of the tests named in COMMANDS (as written, in a copy of the repository's specs and
+# examples in tmp_path; featurekit in this process, python scripts as subprocesses). The
+# exceptions say so: the install lines are checked against the files they name (not run:
+# they install), `python -m pytest` is this suite, and Geneva's apply runs as --dry-run
+# (Geneva needs a Ray cluster); the README's main job runs in plugins/featurekit-qwen's
+# test_quickstart.py (a smaller easy-vqa sample, fewer steps).
+
+QUICKSTART = "test_quickstart_commands_run_and_their_shown_output_is_what_they_print"
+QWEN = "test_the_qwen_commands_run_on_a_small_sample"
+COMMANDS = {
+    "python -m pytest": "test_the_readme_test_command_is_what_ci_runs",
+    "featurekit validate specs/textvqa.yaml": QUICKSTART,
+    "featurekit plan specs/textvqa.yaml": QUICKSTART,
+    "featurekit apply specs/textvqa.yaml": QUICKSTART,
+    "featurekit status specs/textvqa.yaml": QUICKSTART,
+    "featurekit slice specs/textvqa.yaml text_dense": QUICKSTART,
+    "featurekit graph specs/textvqa.yaml --format mermaid": QUICKSTART,
+    "featurekit graph specs/textvqa.yaml": QUICKSTART,
+    "featurekit schema > featurekit.schema.json": QUICKSTART,
+    "featurekit apply specs/textvqa-variant.yaml --branch dense6 --tag dense6-v1": QUICKSTART,
+    "featurekit branches specs/textvqa.yaml": QUICKSTART,
+    "featurekit plugins": "test_the_plugin_page_commands_run",
+    "python -m pytest docs/examples/featurekit-acme": "test_the_plugin_page_commands_run",
+    "pip install -e docs/examples/featurekit-acme": "test_install_lines_name_what_exists",
+    'pip install -e ".[geneva]" -e plugins/featurekit-geneva': "test_install_lines_name_what_exists",
+    "featurekit apply SPEC --engine geneva": "test_the_geneva_engine_line_runs_dry",
+    "featurekit validate spec.yaml": "test_the_validate_example_is_what_validate_prints",
+    "featurekit diff specs/textvqa.yaml HEAD~1": "test_the_git_history_commands_run",
+    "featurekit diff specs/textvqa.yaml v1.0 v1.1 --json": "test_the_git_history_commands_run",
+    "featurekit plan specs/textvqa.yaml --against HEAD": "test_the_git_history_commands_run",
+    "featurekit apply specs/textvqa-qwen.yaml --sample 64 --select vision_tower_hiddens": QWEN,
+    "featurekit bench specs/textvqa-qwen.yaml --recipe qlora --rows 256": QWEN,
+}
+MAIN_JOB = "plugins/featurekit-qwen/tests/test_quickstart.py::test_the_readme_main_job_runs_end_to_end"
+
+
+def command_lines(pages=PAGES) -> list[tuple[Path, str]]:
+    """(page, command) for every line of a ```bash block and every `$ ` line of an output
+    block, its trailing comment dropped."""
+    out = []
+    for page in pages:
+        for lang, code in re.findall(r"```(\w*)\n(.*?)```", TEXT[page], re.S):
+            if lang == "bash":
+                lines = code.splitlines()
+            elif lang == "":
+                lines = [line[2:] for line in code.splitlines() if line.startswith("$ ")]
+            else:
+                continue
+            out += [(page, re.sub(r"\s+#.*$", "", line).strip()) for line in lines if line.strip()]
+    return out
+
+
+def is_main_job(line: str) -> bool:
+    return line.startswith("pip install -c constraints.txt") and " && featurekit train " in line
+
+
+def test_every_command_line_is_run_by_a_test():
+    lines = command_lines()
+    assert len(lines) >= 20
+    for page, line in lines:
+        if is_main_job(line):
+            path, name = MAIN_JOB.split("::")
+            assert f"def {name}(" in (ROOT / path).read_text()
+            continue
+        assert line in COMMANDS, f"{page.relative_to(ROOT)}: no test runs {line!r}; add one and list it in COMMANDS"
+        assert COMMANDS[line] in globals(), COMMANDS[line]
+    shown = {line for _, line in lines}
+    assert set(COMMANDS) <= shown, f"listed but in no page: {set(COMMANDS) - shown}"
+
+
+def run_line(root: Path, line: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run a documented line in `root` as a shell would: `featurekit ...` in this process (the
+    same program as the command), `python ...` as a subprocess; `> file` writes stdout there."""
+    import contextlib
+    import io
+    import os
+    import shlex
+    import subprocess
+
+    from featurekit.cli import main
+    line, _, target = line.partition(" > ")
+    argv = shlex.split(line)
+    if argv[0] == "python":
+        proc = subprocess.run([sys.executable, *argv[1:]], cwd=root, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
+        code, out, err = proc.returncode, proc.stdout, proc.stderr
+    else:
+        assert argv[0] == "featurekit", line
+        here = os.getcwd()
+        out_io, err_io = io.StringIO(), io.StringIO()
+        os.chdir(root)
+        try:
+            with contextlib.redirect_stdout(out_io), contextlib.redirect_stderr(err_io):
+                code = main(argv[1:])
+        finally:
+            os.chdir(here)
+        out, err = out_io.getvalue(), err_io.getvalue()
+    if target:
+        (root / target.strip()).write_text(out)
+    return code, out, err
+
+
+def output_block(page: Path, command: str) -> str:
+    """The output a page shows under `$ command` (up to the end of its block)."""
+    found = [code for lang, code in re.findall(r"```(\w*)\n(.*?)```", TEXT[page], re.S)
+             if not lang and code.startswith(f"$ {command}\n")]
+    assert len(found) == 1, (page, command)
+    return found[0].split("\n", 1)[1]
+
+
+def copy_repository_files(root: Path, *specs: str) -> Path:
+    import shutil
+    (root / "specs").mkdir(parents=True)
+    for name in specs:
+        shutil.copy(ROOT / "specs" / name, root / "specs" / name)
+    shutil.copytree(ROOT / "examples", root / "examples")
+    return root
+
+
+@pytest.fixture(scope="module")
+def textvqa(tmp_path_factory):
+    """The quickstart's sample, as README says: make_sample.py's default 400 rows."""
+    root = copy_repository_files(tmp_path_factory.mktemp("quickstart"), "textvqa.yaml", "textvqa-variant.yaml")
+    code, _, err = run_line(root, "python examples/make_sample.py specs/raw")
+    assert code == 0, err
+    return root
+
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def test_quickstart_commands_run_and_their_shown_output_is_what_they_print(textvqa, monkeypatch):
+    import json
+    monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")  # textvqa.yaml uses featurekit-image
+    pytest.importorskip("featurekit_image")
+    block = re.search(r"## Quickstart.*?```bash\n(.*?)```", README, re.S).group(1)
+    lines = [re.sub(r"\s+#.*$", "", line).strip() for line in block.strip().splitlines()]
+    assert len(lines) == 8
+    outputs = {}
+    for line in lines:
+        code, out, err = run_line(textvqa, line)
+        assert code == 0, f"{line}\n{out}\n{err}"
+        outputs[line] = out
+    assert json.loads((textvqa / "featurekit.schema.json").read_text())["properties"]["features"]
+    assert outputs["featurekit graph specs/textvqa.yaml --format mermaid"].startswith("graph LR")
+    # the outputs the docs show are the ones these commands print (timestamps aside)
+    graph = run_line(textvqa, "featurekit graph specs/textvqa.yaml")[1]
+    assert graph == output_block(DOCS / "spec.md", "featurekit graph specs/textvqa.yaml")
+    slice_shown = output_block(DOCS / "curation.md", "featurekit slice specs/textvqa.yaml text_dense")
+    assert STAMP.sub("<time>", outputs["featurekit slice specs/textvqa.yaml text_dense"]) == \
+        STAMP.sub("<time>", slice_shown), "docs/curation.md shows an old `featurekit slice` output"
+    # docs/experiments.md: a variant on a branch, then the branches
+    for line in ("featurekit apply specs/textvqa-variant.yaml --branch dense6 --tag dense6-v1",
+                 "featurekit branches specs/textvqa.yaml"):
+        code, out, err = run_line(textvqa, line)
+        assert code == 0, f"{line}\n{out}\n{err}"
+    assert "branch dense6: from main version" in out and "dense6-v1: branch dense6 version" in out
+    assert 'definition.where "ocr_token_count >= 4" -> "ocr_token_count >= 6"' in out
+
+
+def test_the_validate_example_is_what_validate_prints(tmp_path):
+    """docs/spec.md's `featurekit validate spec.yaml`: a spec with those two mistakes where the
+    output says they are gives exactly that output."""
+    (tmp_path / "spec.yaml").write_text(
+        "featurekit: 1\nname: demo\ntable: {db: data, name: demo}\nsource:\n  format: jsonl\n"
+        "  path: raw/*.jsonl\n  key: id\nfeatures:\n  question_length:\n    extractor: text.lenght\n"
+        "    inputs: {text: question}\n  n:\n    extractor: text.length\n    inputs: {text: question}\n"
+        "    tier: 4\n")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.jsonl").write_text('{"id": 1, "question": "what is it?"}\n')
+    code, out, err = run_line(tmp_path, "featurekit validate spec.yaml")
+    assert code == 2 and out == ""
+    assert err == output_block(DOCS / "spec.md", "featurekit validate spec.yaml")
+
+
+def test_the_git_history_commands_run(tmp_path, monkeypatch):
+    """docs/experiments.md's diff and plan --against, in a git repository whose spec was
+    committed and tagged v1.0 then v1.1, and edited since."""
+    import shutil
+    import subprocess
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")  # textvqa.yaml uses featurekit-image
+    pytest.importorskip("featurekit_image")
+    root = copy_repository_files(tmp_path, "textvqa.yaml")
+    spec = root / "specs" / "textvqa.yaml"
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    git("add", "specs/textvqa.yaml")
+    git("commit", "-q", "-m", "v1.0")
+    git("tag", "v1.0")
+    spec.write_text(spec.read_text().replace("seed: 0", "seed: 1"))
+    git("commit", "-q", "-am", "v1.1")
+    git("tag", "v1.1")
+    spec.write_text(spec.read_text().replace("max_distance: 3", "max_distance: 5"))
+    outputs = {}
+    for line in ("featurekit diff specs/textvqa.yaml HEAD~1", "featurekit diff specs/textvqa.yaml v1.0 v1.1 --json",
+                 "featurekit plan specs/textvqa.yaml --against HEAD"):
+        code, out, err = run_line(root, line)
+        assert code == 0, f"{line}\n{out}\n{err}"
+        outputs[line] = out
+    assert "seed" in outputs["featurekit diff specs/textvqa.yaml HEAD~1"]
+    assert "seed" in outputs["featurekit diff specs/textvqa.yaml v1.0 v1.1 --json"]
+    assert "max_distance" in outputs["featurekit plan specs/textvqa.yaml --against HEAD"]
+
+
+def test_the_plugin_page_commands_run(tmp_path, monkeypatch):
+    """docs/plugins.md: after installing the example package, `featurekit plugins` lists it and
+    its tests pass (the install is stood in for by putting it on the path)."""
+    import os
+    example = str(EXAMPLE)
+    monkeypatch.syspath_prepend(example)
+    monkeypatch.setenv("FEATUREKIT_PLUGINS", "featurekit_acme")
+    code, out, err = run_line(tmp_path, "featurekit plugins")
+    assert code == 0, err
+    assert re.search(r"^featurekit_acme .*\n  extractors: acme\.\w+, acme\.\w+$", out, re.M), out
+    env = {"PYTHONPATH": os.pathsep.join([example, os.environ.get("PYTHONPATH", "")]),
+           "FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    code, out, err = run_line(ROOT, "python -m pytest docs/examples/featurekit-acme -q -p no:cacheprovider", env)
+    assert code == 0, out + err
+    assert "3 passed" in out
+
+
+def test_install_lines_name_what_exists():
+    """The install lines are not run (they would change this environment): each `-e` names a
+    folder with a pyproject.toml declaring the extras asked for."""
+    import shlex
+
+    import tomllib
+    lines = [line for _, line in command_lines() if line.startswith("pip install")]
+    assert len(lines) == 3
+    for line in lines:
+        for part in line.split(" && ")[:1]:
+            args = shlex.split(part)
+            targets = [args[i + 1] for i, a in enumerate(args) if a == "-e"]
+            assert targets, line
+            for target in targets:
+                path, _, extras = target.partition("[")
+                project = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]
+                for extra in filter(None, extras.rstrip("]").split(",")):
+                    assert extra in project.get("optional-dependencies", {}), (line, path, extra)
+            if "-c" in args:
+                assert (ROOT / args[args.index("-c") + 1]).is_file()
+
+
+def test_the_readme_test_command_is_what_ci_runs():
+    """`python -m pytest` is this suite: not run from inside it; CI (.ci/run) runs exactly it."""
+    assert "\npython -m pytest\n" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_geneva_engine_line_runs_dry(textvqa, monkeypatch):
+    """Geneva needs a Ray cluster: the line runs with --dry-run (the engine is found, the plan
+    printed, nothing computed), SPEC being the quickstart's spec."""
+    monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")
+    pytest.importorskip("featurekit_geneva")
+    code, out, err = run_line(textvqa, "featurekit apply specs/textvqa.yaml --engine geneva --dry-run")
+    assert code == 0, err
+    assert out.startswith("plan for textvqa-sample:")
+
+
+@pytest.fixture(scope="module")
+def qwen_sample(tmp_path_factory):
+    """The textvqa-qwen spec on 24 sample rows with the tiny random model."""
+    pytest.importorskip("featurekit_qwen")
+    pytest.importorskip("peft")
+    root = copy_repository_files(tmp_path_factory.mktemp("qwen"), "textvqa-qwen.yaml")
+    for line in ("python examples/make_sample.py specs/raw --rows 24",
+                 "python examples/make_tiny_qwen.py specs/models/tiny-qwen"):
+        code, _, err = run_line(root, line, {"HF_HUB_OFFLINE": "1"})
+        assert code == 0, err
+    return root
+
+
+def test_the_qwen_commands_run_on_a_small_sample(qwen_sample, monkeypatch):
+    """docs/experiments.md's `apply --sample` (after the tiers below 3, so the tower's slice
+    exists) and docs/training.md's bench on the qlora recipe's columns."""
+    monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert run_line(qwen_sample, "featurekit apply -q specs/textvqa-qwen.yaml --tier 2")[0] == 0
+    code, out, err = run_line(qwen_sample, "featurekit apply specs/textvqa-qwen.yaml --sample 64 "
+                                           "--select vision_tower_hiddens")
+    assert code == 0, out + err
+    assert "nothing was written" in out and "  vision_tower_hiddens " in out
+    assert run_line(qwen_sample, "featurekit apply -q specs/textvqa-qwen.yaml")[0] == 0
+    code, out, err = run_line(qwen_sample, "featurekit bench specs/textvqa-qwen.yaml --recipe qlora --rows 256")
+    assert code == 0, out + err
+    assert "Parquet, sequential" in out and "featurekit shuffled" in out

@@ -4,6 +4,7 @@ import json
 
 import lance
 import pyarrow as pa
+import pytest
 
 import featurekit
 from conftest import registry_with
@@ -14,6 +15,7 @@ class Counting(featurekit.Extractor):
 
     name = "acme.counting"
     inputs = {"text": pa.string()}
+    reuse_values = True  # shares even where keying would not pay: these tests are about sharing
     seen: list[str] = []
 
     def output_type(self):
@@ -258,7 +260,7 @@ def test_the_shared_value_memory_stays_within_its_budget_when_a_piece_repeats_ke
         keys = [f"k{g}_{i}" for i in range(3)]
         pieces = [reuse.classify(input_hashes(pa.table({"t": k}), "fp")) for k in (keys, keys + keys)]
         for piece in pieces:
-            n = len(piece.keys)
+            n = len(piece.hashes)
             values = {"n": pa.array([b"x" * 3000 for _ in piece.compute], pa.binary())}
             out, _ = reuse.resolve(piece, values, None, list(range(addr, addr + n)))
             addr += n
@@ -316,7 +318,7 @@ def test_plan_never_reads_image_structs_to_count_distinct_inputs(tmp_path, monke
     featurekit.apply(spec, registry=reg)
     spec.write_text(spec.read_text() + "  s2: {extractor: acme.image_size, inputs: {image: image}}\n")
     hashed = []
-    monkeypatch.setattr(featurekit.planning.distinct, "input_hashes", lambda t, *a: hashed.append(t) or pa.array([]))
+    monkeypatch.setattr(featurekit.planning.distinct, "distinct_count", lambda t, *a: hashed.append(t) or 0)
     assert featurekit.plan(spec, registry=reg).step("s2").distinct is None
     assert hashed == []  # the plan read no image bytes
     result = featurekit.apply(spec, registry=reg)  # the apply still computes each distinct image once
@@ -330,3 +332,79 @@ def test_input_keys_of_unsigned_vectors_beyond_int64():
     keys = input_hashes(pa.table({"v": big})).to_pylist()
     assert keys[0] == keys[2] != keys[1]
     assert input_hashes(pa.table({"v": pa.array([[5, 6]], pa.list_(pa.int64(), 2))})).to_pylist()[0] == keys[1]
+
+
+class Cheap(featurekit.Extractor):
+    """As cheap as a Python extractor gets, with no `reuse_values` set: featurekit decides."""
+
+    name = "acme.cheap"
+    inputs = {"text": pa.string()}
+    calls = 0
+
+    def output_type(self):
+        return pa.int64()
+
+    def __call__(self, batch):
+        type(self).calls += batch.num_rows
+        return pa.array([len(t) for t in batch.column("text").to_pylist()], pa.int64())
+
+
+class Slow(Cheap):
+    """A row costs a millisecond: sharing values pays as soon as inputs repeat."""
+
+    name = "acme.slow"
+
+    def __call__(self, batch):
+        import time
+        time.sleep(0.001 * batch.num_rows)
+        return super().__call__(batch)
+
+
+@pytest.mark.parametrize("cls, shared", [(Cheap, False), (Slow, True)])
+def test_sharing_values_is_decided_by_what_it_saves(tmp_path, cls, shared):
+    """No `reuse_values`: a cheap extractor over inputs that repeat little computes row by row
+    without input keys; one whose rows cost more than keying shares. Values are right either
+    way, and no row is computed twice."""
+    texts = [f"q{i % 1500}" for i in range(1800)]  # 1,500 distinct inputs, a few repeated
+    spec = write(tmp_path, texts, extractor=cls.name)
+    spec.write_text(spec.read_text().replace("fragment_rows: 10", "fragment_rows: 400"))
+    cls.calls = 0
+    run = featurekit.apply(spec, registry=registry_with(cls)).run.features["n"]
+    got = table(tmp_path)
+    assert got.column("n").to_pylist() == [len(t) for t in got.column("text").to_pylist()]
+    keys = got.column("_fkin_n")
+    if shared:
+        assert run.sharing.startswith("shared") and cls.calls == 1500 == run.distinct
+        assert keys.null_count == 0 and len(set(keys.to_pylist())) == 1500
+    else:
+        assert run.sharing.startswith("not shared: a row computes in") and run.distinct is None
+        assert cls.calls == 1800 and keys.null_count == 1800  # each row once, the sampled ones included
+
+
+def test_shared_values_equal_a_per_row_computation_with_nulls_empties_and_two_inputs(tmp_path):
+    """Rows grouped by value in Arrow (`distinct_rows`): a NULL is not an empty string, and a row
+    takes the value of its own inputs, never of another row sharing its first input."""
+    class Pair(featurekit.Extractor):
+        name = "acme.pair"
+        inputs = {"a": pa.string(), "b": pa.string()}
+        reuse_values = True
+
+        def output_type(self):
+            return pa.string()
+
+        def __call__(self, batch):
+            return pa.array([f"{a!r}|{b!r}" for a, b in zip(batch.column("a").to_pylist(),
+                                                           batch.column("b").to_pylist())], pa.string())
+
+    (tmp_path / "raw").mkdir()
+    values = [None, "", "x", "x" * 100, "x" * 100 + "y"]
+    rows = [{"id": i, "a": values[i % 5], "b": values[(i // 5) % 5]} for i in range(75)]
+    (tmp_path / "raw" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("featurekit: 1\nname: pair\ntable: {db: data, name: t, fragment_rows: 16}\n"
+                    "source: {format: jsonl, path: raw/*.jsonl, key: id}\n"
+                    "features:\n  p: {extractor: acme.pair, inputs: {a: a, b: b}}\n")
+    run = featurekit.apply(spec, registry=registry_with(Pair)).run.features["p"]
+    got = lance.dataset(str(tmp_path / "data" / "t.lance")).to_table().sort_by("id")
+    want = [f"{a!r}|{b!r}" for a, b in zip(got.column("a").to_pylist(), got.column("b").to_pylist())]
+    assert got.column("p").to_pylist() == want and run.distinct == 25 and run.reused == 50

@@ -90,8 +90,11 @@ def test_a_sql_feature_is_computed_by_lance_and_fingerprinted_by_its_expression(
      "spec.yaml:22:13: features.f.params: unknown column 'questoin': not in the table, the source or any "
      "feature's outputs; did you mean 'question' or 'question_id' or 'question_type'?"),
     ('{expr: "length(question) +", type: int32}',
-     "spec.yaml:22:13: features.f.params: invalid SQL expression: cannot parse length(question) + "
-     "(sql parser error: Expected: an expression, found: ))"),
+     "spec.yaml:22:20: features.f.params.expr: invalid SQL expression: cannot parse length(question) +: '+' needs "
+     "an expression after it, found the end of the expression (at character 19)"),
+    ('{expr: "length(question) / 0", type: int32}',
+     "spec.yaml:22:13: features.f.params: invalid SQL expression: length(question) / 0 fails when evaluated on "
+     "rows of ordinary values of its columns' types, so it would fail every apply: Divide by zero error"),
     ('{expr: "question", type: int32}',
      "spec.yaml:22:13: features.f.params: the expression gives string, which does not convert to int32"),
     ('{expr: "length(question)", type: int33}',

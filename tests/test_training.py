@@ -96,11 +96,27 @@ def test_a_recipe_reading_stale_columns_is_refused(trained, run_cli):
 
 def test_resume_continues_the_newest_run(trained, run_cli):
     run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--steps", "5", cwd=trained)
+    first_folder = (trained / "runs" / "probe" / "LATEST").read_text().strip()
+    first = json.loads((trained / "runs" / "probe" / first_folder / "manifest.json").read_text())
+    # the table grows before the resume: the resumed run still reads the version it started on
+    rows = [{"id": 1000 + i, "question": "what color is red", "answer": "red"} for i in range(30)]
+    (trained / "raw" / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_cli("apply", "-q", "spec.yaml")[0] == 0
     code, out, err = run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--resume")
     assert code == 0, err
+    # the probe keeps no checkpoint: the resume says it starts over rather than doing so silently
+    assert "--resume: no checkpoint in " in err and "training starts over from step 1" in err
     folder = trained / "runs" / "probe" / (trained / "runs" / "probe" / "LATEST").read_text().strip()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert len(manifest["resumes"]) == 1
+    assert folder.name == first_folder and [p.name for p in folder.parent.glob("2*")] == [first_folder]
+    assert manifest["status"] == "finished" and manifest["started"] == first["started"]
+    assert manifest["resumes"][0]["status"] == "finished" and manifest["resumes"][0]["started"] == first["started"]
+    assert manifest["table"]["version"] == first["table"]["version"] == manifest["loader"][0]["version"]
+    assert manifest["wall_seconds"] >= first["wall_seconds"]
+    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 61))  # each step once, through the params' 60
+    assert manifest["final"]["steps"] == 60 and manifest["final_loss"] == metrics[-1]["loss"]
 
 
 def test_the_manifest_rebuilds_the_identical_batch_order(trained, run_cli):
@@ -183,3 +199,62 @@ def test_resuming_a_run_that_finished_all_its_steps_is_refused(trained, run_cli)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["steps_override"] == 5
     assert manifest["table"]["uri"] == str(trained / "data" / "t.lance")  # absolute
+
+
+def test_no_eta_until_the_pace_is_known(capsys):
+    """The first step pays for loading the model: an ETA timed from the start said 2,612 s for
+    a 5-minute run. It is timed from the first step and shown after WARMUP_STEPS more."""
+    from featurekit.training.runs import WARMUP_STEPS, Progress
+    now = [0.0]
+    progress = Progress(every=0, clock=lambda: now[0])
+    progress.set_total(10)
+    for step, at in [(1, 100.0), (2, 101.0), (3, 102.0), (4, 103.0), (5, 104.0)]:
+        now[0] = at
+        progress.update(step, {"loss": 1.0})
+    lines = capsys.readouterr().err.splitlines()
+    assert WARMUP_STEPS == 3
+    assert [("eta" in line) for line in lines] == [False, False, False, True, True]
+    assert lines[3] == "step 4/10: loss 1, eta 6s" and lines[4] == "step 5/10: loss 1, eta 5s"
+
+
+def test_eval_says_what_it_is_doing_while_it_generates(trained, run_cli):
+    assert run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--steps", "3", cwd=trained)[0] == 0
+    code, out, err = run_cli("eval", "spec.yaml", "--recipe", "probe")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0] == "eval: loading the model, then answering 25 row(s)"
+    assert lines[-1].startswith("eval: 25/25 rows in ")
+    assert "eval:" not in run_cli("eval", "spec.yaml", "--recipe", "probe", "-q")[2]
+
+
+def test_a_refused_resume_leaves_the_run_as_it_was(trained, run_cli, monkeypatch):
+    """A trainer refusing --resume (qlora without a checkpoint) leaves the finished run's
+    manifest untouched: no steps_override of the refused attempt, no extra resume."""
+    import types
+
+    import featurekit.plugins.registry
+    from featurekit.builtin.trainers import LinearProbe
+    from featurekit.errors import UsageError
+    from featurekit.plugins.discovery import make_plugin_manager
+    from featurekit.plugins.registry import Registry
+
+    class NoResume(LinearProbe):
+        name = "no_resume"
+
+        def train(self, run):
+            if run.resume:
+                raise UsageError(f"--resume: {run.dir} has no checkpoint to continue from")
+            return super().train(run)
+
+    mod = types.ModuleType("no_resume_plugin")
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Embed])
+    mod.featurekit_register_trainers = featurekit.hookimpl(lambda: [NoResume])
+    reg = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod]))
+    monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
+    (trained / "spec.yaml").write_text(SPEC.replace("trainer: linear_probe", "trainer: no_resume"))
+    assert run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--steps", "3", cwd=trained)[0] == 0
+    folder = trained / "runs" / "probe" / (trained / "runs" / "probe" / "LATEST").read_text().strip()
+    before = (folder / "manifest.json").read_text()
+    code, _, err = run_cli("train", "spec.yaml", "--recipe", "probe", "-q", "--resume", "--steps", "5")
+    assert code == 2 and "has no checkpoint to continue from" in err
+    assert (folder / "manifest.json").read_text() == before

@@ -24,7 +24,7 @@ def test_there_are_at_least_25_broken_specs():
 def test_valid_spec(project, run_cli):
     code, out, err = run_cli("validate", "spec.yaml", cwd=project.root)
     assert (code, err) == (0, "")
-    assert out == "spec.yaml: ok (3 features, 1 slices, 0 recipes)\n"
+    assert out == "spec.yaml: ok (3 features, 1 slice, 0 recipes)\n"
 
 
 def test_problems_from_several_files_are_reported_together(project, run_cli):
@@ -38,7 +38,7 @@ def test_problems_from_several_files_are_reported_together(project, run_cli):
         "did you mean 'text.count'?",
         "2 problems found; nothing was written",
     ]
-    assert out == "spec.yaml: ok (3 features, 1 slices, 0 recipes)\n"
+    assert out == "spec.yaml: ok (3 features, 1 slice, 0 recipes)\n"
 
 
 def test_missing_file(project, run_cli):
@@ -98,7 +98,7 @@ def test_a_fresh_clone_without_the_data_validates_everything_else(project, run_c
     code, out, err = run_cli("validate", "spec.yaml", cwd=project.root)
     assert (code, err) == (0, "")
     assert out.splitlines() == [
-        "spec.yaml: ok (3 features, 1 slices, 0 recipes)",
+        "spec.yaml: ok (3 features, 1 slice, 0 recipes)",
         "  waited for the data: spec.yaml:8:9: source.path: no file matches 'raw/*.jsonl' (paths are relative "
         "to the spec's folder): the source's columns, their types and the filters over them were not checked"]
     code, out, err = run_cli("validate", "--strict", "spec.yaml")
@@ -131,3 +131,40 @@ def test_problems_of_every_section_are_reported_in_one_run(project, run_cli):
                    "slices.text_dense.where: unknown column 'ocr_token_countt'",
                    "slices.text_dense.split.fractions: fractions must add up to 1"):
         assert wanted in err, wanted
+
+
+def test_one_run_reports_every_mistake_at_every_stage(project, run_cli):
+    """Issue 20, item 3: an unknown input name, an unknown param, a broken `where` and an
+    unknown split column, all in one run (the `where` used to wait for the others)."""
+    project.write_spec(BASE_SPEC
+                       .replace("inputs: {text: question}\n  ocr", "inputs: {txt: question}\n  ocr")
+                       .replace("    inputs: {items: ocr_tokens}\n", "    inputs: {items: ocr_tokens}\n"
+                                                                      "    params: {colour: red}\n")
+                       .replace('where: "ocr_token_count >= 8"', 'where: "ocr_token_count >="\n'
+                                '    split: {by: imageid, fractions: {train: 0.5, val: 0.5}}'))
+    code, _, err = run_cli("validate", "spec.yaml", cwd=project.root)
+    assert code == 2
+    assert err.splitlines() == [
+        "spec.yaml:13:13: features.question_length.inputs: text.length needs input 'text' (string); "
+        "add 'text: <column>'",
+        "spec.yaml:13:14: features.question_length.inputs.txt: text.length has no input 'txt'; its inputs: text",
+        "spec.yaml:17:14: features.ocr_token_count.params.colour: unknown key 'colour'",
+        "spec.yaml:23:12: slices.text_dense.where: invalid SQL filter: cannot parse ocr_token_count >=: '>=' needs "
+        "an expression after it, found the end of the expression (at character 19)",
+        "spec.yaml:24:17: slices.text_dense.split.by: unknown column 'imageid': not in the table, the source or any "
+        "feature's outputs; did you mean 'image_id'?",
+        "5 problems found; nothing was written",
+    ]
+
+
+@pytest.mark.parametrize("change,first", [
+    (("  name: textvqa\n", "  name: a/b\n"), "spec.yaml:5:9: table.name: table name 'a/b' must be 1-128 ASCII"),
+    (("  key: question_id\n", "  key: question_id\n  on_change: maybe\n"),
+     "spec.yaml:10:14: source.on_change: input should be 'update', 'ignore' or 'error' (got 'maybe')"),
+])
+def test_a_bad_table_or_source_does_not_hide_the_features_problems(project, run_cli, change, first):
+    project.write_spec(BASE_SPEC.replace(*change).replace("extractor: text.count", "extractor: text.cuont"))
+    code, _, err = run_cli("validate", "spec.yaml", cwd=project.root)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 3 and lines[0].startswith(first), lines
+    assert "features.ocr_token_count.extractor: unknown extractor 'text.cuont'" in lines[1]

@@ -18,6 +18,7 @@ from ..plugins.hookspecs import hookimpl
 from ..plugins.source import RowIssue, Source, SourceBatch
 
 PEEK_LINES = 200
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark at the start of a text file
 
 
 class JsonlSource(Source):
@@ -56,6 +57,8 @@ class JsonlSource(Source):
     def _parse_lines(path: Path, lines) -> SourceBatch:
         rows, numbers, issues = [], [], []
         for n, line in enumerate(lines, 1):
+            if n == 1 and line.startswith(BOM):  # editors on Windows write one: not part of the first row
+                line = line[len(BOM):]
             if not line.strip():
                 continue
             row, problem = _parse_line(line)
@@ -278,6 +281,8 @@ def _without_undecodable_records(data: bytes, path: Path, options: CsvOptions | 
                                  ) -> tuple[bytes, list[int], list[RowIssue]]:
     """The file's bytes without the records holding bytes that are not UTF-8; for every
     line kept, its line number in the file; and an issue per record dropped."""
+    if data.startswith(BOM):  # not part of the first column's name
+        data = data[len(BOM):]
     lines = io.StringIO(data.decode("utf-8", "surrogateescape"), newline="").readlines()
     consumed: list[str] = []
     options = options or CsvOptions()

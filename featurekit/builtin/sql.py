@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from ..plugins.extractor import Extractor, Resources
 from ..plugins.hookspecs import hookimpl
-from ..spec.sql import several_statements, sql_columns
+from ..spec.sql import parse, runtime_message, sample_tables, sql_columns, syntax_problem
 
 TYPES = {
     "bool": pa.bool_(), "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
@@ -53,9 +53,9 @@ class SqlExpression(Extractor):
         @field_validator("expr")
         @classmethod
         def _one(cls, value: str) -> str:
-            error = several_statements(value)
+            error = syntax_problem(value, "expression")
             if error:
-                raise ValueError(error.replace("filter", "expression"))
+                raise ValueError(error)
             return value
 
     def input_types(self) -> Mapping[str, Any]:
@@ -73,6 +73,16 @@ class SqlExpression(Extractor):
             return lance_message(str(exc)).replace("invalid SQL filter", "invalid SQL expression")
         if not _converts(out.type, self.output_type()):
             return f"the expression gives {out.type}, which does not convert to {self.params.type}"
+        failures = []
+        for table in sample_tables(dict(types)):  # a few rows of ordinary values: fails on all -> every apply fails
+            try:
+                self._evaluate(table)
+                return None
+            except (ValueError, OSError) as exc:
+                failures.append(exc)
+        if failures:
+            return (f"invalid SQL expression: {self.params.expr} fails when evaluated on rows of ordinary values of "
+                    f"its columns' types, so it would fail every apply: {runtime_message(str(failures[0]))}")
         return None
 
     def _evaluate(self, table: pa.Table) -> pa.Array:
@@ -80,7 +90,7 @@ class SqlExpression(Extractor):
         if not table.num_columns:  # an expression over no column: one value per row still
             table = pa.table({"__rows": pa.nulls(table.num_rows, pa.int8())})
         ds = lance.write_dataset(table, f"memory://featurekit-sql-{next(_NAMES)}")
-        return ds.to_table(columns={"value": f"({self.params.expr})"}).column("value").combine_chunks()
+        return ds.to_table(columns={"value": parse(self.params.expr).sql}).column("value").combine_chunks()
 
     def __call__(self, batch: pa.RecordBatch) -> pa.Array:
         return self._evaluate(pa.Table.from_batches([batch])).cast(self.output_type())

@@ -50,6 +50,7 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
     if project.deferred and not table.main.exists:
         raise UsageError("; ".join(p.message.split(":")[0] for p in project.deferred) + ": nothing to apply yet")
     runner = engine_for(project, engine)  # an unknown engine is an error even when there is nothing to do
+    runner.check(project, table)  # a table the engine cannot run is refused before a branch is made
     if tag is not None:
         table.check_new_tag(tag)  # before anything is written
     if dry_run:
@@ -62,7 +63,8 @@ def apply(spec: str | Path | Project, *, engine: str | None = None, select: Iter
                              "run apply without --branch first")
         ds = table.dataset
         prepared = prepare_ingest(project, ds, prune=prune)
-        the_plan = plan_on(project, table, select=select, tier=tier, prune=prune, prepared=prepared)
+        the_plan = plan_on(project, table, select=select, tier=tier, prune=prune, prepared=prepared,
+                           count_distinct=False)
         result = ApplyResult(the_plan, None, table.branch, created)
         if prepared is not None:
             prepared.check()  # source.on_change / on_skip: error refuses before anything is written

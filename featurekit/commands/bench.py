@@ -2,7 +2,8 @@
 
 The same sampled rows are read, in the same shuffled order where it applies, by:
 featurekit's loader (shuffled and sequential), a LanceDB Permutation, a Parquet copy of the
-columns (written to a temporary folder and removed), and plain `os.preadv` of the rows' bytes
+columns (written to a temporary folder and removed; row groups of ~32 MB, read shuffled and
+sequentially), and plain `os.preadv` of the rows' bytes
 in the page cache (the ceiling; it covers the columns stored in Lance's plain layout).
 Every reader materializes numpy arrays or tensors, and each is checked to deliver every
 sampled row exactly once. The readers are reusable (benchmarks/loader.py adds its own).
@@ -58,23 +59,32 @@ class BenchResult:
         return out
 
     def render(self) -> str:
-        size = f"{self.row_bytes / 1e6:.2f} MB" if self.row_bytes >= 1e5 else f"{self.row_bytes / 1e3:.1f} kB"
+        size = f"{self.row_bytes / 1e6:.2f} MB" if self.row_bytes >= 1e5 else \
+            f"{self.row_bytes / 1e3:.1f} kB" if self.row_bytes >= 1e3 else f"{self.row_bytes} bytes"
         lines = [f"table {self.table} (version {self.version}): {self.rows} rows x {size} of "
                  f"{', '.join(self.columns.values())}, batch {self.batch_size}",
                  f"  {'reader':<34} {'rows/s':>9} {'GB/s':>7} {'featurekit speed-up':>20}"]
         base = next((m.rows_per_s for m in self.measures if m.name == "featurekit shuffled"), 0.0)
         for m in self.measures:
             ratio = f"{base / m.rows_per_s:.1f}x" if m.rows_per_s and base and m.name != "featurekit shuffled" else ""
-            lines.append(f"  {m.name:<34} {m.rows_per_s:>9,.0f} {m.gb_per_s:>7.2f} {ratio:>20}"
+            lines.append(f"  {m.name:<34} {m.rows_per_s:>9,.0f} {_rate(m.gb_per_s):>7} {ratio:>20}"
                          + (f"  {m.note}" if m.note else ""))
         for name, why in self.skipped.items():
             lines.append(f"  {name:<34} skipped: {why}")
+        if self.row_bytes < SMALL_ROW_BYTES:
+            lines.append(f"note: a row of these columns is {self.row_bytes} bytes: the rates measure per-batch "
+                         "overhead more than reading; bench is made for large columns (embeddings, hidden states)")
         if self.shuffle:
             q = self.shuffle
             lines.append(f"shuffle quality: correlation of epoch and storage position {q['correlation']:+.3f}; "
                          f"fragments per batch {q['fragments_per_batch']:.1f} "
                          f"(a uniform shuffle: {q['fragments_per_batch_uniform']:.1f})")
         return "\n".join(lines)
+
+
+def _rate(gb_per_s: float) -> str:
+    """GB/s with two decimals, or two significant digits below 0.01 (never a bare 0.00)."""
+    return f"{gb_per_s:.2f}" if gb_per_s >= 0.01 or gb_per_s == 0 else f"{gb_per_s:.2g}"
 
 
 # -- readers: each yields batches of materialized arrays --------------------------------
@@ -116,8 +126,8 @@ def write_parquet(ds, row_ids: np.ndarray, columns: Sequence[str], path: str, ro
     import pyarrow.parquet as pq
     writer = None
     try:
-        for start in range(0, len(row_ids), 64):
-            tbl = ds._take_rows(pa.array(row_ids[start:start + 64], pa.uint64()), columns=list(columns))
+        for start in range(0, len(row_ids), row_group_rows):  # one group a write: groups of the size asked
+            tbl = ds._take_rows(pa.array(row_ids[start:start + row_group_rows], pa.uint64()), columns=list(columns))
             if writer is None:
                 writer = pq.ParquetWriter(path, tbl.schema, compression="none")
             writer.write_table(tbl, row_group_size=row_group_rows)
@@ -142,6 +152,25 @@ def parquet_batches(path: str, positions: np.ndarray, batch_size: int,
         base = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in groups])[:-1]
         local = base[np.searchsorted(groups, group)] + (rows - starts[group])
         yield to_numpy(tbl.take(pa.array(local)), shapes)
+
+
+def parquet_sequential_batches(path: str, batch_size: int,
+                               shapes: Mapping[str, tuple[int, ...]]) -> Iterator[dict[str, Any]]:
+    """Every row of a Parquet file in storage order, `batch_size` rows a batch."""
+    import pyarrow.parquet as pq
+    for batch in pq.ParquetFile(path, memory_map=True).iter_batches(batch_size=batch_size):
+        yield to_numpy(batch, shapes)
+
+
+PARQUET_GROUP_BYTES = 32_000_000  # a row group of ~32 MB (Hugging Face datasets writes 100 image rows a group)
+PARQUET_COPY_BYTES = 128_000_000  # rows copied: ~128 MB (pyarrow decodes fixed-size lists at ~50 MB/s)
+
+
+def parquet_layout(n: int, row_bytes: int, rows: int | None = None, group: int | None = None) -> tuple[int, int]:
+    """(rows copied to Parquet, rows a row group): explicit values, else sized from a row's bytes."""
+    copied = rows or max(min(n, PARQUET_COPY_BYTES // max(row_bytes, 1)), min(n, 16))
+    copied = min(copied, n)
+    return copied, group or max(1, min(copied, PARQUET_GROUP_BYTES // max(row_bytes, 1)))
 
 
 def pread_batches(locations: Sequence, addresses: np.ndarray, batch_size: int, *, threads: int = 1,
@@ -209,7 +238,8 @@ def batch_bytes(batch: Mapping[str, Any]) -> int:
 # -- the command ----------------------------------------------------------------------
 
 STAGES = ("featurekit shuffled", "featurekit sequential", "LanceDB Permutation shuffled",
-          "Parquet, same shuffled order", "page cache (os.preadv)")
+          "Parquet, same shuffled order", "Parquet, sequential", "page cache (os.preadv)")
+SMALL_ROW_BYTES = 1024  # below this a row is too small for read throughput to say anything
 
 
 def bench_columns(project, recipe: str | None, columns: Sequence[str] | None, schema) -> dict[str, str]:
@@ -226,17 +256,23 @@ def bench_columns(project, recipe: str | None, columns: Sequence[str] | None, sc
     import pyarrow as pa
     feats = [c for f in project.features.values() for c in f.columns if c in schema.names]
     big = [c for c in feats if pa.types.is_fixed_size_list(schema.field(c).type)]
-    if not (big or feats):
+    if not feats:
         raise UsageError("nothing to read: no feature column is materialized yet; run 'featurekit apply', "
                          "or name columns with --columns")
-    return {c: c for c in (big or feats)}
+    if not big:
+        raise UsageError(f"nothing large to measure: {os.path.basename(str(project.path))}'s features are scalars and short values "
+                         f"({', '.join(feats)}); bench measures reading the large fixed-size list columns training "
+                         "reads (embeddings, hidden states). Name columns with --columns to time them anyway")
+    return {c: c for c in big}
 
 
 def bench(spec: Any, *, recipe: str | None = None, columns: Sequence[str] | None = None, rows: int = 512,
           batch_size: int = 16, seed: int = 0, progress: Progress | None = None, registry=None,
-          parquet_row_group: int = 1, parquet_rows: int = 64, workdir: str | None = None,
+          parquet_row_group: int | None = None, parquet_rows: int | None = None, workdir: str | None = None,
           branch: str | None = None) -> BenchResult:
-    """Measure the readers on `rows` rows sampled from the recipe's split (or the table)."""
+    """Measure the readers on `rows` rows sampled from the recipe's split (or the table).
+    `parquet_rows`, `parquet_row_group`: the Parquet copy's rows and rows a row group (None:
+    ~128 MB of rows, in groups of ~32 MB)."""
     from ..errors import UsageError
     from ..planning.project import project_of
     from ..table.handle import require_dataset, table_ref
@@ -272,19 +308,21 @@ def bench(spec: Any, *, recipe: str | None = None, columns: Sequence[str] | None
         out.append(measure(STAGES[2], permutation_batches(table, sample_ids[position], list(cols.values()),
                                                           batch_size, shapes), row_bytes, n, progress))
     with tempfile.TemporaryDirectory(prefix="featurekit-bench-", dir=workdir) as tmp:
-        # pyarrow decodes fixed-size lists from Parquet at ~20 rows/s of 1.6 MB: a subset suffices
-        m = min(n, parquet_rows)
+        # pyarrow decodes fixed-size lists from Parquet at ~30 rows/s of 1.6 MB: ~128 MB of rows suffice
+        m, group = parquet_layout(n, row_bytes, parquet_rows, parquet_row_group)
         path = os.path.join(tmp, "copy.parquet")
-        write_parquet(ds, sample_ids[:m], list(cols.values()), path, parquet_row_group)
+        write_parquet(ds, sample_ids[:m], list(cols.values()), path, group)
         mine = position[position < m]
+        note = f"uncompressed, {group} row(s) a row group" + (f", {m} of the rows" if m < n else "")
         out.append(measure(STAGES[3], parquet_batches(path, mine, batch_size, shapes), row_bytes, m, progress,
-                           note=f"uncompressed, {parquet_row_group} row(s) a row group"
-                                + (f", {m} of the rows" if m < n else "")))
+                           note=note))
+        out.append(measure(STAGES[4], parquet_sequential_batches(path, batch_size, shapes), row_bytes, m, progress,
+                           note=note))
     plain = [r.locations for r in shuffled.reads if r.locations is not None]
     if plain:
         covered = sum(loc.value_bytes for loc in plain)
         note = "" if covered >= row_bytes * 0.99 else f"covers {covered / row_bytes:.0%} of a row's bytes"
-        out.append(measure(STAGES[4], pread_batches(plain, order_addr, batch_size, threads=shuffled.threads),
+        out.append(measure(STAGES[5], pread_batches(plain, order_addr, batch_size, threads=shuffled.threads),
                            covered, n, progress, note=note))
     return BenchResult(table=str(ref), version=ds.version, columns=cols, rows=n, batch_size=batch_size,
                        row_bytes=row_bytes, measures=out, shuffle=shuffled.shuffle_quality(), skipped=skipped)

@@ -14,7 +14,9 @@ manifest (``<recipe output>/*/manifest.json``: ``table.version`` and the loaders
 versions), and the version a recipe pins with ``table: {version: N}``. Those are protected by a
 Lance tag (``featurekit-run-<recipe>-<run>``, ``featurekit-recipe-<recipe>-v<N>``) created
 here (tags are what Lance's cleanup honours, and they show in ``ds.tags.list()``);
-deleting the tag releases the version to the next compact.
+deleting the tag releases the version to the next compact. A version a live `DataLoader` or
+`featurekit.read` holds (its reader lease, `table/readers.py`) is kept too, and the output says
+which reader holds it.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from ..planning.resolve import Project
 from ..plugins.registry import Registry
 from ..table.handle import Table
 from ..table.lock import table_lock
+from ..table.readers import live_readers
 
 TAG_PREFIX = "featurekit-run-"
 RECIPE_TAG_PREFIX = "featurekit-recipe-"
@@ -91,7 +94,10 @@ def compact(spec: str | Path | Project, *, older_than: str | timedelta = "7d", d
         pins = run_pins(project)
         ds = _compact_fragments(table, project.spec.table.fragment_rows, dry_run, result)
         result.fragments_after = len(ds.get_fragments()) if not dry_run else result.fragments_after
-        _cleanup(ds, pins, older_than, dry_run, result, local=not table.ref.remote)
+        readers = reader_pins(table)
+        if table.lease is not None and not dry_run:  # a compact that lost its lease removes nothing
+            table.lease.check()
+        _cleanup(ds, pins, older_than, dry_run, result, local=not table.ref.remote, readers=readers)
         result.version_after = ds.version
         return result
 
@@ -124,6 +130,14 @@ def run_pins(project) -> dict[int, list[str]]:
     return pins
 
 
+def reader_pins(table: Table) -> dict[int, list[str]]:
+    """Versions live readers hold: version -> who ("DataLoader, user@host pid 12, heartbeat 3s ago")."""
+    out: dict[int, list[str]] = {}
+    for r in live_readers(table.ref):
+        out.setdefault(r["version"], []).append(f"{r['what']}, {r['holder']}, heartbeat {r['age']:.0f}s ago")
+    return out
+
+
 def _tag_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
@@ -138,13 +152,16 @@ def _compact_fragments(table: Table, target: int, dry_run: bool, result: Compact
         result.fragments_after = result.fragments_before - result.fragments_merged + plan.num_tasks()
         return ds
     from ..lifetime import critical
+    if table.lease is not None:  # compact_files takes no commit_lock: the lease is checked just before
+        table.lease.check()
     with critical():
         ds.optimize.compact_files(**options)
     return table.refresh()
 
 
 def _cleanup(ds, pins: dict[int, list[str]], older_than: timedelta, dry_run: bool, result: CompactResult,
-             local: bool) -> None:
+             local: bool, readers: dict[int, list[str]] | None = None) -> None:
+    readers = readers or {}
     tagged = {}
     for name, tag in ds.tags.list().items():
         if tag.get("branch") is None:
@@ -166,6 +183,8 @@ def _cleanup(ds, pins: dict[int, list[str]], older_than: timedelta, dry_run: boo
         elif number in pins:
             result.versions_kept[number] = "named by a run manifest or a recipe's table.version; tagged " \
                 + ", ".join(pins[number])
+        elif number in readers:
+            result.versions_kept[number] = "read by a live reader (" + "; ".join(readers[number]) + ")"
         elif _when(v["timestamp"]) <= cutoff:
             removable.append(number)
     if not dry_run:

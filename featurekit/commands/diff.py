@@ -16,12 +16,22 @@ from ..errors import UsageError
 
 # -- spec at a git revision ---------------------------------------------------------------
 
+def check_rev(rev: str) -> str:
+    """A git revision as featurekit passes it to git: never an option (``--output=PATH`` would
+    have git write PATH), never a path spec of its own."""
+    if not isinstance(rev, str) or not rev or rev.startswith("-") or any(c in rev for c in ":\0\n\r"):
+        raise UsageError(f"{rev!r} is not a git revision (a commit, branch or tag: HEAD~1, v1.0, main); "
+                         "options are not passed to git")
+    return rev
+
+
 def spec_at(path: Path, rev: str) -> str:
     """The spec file's text as committed at `rev`."""
+    check_rev(rev)
     path = Path(path).resolve()
     top = _git(path.parent, "rev-parse", "--show-toplevel")
     rel = path.relative_to(Path(top).resolve()).as_posix()
-    text = _git(path.parent, "show", f"{rev}:{rel}")
+    text = _git(path.parent, "show", "--end-of-options", f"{rev}:{rel}")
     return text + "\n"
 
 
@@ -160,6 +170,9 @@ def _shown(value) -> str:
 
 def diff(path: str | Path, rev1: str, rev2: str | None = None, registry=None) -> SpecDiff:
     """The spec at `rev1` against `rev2` (None: the working copy)."""
+    check_rev(rev1)
+    if rev2 is not None:
+        check_rev(rev2)
     old = load_at(Path(path), rev1, registry)
     new = load_at(Path(path), rev2, registry)
     return diff_projects(old, new, rev1, rev2 or "working copy")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..planning.planner import ingest_done
 from ..planning.project import project_of
 from ..planning.resolve import Project
 from ..plugins.registry import Registry
@@ -62,7 +63,7 @@ def render_log(entries: list[dict[str, Any]], latest: int | None = None) -> str:
         branch = f"  branch {e['branch']}" if e.get("branch") else ""
         stopped = f"  stopped early ({e['interrupted']}): finished work kept" if e.get("interrupted") else ""
         lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}{branch}{stopped}")
-        did = [f"ingested {e['ingested']}"] if e.get("ingested") else []
+        did = ingest_done(e)
         did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
                 for n, f in e.get("features", {}).items()]
         did += [f"slice {n}: {r.get('examined', 0)} examined" for n, r in e.get("slices", {}).items()]

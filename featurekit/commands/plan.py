@@ -24,12 +24,14 @@ def plan(spec: str | Path | Project, *, select: Iterable[str] | None = None, tie
 
 
 def plan_on(project: Project, table: Table, *, select: Iterable[str] | None = None, tier: int | None = None,
-            prune: bool = False, prepared=None) -> Plan:
-    """The plan of `project` against `table` as it stands (`prepared`: its source read already)."""
+            prune: bool = False, prepared=None, count_distinct: bool = True) -> Plan:
+    """The plan of `project` against `table` as it stands (`prepared`: its source read already;
+    `count_distinct`: count each step's distinct inputs, for people: the engine measures its own)."""
     ds = table.dataset
     if prepared is None:
         prepared = prepare_ingest(project, ds, prune=prune)
-    return build_plan(project, ds, prepared, selected=selection(project, select), max_tier=tier, prune=prune)
+    return build_plan(project, ds, prepared, selected=selection(project, select), max_tier=tier, prune=prune,
+                      count_distinct=count_distinct)
 
 
 def selection(project: Project, select: Iterable[str] | None) -> set[str] | None:

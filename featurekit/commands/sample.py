@@ -70,6 +70,12 @@ class SampleReport:
     origin: str                    # "table" | "source"
     features: tuple[FeatureSample, ...] = ()
     skipped: dict[str, str] = field(default_factory=dict)   # feature -> why it was not sampled
+    failed: dict[str, str] = field(default_factory=dict)    # feature -> why it failed (a model that does not load)
+
+    @property
+    def ok(self) -> bool:
+        """No feature failed as a whole (as the real apply would fail it)."""
+        return not self.failed
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -86,7 +92,8 @@ class SampleReport:
         lines = [f"sampled {self.rows} row(s) of {self.table} ({where}; from the {self.origin}, "
                  f"{self.fragments} fragment(s)); nothing was written"]
         if not self.features:
-            lines.append("nothing to compute: every selected feature is up to date" if not self.skipped else "")
+            lines.append("nothing to compute: every selected feature is up to date"
+                         if not (self.skipped or self.failed) else "")
         else:
             head = (f"  {'feature':<22} {'rows/s':>10} {'setup':>7} {'peak mem':>9} {'bytes/row':>10} "
                     f"{'rows to compute':>16} {'est. time':>10} {'est. storage':>12}")
@@ -115,6 +122,8 @@ class SampleReport:
                                  "the rows to compute are at most the table's")
         for name, why in self.skipped.items():
             lines.append(f"  {name}: not sampled: {why}")
+        for name, why in self.failed.items():
+            lines.append(f"  {name}: failed: {why}")
         return "\n".join(line for line in lines if line)
 
 
@@ -261,11 +270,17 @@ def sample_run(project, plan: Plan, n: int) -> SampleReport:
         origin, file_format = "table", ds.data_storage_version
     else:
         rows, fragments, origin, file_format = _source_rows(project, n), 1, "source", "2.2"
+    from ..engine.compute import FeatureError
     report = []
     skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
     for step in steps:
         f = project.features[step.name]
         missing = [c for c in f.inputs.values() if c not in rows.column_names]
+        upstream = [u for u in f.depends_on if u in failed]
+        if upstream:
+            skipped[f.name] = f"its upstream feature {', '.join(map(repr, upstream))} failed"
+            continue
         if missing:
             skipped[f.name] = (f"input {', '.join(map(repr, missing))} is neither in the table nor computed by this "
                                "apply (select its feature too)")
@@ -273,13 +288,17 @@ def sample_run(project, plan: Plan, n: int) -> SampleReport:
         if not rows.num_rows:
             skipped[f.name] = "no rows to sample"
             continue
-        result, outputs = _run_feature(project, f, step, plan, rows, file_format)
+        try:
+            result, outputs = _run_feature(project, f, step, plan, rows, file_format)
+        except FeatureError as exc:  # its model does not load, or it broke the contract: as the apply would fail it
+            failed[f.name] = str(exc).replace(f"feature {f.name!r}: ", "", 1)
+            continue
         report.append(result)
         for col, values in outputs.items():  # downstream features read the sample values
             rows = rows.drop_columns([col]) if col in rows.column_names else rows
             rows = rows.append_column(col, values)
     return SampleReport(str(ref), ds.version if ds is not None else None, rows.num_rows, fragments, origin,
-                        tuple(report), skipped)
+                        tuple(report), skipped, failed)
 
 
 def _task(f):

@@ -10,7 +10,7 @@ from ..planning.project import project_of
 from ..planning.resolve import Project
 from ..plugins.registry import Registry
 from ..table.handle import Table
-from ..table.metadata import applies, failed_filter, sql_quote, stored_features, stored_slices
+from ..table.metadata import applies, failed_filter, sql_quote, state_column, stored_features, stored_slices
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def table_status(project: Project, table: Table, errors: int = 3) -> Status:
     out = [_feature(project, ds, step, rows, errors) for step in the_plan.features]
     for name, s in sorted(stored_features(ds.schema).items()):
         if name not in project.features:
-            out.append(FeatureStatus(name, "orphaned", s.columns))
+            out.append(_orphan(ds, name, s))
     slices = tuple(_slice(ds, step) for step in the_plan.slices)
     return Status(str(table.ref), True, ds.version, rows, tuple(out), tuple(applies(ds.schema)), slices)
 
@@ -92,7 +92,7 @@ def _feature(project: Project, ds, step, rows: int, errors: int) -> FeatureStatu
         computed, failed, pending = 0, 0, step.rows if step.rows is not None else rows - outside
     else:  # the plan counted failed and pending rows (inside an `only:` slice) already
         computed = ds.count_rows(filter=f"{state} = {sql_quote(f.fingerprint)}")
-        failed, pending = step.failed_rows, step.new_rows + step.outdated_rows
+        failed, pending = step.failed_rows, step.new_rows + step.changed_rows + step.outdated_rows
     sample = ()
     if failed:
         cols = [c for c in [project.key, state] if c and c in ds.schema.names]
@@ -102,6 +102,18 @@ def _feature(project: Project, ds, step, rows: int, errors: int) -> FeatureStatu
     label = "stale" if step.action == "recompute" else ("fresh" if not (failed or pending) else "incomplete")
     return FeatureStatus(step.name, label, step.columns, computed, failed, pending, sample, step.reasons,
                          outside, only)
+
+
+def _orphan(ds, name: str, stored) -> FeatureStatus:
+    """A feature the spec no longer has: its values stay in the table until `apply --prune`."""
+    state = state_column(name)
+    computed = failed = 0
+    if state in ds.schema.names:
+        computed = ds.count_rows(filter=f"{state} = {sql_quote(stored.fingerprint)}")
+        failed = ds.count_rows(filter=failed_filter(state, stored.fingerprint))
+    return FeatureStatus(name, "orphaned", stored.columns, computed, failed,
+                         reasons=("not in the spec: its columns and values stay until 'featurekit apply --prune' "
+                                  "drops them",))
 
 
 def _slice(ds, step) -> SliceStatus:

@@ -21,7 +21,9 @@ class SpecSummary:
     deferred: tuple[Problem, ...] = ()
 
     def render(self) -> str:
-        lines = [f"{self.path}: ok ({self.features} features, {self.slices} slices, {self.recipes} recipes)"]
+        counts = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in
+                           ((self.features, "feature"), (self.slices, "slice"), (self.recipes, "recipe")))
+        lines = [f"{self.path}: ok ({counts})"]
         lines += [f"  waited for the data: {p}" for p in self.deferred]
         return "\n".join(lines)
 

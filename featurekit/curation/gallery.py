@@ -47,20 +47,77 @@ def write_gallery(project, report, path: str | Path) -> Path:
         parts.append(f"<h2>{html.escape(split)}: sample rows</h2>")
         parts.append(_row_of(rows, key, image, shown, "member"))
     if report.groups and key:
+        near = sl.spec.dedupe.near.column if sl.spec.dedupe and sl.spec.dedupe.near else None
+        near = near if near in ds.schema.names else None
+        fetched = list(dict.fromkeys([*shown, sl.state_column, *([near] if near else [])]))
         parts.append("<h2>largest duplicate groups (green: kept, red: removed)</h2>")
         for group in report.groups[:GROUPS]:
             keys = [group["keeper"], *group["removed"][:GROUP_ROWS - 1]]
-            rows = _rows_by_key(ds, key, keys, shown)
+            rows = _rows_by_key(ds, key, keys, fetched)
             kinds = ["keeper"] + ["removed"] * (len(keys) - 1)
-            parts.append(f"<p class=meta>{group['size']} rows, {group['near']} near duplicates</p>")
+            keeper = rows.get(str(group["keeper"]))
+            parts.append(f"<p class=meta>{group_label(group)}</p>")
             parts.append("<div class=row>" + "".join(
-                _figure(rows.get(str(k)), key, image, shown, kind) for k, kind in zip(keys, kinds)) + "</div>")
+                _figure(rows.get(str(k)), key, image, shown, kind,
+                        how_removed(rows.get(str(k)), keeper, sl.state_column, near) if kind == "removed" else "")
+                for k, kind in zip(keys, kinds)) + "</div>")
     page = ("<!doctype html><html><head><meta charset=utf-8><title>featurekit slice "
             f"{html.escape(report.slice)}</title><style>{STYLE}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")
-    path = Path(path)
-    path.write_text(page, encoding="utf-8")
+    return write_page(Path(path), page)
+
+
+def write_page(path: Path, page: str) -> Path:
+    """Write the page whole or not at all: a missing folder or a folder given as the file is a
+    usage error (exit 2), a full disk a `DiskFull` (exit 1); no half-written page is left."""
+    import os
+
+    from ..errors import DiskFull, RunError, UsageError
+    from ..lifetime import disk_full
+    if path.is_dir():
+        raise UsageError(f"--gallery {path}: that is a folder; give a file name, e.g. {path / 'gallery.html'}")
+    if not path.parent.is_dir():
+        raise UsageError(f"--gallery {path}: the folder {path.parent} does not exist; create it first "
+                         f"(mkdir -p {path.parent}) or write the page elsewhere")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(page.encode("utf-8"))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if disk_full(exc):
+            raise DiskFull(f"--gallery {path}: the disk is full ({exc.strerror or exc}); nothing was written; "
+                           "free some space or write the page elsewhere") from None
+        raise RunError(f"--gallery {path}: cannot write the page: {exc.strerror or exc}") from None
     return path
+
+
+def group_label(group: dict) -> str:
+    """``3 rows: the keeper, 1 exact duplicate, 1 near duplicate``: what a group is made of."""
+    parts = [f"{n} {kind} duplicate{'s' if n != 1 else ''}" for kind, n in (("exact", group.get("exact", 0)),
+                                                                            ("near", group.get("near", 0))) if n]
+    return f"{group['size']} rows: the keeper, " + ", ".join(parts)
+
+
+def how_removed(row: dict | None, keeper: dict | None, state: str, near: str | None) -> str:
+    """``exact duplicate`` or ``near duplicate, 2 bits from the keeper`` for a removed row."""
+    if row is None:
+        return ""
+    if "!near_duplicate:" not in str(row.get(state) or ""):
+        return "exact duplicate"
+    bits = bits_apart(row.get(near), keeper.get(near)) if near and keeper is not None else None
+    return "near duplicate" + (f", {bits} bit{'s' if bits != 1 else ''} from the keeper" if bits is not None else "")
+
+
+def bits_apart(a, b) -> int | None:
+    """The Hamming distance between two hashes (integers or bytes); None when one is missing."""
+    if a is None or b is None:
+        return None
+    if isinstance(a, (bytes, bytearray)) and isinstance(b, (bytes, bytearray)):
+        return sum(bin(x ^ y).count("1") for x, y in zip(a, b)) + 8 * abs(len(a) - len(b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return sum(bits_apart(x, y) or 0 for x, y in zip(a, b))
+    return bin((int(a) ^ int(b)) & (2 ** 64 - 1)).count("1")
 
 
 def _image_column(project, sl, schema: pa.Schema) -> str | None:
@@ -105,7 +162,7 @@ def _row_of(rows: list[dict], key, image, shown, kind: str) -> str:
     return "<div class=row>" + "".join(_figure(r, key, image, shown, kind) for r in rows) + "</div>"
 
 
-def _figure(row: dict | None, key, image, shown, kind: str) -> str:
+def _figure(row: dict | None, key, image, shown, kind: str, note: str = "") -> str:
     if row is None:
         return f"<figure class={kind}><figcaption>(row gone)</figcaption></figure>"
     img = ""
@@ -114,4 +171,6 @@ def _figure(row: dict | None, key, image, shown, kind: str) -> str:
         mime = next((m for magic, m in MAGIC if blob.startswith(magic)), "application/octet-stream")
         img = f"<img alt='' src='data:{mime};base64,{base64.b64encode(blob).decode()}'>"
     caption = "<br>".join(f"<b>{html.escape(c)}</b> {html.escape(str(row.get(c)))}" for c in shown if c != image)
+    if note:
+        caption += f"<br><span class=meta>{html.escape(note)}</span>"
     return f"<figure class={kind}>{img}<figcaption>{caption}</figcaption></figure>"

@@ -34,7 +34,8 @@ class SliceReport:
     unexamined: int                           # rows not examined yet (apply has not run since)
     leaks: int
     leak_groups: list[dict] = field(default_factory=list)
-    groups: list[dict] = field(default_factory=list)   # duplicate groups, largest first
+    # duplicate groups, largest first: {keeper, removed: [keys], size, exact, near}, keys in the key column's type
+    groups: list[dict] = field(default_factory=list)
     change: dict[str, Any] = field(default_factory=dict)  # what the last apply that ran the slice did
     key: str | None = None
     uri: Any = ""                  # the TableRef it was read from (reopened by keys())
@@ -81,7 +82,7 @@ def duplicate_groups(ds, name: str, key: str | None, limit: int = 20) -> list[di
     cols = [state] + ([key] if key else [])
     tbl = ds.to_table(columns=cols, filter=f"{state} LIKE '%{FAILED_SEP}%duplicate:%'")
     parts = pc.extract_regex(tbl.column(state).combine_chunks(), REMOVED_RE)
-    keepers = parts.field("key").to_pylist()
+    keepers = _as_key_type(parts.field("key"), ds.schema.field(key).type if key else None)
     kinds = parts.field("step").to_pylist()
     removed = tbl.column(key).to_pylist() if key else [None] * tbl.num_rows
     groups: dict[str, dict] = {}
@@ -93,6 +94,17 @@ def duplicate_groups(ds, name: str, key: str | None, limit: int = 20) -> list[di
     for g in ordered:
         g["size"] = len(g["removed"]) + 1
     return ordered[:limit]
+
+
+def _as_key_type(keepers: pa.Array, key_type: pa.DataType | None) -> list:
+    """Keepers as values of the key column (the state column holds them as text), so a group's
+    keeper and removed rows have one type; text when they do not parse as that type."""
+    if key_type is None or pa.types.is_string(key_type) or pa.types.is_large_string(key_type):
+        return keepers.to_pylist()
+    try:
+        return keepers.cast(key_type).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return keepers.to_pylist()
 
 
 def last_run(schema, name: str) -> tuple[dict[str, Any], list[dict]]:
@@ -169,6 +181,7 @@ def render(report: SliceReport, groups: int = 5) -> str:
         lines.append("largest duplicate groups (keeper: removed rows):")
         for g in report.groups[:groups]:
             shown = ", ".join(map(str, g["removed"][:8])) + (" ..." if len(g["removed"]) > 8 else "")
-            lines.append(f"  {g['keeper']} ({g['size']} rows, {g['near']} near): {shown}")
+            kinds = ", ".join(f"{g[k]} {k}" for k in ("exact", "near") if g.get(k))
+            lines.append(f"  {g['keeper']} ({g['size']} rows: {kinds}): {shown}")
     return "\n".join(lines)
 

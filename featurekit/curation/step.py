@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..planning.resolve import Project, Slice
+from ..spec.sql import all_of, any_of
 from ..table.datafiles import file_version, fragment_ids, replacement, row_offsets, write_fragment_columns
 from ..table.handle import Table
 from ..table.metadata import FAILED_SEP, slice_fields, slice_todo_filter, sql_quote
@@ -75,10 +76,23 @@ def run_slice(project: Project, sl: Slice, full: bool, table: Table) -> SliceRun
         values, states = _decide(reader, todo, old, run)
         if full and sl.column in todo.column_names:
             run.previous = _against(todo.column(sl.column).to_pylist(), list(values), list(states))
-        run.versions.append(_write(table, sl, todo.column(ADDR), values, states, full))
+        if full or not _unchanged(reader, todo.column(ADDR), values, states):
+            run.versions.append(_write(table, sl, todo.column(ADDR), values, states, full))
     run.examined = todo.num_rows
     run.seconds = time.perf_counter() - started
     return run
+
+
+def _unchanged(reader: _Reader, addrs: pa.ChunkedArray, values, states) -> bool:
+    """Rows examined again (blocked ones) that come out exactly as stored: writing them would
+    make a version (and an apply-log entry) identical to the last, every apply."""
+    current = reader.ds.to_table(columns=[reader.sl.column, reader.sl.state_column], filter=reader.todo_filter(),
+                                 with_row_address=True)
+    if current.num_rows != len(addrs):
+        return False
+    stored = dict(zip(current.column(ADDR).to_pylist(),
+                      zip(current.column(reader.sl.column).to_pylist(), current.column(reader.sl.state_column).to_pylist())))
+    return all(stored.get(a) == (v, s) for a, v, s in zip(addrs.to_pylist(), list(values), list(states)))
 
 
 def _against(before: list, values: list, states: list) -> dict | None:
@@ -219,8 +233,8 @@ class _Reader:
             return np.ones(todo.num_rows, bool)
         scope = None if self.full else self.todo_filter()
         if scope and self.again is not None and len(self.again):  # removed rows examined again too
-            scope = f"({scope}) OR ({self.removed_filter()})"
-        expr = f"({scope}) AND ({where})" if scope else where
+            scope = any_of(scope, self.removed_filter())
+        expr = all_of(scope, where)  # parsed and combined as trees: `where` cannot reach into the scope
         passed = self.ds.to_table(columns=[], filter=expr, with_row_address=True).column(ADDR)
         return np.asarray(pc.is_in(todo.column(ADDR), value_set=passed).to_numpy(zero_copy_only=False), bool)
 

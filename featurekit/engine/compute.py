@@ -234,14 +234,25 @@ def upstream_missing(batch: pa.RecordBatch, task: FeatureTask) -> list[str | Non
 
 def compute_piece(ft: FeatureTask, logical: pa.RecordBatch):
     """What a worker process runs: the extractor on one batch (no Lance here); (values, errors)."""
-    return compute_rows(get_extractor(ft), ft, logical)
+    values, errors, _ = compute_piece_counted(ft, logical)
+    return values, errors
 
 
 def compute_piece_counted(ft: FeatureTask, logical: pa.RecordBatch):
     """`compute_piece`, plus the rows passed to the extractor (more than the batch when
-    rows that raise are isolated by halving)."""
+    rows that raise are isolated by halving). A piece larger than the feature's batch size
+    reaches the extractor in batches of that size."""
     counter = [0]
-    values, errors = compute_rows(get_extractor(ft), ft, logical, counter)
+    ext = get_extractor(ft)
+    if logical.num_rows <= ft.batch_size:
+        values, errors = compute_rows(ext, ft, logical, counter)
+        return values, errors, counter[0]
+    parts = [compute_rows(ext, ft, logical.slice(start, ft.batch_size), counter)
+             for start in range(0, logical.num_rows, ft.batch_size)]
+    values = {c: pa.concat_arrays([p[0][c] for p in parts]) for c in ft.output_types}
+    if all(p[1] is None for p in parts):
+        return values, None, counter[0]
+    errors = [e for p in parts for e in (p[1] if p[1] is not None else [None] * len(next(iter(p[0].values()))))]
     return values, errors, counter[0]
 
 

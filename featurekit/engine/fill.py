@@ -36,6 +36,7 @@ class FeatureRun:
     distinct: int | None = None  # distinct inputs among them (None: the feature does not share values)
     reused: int = 0             # rows that took a value computed for equal inputs (this apply or before)
     passed: int = 0             # rows passed to the extractor (halving a raising batch passes rows again)
+    sharing: str = ""           # whether and how rows with equal inputs shared one value
 
 
 @dataclass

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..planning.inputkeys import HASH_TYPE, input_hashes
+from ..planning.inputkeys import HASH_TYPE
 from ..plugins.extractor import Extractor
 from ..table.datafiles import open_writer, row_offsets
 from ..table.metadata import FAILED_SEP
@@ -33,7 +34,7 @@ class FragmentTask:
     full: bool                        # every row needs work: stream, no existing values to keep
     filter: str | None = None         # partial jobs: SQL selecting the rows that need work
     on_rows: Callable[[int], None] | None = None  # progress: rows done, after each piece
-    reuse: Any = None                 # the feature run's `reuse.Reuse` (driver side), or None
+    reuse: Any = None                 # the feature run's shared values (`reuse.Reuse` or `shared.SharedValues`)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FragmentResult:
     failed: int = 0
     errors: list[tuple[Any, str]] = field(default_factory=list)
     seconds: float = 0.0
+    compute_seconds: float = 0.0      # of `seconds`, in the extractor (what worker processes could share)
     changed: bool = True              # False: every row got back the value and state it had
     passed: int = 0                   # rows passed to the extractor (halving passes rows again)
 
@@ -58,7 +60,7 @@ class Piece:
     logical: pa.RecordBatch | None          # inputs by logical name of the rows to run; None: none
     run_idx: list[int] | None = None        # rows of the piece in `logical`; None: all of them
     blocked: list[str | None] | None = None  # per row: why it cannot run (an upstream failed)
-    reuse: Any = None                       # reuse.ReusePlan: rows to run -> computed, memo or table
+    reuse: Any = None                       # the plan of the rows to run: computed, memo, table or shared
 
 
 class FragmentJob:
@@ -130,7 +132,10 @@ class FragmentJob:
             piece = Piece(offsets, keys, logical, run_idx, blocked)
         reuse = self.task.reuse
         if reuse is not None and piece.logical is not None:
-            piece.reuse = reuse.classify(input_hashes(piece.logical, ft.fingerprint))
+            addrs = piece.offsets.array.to_numpy() + np.uint64(self.task.fragment_id << 32)
+            if piece.run_idx is not None:
+                addrs = addrs[np.asarray(piece.run_idx, dtype=np.int64)]
+            piece.reuse = reuse.plan(piece.logical, ft.fingerprint, addrs)
             compute = piece.reuse.compute
             if len(compute) < piece.logical.num_rows:  # only the first row of each new input runs
                 piece.logical = piece.logical.take(pa.array(compute, pa.int64())) if compute else None
@@ -230,7 +235,6 @@ class FragmentJob:
             self.held = None
 
     def _merge(self, existing: pa.RecordBatch, offsets: Offsets) -> pa.Table:
-        import numpy as np
         table = pa.Table.from_batches([existing]).select(self.schema.names)
         if self.pending is None or self.pending.num_rows == 0:
             return table
@@ -280,12 +284,18 @@ def _shape_of(ft: FeatureTask) -> Extractor:
 def compute_fragment(task: FragmentTask) -> FragmentResult:
     """Read, compute and write one fragment in this process."""
     job = FragmentJob(task)
+    spent = 0.0
     for piece in job.pieces():
         if piece.logical is None:
             job.finish(piece, {}, None)
         else:
-            job.finish(piece, *compute_piece_counted(task.feature, piece.logical))
-    return job.close()
+            t0 = time.perf_counter()
+            computed = compute_piece_counted(task.feature, piece.logical)
+            spent += time.perf_counter() - t0
+            job.finish(piece, *computed)
+    result = job.close()
+    result.compute_seconds = spent
+    return result
 
 
 def discard(ds, result: FragmentResult) -> None:

@@ -20,7 +20,7 @@ from ..table.metadata import feature_metadata, hash_column, slice_fields
 
 def reuses_values(f: Feature) -> bool:
     """Whether the feature's rows share values by input (content-addressed compute)."""
-    return bool(getattr(f.extractor_cls, "reuse_values", True))
+    return getattr(f.extractor_cls, "reuse_values", None) is not False
 
 
 def feature_fields(project: Project, f: Feature) -> list[pa.Field]:

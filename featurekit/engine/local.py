@@ -11,7 +11,6 @@ import dataclasses
 import multiprocessing
 import os
 import sys
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +24,9 @@ from .compute import compute_piece_counted
 from .fragment import FragmentJob, FragmentTask, compute_fragment
 from .pool import WorkerPool
 
-PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process time above which a worker pool pays off
+PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process compute time above which a worker pool pays off
+COMPUTE_SHARE = 0.5  # ... when at least this share of a fragment's time is the extractor's
+MIN_ROW_SECONDS = 2e-5  # ... and a row costs more than copying it to a worker and back does
 
 
 class LocalOptions(EngineOptions):
@@ -77,10 +78,14 @@ class LocalEngine(Engine):
         if f.resources.timeout or (workers > 1 and (f.resources.workers or 0) > 1):
             self._run_pool(queue, workers, fill)  # a timeout is enforced in worker processes
             return
-        t0 = time.perf_counter()
-        fill.take(compute_fragment(queue.pop(0)))
-        estimate = (time.perf_counter() - t0) * len(queue)
-        if workers > 1 and len(queue) > 1 and estimate > PARALLEL_AFTER_SECONDS:
+        first = compute_fragment(queue.pop(0))
+        fill.take(first)
+        # worker processes share the extractor's time only, and cost a copy of each piece's
+        # inputs and outputs: worth it when computing dominates and there is enough of it
+        estimate = first.compute_seconds * len(queue)
+        per_row = first.compute_seconds / max(1, first.computed + first.failed)
+        if workers > 1 and len(queue) > 1 and estimate > PARALLEL_AFTER_SECONDS and per_row > MIN_ROW_SECONDS and \
+                first.compute_seconds > COMPUTE_SHARE * first.seconds:
             self._run_pool(queue, workers, fill)
         elif f.resources.threads > 1 and len(queue) > 1 and fill.reuse is None:
             # (a feature that shares values by input runs its fragments in order)

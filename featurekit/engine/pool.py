@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
@@ -105,7 +105,11 @@ class PieceFuture:
     def __init__(self, pool: WorkerPool, piece_id: int, ft: FeatureTask, logical: pa.RecordBatch):
         self.pool, self.id, self.ft, self.logical = pool, piece_id, ft, logical
         self.generation = pool.generation
-        self.future = pool._submit(piece_id, ft, logical)
+        try:
+            self.future = pool._submit(piece_id, ft, logical)
+        except BrokenProcessPool:  # a worker died before this submit: `result()` says so, as for the others
+            self.future = Future()
+            self.future.set_exception(BrokenProcessPool("a worker process died"))
 
     def result(self):
         pool = self.pool

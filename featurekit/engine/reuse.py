@@ -1,6 +1,6 @@
 """Content-addressed compute: a feature's extractor runs once per distinct input.
 
-Each row's inputs are keyed by `inputhash.input_hashes` (BLAKE2b-128 of the input values,
+Each row's inputs are keyed by `planning.inputkeys.input_hashes` (BLAKE2b-128 of the input values,
 image bytes included), and the key is stored beside the value in the column
 ``_fkin_<feature>`` (fixed_size_binary(16), in the feature's own data file: no extra
 version, no extra file). When a piece of rows is about to be computed, each row's key is
@@ -22,26 +22,35 @@ only case an input is computed twice in one apply; `recomputed` counts it).
 
 Row errors are shared within an apply like values. Failed rows are never in the committed
 index: the next apply retries them (and shares the retry's outcome).
+
+Work is per distinct key of a piece, never per row: rows are grouped by their key in Arrow
+(dictionary encoding), each distinct key is looked up once, and the piece's values are put
+together with one `take` per source (the computed batch, the batches memo entries point
+into, the rows read back from the table).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from ..planning.inputkeys import input_hashes
 from ..table.metadata import sql_quote
 
 DEFAULT_BUDGET = 1 << 30
 ADDR_CHUNK = 5000  # row addresses per Lance filter
-SMALL_VALUE = 4096  # bytes a row below which memo entries are views into the computed batch
+SMALL_VALUE = 4096  # bytes a row below which memo entries point into the computed batch
+LOST = "featurekit: the shared value was lost; the row is retried next apply"
+NEW, MEMO, TABLE = 0, 1, 2
 
 
 @dataclass
 class _Entry:
-    values: dict[str, pa.Array]   # one-row arrays, copied (not views into a batch)
+    values: dict[str, pa.Array]   # arrays holding the value at `row` (a computed batch, or a one-row copy)
+    row: int
     error: str | None
     pins: int = 0
     nbytes: int = 0
@@ -49,16 +58,14 @@ class _Entry:
 
 @dataclass
 class ReusePlan:
-    """How the rows of one piece get their values."""
+    """How the rows of one piece get their values: per distinct key of the piece, where from."""
 
-    keys: list[bytes]                                # per row to run
-    compute: list[int] = field(default_factory=list)  # rows passed to the extractor
-    source: list[tuple[str, Any]] = field(default_factory=list)  # ("new", j) | ("memo", key) | ("table", addr)
-
-    @property
-    def hashes(self) -> pa.Array:
-        from ..planning.inputkeys import HASH_TYPE
-        return pa.array(self.keys, HASH_TYPE)
+    hashes: pa.Array                                  # per row to run: its key (fixed_size_binary(16))
+    inverse: np.ndarray                               # per row: its distinct key's position
+    keys: list[bytes]                                 # the piece's distinct keys, in order of first row
+    kinds: np.ndarray                                 # per distinct key: NEW, MEMO or TABLE
+    refs: list = field(default_factory=list)          # per distinct key: compute position, memo key or address
+    compute: list[int] = field(default_factory=list)  # rows passed to the extractor (one per new key)
 
 
 class Reuse:
@@ -97,59 +104,78 @@ class Reuse:
             self._index = (keys, addrs)
         return self._index
 
-    def _lookup(self, key: bytes) -> int | None:
-        if key in self.extra:
-            return self.extra[key]
-        keys, addrs = self._load_index()
-        i = int(np.searchsorted(keys, key))
-        # numpy's S16 drops trailing zero bytes when it hands an item out: compare likewise
-        # (stripping is one-to-one on 16-byte keys)
-        if i < len(keys) and keys[i] == key.rstrip(b"\x00"):
-            return int(addrs[i])
-        return None
+    def lookup(self, keys: list[bytes]) -> list[int | None]:
+        """Row addresses of committed rows holding these keys (None: no such row)."""
+        found: list[int | None] = [self.extra.get(k) for k in keys]
+        index, addrs = self._load_index()
+        missing = [i for i, a in enumerate(found) if a is None]
+        if missing and len(index):
+            # numpy's S16 drops trailing zero bytes when it compares: one-to-one on 16-byte keys
+            wanted = np.array([keys[i] for i in missing], dtype="S16")
+            at = np.minimum(np.searchsorted(index, wanted), len(index) - 1)
+            hit = index[at] == wanted
+            for i, j, ok in zip(missing, at.tolist(), hit.tolist()):
+                if ok:
+                    found[i] = int(addrs[j])
+        return found
 
     def committed(self, fragment_ids) -> None:
         """Rows written to these fragments are now readable from the table."""
         for fragment_id in fragment_ids:
             self.extra.update(self.pending.pop(fragment_id, {}))
 
+    def read_back(self, keys: list[bytes]) -> tuple[list[int], dict[str, pa.Array]]:
+        """(positions in `keys` that committed rows hold, their values in that order)."""
+        addrs = self.lookup(keys)
+        found = [i for i, a in enumerate(addrs) if a is not None]
+        return found, self.read([addrs[i] for i in found]) if found else {}
+
     # -- one piece ------------------------------------------------------------------------------
+    def plan(self, logical: pa.RecordBatch, fingerprint: str, addrs) -> ReusePlan:
+        """The plan of a piece of rows to run (`logical`, at row addresses `addrs`)."""
+        return self.classify(input_hashes(logical, fingerprint))
+
     def classify(self, hashes: pa.Array) -> ReusePlan:
-        """Decide, per row, where its value comes from; registers the keys this piece computes."""
-        plan = ReusePlan(hashes.to_pylist())
-        local: dict[bytes, int] = {}
-        pinned: set[bytes] = set()
-        for i, key in enumerate(plan.keys):
-            self.rows += 1
-            if key in local:
-                plan.source.append(("new", local[key]))
-                continue
+        """Decide, per distinct key, where its rows' value comes from; registers the keys this
+        piece computes."""
+        hashes = hashes.combine_chunks() if isinstance(hashes, pa.ChunkedArray) else hashes
+        n = len(hashes)
+        encoded = pc.dictionary_encode(hashes)
+        inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        keys = encoded.dictionary.to_pylist()
+        first = np.empty(len(keys), dtype=np.int64)
+        first[inverse[::-1]] = np.arange(n - 1, -1, -1)
+        counts = np.bincount(inverse, minlength=len(keys))
+        kinds = np.full(len(keys), NEW, dtype=np.int8)
+        refs: list = [None] * len(keys)
+        look = []
+        for d, key in enumerate(keys):
             entry = self.memo.get(key)
             if entry is not None or key in self.inflight:
-                if key not in pinned:  # one pin per piece and key: `resolve` releases one
-                    pinned.add(key)
-                    if entry is not None:
-                        entry.pins += 1
-                        self.memo.move_to_end(key)
-                    else:
-                        self.inflight[key] += 1
-                plan.source.append(("memo", key))
-                self.from_memo += 1
-                continue
-            addr = self._lookup(key)
+                if entry is not None:  # one pin per piece and key: `resolve` releases it
+                    entry.pins += 1
+                    self.memo.move_to_end(key)
+                else:
+                    self.inflight[key] += 1
+                kinds[d], refs[d] = MEMO, key
+            else:
+                look.append(d)
+        plan = ReusePlan(hashes, inverse, keys, kinds, refs)
+        for d, addr in zip(look, self.lookup([keys[d] for d in look])):
+            key = keys[d]
             if addr is not None:
-                plan.source.append(("table", addr))
-                self.from_table += 1
+                kinds[d], refs[d] = TABLE, addr
                 continue
             if key in self.seen:
                 self.recomputed += 1  # evicted before its fragment was committed
-            self.seen.add(key)
-            local[key] = len(plan.compute)
-            plan.compute.append(i)
+            refs[d] = len(plan.compute)
+            plan.compute.append(int(first[d]))
             self.inflight[key] = 0
-            plan.source.append(("new", local[key]))
-        self.seen.update(plan.keys)
+        self.seen.update(keys)
+        self.rows += n
         self.computes += len(plan.compute)
+        self.from_memo += int(counts[kinds == MEMO].sum())
+        self.from_table += int(counts[kinds == TABLE].sum())
         return plan
 
     def resolve(self, plan: ReusePlan, values: dict[str, pa.Array], errors: list[str | None] | None,
@@ -159,49 +185,69 @@ class Reuse:
         n = len(plan.compute)
         # small values are kept as views into the piece's arrays (no copy); large ones (hiddens)
         # are copied, so one kept row never holds a whole batch of them in memory
-        copy = {c: bool(n) and values[c].nbytes > SMALL_VALUE * n for c in self.output_types}
-        width = {c: max(1, values[c].nbytes // n) if n else 0 for c in self.output_types}
-        for j, i in enumerate(plan.compute):
-            key = plan.keys[i]
+        copy = bool(n) and any(values[c].nbytes > SMALL_VALUE * n for c in self.output_types)
+        width = sum(max(1, values[c].nbytes // n) for c in self.output_types) if n else 0
+        new = [d for d in range(len(plan.keys)) if plan.kinds[d] == NEW]
+        for d in new:
+            j, key = plan.refs[d], plan.keys[d]
             error = errors[j] if errors is not None else None
-            one = {c: values[c].take(pa.array([j], pa.int64())) if copy[c] else values[c].slice(j, 1)
-                   for c in self.output_types}
-            entry = _Entry(one, error, pins=self.inflight.pop(key, 0), nbytes=sum(width.values()))
+            if copy:
+                one = pa.array([j], pa.int64())
+                entry = _Entry({c: values[c].take(one) for c in self.output_types}, 0, error)
+            else:
+                entry = _Entry(values, j, error)
+            entry.pins, entry.nbytes = self.inflight.pop(key, 0), width
             self._remember(key, entry)
             if error is None:
-                self.pending.setdefault(addrs[i] >> 32, {})[key] = addrs[i]
-        memo_keys = list(dict.fromkeys(k for kind, k in plan.source if kind == "memo"))
-        table_addrs = list(dict.fromkeys(a for kind, a in plan.source if kind == "table"))
-        fetched = self._read(table_addrs)
-        k = len(plan.compute)
-        memo_pos = {key: k + n for n, key in enumerate(memo_keys)}
-        table_pos = {a: k + len(memo_keys) + n for n, a in enumerate(table_addrs)}
-        index, out_errors = [], []
-        for kind, ref in plan.source:
-            if kind == "new":
-                index.append(ref)
-                out_errors.append(errors[ref] if errors is not None else None)
-            elif kind == "memo":
-                index.append(memo_pos[ref])
-                entry = self.memo.get(ref)
-                out_errors.append(entry.error if entry is not None else
-                                  "featurekit: the shared value was lost; the row is retried next apply")
-            else:
-                index.append(table_pos[ref])
-                out_errors.append(None)
-        take = pa.array(index, pa.int64())
-        out = {}
-        for c, typ in self.output_types.items():
-            parts = [values[c]] if plan.compute else []
-            parts += [self.memo[key].values[c] if key in self.memo else pa.nulls(1, typ) for key in memo_keys]
-            parts += [fetched[c]] if table_addrs else []
-            out[c] = (pa.concat_arrays([p.cast(typ) for p in parts]) if parts else pa.nulls(0, typ)).take(take)
-        for key in memo_keys:
-            entry = self.memo.get(key)
+                row = plan.compute[j]
+                self.pending.setdefault(addrs[row] >> 32, {})[key] = addrs[row]
+        memo = [d for d in range(len(plan.keys)) if plan.kinds[d] == MEMO]
+        table = [d for d in range(len(plan.keys)) if plan.kinds[d] == TABLE]
+        fetched = self.read([plan.refs[d] for d in table])
+        position = np.zeros(len(plan.keys), dtype=np.int64)
+        distinct_errors: list[str | None] = [None] * len(plan.keys)
+        parts: dict[str, list[pa.Array]] = {c: ([values[c]] if n else []) for c in self.output_types}
+        for d in new:
+            position[d] = plan.refs[d]
+            distinct_errors[d] = errors[plan.refs[d]] if errors is not None else None
+        offset = n
+        for source, members in self._memo_sources([plan.refs[d] for d in memo]):
+            rows = pa.array([row for _, row in members], pa.int64())
+            for c, typ in self.output_types.items():
+                parts[c].append(source[c].take(rows) if source is not None else pa.nulls(len(members), typ))
+            for k, (i, _) in enumerate(members):
+                d = memo[i]
+                position[d] = offset + k
+                entry = self.memo.get(plan.refs[d])
+                distinct_errors[d] = entry.error if entry is not None else LOST
+            offset += len(members)
+        for k, d in enumerate(table):
+            position[d] = offset + k
+        if table:
+            for c in self.output_types:
+                parts[c].append(fetched[c])
+        take = pa.array(position[plan.inverse], pa.int64())
+        out = {c: (pa.concat_arrays([p.cast(typ) for p in parts[c]]) if parts[c] else pa.nulls(0, typ)).take(take)
+               for c, typ in self.output_types.items()}
+        for d in memo:
+            entry = self.memo.get(plan.refs[d])
             if entry is not None:
                 entry.pins -= 1
         self._evict()
-        return out, (out_errors if any(e is not None for e in out_errors) else None)
+        if not any(e is not None for e in distinct_errors):
+            return out, None
+        return out, [distinct_errors[d] for d in plan.inverse.tolist()]
+
+    def _memo_sources(self, keys: list[bytes]):
+        """The memo keys grouped by the arrays their values sit in: (arrays or None when the
+        value was lost, [(position in `keys`, row)])."""
+        groups: dict[int, tuple] = {}
+        for i, key in enumerate(keys):
+            entry = self.memo.get(key)
+            source = entry.values if entry is not None else None
+            group = groups.setdefault(id(source), (source, []))
+            group[1].append((i, entry.row if entry is not None else 0))
+        return list(groups.values())
 
     def _remember(self, key: bytes, entry: _Entry) -> None:
         old = self.memo.pop(key, None)
@@ -223,7 +269,7 @@ class Reuse:
                 del self.memo[key]
                 self.memo_bytes -= entry.nbytes
 
-    def _read(self, addrs: list[int]) -> dict[str, pa.Array]:
+    def read(self, addrs: list[int]) -> dict[str, pa.Array]:
         """The values of committed rows at `addrs`, in that order (only those rows are read)."""
         if not addrs:
             return {}

@@ -7,6 +7,7 @@ writing records an entry marked ``interrupted``.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from ..curation.step import run_slice
 from ..errors import RunError, TableNotFound
 from ..ingest.write import ingest
 from ..lifetime import critical
-from ..planning.planner import FeatureStep, Plan, SliceStep, only_filter
+from ..planning.planner import FeatureStep, Plan, SliceStep, ingest_counts, only_filter
 from ..planning.resolve import Feature, Project
 from ..table.datafiles import file_version
 from ..table.handle import Table
@@ -26,6 +27,7 @@ from .fill import FeatureFill, FeatureRun, Reporter, RunResult
 from .fragment import FragmentTask
 from .layout import feature_fields, metadata_updates, plan_layout, reuses_values
 from .reuse import Reuse
+from .shared import SharedValues, decide, small_inputs
 
 if TYPE_CHECKING:
     from .base import Engine
@@ -116,9 +118,6 @@ class ApplyRun:
         upstream_bad = [u for u in f.depends_on if u in self.result.features and self.result.features[u].error
                         and not self.result.features[u].computed]
         task = feature_task(project, f, ds)
-        budget = engine.reuse_memory_bytes()
-        reuse = Reuse(table, f.state_column, f.fingerprint, task.hash_column, dict(f.output_types), budget) \
-            if budget is not None and task.hash_column and reuses_values(f) else None
         scope = only_filter(project, f)
         todo = todo_filter(f.state_column, f.fingerprint)
         where = todo + (f" AND {scope}" if scope else "")
@@ -129,18 +128,20 @@ class ApplyRun:
             n = frag.count_rows() if fresh_column else frag.count_rows(filter=where)
             if n:
                 full = fresh_column or (scope is None and n == frag.count_rows())
-                work.append(FragmentTask(ds, frag.fragment_id, task, full, filter=None if full else where,
-                                         reuse=reuse))
+                work.append(FragmentTask(ds, frag.fragment_id, task, full, filter=None if full else where))
                 total += n
         self.reporter.feature_started(f.name, total)
         if upstream_bad:
             self.reporter.message(f"{f.name}: upstream {', '.join(upstream_bad)} failed; "
                                   "rows without their values fail too")
+        reuse = None
         fill = FeatureFill(project, f, step, table, task, where, scope, work, total, run, self.reporter, reuse,
                            checkpoint_seconds=engine.checkpoint_seconds(), read_version=ds.version)
         try:
             try:
                 if work:
+                    reuse = fill.reuse = self.sharing(f, task, ds, where, run, work[0].fragment_id)
+                    fill.fragments = [dataclasses.replace(t, reuse=reuse) for t in work]
                     engine.fill(fill)
             finally:
                 fill.flush()  # whatever happened, keep what was computed: commit the finished fragments
@@ -151,7 +152,9 @@ class ApplyRun:
             release_extractor(task)  # a model loaded here must not outlive its feature
         run.seconds = time.perf_counter() - started
         run.rows = run.computed + run.failed
-        if reuse is not None:
+        if isinstance(reuse, SharedValues):  # values computed before the fragments were read
+            run.passed += reuse.passed
+        if reuse is not None and getattr(reuse, "shares", True):
             run.distinct, run.reused = len(reuse.seen), reuse.rows - reuse.computes
         rate = f.spec.on_error.max_failure_rate
         if run.error is None and run.failed:
@@ -163,6 +166,26 @@ class ApplyRun:
                 run.error = (f"feature {f.name!r}: {failed} of {attempted} rows failed "
                              f"({failed / attempted:.1%} > max_failure_rate {rate:g})")
         return run
+
+    def sharing(self, f: Feature, task: FeatureTask, ds, where: str, run: FeatureRun, first_fragment: int):
+        """How rows with equal inputs get one value (see `engine.shared`): by columns for small
+        inputs when it pays, by a memo for bulky ones (images), or not at all; `run.sharing` says which."""
+        budget = self.engine.reuse_memory_bytes()
+        if budget is None or not task.hash_column or not reuses_values(f):
+            run.sharing = "not shared" + ("" if reuses_values(f) else " (the extractor computes rows faster than "
+                                          "keying them)")
+            return None
+        memo = Reuse(self.table, f.state_column, f.fingerprint, task.hash_column, dict(f.output_types), budget)
+        types = [self.project.columns[c].type for c in f.inputs.values() if c in self.project.columns]
+        if len(types) < len(f.inputs) or not small_inputs(types) or f.resources.timeout or \
+                (f.resources.workers or 0) > 1:
+            run.sharing = "shared by input key (memo)"
+            return memo
+        shared, why = decide(task, ds, where, getattr(f.extractor_cls, "reuse_values", None) is True, memo.read_back,
+                             first_fragment)
+        run.sharing = "shared by input (computed once per distinct input)" if shared is not None and shared.shares \
+            else f"not shared: {why}"
+        return shared
 
     # -- a stop -----------------------------------------------------------------------------
     def record_stopped(self, exc: BaseException) -> None:
@@ -199,6 +222,7 @@ def apply_entry(project: Project, engine: str, plan: Plan, result: RunResult) ->
     from ..table.provenance import software, spec_provenance, who
     return {"spec": project.spec.name, "engine": engine, "version_from": plan.table_version,
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
+            **({"ingest_rows": ingest_counts(plan.ingest, result.ingested)} if plan.ingest is not None else {}),
             "features": features, "slices": {n: s.summary() for n, s in result.slices.items()},
             "dropped": result.dropped,
             # where it came from: the spec file (sha256, git commit, modified?), the software, the user

@@ -44,6 +44,8 @@ class FileRoot:
 
     def locate(self, rel: str) -> Path:
         """The file a row names, symlinks resolved; raises `FileProblem` outside the root."""
+        if "\0" in rel:  # no file system takes one: os calls would raise ValueError
+            raise FileProblem(f"bad file path {rel!r}: it holds a NUL character")
         path = Path(rel) if Path(rel).is_absolute() else self.base / rel
         real = Path(os.path.realpath(path))
         root = os.path.realpath(self.root)

@@ -67,6 +67,8 @@ class PreparedIngest:
     on_skip: str = "report"
     verified: dict[str, list] = field(default_factory=dict)  # touched files found unchanged
     prune_blocked: str | None = None  # why --prune deletes no gone row this time
+    duplicate_keys: list = field(default_factory=list)  # keys the table holds more than once (refused)
+    table_uri: str = ""
 
     @property
     def count(self) -> int:
@@ -102,7 +104,18 @@ class PreparedIngest:
 
     def check(self) -> None:
         """``source.on_change: error`` / ``on_skip: error``: refuse to write anything when rows
-        changed, or when source rows cannot be ingested."""
+        changed, or when source rows cannot be ingested. A table that already holds a key
+        twice (two writers raced before the lock was keyed by the table's real path) is
+        refused whatever the spec says: every later ingest and computation would build on it."""
+        if self.duplicate_keys:
+            keys = self.duplicate_keys
+            where = f" {self.table_uri}" if self.table_uri else ""
+            listed = ", ".join(repr(k) for k in keys[:MAX_KEYS_SHOWN])
+            raise SourceUnreadable(
+                f"the table{where} holds {len(keys)} key(s) more than once ({show_keys(keys)}), which featurekit never "
+                f"writes (two applies raced on it); nothing was written. Delete those rows, e.g. "
+                f"lance.dataset(URI).delete(\"{self.key} IN ({listed}{', ...' if len(keys) > MAX_KEYS_SHOWN else ''})\"), "
+                "then run apply again: it ingests them once from the source and computes their features")
         if self.issues and self.on_skip == "error":
             shown = "; ".join(f"{i.where}: {i.message}" if i.where else i.message for i in self.issues[:3])
             more = f" (and {len(self.issues) - 3} more)" if len(self.issues) > 3 else ""
@@ -165,13 +178,15 @@ def prepare_ingest(project, dataset, *, prune: bool = False) -> PreparedIngest |
     signature = {"files": file_signature(files, project.root), "key": spec.key, "files_map": spec.files,
                  "format": spec.format, "options": spec.options}
     on_change = getattr(spec, "on_change", "update")
+    duplicates = duplicate_keys(dataset, spec.key)
     if dataset is not None and _in_sync(project, dataset, signature, root):
         return PreparedIngest(None, signature, changed=False, files=dict(spec.files), root=root, key=spec.key,
-                              on_change=on_change)
+                              on_change=on_change, duplicate_keys=duplicates, table_uri=dataset.uri)
     table, issues = _read_source(project, files, dataset)
     table = _drop_bad_keys(table, spec.key, issues)
     prepared = PreparedIngest(None, signature, True, issues=issues, files=dict(spec.files), root=root,
-                              key=spec.key, on_change=on_change, on_skip=getattr(spec, "on_skip", "report"))
+                              key=spec.key, on_change=on_change, on_skip=getattr(spec, "on_skip", "report"),
+                              duplicate_keys=duplicates, table_uri=dataset.uri if dataset is not None else "")
     if table.num_rows:
         table = table.append_column(SOURCE_COLUMN, pa.array(row_hashes(table), pa.string()))
     _compare(prepared, table, dataset, prune)
@@ -179,6 +194,18 @@ def prepare_ingest(project, dataset, *, prune: bool = False) -> PreparedIngest |
         + len(prepared.changed_keys) * (on_change == "ignore")
     prepared.signature = {**signature, "pending": pending}
     return prepared
+
+
+def duplicate_keys(dataset, key: str) -> list:
+    """Keys the table holds more than once (none, normally: ingest is keyed)."""
+    if dataset is None or key not in dataset.schema.names:
+        return []
+    keys = dataset.to_table(columns=[key]).column(key)
+    if pc.count_distinct(keys, mode="all").as_py() == len(keys):
+        return []
+    counts = pc.value_counts(keys.combine_chunks())
+    many = pc.greater(counts.field("counts"), 1)
+    return sorted(counts.field("values").filter(many).to_pylist(), key=lambda k: (k is None, repr(k)))
 
 
 def _read_source(project, files: list[Path], dataset) -> tuple[pa.Table, list[RowIssue]]:
@@ -455,7 +482,7 @@ def _sidecar(project) -> Path | None:
     ref = table_ref(project)
     if ref.remote:
         return None
-    table = Path(ref.uri)
+    table = Path(ref.local_path)  # a file:// URI's plain path
     branch = f"@{ref.branch}" if ref.branch else ""
     return table.parent / f".{table.name}{branch}.featurekit-source"
 

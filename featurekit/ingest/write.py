@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import SourceUnreadable
+from ..errors import CommitConflict, SourceUnreadable
 from ..lifetime import critical
-from ..table.handle import Table
+from ..table.handle import Table, open_dataset
 from .prepare import PreparedIngest
 
 
@@ -22,6 +22,8 @@ def ingest(table: Table, prepared: PreparedIngest, *, fragment_rows: int, commit
     reading a source that changed nothing writes no version."""
     written = 0
     schema = None
+    if prepared.count or prepared.delete_keys:
+        check_no_other_writer(table, prepared)
     if prepared.count:
         schema = prepared.schema()
         if table.exists:
@@ -46,6 +48,30 @@ def ingest(table: Table, prepared: PreparedIngest, *, fragment_rows: int, commit
             with critical():
                 table.write(reader, max_rows_per_file=fragment_rows)
     return written
+
+
+def check_no_other_writer(table: Table, prepared: PreparedIngest) -> None:
+    """The last guard against a duplicate key: the table is where this apply read it (a writer
+    outside the lock, or one whose lease ran out, may have written since). When it moved, the
+    new keys are looked up in its latest version, and any found refuses the ingest whole."""
+    if table.exists:
+        if table.dataset.latest_version == table.version:  # the common case: no second open
+            return
+        latest = table.dataset.checkout_version(table.dataset.latest_version)
+    else:
+        latest = open_dataset(table.ref)
+        if latest is None:
+            return
+    found: list = []
+    if prepared.new_rows is not None and prepared.key in latest.schema.names:
+        have = latest.to_table(columns=[prepared.key]).column(prepared.key).combine_chunks()
+        mine = prepared.new_rows.column(prepared.key)
+        found = mine.filter(pc.is_in(mine, value_set=have.cast(mine.type))).to_pylist()
+    moved = f"version {table.version} -> {latest.version}" if table.exists else f"created at version {latest.version}"
+    what = (f"it now holds {len(found)} of the keys this apply would append ({', '.join(map(repr, found[:10]))}"
+            f"{' ...' if len(found) > 10 else ''})") if found else "what this apply compared the source with is stale"
+    raise CommitConflict(f"another writer changed {table.uri} while this apply prepared its ingest ({moved}): {what}; "
+                         "nothing was ingested; run apply again", table=table.uri)
 
 
 def checked_batch(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .inputkeys import input_hashes
+from .inputkeys import distinct_count
 
 SOURCE_COLUMN = "_fk_source"
 
@@ -23,7 +23,7 @@ def distinct_inputs(project, f, dataset, filters: list[str], incoming: pa.Table 
                     changing: set[str]) -> int | None:
     """Distinct input tuples among the feature's rows matching `filters` and `incoming` rows."""
     files = dict(project.spec.source.files) if project.spec.source is not None else {}
-    if not getattr(f.extractor_cls, "reuse_values", True):
+    if getattr(f.extractor_cls, "reuse_values", None) is False:
         return None
     for col in f.inputs.values():
         origin = project.columns[col].origin.split(":", 1)[-1] if col in project.columns else ""
@@ -43,7 +43,7 @@ def distinct_inputs(project, f, dataset, filters: list[str], incoming: pa.Table 
         if any(c not in incoming.column_names for c in cols.values()):
             return None
         batch = pa.table({name: incoming.column(c) for name, c in cols.items()})
-        total += pc.count_distinct(input_hashes(batch)).as_py()
+        total += distinct_count(batch)
     return total
 
 
@@ -85,7 +85,7 @@ def _table_keys(f, dataset, filters: list[str], files: dict[str, str]) -> int | 
             logical[name] = pc.replace_substring_regex(part, r"^.*:", "")  # the digest, not size or mtime
         else:
             logical[name] = table.column(col)
-    return pc.count_distinct(input_hashes(pa.table(logical))).as_py()
+    return distinct_count(pa.table(logical))
 
 
 def _padded(parts, size: int):

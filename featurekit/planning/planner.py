@@ -54,6 +54,45 @@ class IngestStep:
     def action(self) -> str:
         return "append" if self.has_work else "none"
 
+    @property
+    def updated_rows(self) -> int:
+        """Rows edited in the source, rewritten by this apply (``source.on_change: update``)."""
+        return len(self.changed_keys) if self.on_change == "update" else 0
+
+    @property
+    def deleted_rows(self) -> int:
+        """Rows gone from the source that this apply deletes (``--prune``)."""
+        return len(self.gone_keys) if self.delete_gone else 0
+
+
+def ingest_counts(step: IngestStep | None, written: int) -> dict[str, int]:
+    """What an ingest did to the table's rows: new rows appended, edited rows rewritten,
+    gone rows deleted. `written`: the rows it wrote (new ones and the edited ones' new content)."""
+    updated = step.updated_rows if step is not None else 0
+    return {"new": max(written - updated, 0), "updated": updated,
+            "deleted": step.deleted_rows if step is not None else 0}
+
+
+def ingest_done(entry: dict[str, Any]) -> list[str]:
+    """An apply-log entry's ingest, short: ``ingested 5``, or ``ingested 0 new, 1 updated, 2 deleted``."""
+    counts = entry.get("ingest_rows") or {"new": entry.get("ingested") or 0}
+    if not (counts.get("updated") or counts.get("deleted")):
+        return [f"ingested {counts['new']}"] if counts.get("new") else []
+    return ["ingested " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("new", "updated", "deleted"))]
+
+
+def describe_ingest(counts: dict[str, int]) -> str:
+    """``ingested N row(s)``; with edits and deletions, each counted as such."""
+    new, updated, deleted = counts.get("new", 0), counts.get("updated", 0), counts.get("deleted", 0)
+    if not (updated or deleted):
+        return f"ingested {new} row(s)"
+    parts = [f"ingested {new} new row(s)"]
+    if updated:
+        parts.append(f"updated {updated} edited row(s)")
+    if deleted:
+        parts.append(f"deleted {deleted} row(s) gone from the source")
+    return ", ".join(parts)
+
 
 @dataclass(frozen=True)
 class FeatureStep:
@@ -65,6 +104,7 @@ class FeatureStep:
     fingerprint: str
     rows: int | None = None     # rows to compute (None: the whole table, not yet known)
     new_rows: int = 0           # rows never computed (appended, or new in the slice)
+    changed_rows: int = 0       # rows edited in the source, computed again (not among new_rows)
     failed_rows: int = 0        # rows that failed last time and will be retried
     outdated_rows: int = 0      # rows computed by another definition (an interrupted recompute)
     only_pending: str | None = None  # the `only:` slice runs first in this apply: rows known then
@@ -219,6 +259,8 @@ def _describe(s: FeatureStep | SliceStep) -> str:
     parts = [f"new rows of slice {s.only_pending} (known once it has run)"] if s.only_pending else []
     if s.new_rows:
         parts.append(f"{s.new_rows} new row(s) to fill")
+    if s.changed_rows:
+        parts.append(f"{s.changed_rows} edited row(s) to compute again")
     if s.distinct is not None and s.rows:
         parts.append(f"{s.rows} rows, {s.distinct} distinct inputs")
     if s.failed_rows:
@@ -266,7 +308,8 @@ def stale_reasons(f: Feature, stored: StoredFeature, stale_upstream: set[str]) -
 
 
 def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
-               selected: set[str] | None = None, max_tier: int | None = None, prune: bool = False) -> Plan:
+               selected: set[str] | None = None, max_tier: int | None = None, prune: bool = False,
+               count_distinct: bool = True) -> Plan:
     """Compare the project with the table; `dataset` is a LanceDataset or None.
 
     Steps come in graph order, so what a step depends on is planned before it: a slice
@@ -274,11 +317,14 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
     runs first (then its rows are known only once the slice has run)."""
     ctx = _Context(project, dataset, prepared.count if prepared else 0, selected, max_tier)
     ctx.prepared = prepared
+    ctx.edited = prepared.changed_rows.num_rows if prepared is not None and prepared.changed_rows is not None else 0
+    ctx.deleting = len(prepared.delete_keys) if prepared is not None else 0
     steps: dict[str, FeatureStep | SliceStep] = {}
     for key in project.graph.order():
         kind, name = key.split(":", 1)
         if kind == "feature" and name in project.features:
-            steps[key] = ctx.with_distinct(ctx.feature_step(project.features[name]), project.features[name])
+            step = ctx.feature_step(project.features[name])
+            steps[key] = ctx.with_distinct(step, project.features[name]) if count_distinct else ctx.working_on(step)
         elif kind == "slice" and name in project.slices:
             steps[key] = ctx.slice_step(project.slices[name])
     orphans = _orphans(project, ctx.stored, stored_slices(dataset.schema) if dataset is not None else {},
@@ -312,6 +358,8 @@ class _Context:
         self.stored_slices = stored_slices(dataset.schema) if dataset is not None else {}
         self.existing = set(dataset.schema.names) if dataset is not None else set()
         self.total = dataset.count_rows() if dataset is not None else 0
+        self.edited = 0    # of `incoming`: new content of rows edited in the source
+        self.deleting = 0  # rows the ingest deletes (edited rows' old content; gone rows with --prune)
         self.changing: set[str] = set()     # features and slices whose definition changes in this plan
         self.slice_work: set[str] = set()   # slices that run in this apply
         self.working: set[str] = set()      # features that compute in this apply
@@ -347,6 +395,11 @@ class _Context:
         note = runtime_note(f, old)
         return dataclasses.replace(step, reasons=step.reasons + (note,)) if note else step
 
+    def working_on(self, step: FeatureStep) -> FeatureStep:
+        if step.has_work:
+            self.working.add(step.name)
+        return step
+
     def with_distinct(self, step: FeatureStep, f: Feature) -> FeatureStep:
         """The step with its distinct inputs counted (`distinct.py`), when that is cheap."""
         if not step.has_work:
@@ -369,7 +422,7 @@ class _Context:
     def rows_in_scope(self, f: Feature, pending: str | None) -> int | None:
         scope = only_filter(self.project, f)
         if scope is None:
-            return self.total + self.incoming
+            return self.total + self.incoming - self.deleting  # the rows after the ingest
         if self.dataset is None or pending:
             return None  # the slice runs first in this apply: its rows are known only then
         return count_rows(self.dataset, scope)
@@ -381,14 +434,15 @@ class _Context:
         todo = count_rows(ds, todo_filter(state, fp), scope) or 0
         new = count_rows(ds, f"{state} IS NULL", scope) or 0
         outdated = max(todo - new - failed, 0)
-        new_rows = new + self.incoming if scope is None else new
+        new_rows = new + self.incoming - self.edited if scope is None else new
+        edited = self.edited if scope is None else 0
         if pending:  # new rows of the slice are known once it has run
-            return FeatureStep(action="fill", reasons=(), rows=None, new_rows=new_rows, failed_rows=failed,
-                               outdated_rows=outdated, **base)
-        if not (new_rows or failed or outdated):
+            return FeatureStep(action="fill", reasons=(), rows=None, new_rows=new_rows, changed_rows=edited,
+                               failed_rows=failed, outdated_rows=outdated, **base)
+        if not (new_rows or edited or failed or outdated):
             return FeatureStep(action="none", reasons=(), **base)
-        return FeatureStep(action="fill", reasons=(), rows=new_rows + failed + outdated, new_rows=new_rows,
-                           failed_rows=failed, outdated_rows=outdated, **base)
+        return FeatureStep(action="fill", reasons=(), rows=new_rows + edited + failed + outdated, new_rows=new_rows,
+                           changed_rows=edited, failed_rows=failed, outdated_rows=outdated, **base)
 
     # slices -------------------------------------------------------------------------------
     def slice_step(self, sl: Slice) -> SliceStep:

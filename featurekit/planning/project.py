@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import FeaturekitError
 from ..plugins import registry as registries
 from ..spec.document import Document, load_document
-from ..spec.names import check_ref_name
+from ..spec.names import check_ref_name, table_name_problem
 from ..table.handle import TableRef, open_dataset
 from .resolve import Project, resolve, table_uri
 
@@ -57,6 +57,9 @@ def table_schema(doc: Document, path: Path, branch: str | None = None) -> Any:
     table = data.get("table")
     if not (isinstance(table, dict) and isinstance(table.get("db"), str) and isinstance(table.get("name"), str)):
         return None
+    if table_name_problem(table["name"]) or not table["db"].strip() or table["db"].lower().startswith("memory:") \
+            or "\0" in table["db"]:
+        return None  # refused by the spec's model: never looked for (``../../x`` would be outside db)
     from ..spec.models import Spec, TableSpec
     uri = table_uri(Spec.model_construct(table=TableSpec.model_construct(db=table["db"], name=table["name"])), path.parent)
     options = table.get("storage_options")

@@ -18,9 +18,9 @@ from ..plugins.registry import Registry
 from ..plugins.source import Source, expand
 from ..spec.document import Document, Loc
 from ..spec.models import FeatureSpec, RecipeSpec, SliceSpec, Spec
-from ..spec.names import check_name
+from ..spec.names import check_name, column_name_problem
 from ..spec.problems import validation_problems
-from ..spec.sql import check_filter, several_statements, sql_columns
+from ..spec.sql import check_filter, sql_columns, syntax_problem
 from ..table.metadata import SLICE_VERSION, is_featurekit_column, state_column
 from .graph import Graph, Node
 
@@ -189,6 +189,11 @@ class _Resolver:
             loc = p["loc"]
             if len(loc) == 1 and p["type"] == "extra_forbidden":
                 pruned.pop(loc[0], None)
+            elif loc and loc[0] in PLACEHOLDERS:  # a bad header: check the sections with a stand-in
+                pruned[loc[0]] = PLACEHOLDERS[loc[0]]
+            elif loc and loc[0] == "source":  # a bad source: its columns are unknown, not missing
+                pruned.pop("source", None)
+                self.columns_unknown = True
             if len(loc) >= 2 and loc[0] in SECTIONS and isinstance(pruned.get(loc[0]), dict):
                 section = dict(pruned[loc[0]])
                 entry = section.get(loc[1])
@@ -270,16 +275,49 @@ class _Resolver:
             self.problem(("source", "path"), f"cannot read {files[0]}: {exc}")
             self.columns_unknown = True
             return source, files, {}
-        cols = {f.name: f.type for f in schema}
+        cols = self.named_columns(schema, files[0].name)
+        if cols is None:
+            self.columns_unknown = True
+            return source, files, {}
+        for col in cols:
+            problem = column_name_problem(col)
+            if problem:  # featurekit's own columns (or Lance's) cannot come from the source
+                problem = problem if problem.startswith(("column", "a column")) else f"column {problem}"
+                self.problem(("source", "path"), f"{files[0].name}: {problem}; rename it in the source")
         if src.key not in cols and (self.table_schema is None or src.key not in self.table_schema.names):
             self.problem(("source", "key"), f"key column {src.key!r} is not in {files[0].name} "
-                                            f"(columns: {', '.join(cols)})")
+                                            f"(columns: {shown_names(cols)})")
+        elif src.key in cols and not is_key_type(cols[src.key]):
+            self.problem(("source", "key"), f"key column {src.key!r} is {cols[src.key]}; a key must be a string "
+                                            "or an integer")
         for target, path_col in src.files.items():
             if path_col not in cols:
                 self.problem(("source", "files", target), f"column {path_col!r} is not in {files[0].name} "
-                                                          f"(columns: {', '.join(cols)})")
+                                                          f"(columns: {shown_names(cols)})")
+            elif not is_text_type(cols[path_col]):
+                self.problem(("source", "files", target), f"column {path_col!r} is {cols[path_col]}; files: "
+                                                          "reads paths from a string column")
+            if target in cols and target != path_col:
+                self.problem(("source", "files", target), f"{files[0].name} already has a column {target!r}; "
+                             f"name the binary column differently, e.g. {target}_bytes: {path_col}", key=True)
+                continue
             cols[target] = pa.binary()
         return source, files, cols
+
+    def named_columns(self, schema: pa.Schema, shown: str) -> dict[str, pa.DataType] | None:
+        """name -> type of the source's columns; None (and a problem) if a name is not UTF-8."""
+        cols = {}
+        for i in range(len(schema)):
+            field = schema.field(i)
+            try:
+                cols[field.name] = field.type
+            except UnicodeDecodeError as exc:
+                raw = exc.object if isinstance(exc.object, bytes) else b""
+                self.problem(("source", "path"), f"{shown}: the name of column {i + 1} ({raw!r}) is not UTF-8 "
+                                                 f"(byte 0x{raw[exc.start]:02x}); rename it in the source"
+                             if raw else f"{shown}: the name of column {i + 1} is not UTF-8; rename it in the source")
+                return None
+        return cols
 
     # features ---------------------------------------------------------------------------
     def extractor_for(self, name: str, fs: FeatureSpec) -> tuple[type[Extractor], BaseModel] | None:
@@ -405,15 +443,17 @@ class _Resolver:
         import difflib
         close = difflib.get_close_matches(col, list(cols), n=3, cutoff=0.6)
         hint = ("; did you mean " + " or ".join(map(repr, close)) + "?") if close else \
-            f"; known columns: {', '.join(sorted(cols)) or '(none)'}"
+            f"; known columns: {shown_names(sorted(cols)) or '(none)'}"
         return f"unknown column {col!r}: not in the table, the source or any feature's outputs{hint}"
 
     # slices and recipes -----------------------------------------------------------------
     def slice_columns(self, name: str, sl: SliceSpec, cols: dict[str, Column], key: str | None) -> list[str]:
-        """Columns a slice reads, each checked; the `where` filter is parsed by Lance."""
+        """Columns a slice reads, each checked; the `where` filter is parsed into one tree (its
+        syntax checked whatever else is wrong), then planned and tried by Lance (`check_filter`)."""
         used: list[tuple[Loc, str]] = []
-        if sl.where and (error := several_statements(sl.where)):
-            self.problem(("slices", name, "where"), error)
+        where_problem = syntax_problem(sl.where) if sl.where else None
+        if where_problem:  # reported whatever else is wrong: it needs no column to be checked
+            self.problem(("slices", name, "where"), where_problem)
         elif sl.where:
             used += [(("slices", name, "where"), c) for c in sql_columns(sl.where)]
         if sl.dedupe:
@@ -422,22 +462,20 @@ class _Resolver:
                 used += [(("slices", name, "dedupe", "near", "column"), sl.dedupe.near.column)]
         if sl.split and sl.split.by:
             used += [(("slices", name, "split", "by"), sl.split.by)]
-        unknown = False
         for loc, col in used:
-            if col not in cols:
-                unknown = True
-                if col not in self.broken and not self.columns_unknown:
-                    self.problem(loc, self.unknown_column(col, cols))
-        if sl.where and not unknown and not several_statements(sl.where):
-            error = check_filter(sl.where, {c: cols[c].type for c in sql_columns(sl.where)})
+            if col not in cols and col not in self.broken and not self.columns_unknown:
+                self.problem(loc, self.unknown_column(col, cols))
+        where_cols = sql_columns(sl.where) if sl.where and not where_problem else []
+        if sl.where and not where_problem and all(c in cols for c in where_cols):
+            error = check_filter(sl.where, {c: cols[c].type for c in where_cols})
             if error:
                 self.problem(("slices", name, "where"), error)
         near = sl.dedupe.near if sl.dedupe else None
-        if near and near.column in cols and cols[near.column].type is not None \
-                and not pa.types.is_integer(cols[near.column].type):
+        near_type = cols[near.column].type if near and near.column in cols else None
+        if near_type is not None and not (pa.types.is_int64(near_type) or pa.types.is_uint64(near_type)):
             self.problem(("slices", name, "dedupe", "near", "column"),
-                         f"column {near.column!r} is {cols[near.column].type}; near duplicates need a 64-bit "
-                         "integer hash (image.dhash or image.phash give uint64)")
+                         f"column {near.column!r} is {near_type}; near duplicates need a 64-bit integer hash "
+                         "(uint64 or int64: image.dhash or image.phash give uint64)")
         if (sl.dedupe or (sl.split and not sl.split.by)) and key is None:
             what = "dedupe" if sl.dedupe else "split"
             self.problem(("slices", name, what), f"{what} needs a row key: add source: with key:"
@@ -453,7 +491,7 @@ class _Resolver:
                                                f"{what} already has; rename the slice", key=True)
             if sl.from_ is not None and sl.from_ not in spec.slices and sl.from_ not in self.broken:
                 self.problem(("slices", name, "from"), f"unknown slice {sl.from_!r}; "
-                                                       f"slices: {', '.join(spec.slices) or '(none defined)'}")
+                                                       f"slices: {shown_names(spec.slices) or '(none defined)'}")
 
     def recipes(self, spec: Spec, cols: dict[str, Column]) -> dict[str, list[str]]:
         """Each recipe's trainer, params, slice, splits and columns, checked like an extractor's."""
@@ -473,7 +511,7 @@ class _Resolver:
             if rs.slice not in spec.slices:
                 if rs.slice not in self.broken:
                     self.problem(base + ("slice",), f"unknown slice {rs.slice!r}; "
-                                 f"slices: {', '.join(spec.slices) or '(none defined)'}")
+                                 f"slices: {shown_names(spec.slices) or '(none defined)'}")
             elif rs.slice not in self.partial:  # a slice checked without its bad split: no split to compare
                 names = split_names(spec, rs.slice)
                 for loc, wanted in ((base + ("split",), rs.split),
@@ -617,7 +655,7 @@ class _Resolver:
             only = [f"slice:{fs.only}"] if fs.only in spec.slices else []
             if fs.only is not None and fs.only not in spec.slices and fs.only not in self.broken:
                 self.problem(("features", name, "only"), f"unknown slice {fs.only!r}; "
-                                                         f"slices: {', '.join(spec.slices) or '(none defined)'}")
+                                                         f"slices: {shown_names(spec.slices) or '(none defined)'}")
             split(key, list(self.feature_inputs.get(name, fs.inputs).values()), only)
         for name, sl in spec.slices.items():
             nodes[f"slice:{name}"] = Node("slice", name)
@@ -693,6 +731,28 @@ class _Resolver:
 
 
 SECTIONS = ("features", "slices", "recipes")
+# stand-ins for a header field with errors (already reported), so that the sections are checked too
+# (not for `featurekit:`: a spec of another format version is not checked as this one)
+PLACEHOLDERS = {"name": "", "table": {"db": "data", "name": "t"}, "engine": "local"}
+SHOWN_NAMES = 12
+
+
+def shown_names(names, limit: int = SHOWN_NAMES) -> str:
+    """`names` joined for a message, the first `limit` of them: a spec with thousands of
+    features must not print (nor build) a list of every column in each of its problems."""
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(map(str, names))
+    return ", ".join(map(str, names[:limit])) + f", ... ({len(names) - limit} more)"
+
+
+def is_key_type(typ: pa.DataType) -> bool:
+    t = pa.types
+    return t.is_integer(typ) or t.is_string(typ) or t.is_large_string(typ) or t.is_null(typ)
+
+
+def is_text_type(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ)
 
 
 def split_names(spec: Spec, name: str, seen: tuple[str, ...] = ()) -> list[str]:

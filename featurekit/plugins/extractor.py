@@ -70,9 +70,11 @@ class Extractor:
     Params: ClassVar[type[BaseModel]] = _Params
     path_params: ClassVar[tuple[str, ...]] = ()  # params naming files: relative to the spec's folder
     inputs_from_params: ClassVar[bool] = False  # inputs come from params; unmapped ones read the same-named column
-    # Rows with equal inputs share one computed value (content-addressed compute, notes/design.md);
-    # False for extractors cheaper than hashing their inputs (~1 us a row plus the bytes).
-    reuse_values: ClassVar[bool] = True
+    # Rows with equal inputs share one computed value (content-addressed compute, notes/internals.md).
+    # None: featurekit decides (image and vector inputs always share; for text and numbers it
+    # measures whether keying pays); True: always share; False: never (vectorized extractors
+    # cheaper than hashing their inputs).
+    reuse_values: ClassVar[bool | None] = None
 
     def __init__(self, params: BaseModel | None = None):
         self.params = params if params is not None else self.Params()

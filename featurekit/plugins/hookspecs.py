@@ -22,8 +22,8 @@ def featurekit_register_extractors() -> list[type]:
     ``__call__(batch)`` returns one value per row, or ``featurekit.RowErrors(values,
     errors)`` to report rows it could not compute (errors: one message, exception or None
     per row): those rows are recorded as failed and retried next apply, the others keep their
-    values, and no row is passed twice. Rows with equal inputs share one call unless the class
-    sets ``reuse_values = False``."""
+    values, and no row is passed twice. Rows with equal inputs share one call where it pays
+    (``reuse_values``: None lets featurekit measure, True always shares, False never)."""
 
 
 @hookspec

@@ -23,7 +23,7 @@ class _Params(BaseModel):
 
 
 class Loader(Protocol):
-    """What `TrainRun.loader` returns (a `featurekit.dataloader.DataLoader`)."""
+    """What `TrainRun.loader` returns (a `featurekit.DataLoader`)."""
 
     version: int                      # the pinned table version every batch comes from
 

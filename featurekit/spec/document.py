@@ -3,13 +3,16 @@
 `load_document(path)` returns plain Python data plus a map from key paths to
 (line, col), 1-based. Duplicate keys are errors (PyYAML silently keeps the last one).
 
-A spec may come from anywhere, so reading it is bounded: nesting deeper than MAX_DEPTH,
+A spec may come from anywhere, so reading it is bounded: only a regular file is read (a FIFO
+would block, /dev/zero never ends), at most MAX_SPEC_BYTES of it; nesting deeper than MAX_DEPTH,
 aliases expanding to more than MAX_ALIAS_NODES values (a 400-byte "billion laughs" would
 otherwise build gigabytes), tags other than YAML's plain ones (``!!python/object``,
 ``!custom``) and integers wider than 64 bits are spec errors at their place.
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from ..errors import Problem, SpecError
 
 Loc = tuple[Any, ...]
 MAX_DEPTH = 64
+MAX_SPEC_BYTES = 8 * 1024 * 1024  # a spec of 8,000 features is about 0.5 MB
+_FAST = getattr(yaml, "CSafeLoader", None)  # libyaml: the same nodes and marks, ~10x faster
 MAX_ALIAS_NODES = 10_000
 INT64 = (-(1 << 63), (1 << 63) - 1)
 _CORE = "tag:yaml.org,2002:"
@@ -156,16 +161,14 @@ def load_document(path: str | Path, text: str | None = None) -> Document:
     path = Path(path)
     shown = str(path)
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError([Problem(shown, 1, 1, "(file)", "no such file")]) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError([Problem(shown, 1, 1, "(file)", f"cannot read the file: {exc}")]) from None
+        text = read_spec_text(path, shown)
+    elif "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise SpecError([Problem(shown, line, 1, "(file)", "the file holds a NUL character; a spec is text")])
     doc = Document(shown, None)
     try:
         _check_depth(text, shown)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except RecursionError:
         raise SpecError([Problem(shown, 1, 1, "(yaml)", f"nested deeper than {MAX_DEPTH} levels")]) from None
     except yaml.MarkedYAMLError as exc:
@@ -188,6 +191,62 @@ def load_document(path: str | Path, text: str | None = None) -> Document:
     return doc
 
 
+def read_spec_text(path: Path, shown: str) -> str:
+    """The text of the spec at `path`: a regular file of at most MAX_SPEC_BYTES of UTF-8."""
+    def fail(message: str, line: int = 1, col: int = 1):
+        raise SpecError([Problem(shown, line, col, "(file)", message)]) from None
+
+    try:  # non-blocking: opening a FIFO must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        fail("no such file")
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        fail(f"cannot read the file: {exc}")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            what = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else \
+                "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a regular file"
+            fail(f"{what}, not a spec file; a spec is a YAML file")
+        if info.st_size > MAX_SPEC_BYTES:
+            fail(f"the file is {info.st_size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,} (is this a spec?)")
+        chunks, size = [], 0
+        while size <= MAX_SPEC_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_SPEC_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_SPEC_BYTES:
+            fail(f"the file is more than {MAX_SPEC_BYTES:,} bytes; a spec is at most that (is this a spec?)")
+    except OSError as exc:
+        fail(f"cannot read the file: {exc}")
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start]
+        line = before.count(b"\n") + 1
+        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+        fail(f"byte 0x{data[exc.start]:02x} is not UTF-8; a spec is UTF-8 text (re-save it as UTF-8)", line, col)
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        fail("the file holds a NUL character; a spec is text", line)
+    return text
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The YAML node tree; libyaml when installed, PyYAML's own parser for its error messages."""
+    if _FAST is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST)
+        except yaml.YAMLError:
+            pass  # read again below: the pure-Python parser words its errors the way the tests expect
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def _check_depth(text: str, shown: str) -> None:
     """Refuse deep nesting before composing (PyYAML's composer recurses per level; its
     parser, used here, does not, but its scanner is quadratic in unclosed brackets, so
@@ -196,7 +255,11 @@ def _check_depth(text: str, shown: str) -> None:
     if where is not None:
         raise SpecError([Problem(shown, *where, "(yaml)", f"nested deeper than {MAX_DEPTH} levels")])
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    try:
+        events = list(yaml.parse(text, Loader=_FAST)) if _FAST is not None else None
+    except yaml.YAMLError:
+        events = None  # reported by the composer, in PyYAML's words
+    for event in events if events is not None else yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:

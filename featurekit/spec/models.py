@@ -5,12 +5,13 @@ a column is known or the graph has a cycle is checked by `resolve`.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .names import NAME_RE, RESERVED_PREFIX, ref_problem
+from .names import NAME_RE, column_name_problem, ref_problem, table_name_problem
 
 SUPPORTED_VERSIONS = (1,)
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -55,6 +56,26 @@ class TableSpec(Strict):
                                  f"{key}: ${{{key.upper()}}} and set that environment variable")
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        problem = table_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("db")
+    @classmethod
+    def _persistent_db(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("db must name a folder (relative to the spec) or an s3://, gs://, az:// URI")
+        if "\0" in value:
+            raise ValueError(f"db {value!r} holds a NUL character")
+        if value.lower().startswith("memory:"):
+            raise ValueError(f"db {value!r} is in memory: it is gone when the command ends, and every command "
+                             "would start from an empty table; use a folder or an object-store URI")
+        return value
+
     @field_validator("branch")
     @classmethod
     def _branch_name(cls, value: str | None) -> str | None:
@@ -96,16 +117,22 @@ class SourceSpec(Strict):
     @field_validator("key")
     @classmethod
     def _key_not_reserved(cls, value: str) -> str:
-        if value.startswith(RESERVED_PREFIX):
-            raise ValueError(f"column {value!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+        problem = column_name_problem(value)
+        if problem:
+            raise ValueError(problem if problem.startswith(("column", "a column")) else f"column {problem}")
         return value
 
     @field_validator("files")
     @classmethod
     def _targets_not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
-        for target in value:
-            if target.startswith(RESERVED_PREFIX):
-                raise ValueError(f"column {target!r} starts with {RESERVED_PREFIX!r}, which featurekit reserves")
+        for target, path_column in value.items():
+            for name in (target, path_column):
+                problem = column_name_problem(name)
+                if problem:
+                    raise ValueError(problem if problem.startswith(("column", "a column")) else f"column {problem}")
+            if target == path_column:
+                raise ValueError(f"{{{target}: {path_column}}} would replace each path with the bytes of its "
+                                 f"file; name the binary column differently, e.g. {{{target}_bytes: {path_column}}}")
         return value
 
 
@@ -141,6 +168,19 @@ class FeatureSpec(Strict):
     on_error: OnErrorSpec = Field(OnErrorSpec(), description="how many failed rows fail the apply")
     description: str | None = Field(None, description="free text, for people")
 
+    @field_validator("outputs")
+    @classmethod
+    def _distinct_columns(cls, value: list[str] | dict[str, str] | None):
+        columns = list(value.values()) if isinstance(value, dict) else list(value or ())
+        seen: dict[str, int] = {}
+        for col in columns:
+            seen[col] = seen.get(col, 0) + 1
+        twice = [c for c, n in seen.items() if n > 1]
+        if twice:
+            raise ValueError(f"column {twice[0]!r} is named for {seen[twice[0]]} outputs; each output needs a "
+                             "column of its own")
+        return value
+
 
 class NearSpec(Strict):
     column: str = Field(description="a uint64 hash column (e.g. image.dhash): rows whose hashes differ in at "
@@ -171,8 +211,10 @@ class SplitSpec(Strict):
         for name in value:
             if not NAME_RE.match(name):
                 raise ValueError(f"split name {name!r} must be letters, digits and _, not starting with a digit")
-        if any(v < 0 for v in value.values()):
-            raise ValueError("fractions must not be negative")
+        for name, v in value.items():
+            if not math.isfinite(v) or v <= 0:
+                raise ValueError(f"fraction {name}: {v} must be a finite number above 0 (a split with no rows "
+                                 "is no split: remove it)")
         if abs(sum(value.values()) - 1.0) > 1e-6:
             raise ValueError(f"fractions must add up to 1, not {sum(value.values()):g}")
         return value

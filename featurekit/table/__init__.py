@@ -3,4 +3,5 @@
 (what featurekit keeps in a table: field metadata, state and input-key columns, the apply
 log), `datafiles` (column files committed with DataReplacement, the one place below Lance's
 public write API), `pages` (where a row sits in a data file, for direct reads), `lock` and
-`lease` (one writer per table), `provenance` (spec file, git, software, user)."""
+`lease` (one writer per table identity; fenced commits on object stores), `readers` (the
+versions live readers hold, which compact keeps), `provenance` (spec file, git, software, user)."""

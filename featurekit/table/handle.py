@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..errors import CommitConflict, DiskFull, RunError, TableNotFound, UsageError
+from ..errors import CommitConflict, DiskFull, LockLost, RunError, TableNotFound, UsageError
 from ..lifetime import disk_full
 from ..spec.names import LOCK_PREFIX, check_ref_name
 from .ref import TableRef, as_ref, table_ref
@@ -88,6 +88,24 @@ class Table:
         return self if self.ref.branch is None else Table(self.ref.main)
 
     # -- writing: each returns the version it made ------------------------------------------
+    # Every write is fenced on an object store: while this process holds the table's lease
+    # (`lease.tag_lock`), a commit goes through only if the lease is still this writer's
+    # (`TagLease.fence`, checked by Lance right before it puts the manifest), and records the
+    # holder's generation. A writer that lost its lease gets `LockLost` and commits nothing.
+    @property
+    def lease(self):
+        """The writer lease this process holds on this table (object stores; None otherwise)."""
+        if not self.ref.remote:
+            return None
+        from .lease import held
+        return held(self.ref.identity)
+
+    def _fenced(self, exc: BaseException, lease) -> None:
+        """A commit the fence refused surfaces from Lance as an OSError: say what it is."""
+        if lease is not None and lease.lost is not None:
+            raise LockLost(lease.lost + "; this writer stopped before committing, so nothing more of it is in the "
+                           "table; run 'featurekit status', then apply again", table=self.ref.uri) from None
+
     def write(self, data, **kwargs) -> int:
         """Create the table from `data`, or append `data` to it."""
         import lance
@@ -95,21 +113,47 @@ class Table:
         if mode == "create" and self.ref.branch is not None:
             raise RunError(f"{self.ref.uri} does not exist, so it has no branch {self.ref.branch!r} to write; "
                            "run apply without --branch first")
-        self._ds = lance.write_dataset(data, self.ref.root, mode=mode, storage_options=self.ref.storage_options,
-                                       **kwargs)
+        lease = self.lease
+        if lease is not None:
+            lease.check()  # before writing data files a lost writer could not commit
+            kwargs = {**kwargs, "commit_lock": lease.fence(self._ds if mode == "append" else None),
+                      "transaction_properties": {**kwargs.get("transaction_properties", {}), **lease.properties}}
+        try:
+            self._ds = lance.write_dataset(data, self.ref.root, mode=mode, storage_options=self.ref.storage_options,
+                                           **kwargs)
+        except OSError as exc:
+            self._fenced(exc, lease)
+            raise
         self._opened = True
+        if lease is not None:
+            self._unfence()
         return self._ds.version
+
+    def _unfence(self) -> None:
+        """A dataset returned by a commit given a ``commit_lock`` keeps it for its own later
+        commits (``add_columns``...), which would call it where it deadlocks: reopen at the version."""
+        import lance
+        self._ds = lance.dataset(self.ref.root, version=self._ds.version, storage_options=self.ref.storage_options)
+
+    def _check_lease(self) -> None:
+        """Writes Lance gives no commit hook for (schema changes): the lease is checked just before."""
+        lease = self.lease
+        if lease is not None:
+            lease.check(self.dataset, None)
 
     def add_columns(self, fields: list[pa.Field]) -> int:
         """Add all-null columns (metadata only: no data file is written)."""
+        self._check_lease()
         self.require().add_columns(pa.schema(fields))
         return self._ds.version
 
     def drop_columns(self, names: list[str]) -> int:
+        self._check_lease()
         self.require().drop_columns(list(names))
         return self._ds.version
 
     def update_field_metadata(self, updates: dict[str, dict[str, str]]) -> int:
+        self._check_lease()
         self.require().update_field_metadata(updates, replace=True)
         return self._ds.version
 
@@ -121,9 +165,17 @@ class Table:
         from lance.commit import CommitConflictError
         base = self.require()
         read_version = base.version if read_version is None else read_version
+        lease, target, fence = self.lease, base, {}
+        if lease is not None:  # by URI: `base` must not take the commit_lock along (see `_unfence`)
+            operation = lance.Transaction(read_version, operation, transaction_properties=lease.properties)
+            target, fence = self.ref.root, {"commit_lock": lease.fence(base),
+                                            "storage_options": self.ref.storage_options}
         try:
-            self._ds = lance.LanceDataset.commit(base, operation, read_version=read_version)
+            self._ds = lance.LanceDataset.commit(target, operation, read_version=read_version, **fence)
+            if lease is not None:
+                self._unfence()
         except OSError as exc:
+            self._fenced(exc, lease)
             subject = f"could not commit {what} to {self.ref.uri}" if what else f"could not commit to {self.ref.uri}"
             if disk_full(exc):
                 raise DiskFull(f"{subject}: the disk is full ({exc}); free some space and run apply again",
@@ -167,7 +219,7 @@ def open_dataset(where: Any, version: int | str | None = None):
     A version or tag that does not exist is a UsageError."""
     ref = as_ref(where)
     if not ref.remote and not os.path.isdir(ref.root):
-        return None
+        return None  # (a local ref's root is a plain path, also when it was written as file://)
     import lance
     if isinstance(version, str):
         return _open_tag(ref, version)

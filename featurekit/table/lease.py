@@ -14,8 +14,18 @@ taking over the same dead lease race on creating ``featurekit-writer-takeover-<s
 where the stamp is the dead tag's creation time: one wins, re-checks that the tag is still
 the dead one, replaces it and removes the takeover tag; the other is told the table is busy.
 
-Limits: clocks of the machines sharing a table must agree to well under a lease; a holder
-that stalls longer than its lease (no renewal) loses the lock, and is told so when it ends.
+Fencing: a holder that stalls longer than its lease (SIGSTOP, a frozen VM) loses the lock
+and must not commit when it wakes. Every write of the table goes through `handle.Table`, which
+hands Lance a ``commit_lock`` (`TagLease.fence`): Lance calls it with the version about to be
+written, right before the manifest is put, and it refuses (`LockLost`, nothing committed) unless
+the lock tag still carries this holder's token, the lease has not run out by this holder's own
+clock, and the version being built on was not committed by a later holder. Each commit records
+the holder's generation (the creation time of its tag, in microseconds: a later holder's is
+larger) in its transaction properties (``featurekit.writer``), which is what the last check reads.
+Left open: a holder frozen between that check and Lance's put of the manifest (microseconds)
+could still write one version; Lance's own conditional put keeps it from overwriting one.
+
+Limits: clocks of the machines sharing a table must agree to well under a lease.
 """
 from __future__ import annotations
 
@@ -34,6 +44,9 @@ from ..spec.names import LOCK_PREFIX
 LOCK_TAG = LOCK_PREFIX
 TAKEOVER = f"{LOCK_PREFIX}-takeover-"
 LEASE_SECONDS = 120.0
+WRITER_PROPERTY = "featurekit.writer"  # transaction property: the committing holder's generation
+
+_HELD: dict[str, TagLease] = {}  # table identity -> the lease this process holds on it
 
 
 def lease_seconds() -> float:
@@ -62,6 +75,9 @@ class TagLease:
         self.token = uuid.uuid4().hex
         self.holder = f"{_user()}@{socket.gethostname()} pid {os.getpid()}"
         self.lost: str | None = None
+        self.generation = 0     # the creation time of our tag (us): a later holder's is larger
+        self.expires = 0.0      # our lease, as last written into the tag
+        self.key: str | None = None  # the table's identity, while `tag_lock` holds it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -86,8 +102,12 @@ class TagLease:
         return True
 
     def _claim(self) -> None:
+        expires = time.time() + self.lease
         self.ds.tags.replace_metadata(LOCK_TAG, {"token": self.token, "holder": self.holder,
-                                                 "expires": f"{time.time() + self.lease:.3f}"})
+                                                 "expires": f"{expires:.3f}"})
+        self.expires = expires
+        if not self.generation:
+            self.generation = _stamp(self._info() or {})
 
     def _delete(self, name: str) -> None:
         try:
@@ -142,14 +162,70 @@ class TagLease:
             try:
                 info = self._info()
                 if info is None or info.get("metadata", {}).get("token") != self.token:
-                    self.lost = (f"the writer lock on {self.where} was taken over while this apply ran "
-                                 f"(its lease of {self.lease:g}s ran out before it was renewed)")
+                    self._lose()
+                    return
+                if self.expires <= time.time():  # we stalled past our own lease: it is no longer ours
+                    self._lose()
                     return
                 self._claim()
             except Exception:  # a store hiccup: try again next round; the lease has slack
                 continue
 
+    def _lose(self) -> None:
+        if self.lost is None:
+            self.lost = (f"the writer lock on {self.where} was taken over while this apply ran "
+                         f"(its lease of {self.lease:g}s ran out before it was renewed)")
+
+    # -- fencing: checked inside every commit -------------------------------------------------
+    @property
+    def properties(self) -> dict[str, str]:
+        """What each commit records: this holder's generation."""
+        return {WRITER_PROPERTY: str(self.generation)}
+
+    def check(self, ds=None, version: int | None = None) -> None:
+        """Raise `LockLost` unless this holder may still commit: the lock tag is ours, our lease
+        runs, and (given the table `ds` and the `version` about to be written) the version built
+        on was not committed by a later holder."""
+        if self.lost is None:
+            try:
+                info = self._info()
+            except Exception as exc:  # cannot tell: do not commit blind
+                raise LockLost(f"could not check the writer lock on {self.where} before committing ({exc}); "
+                               "nothing was committed; run apply again", table=self.where) from exc
+            if info is None or info.get("metadata", {}).get("token") != self.token or self.expires <= time.time():
+                self._lose()
+        if self.lost is None and ds is not None and version is not None and version > 1:
+            later = _writer_generation(ds, version - 1)
+            if later is not None and later > self.generation:
+                self._lose()
+        if self.lost is not None:
+            raise LockLost(self.lost + "; this writer stopped before committing, so nothing more of it is in the "
+                           "table; run 'featurekit status', then apply again", table=self.where)
+
+    def fence(self, ds):
+        """A Lance ``commit_lock`` for commits to `ds`'s table: `check` at the version written."""
+        @contextmanager
+        def commit_lock(version: int):
+            # Lance calls this from inside its runtime, where no Lance call may block: check
+            # from a thread of our own and wait for it.
+            failure: list[BaseException] = []
+
+            def run():
+                try:
+                    self.check(ds, version)
+                except BaseException as exc:  # noqa: BLE001 - handed to the committing thread
+                    failure.append(exc)
+            thread = threading.Thread(target=run, name="featurekit-lock-fence")
+            thread.start()
+            thread.join()
+            if failure:
+                raise failure[0]
+            yield
+        return commit_lock
+
     def release(self) -> None:
+        if _HELD.get(self.key) is self:
+            del _HELD[self.key]
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -168,6 +244,20 @@ class TagLease:
                 f"{LOCK_TAG!r}, is renewed while it runs; if it died, the lock is free after {until})")
 
 
+def _writer_generation(ds, version: int) -> int | None:
+    """The generation recorded by the commit that made `version` (None: not recorded, or unreadable)."""
+    try:
+        tx = ds.read_transaction(version)
+        return int((tx.transaction_properties or {}).get(WRITER_PROPERTY)) if tx is not None else None
+    except Exception:
+        return None
+
+
+def held(key: str) -> TagLease | None:
+    """The lease this process holds on the table with identity `key` (None: none, or a local table)."""
+    return _HELD.get(key)
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -176,14 +266,17 @@ def _user() -> str:
 
 
 @contextmanager
-def tag_lock(ds, where: str, lease: float | None = None):
-    """Hold the table's writer lock (`ds`: the table's main line) while the block runs."""
+def tag_lock(ds, where: str, lease: float | None = None, *, key: str | None = None):
+    """Hold the table's writer lock (`ds`: the lock's dataset) while the block runs; `key`
+    (the table's identity) makes the lease the fence of every commit of that table."""
     lock = TagLease(ds, where, lease or lease_seconds())
     lock.acquire()
+    lock.key = key or where
+    _HELD[lock.key] = lock
     try:
         yield lock
     finally:
         lock.release()
     if lock.lost:
-        raise LockLost(lock.lost + "; its commits are in, but another apply may have computed the same rows: "
-                       "run 'featurekit status'")
+        raise LockLost(lock.lost + "; the commits it made before are in, later ones were refused: "
+                       "run 'featurekit status'", table=where)

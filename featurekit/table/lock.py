@@ -1,7 +1,7 @@
 """One featurekit writer per table at a time, so two applies cannot both append the same
 new keys or compute the same rows twice.
 
-Object-store tables (s3://, gs://, ...): a Lance tag held on a renewable lease (`taglock`).
+Object-store tables (s3://, gs://, ...): a Lance tag held on a renewable lease (`lease`).
 Local tables: an advisory ``flock`` on a file beside the table. The kernel releases it when the last
 descriptor of its open file is closed, so a holder that dies (SIGKILL, OOM) never leaves
 a stale lock: the next apply takes it over at once. Forked worker processes would inherit
@@ -9,6 +9,10 @@ that descriptor and keep the lock alive after their parent's death, so every wor
 its copy first thing (`lifetime.worker_init`, through `lifetime.parent_only`). The pid written
 in the file is only for messages. A branch apply takes the same lock as main's: one writer
 per table.
+
+The lock is keyed by the table's identity (`TableRef.identity`): a local table's resolved real
+path, so a symlinked folder, a ``file://`` URI and relative or absolute spellings all take one
+lock file, beside the real folder; an object-store table's canonical URI.
 """
 from __future__ import annotations
 
@@ -21,13 +25,17 @@ from ..lifetime import parent_only
 
 
 def lock_path(uri: str) -> Path:
-    table = Path(uri)
-    return table.parent / f".{table.name}.featurekit-lock"
+    """The lock file of the local table `uri` (any spelling): beside its real folder. A folder of
+    that name (the lock dataset an earlier featurekit kept for a ``file://`` table) holds it."""
+    from .ref import table_identity
+    table = Path(table_identity(os.fspath(uri)))
+    path = table.parent / f".{table.name}.featurekit-lock"
+    return path / "flock" if path.is_dir() else path
 
 
 @contextmanager
 def table_lock(where):
-    """Hold the writer lock of the table `where` (a `store.TableRef` or a URI) while the block runs."""
+    """Hold the writer lock of the table `where` (a `TableRef` or a URI) while the block runs."""
     from .ref import as_ref
     ref = as_ref(where)
     if ref.remote:
@@ -40,7 +48,7 @@ def table_lock(where):
         yield
         return
     uri = ref.uri
-    path = lock_path(uri)
+    path = lock_path(ref.identity)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
@@ -67,11 +75,21 @@ def _object_store_lock(ref):
     """The tag lock, on a dataset of its own beside the table rather than on the table: it
     exists before the table does (two first applies racing to create a table on S3 can both
     "succeed", one silently overwritten), and its tag pins none of the table's versions."""
-    from .handle import Table
     from .lease import tag_lock
+    lock = lock_dataset(ref)
+    with tag_lock(lock.dataset, ref.uri, key=ref.identity):
+        yield
+
+
+def lock_dataset(ref, *, create: bool = True):
+    """The `Table` of the empty dataset beside an object-store table that holds its writer lock
+    and its readers' leases (`readers`); created when missing unless `create` is False (then None)."""
+    from .handle import Table
     from .ref import TableRef
-    lock = Table(TableRef(lock_dataset_uri(ref.uri), ref.options))
+    lock = Table(TableRef(lock_dataset_uri(ref.identity), ref.options))
     if not lock.exists:
+        if not create:
+            return None
         import pyarrow as pa
         try:
             lock.write(pa.table({"lock": pa.array([], pa.int8())}))
@@ -79,8 +97,7 @@ def _object_store_lock(ref):
             if "already exists" not in str(exc):
                 raise RunError(f"could not create the writer lock of {ref.uri} at {lock.uri}: {exc}") from exc
             lock.refresh()
-    with tag_lock(lock.dataset, ref.uri):
-        yield
+    return lock
 
 
 def _write_pid(fh) -> None:

@@ -88,8 +88,8 @@ def stored_slices(schema: pa.Schema) -> dict[str, StoredSlice]:
         name = md.get(META + "slice")
         if name:
             out[name] = StoredSlice(name, md.get(META + "fingerprint", ""), md.get(META + "version", ""),
-                                    json.loads(md.get(META + "definition", "{}")),
-                                    json.loads(md.get(META + "inputs", "[]")))
+                                    stored_json(md.get(META + "definition"), dict),
+                                    stored_json(md.get(META + "inputs"), list))
     return out
 
 
@@ -130,16 +130,31 @@ def stored_features(schema: pa.Schema) -> dict[str, StoredFeature]:
             continue
         out[name] = StoredFeature(
             name=name, columns=(f.name,), extractor=md.get(META + "extractor", ""),
-            version=md.get(META + "version", ""), params=json.loads(md.get(META + "params", "{}")),
-            inputs=json.loads(md.get(META + "inputs", "{}")), fingerprint=md.get(META + "fingerprint", ""),
-            input_fingerprints=json.loads(md.get(META + "input_fingerprints", "{}")),
-            runtime_params=json.loads(md.get(META + "runtime_params", "{}")))
+            version=md.get(META + "version", ""), params=stored_json(md.get(META + "params"), dict),
+            inputs=stored_json(md.get(META + "inputs"), dict), fingerprint=md.get(META + "fingerprint", ""),
+            input_fingerprints=stored_json(md.get(META + "input_fingerprints"), dict),
+            runtime_params=stored_json(md.get(META + "runtime_params"), dict))
     return out
+
+
+def stored_json(raw: str | bytes | None, kind: type) -> Any:
+    """A JSON value featurekit wrote into the table's metadata, or an empty `kind` when it is
+    missing or was edited into something featurekit never writes (not JSON, another type).
+    Tampered metadata then reads as unknown: a feature's fingerprint no longer matches and it is
+    recomputed, a source signature is not trusted and the source is read, a log starts afresh,
+    rather than every command ending in a traceback."""
+    if not raw:
+        return kind()
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return kind()
+    return value if isinstance(value, kind) else kind()
 
 
 def source_signature(schema: pa.Schema) -> dict[str, Any] | None:
     raw = (schema.metadata or {}).get(SOURCE_META)
-    return json.loads(raw) if raw else None
+    return stored_json(raw, dict) or None
 
 
 def failed_filter(state_col: str, fp: str) -> str:
@@ -161,7 +176,7 @@ def slice_todo_filter(state_col: str, fp: str) -> str:
 def applies(schema: pa.Schema) -> list[dict[str, Any]]:
     """The log of applies that changed the table, oldest first (the last APPLIES_KEPT)."""
     raw = (schema.metadata or {}).get(APPLIES_META)
-    return json.loads(raw) if raw else []
+    return [e for e in stored_json(raw, list) if isinstance(e, dict)]
 
 
 def record_apply(table, entry: dict[str, Any], source: dict[str, Any] | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -59,14 +60,28 @@ class TableRef:
 
     @property
     def remote(self) -> bool:
-        return "://" in self.uri
+        """On an object store (not a local path, nor a ``file://`` URI)."""
+        return self.local_path is None
+
+    @property
+    def local_path(self) -> str | None:
+        """Main's folder, absolute, for a local table (a path or a ``file://`` URI); None on an object store."""
+        return local_path(self.uri)
+
+    @property
+    def identity(self) -> str:
+        """One name per table, whatever its spelling: the resolved real path of a local table
+        (symlinked folders, ``file://``, relative and absolute spellings agree), the canonical
+        URI of an object store's. The writer lock is keyed by it."""
+        return table_identity(self.uri)
 
     @property
     def root(self) -> str:
-        """Where this ref's manifests and new data files live. A local path is made absolute:
-        a branch records main's path as given when it is created, and a relative one would
-        make the branch unreadable from any other working directory (notes/lance-facts.md)."""
-        base = self.uri if self.remote else os.path.abspath(self.uri)
+        """Where this ref's manifests and new data files live. A local path (or ``file://`` URI)
+        is made an absolute path: a branch records main's path as given when it is created, and
+        a relative one would make the branch unreadable from any other working directory
+        (notes/lance-facts.md); one spelling also keeps ``file://`` and plain-path writers alike."""
+        base = self.local_path or self.uri
         return base if self.branch is None else f"{base.rstrip('/')}/tree/{self.branch}"
 
     def on(self, branch: str | None) -> TableRef:
@@ -75,6 +90,35 @@ class TableRef:
     @property
     def main(self) -> TableRef:
         return self.on(None)
+
+
+_SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
+
+
+def local_path(uri: str) -> str | None:
+    """The absolute local path of `uri` (a path or a ``file://`` URI); None for any other scheme."""
+    if "://" not in uri:
+        return os.path.abspath(uri)
+    scheme, rest = uri.split("://", 1)
+    if scheme.lower() != "file":
+        return None
+    parsed = urllib.parse.urlsplit(f"file://{rest}")
+    path = urllib.parse.unquote(parsed.path)
+    if parsed.netloc not in ("", "localhost"):  # file://relative/x: Lance reads it as a relative path
+        path = f"{parsed.netloc}{path}"
+    return os.path.abspath(path or ".")
+
+
+def table_identity(uri: str) -> str:
+    """See `TableRef.identity`."""
+    path = local_path(uri)
+    if path is not None:
+        return os.path.realpath(path)
+    scheme, rest = uri.split("://", 1)
+    scheme = scheme.lower()
+    bucket, _, key = rest.partition("/")
+    key = "/".join(part for part in key.split("/") if part not in ("", "."))
+    return f"{_SCHEME_ALIASES.get(scheme, scheme)}://{bucket.lower() if scheme in ('s3', 's3a', 's3n', 'gs', 'gcs') else bucket}/{key}"
 
 
 def as_ref(where: Any) -> TableRef:

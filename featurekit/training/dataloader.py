@@ -7,7 +7,7 @@
 
 How it is fast: the rows to read are fixed once (one scan of row addresses), an epoch is a
 permutation of them, and each batch's rows are read in storage order into their shuffled
-slots (`batchread`), ahead of the trainer by threads or worker processes (`prefetch`).
+slots (`batches`), ahead of the trainer by threads or worker processes (`prefetch`).
 Why it is correct: the order is a pure function of (seed, epoch) over the pinned version's
 rows (`epoch`), so ranks agree without talking, and a resumed run knows exactly which rows
 of the epoch it has already seen.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import os
 import sys
 import types
 import warnings
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..table.readers import pin_version
 from .batches import BatchReader, ColumnRead, plan_column
 from .epoch import batches, epoch_order, num_batches, shard, shuffle_quality
 
@@ -57,8 +59,13 @@ class DataLoader:
             raise UsageError(f"batch_size must be at least 1, not {batch_size}")
         if not 0 <= rank < world_size:
             raise UsageError(f"rank must be in [0, world_size), not {rank} of {world_size}")
+        check_loader_args(seed=seed, epoch=epoch, version=version)
         ds = _open(uri, version)
         self.uri, self.version, self.filter = ds.uri, ds.version, filter  # uri: the branch's root on a branch
+        # the version read is leased until close (or garbage collection): compact keeps it
+        self._pin = pin_version(_ref_of(uri, ds), ds.version, "DataLoader")
+        if self._pin is not None:
+            weakref.finalize(self, self._pin.close)
         self.columns = _column_map(columns, ds.schema)
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
@@ -116,11 +123,15 @@ class DataLoader:
                 "rows_filter": self.filter, "columns": dict(self.columns), "drop_last": self.drop_last}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_state(state)
         mine = self.state_dict()
         for key in STATE_KEYS:
             if key in state and state[key] != mine[key]:
                 hint = f" (open the loader with version={state[key]})" if key == "version" else ""
                 raise UsageError(f"cannot resume: the state has {key}={state[key]!r}, this loader {mine[key]!r}{hint}")
+        if state["position"] > self._shard_len():
+            raise UsageError(f"cannot resume: the state's position {state['position']} is past this rank's "
+                             f"{self._shard_len()} rows")
         self.epoch, self._start = int(state["epoch"]), int(state["position"])
         self._resume = True  # the next iter() continues from there
 
@@ -156,6 +167,8 @@ class DataLoader:
             self._workers.close()
             self._workers = None
         self._reader.close()
+        if getattr(self, "_pin", None) is not None:
+            self._pin.close()
 
     def __enter__(self) -> DataLoader:
         return self
@@ -208,7 +221,7 @@ def _cuda() -> bool:
 
 
 def _open(uri: Any, version: int | str | None):
-    """`uri`: an open LanceDataset, a `store.TableRef` (storage options, branch) or a URI;
+    """`uri`: an open LanceDataset, a `TableRef` (storage options, branch) or a URI;
     `version`: a number or a tag."""
     import lance
 
@@ -220,6 +233,40 @@ def _open(uri: Any, version: int | str | None):
     except (ValueError, FileNotFoundError, OSError) as exc:
         raise UsageError(f"cannot open {uri}" + (f" at version {version}" if version is not None else "")
                          + f": {exc}") from None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_loader_args(*, seed: Any, epoch: Any, version: Any) -> None:
+    """Refuse what would fail deep inside (numpy's seed) or read the wrong rows: usage errors."""
+    if not _whole(seed) or seed < 0:
+        raise UsageError(f"seed must be a whole number >= 0, not {seed!r}")
+    if not _whole(epoch) or epoch < 0:
+        raise UsageError(f"epoch must be a whole number >= 0, not {epoch!r}")
+    if version is not None and not isinstance(version, str) and (not _whole(version) or version < 1):
+        raise UsageError(f"version must be a table version (1 or more) or a tag name, not {version!r}")
+
+
+def check_state(state: Any) -> None:
+    """A state from `state_dict`: a mapping with a whole epoch and position >= 0."""
+    if not isinstance(state, Mapping):
+        raise UsageError(f"cannot resume: the state must be what state_dict() returned, not {type(state).__name__}")
+    missing = [k for k in ("epoch", "position") if k not in state]
+    if missing:
+        raise UsageError(f"cannot resume: the state has no {' or '.join(missing)} (give what state_dict() returned)")
+    for key in ("epoch", "position"):
+        if not _whole(state[key]) or state[key] < 0:
+            raise UsageError(f"cannot resume: the state's {key} must be a whole number >= 0, not {state[key]!r}")
+
+
+def _ref_of(uri: Any, ds):
+    """The `TableRef` a loader reads (for its reader lease)."""
+    from ..table.ref import TableRef, as_ref
+    if isinstance(uri, (TableRef, str, os.PathLike)):
+        return as_ref(uri)
+    return TableRef(ds.uri, tuple(sorted((ds.initial_storage_options or {}).items())))
 
 
 def _column_map(columns: Sequence[str] | Mapping[str, str], schema) -> dict[str, str]:
@@ -310,6 +357,7 @@ def dataloader(spec: Any, *, recipe: str | None = None, slice: str | None = None
     `options` go to `DataLoader`."""
     from ..planning.project import project_of
     from ..table.handle import table_ref
+    check_loader_args(seed=seed, epoch=epoch, version=version)
     project = project_of(spec, registry, branch)
     slice, split, columns = _choose(project, recipe, slice, split, columns)
     if version is None and recipe is not None and project.spec.recipes[recipe].table is not None:

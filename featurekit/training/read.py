@@ -7,7 +7,6 @@ torch have no NULL for a fixed-size row, so by default such rows are left out (a
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,8 +39,38 @@ def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None
     matching `where` (Lance SQL) and the slice/split."""
     from ..planning.project import project_of
     from ..table.handle import require_dataset, table_ref
+    from ..table.readers import pin_version
+    columns = check_read_args(columns, format)
     project = project_of(spec, registry, branch)
     ds = require_dataset(table_ref(project), version)
+    pin = pin_version(table_ref(project), ds.version, "featurekit.read")  # compact keeps what is read
+    try:
+        return _read(project, ds, columns, where, slice, split, format, skip_null)
+    finally:
+        if pin is not None:
+            pin.close()
+
+
+FORMATS = ("arrow", "numpy", "torch")
+
+
+def check_read_args(columns, format: str) -> list[str]:  # noqa: A002
+    """The columns as a list; no columns, a column that is not a name, or an unknown format
+    is a usage error (exit 2), found before the table is opened."""
+    if isinstance(columns, str):
+        columns = [columns]
+    if not isinstance(columns, (list, tuple)) or not columns:
+        raise UsageError("read: name the columns to read, e.g. columns=['id', 'emb'] (got "
+                         f"{columns!r})")
+    bad = [c for c in columns if not isinstance(c, str) or not c]
+    if bad:
+        raise UsageError(f"read: columns must be column names, not {bad[0]!r}")
+    if format not in FORMATS:
+        raise UsageError(f"read: format {format!r} is not one of {', '.join(map(repr, FORMATS))}")
+    return list(columns)
+
+
+def _read(project, ds, columns, where, slice, split, format, skip_null) -> ReadResult:  # noqa: A002
     check_split(project.spec, project.path, slice, split)
     if slice is not None and slice not in ds.schema.names:
         raise NotReady(f"slice {slice!r} is not in the table yet; run 'featurekit apply'")
@@ -68,8 +97,14 @@ def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None
 
 
 def shape_of(field: pa.Field) -> tuple[int, ...] | None:
-    raw = (field.metadata or {}).get(b"featurekit.output.shape")
-    return tuple(json.loads(raw)) if raw else None
+    import numpy as np
+
+    from ..table.metadata import stored_json
+    shape = stored_json((field.metadata or {}).get(b"featurekit.output.shape"), list)
+    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        return None  # missing, or edited into something featurekit never writes: the column's own size
+    size = getattr(field.type, "list_size", None)
+    return tuple(shape) if size is None or int(np.prod(shape)) == size else None
 
 
 def to_numpy(col: pa.ChunkedArray, shape: tuple[int, ...] | None):

@@ -46,17 +46,22 @@ def column_infos(ds, mapping: dict[str, str]) -> dict[str, ColumnInfo]:
     return out
 
 
-class Progress:
-    """A bar with loss, samples/s and ETA on a terminal; a line every few seconds elsewhere."""
+WARMUP_STEPS = 3  # steps timed before an ETA is shown: the first ones pay for loading, compiling, allocating
 
-    def __init__(self, quiet: bool = False, every: float = 10.0):
+
+class Progress:
+    """A bar with loss, samples/s and ETA on a terminal; a line every few seconds elsewhere.
+    The ETA is timed from the first logged step and shown once `WARMUP_STEPS` more are done:
+    before that it would count the model's loading and the first step's warm-up."""
+
+    def __init__(self, quiet: bool = False, every: float = 10.0, clock=time.perf_counter):
         import sys
-        self.quiet, self.every = quiet, every
+        self.quiet, self.every, self.clock = quiet, every, clock
         self.tty = sys.stderr.isatty()
         self.bar = None
         self.total = None
         self.last = 0.0
-        self.started = time.perf_counter()
+        self.first: tuple[int, float] | None = None  # (step, time) of the first step logged
 
     def set_total(self, total: int, initial: int = 0) -> None:
         self.total = total
@@ -64,30 +69,76 @@ class Progress:
             import sys
 
             from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def eta(self, step: int, now: float) -> float | None:
+        """Seconds left, from the pace since the first logged step; None during warm-up."""
+        if self.first is None:
+            self.first = (step, now)
+        first_step, first_time = self.first
+        if not self.total or step - first_step < WARMUP_STEPS:
+            return None
+        return (now - first_time) / (step - first_step) * max(self.total - step, 0)
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         if self.quiet:
             return
+        now = self.clock()
+        left = self.eta(step, now)
         shown = {k: metrics[k] for k in ("loss", "lr", "samples_per_s") if k in metrics}
         if self.bar is not None:
             self.bar.n = step
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=True)
+            self.bar.set_postfix({**{k: f"{v:.4g}" for k, v in shown.items()},
+                                  **({"eta": f"{left:.0f}s"} if left is not None else {})}, refresh=True)
             return
-        now = time.perf_counter()
         if now - self.last >= self.every or (self.total and step >= self.total):
             import click
             self.last = now
             done = f"step {step}" + (f"/{self.total}" if self.total else "")
-            eta = ""
-            if self.total and step:
-                left = (now - self.started) / step * (self.total - step)
-                eta = f", eta {left:.0f}s"
+            eta = f", eta {left:.0f}s" if left is not None and step < (self.total or 0) else ""
             click.echo(f"{done}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()) + eta, err=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class EvalProgress:
+    """Rows answered: a bar on a terminal; elsewhere a line when generation starts, one every
+    `every` seconds, and one at the end (evaluation may take minutes)."""
+
+    def __init__(self, total: int, quiet: bool = False, every: float = 10.0):
+        import sys
+        self.total, self.quiet, self.every = total, quiet, every
+        self.done, self.bar = 0, None
+        self.started = self.last = time.perf_counter()
+        if quiet:
+            return
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="row", file=sys.stderr, desc="eval", dynamic_ncols=True)
+        else:
+            import click
+            click.echo(f"eval: loading the model, then answering {total} row(s)", err=True)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if not self.quiet and now - self.last >= self.every:
+            import click
+            self.last = now
+            click.echo(f"eval: {self.done}/{self.total} rows, {now - self.started:.0f}s", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif not self.quiet:
+            import click
+            click.echo(f"eval: {self.done}/{self.total} rows in {time.perf_counter() - self.started:.1f}s", err=True)
 
 
 @dataclass
@@ -118,6 +169,10 @@ class _TrainRun:
     def log(self, step: int, **metrics: float) -> None:
         entry = {"step": step, "time": round(time.time(), 3), **{k: _plain(v) for k, v in metrics.items()}}
         if not self.history:
+            if self.resume and step == 1 and _logged_steps(self.dir / METRICS):
+                import click  # a trainer without checkpoints: say so rather than silently starting over
+                click.echo(f"note: --resume: no checkpoint in {self.dir}; training starts over from step 1 "
+                           "(the earlier steps' metrics are replaced)", err=True)
             _drop_steps_from(self.dir / METRICS, step)  # a resumed run redoes the steps after its checkpoint
         with open(self.dir / METRICS, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
@@ -370,8 +425,10 @@ def train(project: Project, recipe_name: str, *, resume: bool = False, steps: in
         if not resuming and not run.history:  # stopped before its first step: nothing to keep or resume
             discarded = True
             _discard(run_dir, previous_latest)
-        elif resuming and isinstance(exc, (UsageError, SpecError)):
-            manifest["status"] = previous.get("status", manifest.get("status")) if previous else manifest.get("status")
+        elif resuming and not run.history and isinstance(exc, (UsageError, SpecError)):  # refused: run as it was
+            discarded = True
+            if previous is not None:
+                manifest_path.write_text(json.dumps(previous, indent=2, default=str))
         elif isinstance(exc, KeyboardInterrupt):
             manifest["status"] = "interrupted: resume with 'featurekit train --resume'"
         else:
@@ -418,6 +475,11 @@ def _manifest(project: Project, recipe: Recipe, ds, seed: int, columns: dict[str
         manifest["wall_seconds"] = previous.get("wall_seconds", 0)
         manifest["started"] = previous.get("started")
     return manifest
+
+
+def _logged_steps(path: Path) -> int:
+    """How many step entries metrics.jsonl holds (0 when there is none)."""
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.exists() else 0
 
 
 def _drop_steps_from(path: Path, step: int) -> None:
@@ -486,19 +548,12 @@ def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = Non
         raise NotReady(f"recipe {recipe.name!r}: split {recipe.spec.eval.split!r} of slice {recipe.slice!r} has no "
                        f"rows at table version {version}; run 'featurekit apply' (or pin a version where the slice "
                        "is computed)")
-    bar = None
-    if not quiet:
-        import sys
-
-        from tqdm import tqdm
-        bar = tqdm(total=min(total, limit or total), unit="row", file=sys.stderr, desc="eval",
-                   disable=not sys.stderr.isatty())
+    bar = EvalProgress(min(total, limit or total), quiet)
     er = _EvalRun(project, recipe, run_dir, limit, version, columns, bar)
     try:
         result = recipe.make_trainer().evaluate(er) or {}
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     out_dir = run_dir or (project.root / recipe.spec.output / f"eval-base-{time.strftime('%Y%m%d-%H%M%S')}")
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = result.get("metrics", {})

@@ -21,6 +21,14 @@ TESTS = Path(__file__).resolve().parent.parent
 TALLY = {"kills": 0, "bad_inputs": 0, "rows_lost": 0}
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist a worker hands its tally to the controller, which prints the sum
+    (the repository's conftest.py)."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["reliability_tally"] = json.dumps(TALLY)
+
+
 def pytest_terminal_summary(terminalreporter):
     if any(TALLY.values()):
         terminalreporter.write_line(f"reliability: {TALLY['kills']} kill points survived, {TALLY['bad_inputs']} bad "

@@ -33,9 +33,10 @@ class RaySession:
                 ray.init(num_cpus=self.options.local_cpus or os.cpu_count(), resources={HEAD_RESOURCE: 1},
                          include_dashboard=False, runtime_env=self.options.runtime_env, **local_memory(), **quiet)
                 self.owned = "started"
-        from geneva._context import LocalRayContext, get_current_context
-        if get_current_context() is None and not (self.options.address or "").startswith("ray://"):
-            self.context = LocalRayContext()
+        from .upstream import local_ray_context
+        context = None if (self.options.address or "").startswith("ray://") else local_ray_context()
+        if context is not None:
+            self.context = context
             self.context.__enter__()
         return self
 

@@ -6,7 +6,7 @@ committed with DataReplacement: exactly featurekit's layout (values and `_fk_<fe
 one file per feature per fragment), so no second pass and no re-layout.
 
 Geneva only creates such a group through `add_columns(UnpackedUDF)`, which refuses columns
-that exist; featurekit's columns usually exist (created by `prepare_columns`, the other
+that exist; featurekit's columns usually exist (created by the engine base's layout step, the other
 engine, or an earlier apply with other params). So this module writes Geneva's field
 metadata for the group itself, the way `Table._add_unpacked_virtual_columns` does, onto the
 existing columns, next to featurekit's own `featurekit.*` keys (left untouched). It relies on
@@ -37,18 +37,17 @@ def register(gtable, udf, columns: list[str]) -> bool:
     """Point `columns` (the feature's outputs, then its state column) at `udf`; False when
     they already were (no commit)."""
     import lance
-    from geneva.table import _build_unpacked_udf_plan
-    from geneva.transformer import UnpackedUDF
     from geneva.utils.schema import canonical_field_paths
 
-    spec = gtable._conn._packager.marshal(udf, table_ref=gtable.get_reference())
+    from .upstream import marshal_udf, unpacked_udf_plan, upload_udf
+    spec = marshal_udf(gtable, udf)
     location = f"_udfs/{hashlib.sha256(spec.udf_payload).hexdigest()}"
     ds = lance.dataset(gtable.uri)
     current = {c: _strings(ds.schema.field(c).metadata) for c in columns}
     if all(md.get(f"{PREFIX}.udf") == location for md in current.values()):
         return False
-    gtable._upload_udf(spec.udf_payload, location)
-    plan = _build_unpacked_udf_plan(UnpackedUDF(udf))
+    upload_udf(gtable, spec.udf_payload, location)
+    plan = unpacked_udf_plan(udf)
     inputs = json.dumps(canonical_field_paths(ds.schema, udf.input_columns))
     updates = {}
     for output in plan.outputs:

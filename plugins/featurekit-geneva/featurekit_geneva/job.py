@@ -11,6 +11,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from .upstream import job_ref, job_tracker
+
 POLL_SECONDS = 1.0
 
 
@@ -26,7 +28,7 @@ class Submitted:
 
 def submit(gtable, column: str, where: str, *, feature: str, resources, concurrency: int, options) -> Submitted:
     """Start the backfill; a job the cluster cannot place fails here, at once."""
-    from geneva.runners.ray.admission import ResourcesUnavailableError
+    from .upstream import backfill_async, resources_unavailable
 
     memory = None
     if options.memory_gb is not None:
@@ -37,11 +39,10 @@ def submit(gtable, column: str, where: str, *, feature: str, resources, concurre
     if options.checkpoint_seconds is not None:
         extra["batch_checkpoint_flush_interval_seconds"] = options.checkpoint_seconds
     try:
-        future = gtable.backfill_async(
-            column, where=where, concurrency=concurrency, memory=memory,
-            commit_granularity=options.commit_granularity, checkpoint_size=options.checkpoint_size,
-            _admission_check=True, _admission_strict=options.admission_strict, _return_future=True, **extra)
-    except ResourcesUnavailableError as exc:
+        future = backfill_async(gtable, column, where=where, strict=options.admission_strict, concurrency=concurrency,
+                                memory=memory, commit_granularity=options.commit_granularity,
+                                checkpoint_size=options.checkpoint_size, **extra)
+    except resources_unavailable() as exc:
         raise JobFailed(unplaceable(feature, resources, concurrency, str(exc))) from None
     return Submitted(future.job_id, future)
 
@@ -76,7 +77,7 @@ def _follow(job: Submitted, *, feature: str, rows: int, on_rows, timeout: float 
     started = last_progress = time.monotonic()
     seen = reported = 0
     while True:
-        ready, _ = ray.wait([fut.ray_obj_ref], timeout=POLL_SECONDS)
+        ready, _ = ray.wait([job_ref(fut)], timeout=POLL_SECONDS)
         done, total = _checkpointed(fut)
         if done > seen:
             seen, last_progress = done, time.monotonic()
@@ -97,7 +98,7 @@ def _follow(job: Submitted, *, feature: str, rows: int, on_rows, timeout: float 
                             "(engine option stall_seconds): workers that cannot start or a stuck extractor; "
                             "finished fragments are committed, apply again to resume")
     try:
-        ray.get(fut.ray_obj_ref)
+        ray.get(job_ref(fut))
     except Exception as exc:  # the job's driver task raised: a FeatureError, a lost worker, a commit conflict
         raise JobFailed(failure_message(feature, job.job_id, exc)) from None
     if reported < rows:
@@ -107,10 +108,11 @@ def _follow(job: Submitted, *, feature: str, rows: int, on_rows, timeout: float 
 def _checkpointed(fut) -> tuple[int, int]:
     """Rows checkpointed so far and the job's total, from its JobTracker (0, 0 before it reports)."""
     import ray
-    if getattr(fut, "job_tracker", None) is None:
+    tracker = job_tracker(fut)
+    if tracker is None:
         return 0, 0
     try:
-        snapshot = ray.get(fut.job_tracker.get_all.remote(), timeout=POLL_SECONDS)
+        snapshot = ray.get(tracker.get_all.remote(), timeout=POLL_SECONDS)
     except Exception:  # not ready yet, or gone with the job: progress is cosmetic
         return 0, 0
     m = snapshot.get("rows_checkpointed") or {}
@@ -121,7 +123,7 @@ def release(job: Submitted) -> None:
     """End the job's JobTracker actor (~0.4 GB each): Geneva leaves it to the driver, and an
     apply runs a backfill per feature."""
     import ray
-    tracker = getattr(job.future, "job_tracker", None)
+    tracker = job_tracker(job.future)
     if tracker is not None:
         try:
             ray.kill(tracker)
@@ -133,7 +135,7 @@ def cancel(job: Submitted) -> None:
     """Stop the job's driver task; its actors (appliers, writers) die with their owner."""
     import ray
     try:
-        ray.cancel(job.future.ray_obj_ref, force=True, recursive=True)
+        ray.cancel(job_ref(job.future), force=True, recursive=True)
     except Exception:  # already finished
         pass
 

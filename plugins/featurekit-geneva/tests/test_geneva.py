@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time: the tests share one worker
+
 pytest.importorskip("geneva")
 ray = pytest.importorskip("ray")
 
@@ -294,3 +296,39 @@ def test_an_interrupted_geneva_apply_says_in_the_log_what_it_wrote(tmp_path, mon
     (entry,) = applied.entries
     assert entry["engine"] == "geneva" and entry["interrupted"] and entry["ingested"] == 5
     assert UNRECORDED not in applied.render()
+
+
+def test_the_geneva_internals_relied_on_are_there(tmp_path):
+    """featurekit_geneva/upstream.py is the one module that reaches below Geneva's public API;
+    each reach is checked here without Ray, so a new Geneva that moves one fails by name."""
+    import importlib.metadata
+    import inspect
+
+    import pyarrow as pa
+
+    from featurekit_geneva import upstream
+
+    assert importlib.metadata.version("geneva") == upstream.GENEVA_VERSION
+    from geneva.runners.ray.pipeline import RayJobFuture
+    from geneva.table import Table
+    params = inspect.signature(Table.backfill_async).parameters
+    assert set(upstream.BACKFILL_PRIVATE_KWARGS) <= set(params)
+    assert "udf_payload" in inspect.signature(Table._upload_udf).parameters
+    assert {"ray_obj_ref", "job_tracker"} <= {f.name for f in RayJobFuture.__attrs_attrs__}
+    assert issubclass(upstream.resources_unavailable(), Exception)
+    import geneva._context
+    assert callable(geneva._context.get_current_context) and geneva._context.LocalRayContext
+    from featurekit_geneva._geneva import load
+    geneva = load()
+    lance.write_dataset(pa.table({"q": ["a", "bb"]}), str(tmp_path / "t.lance"))
+    gtable = geneva.connect(str(tmp_path)).open_table("t")
+    from geneva.transformer import UDF
+
+    def size(q: pa.Array) -> pa.Array:
+        return pa.StructArray.from_arrays([pa.compute.utf8_length(q)], names=["n"])
+
+    udf = UDF(func=size, name="size", data_type=pa.struct([("n", pa.int32())]), input_columns=["q"])
+    spec = upstream.marshal_udf(gtable, udf)
+    assert spec.udf_payload and spec.backend and spec.name
+    plan = upstream.unpacked_udf_plan(udf)
+    assert [o.field.output_column for o in plan.outputs] == ["n"]

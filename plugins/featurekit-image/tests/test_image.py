@@ -85,3 +85,38 @@ def test_featurekit_plugins_lists_this_distribution():
     entry = next(p for p in json.loads(out)["plugins"] if p["name"] == "image")
     assert entry["distribution"] == "featurekit-image"
     assert entry["extractors"] == ["image.dhash", "image.format", "image.phash", "image.size"]
+
+
+def real_images() -> list[bytes]:
+    """Images not drawn by this file: easy-vqa's dataset PNGs and matplotlib's sample photo
+    and logos, when installed."""
+    import glob
+    import os
+    found = []
+    try:
+        import easy_vqa
+        found += sorted(glob.glob(os.path.join(os.path.dirname(easy_vqa.__file__), "data", "train", "images", "*.png")))[:12]
+    except ImportError:
+        pass
+    try:
+        import matplotlib
+        sample = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data")
+        found += [os.path.join(sample, f) for f in ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
+                  if os.path.exists(os.path.join(sample, f))]
+    except ImportError:
+        pass
+    if len(found) < 4:
+        pytest.skip("needs easy-vqa or matplotlib for real images")
+    return [open(f, "rb").read() for f in found]
+
+
+@pytest.mark.parametrize("hash_size", [8, 4])
+def test_phash_and_dhash_equal_imagehash_on_real_images(hash_size):
+    blobs = real_images()
+    batch = pa.record_batch([pa.array(blobs, pa.binary())], names=["image"])
+    phash = PHash(PHash.Params(hash_size=hash_size))(batch).values.to_pylist()
+    dhash = DHash(DHash.Params(hash_size=hash_size))(batch).values.to_pylist()
+    images = [Image.open(io.BytesIO(b)) for b in blobs]
+    assert phash == [int(str(imagehash.phash(img, hash_size=hash_size)), 16) for img in images]
+    assert dhash == [int(str(imagehash.dhash(img, hash_size=hash_size)), 16) for img in images]
+    assert sum(p != d for p, d in zip(phash, dhash)) >= len(blobs) - 1  # the two hashes tell apart

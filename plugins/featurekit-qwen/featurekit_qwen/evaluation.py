@@ -1,5 +1,5 @@
 """``qlora`` evaluation: the full VLM on the raw images, base and tuned, greedy decoding,
-scored with the standard VQA accuracy (`featurekit.vqa`).
+scored with the standard VQA accuracy (`featurekit.training.vqa`).
 
 This is deliberately not the training path: the vision tower runs on each image with the
 preprocessing of the ``qwen.vision_tower`` feature (resize to ``image_px`` square, the

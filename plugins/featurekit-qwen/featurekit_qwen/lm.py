@@ -99,6 +99,32 @@ def _say_int8_cast_once() -> None:
         log.addFilter(_OnceFilter("MatMul8bitLt: inputs will be cast"))
 
 
+# bitsandbytes (0.49+) logs, when it is imported on a CPU with AVX512-BF16, that it could not
+# fetch an optional faster 4-bit CPU kernel from the Hub ("pip install kernels"): nothing is
+# wrong and nothing is missing, so that one message is dropped where it is logged.
+KERNELS_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+
+class _DropFilter(logging.Filter):
+    """Drops the messages starting with `prefix`; everything else passes."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _drop_kernels_notice() -> None:
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _DropFilter) for f in log.filters):
+        log.addFilter(_DropFilter(KERNELS_NOTICE))
+
+
+_drop_kernels_notice()  # before bitsandbytes is imported (by quantized loading or peft)
+
+
 def _load(cls, model: str, quantization: str, dtype, device, skip: Sequence[str] = ()):
     kwargs: dict[str, Any] = {"dtype": dtype}
     qc = quantization_config(quantization, dtype, skip)

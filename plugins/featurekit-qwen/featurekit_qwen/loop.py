@@ -227,9 +227,14 @@ def resume(s: Session, path: Path, params, total: int) -> tuple[int, dict[str, A
 def train(params, run) -> dict[str, Any]:
     """Train, checkpoint every `checkpoint_every` steps, save the adapter to run.dir/adapter."""
     total = run.steps or params.steps
+    last = checkpoint.latest(Path(run.dir)) if run.resume else None
+    if run.resume and last is None:  # before loading the model: a resume never silently starts over
+        from featurekit.errors import UsageError
+        raise UsageError(f"--resume: {run.dir} has no checkpoint to continue from (checkpoint_every: "
+                         f"{params.checkpoint_every}); train without --resume to start a new run, or set "
+                         "checkpoint_every below the steps a run may stop at")
     s = build_session(params, run, total)
     step, position = 0, {}
-    last = checkpoint.latest(Path(run.dir)) if run.resume else None
     if last is not None:
         step, position = resume(s, last, params, total)
     else:

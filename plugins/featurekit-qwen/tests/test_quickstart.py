@@ -46,6 +46,31 @@ def test_the_readme_main_job_runs_end_to_end(tmp_path, monkeypatch):
     assert metrics["tuned"]["vqa_accuracy"] > metrics["base"]["vqa_accuracy"]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished" and (run / "loss.png").exists()
+    # docs/storage.md says how many versions this first apply writes (one commit a feature,
+    # more when a feature runs past its checkpoint): the log of this run says the same
+    shown = int(re.search(r"main job's\s+first apply \(`specs/easyvqa-qwen.yaml`\) writes (\d+) versions",
+                          (ROOT / "docs" / "storage.md").read_text()).group(1))
+    log = subprocess.run([sys.executable, "-m", "featurekit", "log", "specs/easyvqa-qwen.yaml", "--json"],
+                         cwd=tmp_path, capture_output=True, text=True, env=_environ(), check=True)
+    (entry,) = json.loads(log.stdout)
+    extra = sum(len(f["versions"]) - 1 for f in entry["features"].values())
+    assert entry["version_to"] == shown + extra, (entry["version_to"], shown, extra)
+    # eval scored exactly the slice's val rows, and its numbers are those of its own predictions
+    import lance
+    val = lance.dataset(str(specs / "data" / "easyvqa.lance")).to_table(filter="vqa = 'val'", columns=["question_id"])
+    predictions = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(p["key"] for p in predictions) == sorted(val.column("question_id").to_pylist())
+    assert metrics["base"]["n"] == metrics["tuned"]["n"] == len(predictions) > 10
+    for which in ("base", "tuned"):  # easy-vqa keeps one lower-case word an answer: exact match
+        right = sum(p[which].strip().lower().rstrip(".") == p["answer"] for p in predictions)
+        assert metrics[which]["vqa_accuracy"] == pytest.approx(right / len(predictions))
+    # the tuned model learned the answer space (the random base model answers gibberish) and the loss fell
+    import easy_vqa
+    vocabulary = set(easy_vqa.get_answers())
+    assert sum(p["tuned"].strip() in vocabulary for p in predictions) >= len(predictions) / 2
+    assert metrics["tuned"]["vqa_accuracy"] >= 0.3
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 80 and sum(losses[-10:]) < 0.5 * sum(losses[:10])
 
 
 def _environ():

@@ -219,11 +219,34 @@ def test_tiers_1_to_3_apply_end_to_end(tiny, tmp_path, monkeypatch):
     assert step.reasons[0] == 'params changed: compute_dtype "float32" -> "bfloat16", dtype (default) -> "bfloat16"'
 
 
+def real_3b_weights_cached() -> bool:
+    """The 3B checkpoint's config, shard index and every shard it names are in the HF cache
+    (nothing is downloaded: a missing file means skip, not a test error)."""
+    from huggingface_hub import try_to_load_from_cache
+    repo = "Qwen/Qwen2.5-VL-3B-Instruct"
+    index = try_to_load_from_cache(repo, "model.safetensors.index.json")
+    if not isinstance(try_to_load_from_cache(repo, "config.json"), str) or not isinstance(index, str):
+        return False
+    with open(index) as fh:
+        shards = set(json.load(fh)["weight_map"].values())
+    return all(isinstance(try_to_load_from_cache(repo, shard), str) for shard in shards)
+
+
+def test_the_gpu_test_skips_without_the_3b_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine without the weights
+    assert real_3b_weights_cached() is False
+    with pytest.raises(pytest.skip.Exception, match="weights in the HF cache"):
+        test_real_3b_tower_on_gpu_matches_the_full_model()
+
+
 @pytest.mark.gpu
 def test_real_3b_tower_on_gpu_matches_the_full_model():
     """On a GPU with the 3B weights: featurekit's stored hiddens equal the full model's image
     features (bf16 on both sides) on the official preprocessing, to fp16 rounding."""
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() or not real_3b_weights_cached():
         pytest.skip("needs a CUDA GPU and the Qwen/Qwen2.5-VL-3B-Instruct weights in the HF cache")
     from transformers import Qwen2_5_VLForConditionalGeneration
     ext = VisionTower(VisionTower.Params(device="cuda"))

@@ -155,14 +155,22 @@ def test_loss_from_cached_hiddens_equals_the_full_model_fed_pixels(shipped, px, 
     images = [sign("coca cola"), sign("exit")]
     stored = tower(pa.record_batch([pa.array(images, pa.binary())], names=["image"])).values
     hiddens = np.asarray(stored.flatten().to_numpy(zero_copy_only=False)).reshape(2, tokens, 128)
-    rows = [sft.encode("what brand is it?", "coca cola"), sft.encode("what word is written on this sign?", "exit")]
+    qa = [("what brand is it?", "coca cola"), ("what word is written on this sign?", "exit")]
+    rows = [sft.encode(q, a) for q, a in qa]
     batch = {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}
     batch["vision"] = torch.from_numpy(hiddens.copy())
     assert batch["attention_mask"].sum(1).tolist()[0] != batch["attention_mask"].sum(1).tolist()[1]  # padding
+    # the reference side's tokens are not SftTokens': the chat format written out, tokenized whole
+    ref = chat_template_batch(shipped, qa, tokens)
+    for row, r in zip(rows, ref["rows"]):
+        n = sum(row["attention_mask"])
+        assert n == len(r["input_ids"]) and row["input_ids"][:n] == r["input_ids"]
+        assert row["labels"][:n] == r["labels"] and set(row["labels"][n:]) == {-100}
+        assert row["mm_token_type_ids"][:n] == r["mm_token_type_ids"] and sum(r["mm_token_type_ids"]) == tokens
     pixels = reference_pixels(images, px)
     assert pixels["image_grid_thw"].tolist() == [[1, side, side]] * 2
     full = full_model(shipped)
-    reference, expected = full_model_outputs(full, batch, pixels)
+    reference, expected = full_model_outputs(full, ref["batch"], pixels)
     model = lm.load_language_model(str(shipped), "none", torch.float32, torch.device("cpu")).eval()
     grid = (1, side, side)
     assert cached_loss(model, batch, grid) == pytest.approx(reference, abs=1e-4)
@@ -175,6 +183,37 @@ def test_loss_from_cached_hiddens_equals_the_full_model_fed_pixels(shipped, px, 
     assert logits_gap(model, batch, grid, fp32.flip(1), expected) > 1e-4
     monkeypatch.setattr(lm, "rope_positions", lambda *args: None)  # transformers then uses 1D positions
     assert logits_gap(model, batch, grid, fp32, expected) > 1e-4
+
+
+def chat_template_batch(model_dir, qa, image_tokens):
+    """Training rows built without featurekit: Qwen2.5-VL's chat format written out by hand
+    (default system prompt, the image as its run of <|image_pad|>, the answer closed by
+    <|im_end|> and a newline), tokenized whole by the `tokenizers` library from the model's
+    tokenizer.json. Labels supervise the answer and its <|im_end|>; the prompt and the final
+    newline are ignored. Returns the unpadded rows and a right-padded batch."""
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    rows = []
+    for question, answer in qa:
+        prompt = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>"
+                  + "<|image_pad|>" * image_tokens + f"<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n")
+        ids = tok.encode(prompt + answer + "<|im_end|>\n", add_special_tokens=False).ids
+        n_prompt = len(tok.encode(prompt, add_special_tokens=False).ids)
+        labels = [-100] * n_prompt + ids[n_prompt:-1] + [-100]
+        assert tok.id_to_token(ids[-2]) == "<|im_end|>" and tok.id_to_token(ids[-1]) == "\u010a"  # "\n"
+        image_pad = tok.token_to_id("<|image_pad|>")
+        rows.append({"input_ids": ids, "labels": labels, "mm_token_type_ids": [int(t == image_pad) for t in ids]})
+    width = max(len(r["input_ids"]) for r in rows)
+    pad = tok.token_to_id("<|endoftext|>")
+
+    def padded(key, fill):
+        return torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows])
+
+    batch = {"input_ids": padded("input_ids", pad), "labels": padded("labels", -100),
+             "mm_token_type_ids": padded("mm_token_type_ids", 0),
+             "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"]))
+                                             for r in rows])}
+    return {"rows": rows, "batch": batch}
 
 
 def logits_gap(model, batch, grid, vision, expected) -> float:
@@ -310,6 +349,19 @@ def test_resume_refuses_a_checkpoint_from_other_params(tiny, table, tmp_path):
     again = LanceTrainRun(table, TRAIN_COLUMNS, tmp_path, resume=True)
     with pytest.raises(UsageError, match=r"different lr \(lr=0\.003\)"):
         QLoraTrainer(params(tiny, steps=4, checkpoint_every=1, lr=1e-3)).train(again)
+
+
+def test_resume_without_a_checkpoint_is_refused_not_started_over(tiny, table, tmp_path):
+    """`train --steps 2` with checkpoint_every 100 leaves no checkpoint: `--resume --steps 3`
+    refused (it used to start again from step 1), before the model is loaded."""
+    first = LanceTrainRun(table, TRAIN_COLUMNS, tmp_path, steps=2)
+    QLoraTrainer(params(tiny, steps=2, checkpoint_every=100)).train(first)
+    assert sorted(first.losses()) == [1, 2]
+    again = LanceTrainRun(table, TRAIN_COLUMNS, tmp_path, steps=3, resume=True)
+    with pytest.raises(UsageError, match=r"has no checkpoint to continue from \(checkpoint_every: 100\); "
+                                         r"train without --resume"):
+        QLoraTrainer(params(tiny, steps=3, checkpoint_every=100)).train(again)
+    assert again.logged == []
 
 
 @pytest.mark.parametrize("quantization, layer", [("nf4", "Linear4bit"), ("int8", "Linear8bitLt")])
@@ -471,3 +523,15 @@ def test_the_shipped_qwen_specs_validate_with_their_qlora_recipes(tmp_path):
         (tmp_path / name).write_text(text)
         project = featurekit.load_spec(tmp_path / name)
         assert project.recipes["qlora"].trainer_cls is QLoraTrainer
+
+
+def test_the_bitsandbytes_kernels_notice_is_dropped_and_nothing_else():
+    """bitsandbytes logs "Failed to load CPU gemm_4bit_forward from kernels-community ... pip
+    install kernels" when imported on an AVX512-BF16 CPU; train and eval no longer print it."""
+    import subprocess
+    import sys
+    code = ("import logging, featurekit_qwen.lm, bitsandbytes; "
+            "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('another message')")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "gemm_4bit_forward" not in err and "pip install kernels" not in err
+    assert "another message" in err

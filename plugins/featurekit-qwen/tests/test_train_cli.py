@@ -1,5 +1,6 @@
 """`featurekit train --resume` through the real TrainRun and loader: a run interrupted (Ctrl-C)
-after its checkpoint at step 3 and resumed gives the losses of a run never stopped."""
+after its checkpoint at step 3 and resumed gives the losses of a run never stopped; SIGTERM
+stops a run the same way (exit 143)."""
 import json
 import shutil
 import signal
@@ -71,3 +72,26 @@ def test_interrupted_and_resumed_equals_uninterrupted(project):
     manifest = json.loads((stopped / "manifest.json").read_text())
     assert manifest["status"] == "finished" and len(manifest["resumes"]) == 1
     assert losses(stopped) == losses(whole) and len(losses(whole)) == 8
+
+
+def test_sigterm_stops_training_at_a_step_like_ctrl_c(project):
+    root, env = project
+    runs = root / "runs" / "qlora"
+    before = (runs / "LATEST").read_text().strip() if (runs / "LATEST").exists() else None
+    proc = subprocess.Popen(featurekit_cmd("train", "spec.yaml", "-r", "qlora", "-q"), cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        latest = (runs / "LATEST").read_text().strip() if (runs / "LATEST").exists() else None
+        if latest and latest != before and (runs / latest / "metrics.jsonl").exists() and \
+                len((runs / latest / "metrics.jsonl").read_text().splitlines()) >= 2:
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before it could be stopped (a very fast machine)")
+    assert proc.returncode == 143, err.decode()
+    stopped = runs / (runs / "LATEST").read_text().strip()
+    assert json.loads((stopped / "manifest.json").read_text())["status"].startswith("interrupted")
+    assert "Traceback" not in err.decode() and "--resume" in err.decode()

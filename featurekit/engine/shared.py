@@ -1,0 +1,244 @@
+"""Shared values by input, decided per feature and done by columns: which of the ways to
+give rows with equal inputs one value pays for this feature.
+
+- Inputs of small values (text, numbers): the inputs of every row to compute are read once,
+  grouped by exact equality in Arrow (`inputkeys.distinct_rows`), and each distinct input is
+  computed once (or read back from a row an earlier apply computed with the same
+  fingerprint); fragments then take their rows' values by group, with no work per row in
+  Python (`SharedValues`). Whether that pays is measured: the extractor's time per row on a
+  sample of the distinct inputs against the cost of keying them. When rows are mostly
+  distinct and the extractor cheap, keying costs more than it saves and the feature is
+  computed row by row, without input keys (`decide` returns None).
+- Inputs of bulky values (image bytes, vectors): never read up front; keyed piece by piece
+  with the memo of `reuse.Reuse` (worth it: such extractors cost milliseconds a row).
+An extractor's `reuse_values = True` forces sharing, `False` forbids it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ..planning.inputkeys import HASH_TYPE, distinct_rows, input_hashes
+from ..table.metadata import sql_quote
+from .compute import FeatureTask, binary_inputs, compute_piece_counted, get_extractor
+
+SAMPLE_ROWS = 1024        # distinct inputs timed to decide
+PAYS = 0.8                # share when computing once per distinct input costs below this share of every row
+CHEAP = 2.0               # never share when a row computes in less than this many times its keying
+
+
+@dataclass
+class SharedPlan:
+    """A piece's rows to run: those whose value is known (by group) and those to compute."""
+
+    groups: np.ndarray            # per row to run: its group, -1 where the value is not known yet
+    hashes: pa.Array              # per row to run: its input key (NULL when values are not shared)
+    compute: list[int] = field(default_factory=list)  # rows the extractor computes
+
+
+class SharedValues:
+    """Values known before the fragments are written, by row address: every row to compute
+    when values are shared (`shares`), or only the rows sampled to decide (their values are
+    not computed twice); the other rows are computed as usual."""
+
+    def __init__(self, addrs: np.ndarray, groups: np.ndarray, keys: pa.Array | None, values: dict[str, pa.Array],
+                 errors: list[str | None] | None, computed: int, passed: int):
+        order = np.argsort(addrs, kind="stable")
+        self.addrs, self.groups = addrs[order], groups[order]
+        self.keys, self.values, self.errors = keys, values, errors
+        self.shares = keys is not None
+        self.seen = range(len(next(iter(values.values()))) if values else 0)  # distinct inputs
+        self.computes = computed         # distinct inputs the extractor computed (the rest read back)
+        self.passed = passed             # rows passed to the extractor (halving a raising batch passes rows again)
+        self.rows = 0
+
+    def committed(self, fragment_ids) -> None:
+        """Nothing to learn from a commit: what is known here was known before the fragments."""
+
+    def plan(self, logical: pa.RecordBatch, fingerprint: str, addrs: np.ndarray) -> SharedPlan:
+        at = np.minimum(np.searchsorted(self.addrs, addrs), max(0, len(self.addrs) - 1))
+        known = self.addrs[at] == addrs if len(self.addrs) else np.zeros(len(addrs), bool)
+        groups = np.where(known, self.groups[at] if len(self.addrs) else 0, -1)
+        self.rows += int(known.sum())
+        if self.shares:
+            if not known.all():
+                raise RuntimeError("featurekit: a row to compute was not among the rows read to share values; "
+                                   "run apply again")
+            hashes = self.keys.take(pa.array(groups, pa.int64()))
+        else:
+            hashes = pa.nulls(len(addrs), HASH_TYPE)
+        return SharedPlan(groups, hashes, np.flatnonzero(~known).tolist())
+
+    def resolve(self, plan: SharedPlan, values, errors, addrs) -> tuple[dict[str, pa.Array], list[str | None] | None]:
+        """Every row to run: known values by group, computed ones (`values`, `errors`) in between."""
+        n, k = len(plan.groups), len(plan.compute)
+        known = len(next(iter(self.values.values()))) if self.values else 0
+        position = np.where(plan.groups >= 0, plan.groups, 0)
+        if k:
+            position[np.asarray(plan.compute, dtype=np.int64)] = known + np.arange(k)
+        take = pa.array(position, pa.int64())
+        out = {}
+        for c, v in self.values.items():
+            parts = [v] + ([values[c].cast(v.type)] if k else [])
+            out[c] = pa.concat_arrays(parts).take(take) if n else v.slice(0, 0)
+        if self.errors is None and errors is None:
+            return out, None
+        mine = self.errors or [None] * known
+        theirs = errors or [None] * k
+        per_row = [mine[g] if g >= 0 else None for g in plan.groups.tolist()]
+        for j, i in enumerate(plan.compute):
+            per_row[i] = theirs[j]
+        return out, (per_row if any(e is not None for e in per_row) else None)
+
+
+def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
+           first_fragment: int | None = None) -> tuple[SharedValues | None, str]:
+    """How rows with equal inputs get one value. Auto (not `forced`): the first rows to compute
+    are grouped and their distinct inputs computed, timing the extractor against keying; when a
+    row computes in less than `CHEAP` times its keying, only those rows' values are kept
+    (computed once, not shared further; the sample is the first fragment's rows to compute, at
+    most `SAMPLE_ROWS`, so work is committed as often as without it). Else every row to compute
+    is read and grouped, and
+    each distinct input computed once (or read back). `read_back`: keys -> (positions of the keys
+    some committed row holds with this fingerprint, their values)."""
+    columns = list(dict.fromkeys(task.inputs.values()))
+    upstream = " AND ".join(f"{c} = {sql_quote(fp)}" for c, fp in task.upstream_states.items())
+    filters = " AND ".join(f"({x})" for x in (where, upstream) if x) or None
+    seed = None
+    if not forced:  # a first look at a few rows: an extractor as cheap as keying never shares
+        scan = ds.get_fragment(first_fragment) if first_fragment is not None else ds
+        head = scan.to_table(columns=columns, filter=filters, limit=SAMPLE_ROWS, with_row_address=True)
+        seed, per_row, per_key = _sample(task, head)
+        if per_row is not None and per_row < CHEAP * per_key:
+            return seed, (f"a row computes in {per_row * 1e6:.1f} us, keying it costs {per_key * 1e6:.1f} us: "
+                          "sharing values cannot pay")
+    table = ds.to_table(columns=columns, filter=filters, with_row_address=True)
+    n = table.num_rows
+    logical = pa.table({name: table.column(col) for name, col in task.inputs.items()})
+    arrays = [logical.column(name).combine_chunks() for name in sorted(logical.column_names)]
+    grouped = distinct_rows(arrays, n)
+    if grouped is None:
+        return seed, "inputs that cannot be grouped by value"
+    first, groups = grouped
+    addrs = table.column("_rowaddr").to_numpy()
+    distinct = logical.take(pa.array(first, pa.int64()))
+    values = _Values(task, distinct, read_back)
+    values.key(0, len(first))
+    if seed is not None:  # the sampled rows' values: not computed again
+        order = np.argsort(addrs, kind="stable")
+        values.seed(seed, groups[order[np.searchsorted(addrs[order], seed.addrs)]])
+    values.fill(0, len(first))
+    out, errors = values.result()
+    return SharedValues(addrs, groups, values.keys(), out, errors, values.computed, values.passed), ""
+
+
+def _sample(task: FeatureTask, head: pa.Table) -> tuple[SharedValues | None, float | None, float]:
+    """The sampled rows' values (their distinct inputs computed once), and the seconds a row
+    takes to compute and to key."""
+    if not head.num_rows:
+        return None, None, 0.0
+    logical = pa.table({name: head.column(col) for name, col in task.inputs.items()})
+    arrays = [logical.column(name).combine_chunks() for name in sorted(logical.column_names)]
+    grouped = distinct_rows(arrays, head.num_rows)
+    first, groups = grouped if grouped is not None else (np.arange(head.num_rows), np.arange(head.num_rows))
+    distinct = logical.take(pa.array(first, pa.int64()))
+    input_hashes(distinct.slice(0, 8), task.fingerprint)  # warm up: the first call pays one-off set-up
+    t0 = time.perf_counter()
+    input_hashes(distinct, task.fingerprint)
+    per_key = (time.perf_counter() - t0) / distinct.num_rows
+    batch = pa.record_batch([c.combine_chunks() for c in distinct.columns], names=distinct.column_names)
+    t0 = time.perf_counter()
+    values, errors, passed = compute_piece_counted(task, binary_inputs(get_extractor(task), batch))
+    per_row = (time.perf_counter() - t0) / distinct.num_rows
+    seed = SharedValues(head.column("_rowaddr").to_numpy(), groups, None, values, errors, len(first), passed)
+    return seed, per_row, per_key
+
+
+class _Values:
+    """The values of the distinct inputs, filled range by range: keyed, read back where an
+    earlier apply computed them, the rest computed (row errors isolated as the engine does)."""
+
+    def __init__(self, task: FeatureTask, distinct: pa.Table, read_back):
+        self.task, self.distinct, self.read_back = task, distinct, read_back
+        self.ext = get_extractor(task)
+        self.key_parts: list[pa.Array] = []
+        self.parts: dict[str, list[pa.Array]] = {c: [] for c in task.output_types}
+        self.order: list[np.ndarray] = []   # per part: the distinct inputs it holds
+        self.errors: dict[int, str] = {}
+        self.done: set[int] = set()          # distinct inputs whose values are known already
+        self.computed = self.passed = 0
+
+    def key(self, start: int, stop: int) -> None:
+        if stop > start:
+            self.key_parts.append(input_hashes(self.distinct.slice(start, stop - start), self.task.fingerprint))
+
+    def keys(self) -> pa.Array:
+        return pa.concat_arrays(self.key_parts) if self.key_parts else pa.array([], HASH_TYPE)
+
+    def seed(self, sample: SharedValues, groups: np.ndarray) -> None:
+        """Distinct inputs whose values the sample computed (`groups`: each sampled row's distinct
+        input here, in the sample's order): taken from it, not computed again."""
+        if not len(groups):
+            return
+        rows = np.asarray(sample.groups, dtype=np.int64)  # per sampled row: its group in the sample
+        taken, at = np.unique(groups, return_index=True)   # per distinct input seen: one sampled row
+        self._add(taken, {c: v.take(pa.array(rows[at], pa.int64())) for c, v in sample.values.items()})
+        for i, g in zip(taken.tolist(), rows[at].tolist()):
+            if sample.errors is not None and sample.errors[g] is not None:
+                self.errors[i] = sample.errors[g]
+        self.done.update(taken.tolist())
+        self.computed += sample.computes
+        self.passed += sample.passed
+
+    def fill(self, start: int, stop: int) -> float | None:
+        """Values of distinct inputs start..stop-1; the seconds a computed row took (None: none computed)."""
+        if stop <= start:
+            return None
+        wanted = [i for i in range(start, stop) if i not in self.done]
+        keys = pa.concat_arrays(self.key_parts).take(pa.array(wanted, pa.int64())).to_pylist()
+        found, fetched = self.read_back(keys)
+        if found:
+            self._add(np.asarray([wanted[i] for i in found], dtype=np.int64), fetched)
+        found_set = set(found)
+        todo = np.array([r for i, r in enumerate(wanted) if i not in found_set], dtype=np.int64)
+        t0 = time.perf_counter()
+        for at in range(0, len(todo), self.task.batch_size):
+            rows = todo[at:at + self.task.batch_size]
+            chunk = self.distinct.take(pa.array(rows, pa.int64())).to_batches()[0]
+            values, errors, passed = compute_piece_counted(self.task, binary_inputs(self.ext, chunk))
+            self.passed += passed
+            self._add(rows, values)
+            for i, e in zip(rows.tolist(), errors or []):
+                if e is not None:
+                    self.errors[i] = e
+        self.computed += len(todo)
+        return (time.perf_counter() - t0) / len(todo) if len(todo) else None
+
+    def _add(self, rows: np.ndarray, values: dict[str, pa.Array]) -> None:
+        self.order.append(rows)
+        for c in self.task.output_types:
+            self.parts[c].append(values[c])
+
+    def result(self) -> tuple[dict[str, pa.Array], list[str | None] | None]:
+        n = self.distinct.num_rows
+        position = np.zeros(n, dtype=np.int64)
+        if self.order:
+            rows = np.concatenate(self.order)
+            position[rows] = np.arange(len(rows))
+        take = pa.array(position, pa.int64())
+        out = {c: (pa.concat_arrays([p.cast(t) for p in self.parts[c]]) if self.parts[c] else pa.nulls(0, t)).take(take)
+               for c, t in self.task.output_types.items()}
+        if not self.errors:
+            return out, None
+        return out, [self.errors.get(i) for i in range(n)]
+
+
+def small_inputs(types: list[pa.DataType]) -> bool:
+    """Inputs cheap to read up front: strings, numbers, booleans (not bytes, lists or structs)."""
+    return all(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or
+               pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_dictionary(t) for t in types)
+
+
