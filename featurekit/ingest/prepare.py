@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from ..errors import SourceUnreadable, SpecError
 from ..plugins.source import RowIssue, file_signature
-from ..table.metadata import source_signature
+from ..table.metadata import applies, source_signature
 from .files import FileProblem, FileRoot, content_hash
 from .rowhash import row_hashes
 from .sanitize import conform, drop_invalid_text, reserved_columns, row_locator, widen
@@ -178,10 +178,13 @@ def prepare_ingest(project, dataset, *, prune: bool = False) -> PreparedIngest |
     signature = {"files": file_signature(files, project.root), "key": spec.key, "files_map": spec.files,
                  "format": spec.format, "options": spec.options}
     on_change = getattr(spec, "on_change", "update")
-    duplicates = duplicate_keys(dataset, spec.key)
     if dataset is not None and _in_sync(project, dataset, signature, root):
+        # nothing to ingest; the keys were checked by the apply that left this version, unless
+        # another writer (an earlier race, a tool outside featurekit) wrote since
+        duplicates = [] if _last_recorded(dataset) == dataset.version else duplicate_keys(dataset, spec.key)
         return PreparedIngest(None, signature, changed=False, files=dict(spec.files), root=root, key=spec.key,
                               on_change=on_change, duplicate_keys=duplicates, table_uri=dataset.uri)
+    duplicates = duplicate_keys(dataset, spec.key)
     table, issues = _read_source(project, files, dataset)
     table = _drop_bad_keys(table, spec.key, issues)
     prepared = PreparedIngest(None, signature, True, issues=issues, files=dict(spec.files), root=root,
@@ -194,6 +197,12 @@ def prepare_ingest(project, dataset, *, prune: bool = False) -> PreparedIngest |
         + len(prepared.changed_keys) * (on_change == "ignore")
     prepared.signature = {**signature, "pending": pending}
     return prepared
+
+
+def _last_recorded(dataset) -> int | None:
+    """The version the table's last recorded apply left (None: none recorded)."""
+    log = applies(dataset.schema)
+    return log[-1].get("version_to") if log else None
 
 
 def duplicate_keys(dataset, key: str) -> list:
