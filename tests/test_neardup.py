@@ -83,3 +83,58 @@ def test_encode_treats_equal_values_and_nulls_as_equal():
     assert codes[0] == codes[2] and codes[3] == codes[4] and codes[0] != codes[1] and codes[1] != codes[3]
     lists = encode([pa.array([["x"], ["y"], ["x"]])])  # types dictionary encoding does not handle
     assert lists[0] == lists[2] != lists[1]
+
+
+# -- band plans with a radius: inputs large enough that the planner probes perturbed bands --
+
+def brute_force_pairs(a, b, d, self_join):
+    """All pairs within d bits by popcount over every pair (blockwise), no bands."""
+    found = set()
+    for start in range(0, len(a), 256):
+        block = a[start:start + 256]
+        close = np.bitwise_count(block[:, None] ^ b[None, :]) <= d
+        for i, j in zip(*np.nonzero(close)):
+            if not self_join or start + i < j:
+                found.add((start + int(i), int(j)))
+    return found
+
+
+def needs_a_radius(pairs, a, b, widths):
+    """How many pairs differ in every band: found only by probing perturbed band values."""
+    count = 0
+    for i, j in pairs:
+        x, shift, differ = int(a[i]) ^ int(b[j]), 0, True
+        for w in widths:
+            differ &= ((x >> shift) & ((1 << w) - 1)) != 0
+            shift += w
+        count += differ
+    return count
+
+
+@pytest.mark.parametrize("n_left, n_right, d", [
+    (5_000, None, 6),     # self join, 4 bands of 16 bits, radius 1
+    (10_000, None, 10),   # self join, radius 2
+    (2_000, 40_000, 4),   # the issue's d=4 on tens of thousands: 3 bands of ~21 bits, radius 1
+    (40_000, 2_000, 4),   # the same with the larger side on the left (the smaller one is perturbed)
+])
+def test_radius_band_plans_find_exactly_the_brute_force_pairs(n_left, n_right, d):
+    rng = np.random.default_rng(d)
+    if n_right is None:
+        left = planted(n_left, d + 1, seed=d, share=0.4)  # copies up to d+1 bits away: the boundary too
+        right = left
+    else:
+        big, small = max(n_left, n_right), min(n_left, n_right)
+        table = rng.integers(0, 2 ** 64, big, dtype=np.uint64)
+        probes = table[rng.integers(0, big, small)].copy()
+        for k in range(small):
+            flips = rng.choice(64, size=int(rng.integers(0, d + 2)), replace=False)
+            probes[k] ^= np.uint64(sum(1 << int(b) for b in flips))
+        left, right = (probes, table) if n_left < n_right else (table, probes)
+    plan = plan_bands(min(len(left), len(right)), max(len(left), len(right)), d)
+    assert plan.radius > 0, plan  # the radius > 0 path is the one under test
+    i, j = near_pairs(left, None if n_right is None else right, d)
+    got = set(zip(i.tolist(), j.tolist()))
+    expected = brute_force_pairs(left, right, d, self_join=n_right is None)
+    assert len(got) == len(i)  # each pair once
+    assert got == expected
+    assert needs_a_radius(expected, left, right, plan.widths) > 50  # pairs no exact band match finds

@@ -580,6 +580,9 @@ def render_eval(result: EvalResult) -> str:
             v = m.get(n)
             cells.append(f"{v:>10.4f}" if isinstance(v, float) else f"{v!s:>10}")
         lines.append(f"{n:<{width}}  " + "  ".join(cells))
+    if "vqa_accuracy" in names:
+        from .vqa import METRIC
+        lines.append(f"vqa_accuracy: {METRIC}")
     where = result.out_dir / "eval.json"
     lines.append(f"written: {where} and predictions.jsonl ({result.predictions} rows)")
     if result.note:

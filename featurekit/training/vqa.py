@@ -1,11 +1,25 @@
-"""The standard VQA accuracy: answer normalization as in the VQA / TextVQA evaluation
-(EvalAI's ``vqaEval.py``) and ``min(#humans who gave the answer / 3, 1)``.
+"""The standard VQA accuracy, as EvalAI's ``vqaEval.py`` (the VQA v2 / TextVQA evaluation)
+computes it.
+
+Per question with N human answers (ten in VQA v2 and TextVQA): for each of the N
+leave-one-out subsets of N-1 humans, ``min(1, humans in the subset who gave the predicted
+answer / 3)``; the question scores the mean over the N subsets. Three humans of ten agreeing
+score 0.9 (not 1.0), two score 0.6. With a single reference answer (a string, as in easy-vqa)
+the score is the exact match of the normalized answers, 1.0 or 0.0.
+
+Answers are compared after the reference's normalization (``processPunctuation`` then
+``processDigitArticle``), quirks included: newlines and tabs become spaces; punctuation
+next to a space (or anywhere in a text with a comma between digits, "1,000") is deleted,
+otherwise replaced by a space ("coca-cola" -> "coca cola"); a period is deleted unless a
+digit follows ("2.5" stays; at most 32 periods, as the reference's ``re.UNICODE`` passed as
+the count does); lower case; number words zero-ten as digits; articles dropped; contractions
+written with their apostrophe ("dont" -> "don't"). The reference normalizes the humans'
+answers with punctuation only (the VQA v2 annotation files store them normalized already);
+here they get the same normalization as the prediction, as TextVQA's evaluator (EvalAI's
+answer processor) does, which changes nothing for already-normalized answers.
 
 Pure Python with no imports beyond ``re``, so any trainer can score predictions the way
-published VQA numbers are scored. Normalization: lower case, punctuation removed (or
-replaced by a space, as the reference does), periods dropped unless they are decimal
-points, number words 0-10 as digits, articles dropped, contractions written with their
-apostrophe ("dont" -> "don't").
+published VQA numbers are scored.
 """
 from __future__ import annotations
 
@@ -56,6 +70,9 @@ CONTRACTIONS = {
 }
 
 HUMANS_FOR_FULL_CREDIT = 3
+MAX_PERIODS_STRIPPED = 32  # the reference calls periodStrip.sub("", text, re.UNICODE): count=re.UNICODE=32
+METRIC = ("VQA accuracy (EvalAI vqaEval.py: mean over the leave-one-out subsets of the human answers "
+          "of min(1, matches / 3))")
 
 
 def strip_punctuation(text: str) -> str:
@@ -69,7 +86,7 @@ def strip_punctuation(text: str) -> str:
             out = out.replace(mark, "")
         else:
             out = out.replace(mark, " ")
-    return _PERIOD_NOT_DECIMAL.sub("", out)
+    return _PERIOD_NOT_DECIMAL.sub("", out, count=MAX_PERIODS_STRIPPED)
 
 
 def normalize_words(text: str) -> str:
@@ -86,20 +103,26 @@ def normalize_answer(answer: str) -> str:
 
 
 def vqa_accuracy(prediction: str | None, answers: str | Iterable[str]) -> float:
-    """min(#humans who gave the predicted answer / 3, 1), over normalized answers.
+    """EvalAI's accuracy of one prediction against the humans' answers (see the module).
 
-    `answers` is the humans' answers (TextVQA and VQA v2 keep ten per question), or a single
-    reference string, which counts as three humans: an exact normalized match scores 1.0.
+    `answers`: the humans' answers (TextVQA and VQA v2 keep ten per question; None entries
+    are ignored), or a single reference string, scored as an exact normalized match.
     """
     if prediction is None:
         return 0.0
-    refs = [answers] * HUMANS_FOR_FULL_CREDIT if isinstance(answers, str) else list(answers)
     predicted = normalize_answer(prediction)
-    matches = sum(normalize_answer(a) == predicted for a in refs if a is not None)
-    return min(matches / HUMANS_FOR_FULL_CREDIT, 1.0)
+    if isinstance(answers, str):
+        return 1.0 if normalize_answer(answers) == predicted else 0.0
+    hits = [normalize_answer(a) == predicted for a in answers if a is not None]
+    if not hits:
+        return 0.0
+    matches = sum(hits)
+    # each human left out once: the others who gave the predicted answer, over three, capped at 1
+    scores = [min(1.0, (matches - hit) / HUMANS_FOR_FULL_CREDIT) for hit in hits]
+    return sum(scores) / len(scores)
 
 
 def mean_vqa_accuracy(predictions: Iterable[str | None], answers: Iterable[str | Iterable[str]]) -> dict[str, float]:
-    """{"vqa_accuracy": mean over questions, "n": number of questions}."""
+    """{"vqa_accuracy": mean of `vqa_accuracy` over questions, "n": number of questions}."""
     scores = [vqa_accuracy(p, a) for p, a in zip(predictions, answers)]
     return {"vqa_accuracy": sum(scores) / len(scores) if scores else 0.0, "n": len(scores)}

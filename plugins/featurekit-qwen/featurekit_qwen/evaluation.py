@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from featurekit.training.vqa import mean_vqa_accuracy
+from featurekit.training.vqa import METRIC, mean_vqa_accuracy
 
 from . import lm
 from .checkpoint import ADAPTER
@@ -104,4 +104,4 @@ def evaluate(params, run) -> dict[str, Any]:
         run.progress(len(keys))
     metrics = {which: mean_vqa_accuracy([p[which] for p in predictions], [p["answer"] for p in predictions])
                for which in (("base", "tuned") if tuned else ("base",))}
-    return {"metrics": metrics, "predictions": predictions}
+    return {"metrics": metrics, "predictions": predictions, "metric": METRIC}
