@@ -43,6 +43,7 @@ def cli():
       featurekit plan specs/textvqa.yaml       # what would run, and why
       featurekit apply specs/textvqa.yaml      # ingest + compute what is new or stale
       featurekit status specs/textvqa.yaml     # fresh, stale, failed rows
+      featurekit check specs/textvqa.yaml      # the spec's data checks on the table
       featurekit slice specs/textvqa.yaml text_dense   # splits, duplicates removed
       featurekit train specs/textvqa-qwen.yaml --recipe qlora
 
@@ -170,12 +171,19 @@ def apply(spec, select, tier, engine, dry_run, prune, quiet, branch, tag, sample
         return
     from .progress import render_summary
     click.echo(render_summary(result, time.perf_counter() - started))
+    checks = result.run.checks
+    if checks is not None:
+        click.echo(checks.render(failures_only=True))
     for line in notes:
         click.echo(line)
     if not result.ok:
         for run in result.run.features.values():
             if run.error:
                 click.echo(f"error: {run.error}", err=True)
+        from .checks import keys_text
+        for r in checks.failed if checks is not None else ():
+            click.echo(f"error: check {r.check} failed on {r.kind} {r.column}: {r.detail}{keys_text(r.to_dict())} "
+                       "(the data is kept)", err=True)
         sys.exit(int(ExitCode.RUN_FAILED))
 
 
@@ -201,6 +209,22 @@ def compact(spec, older_than, dry_run):
     featurekit-run-... / featurekit-recipe-...); print the bytes freed. Values are unchanged."""
     from .api import compact as run_compact
     click.echo(run_compact(spec, older_than=older_than, dry_run=dry_run).render())
+
+
+@cli.command(epilog="Example: featurekit check specs/textvqa.yaml --json")
+@SPEC
+@JSON
+@BRANCH
+def check(spec, as_json, branch):
+    """Run the spec's checks (features' and slices' checks:) on the table as it stands; write nothing.
+
+    Exits 1 when an error-severity check fails; warnings are reported only.
+    """
+    from .api import check as run_check
+    report = run_check(spec, branch=branch)
+    click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str) if as_json else report.render())
+    if not report.ok:
+        sys.exit(int(ExitCode.RUN_FAILED))
 
 
 @cli.command(epilog="Example: featurekit status specs/textvqa.yaml --json")
@@ -391,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort as exc:
         from .lifetime import Stopped
         if isinstance(exc.__cause__, Stopped):
-            click.echo(f"{exc.__cause__}: finished work was kept; run the same command again to go on "
+            click.echo(f"{exc.__cause__}: finished work was committed; run the same command again to go on "
                        "(train: with --resume)", err=True)
             return 128 + exc.__cause__.signum
         click.echo("aborted", err=True)

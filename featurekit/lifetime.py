@@ -130,6 +130,17 @@ def _forget_parent_pools() -> None:
         wakeups.clear()
 
 
+_AT_FORK: list[bool] = []
+
+
+def _forget_parent_pools_at_fork() -> None:
+    """Forget them in the child right at the fork too, before `worker_init` runs: a worker
+    stopped while still starting (a SIGTERM during start-up) exits through the same path."""
+    if not _AT_FORK and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forget_parent_pools)
+        _AT_FORK.append(True)
+
+
 def _release_fd(fd: int) -> None:
     """Point `fd` at /dev/null: the lock's open file is no longer referenced from here,
     and the number stays valid for whatever object still wraps it."""
@@ -168,6 +179,7 @@ def forking_workers():
     compute), so the warning says nothing here; it is silenced for these forks only, never
     process-wide."""
     import warnings
+    _forget_parent_pools_at_fork()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="lance is not fork-safe")
         yield
