@@ -7,9 +7,11 @@ module per command) and the layers beneath; this module is only the surface.
 """
 from __future__ import annotations
 
+from .checks import CheckReport
 from .commands.apply import ApplyResult, apply
 from .commands.bench import BenchResult, bench
 from .commands.branches import BranchReport, branches
+from .commands.check import check
 from .commands.compact import CompactResult, compact
 from .commands.diff import SpecDiff, diff
 from .commands.evaluate import evaluate
@@ -36,10 +38,10 @@ from .training.runs import EvalResult, TrainResult
 # The command line's commands, and the function each runs (`featurekit eval` -> `evaluate`).
 COMMANDS = {"validate": validate, "plan": plan, "apply": apply, "status": status, "graph": graph, "slice": slice,
             "train": train, "eval": evaluate, "log": log, "diff": diff, "branches": branches, "bench": bench,
-            "compact": compact, "plugins": list_plugins, "schema": schema}
+            "compact": compact, "plugins": list_plugins, "schema": schema, "check": check}
 
-__all__ = ["ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "COMMANDS", "CompactResult", "DataLoader", "EvalResult",
+__all__ = ["ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "COMMANDS", "CheckReport", "CompactResult", "DataLoader", "EvalResult",
            "Graph", "Plan", "PluginsReport", "Project", "ReadResult", "RunResult", "SampleReport", "SliceReport", "SpecDiff",
-           "Status", "TrainResult", "Validation", "apply", "bench", "branches", "compact", "dataloader", "diff",
+           "Status", "TrainResult", "Validation", "apply", "bench", "branches", "check", "compact", "dataloader", "diff",
            "evaluate", "graph", "list_plugins", "load_spec", "log", "plan", "read", "sample", "schema", "slice",
            "status", "train", "validate"]

@@ -153,6 +153,9 @@ def render_status(s) -> str:
                      + (f"; {sl.pending} row(s) to examine" if sl.pending else ""))
         for reason in sl.reasons:
             lines.append(f"      {reason}")
+    if s.checks:
+        from .checks import render_results
+        lines.append(f"last apply's {render_results(s.checks['results'], s.checks['version'])}")
     if s.history:
         lines.append("applies (Lance versions each produced):")
         for h in s.history[-10:]:

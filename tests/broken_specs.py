@@ -39,10 +39,10 @@ CASES = [
         "spec.yaml:10:3: source.glob: unknown key 'glob'; valid keys: format, path, key, files, options, files_root, max_file_bytes, on_change, on_skip",
     ]),
     ("unknown-feature-key", replace("    extractor: text.length\n", "    extractor: text.length\n    cache: yes\n"), [
-        "spec.yaml:13:5: features.question_length.cache: unknown key 'cache'; valid keys: tier, extractor, inputs, params, resources, only, outputs, on_error, description",
+        "spec.yaml:13:5: features.question_length.cache: unknown key 'cache'; valid keys: tier, extractor, inputs, params, resources, only, outputs, on_error, description, checks",
     ]),
     ("unknown-slice-key", add("    limit: 10\n"), [
-        "spec.yaml:23:5: slices.text_dense.limit: unknown key 'limit'; valid keys: from, where, dedupe, split",
+        "spec.yaml:23:5: slices.text_dense.limit: unknown key 'limit'; valid keys: from, where, dedupe, split, checks",
     ]),
     # the typo'd key is left out and the rest of the recipe is still checked (here: its trainer)
     ("unknown-recipe-key", add("recipes:\n  r:\n    trainer: qlora\n    slice: text_dense\n    epochs: 3\n"), [
@@ -169,5 +169,56 @@ CASES += [
      .replace("  ocr_token_count:\n", "  ocr_token_count:\n    tier: 2\n"), [
         "spec.yaml:19:11: features.question_type.only: slice 'text_dense' needs tier-2 feature 'ocr_token_count', "
         "so a tier-1 feature cannot be computed only on its rows; make 'question_type' tier 2 or more",
+    ]),
+]
+# issue 25: checks: on features and slices
+QL = "    inputs: {text: question}\n  ocr_token_count:"
+QT = "    extractor: text.question_type\n    inputs: {text: question}\n"
+CASES += [
+    ("check-unknown", replace(QL, QL.replace("\n  ocr", "\n    checks: [not_nul]\n  ocr")), [
+        "spec.yaml:14:14: features.question_length.checks[0]: unknown check 'not_nul'; did you mean 'not_null'? feature checks: not_null, unique, range, accepted_values, max_null_fraction",
+    ]),
+    ("check-unknown-key", replace(QL, QL.replace("\n  ocr", "\n    checks: [{not_null: true, sevrity: warn}]\n  ocr")), [
+        "spec.yaml:14:14: features.question_length.checks[0]: unknown check 'sevrity'; did you mean 'severity'? feature checks: not_null, unique, range, accepted_values, max_null_fraction (with severity and output)",
+    ]),
+    ("check-not-a-check", replace(QL, QL.replace("\n  ocr", "\n    checks: [5]\n  ocr")), [
+        "spec.yaml:14:14: features.question_length.checks[0]: a check is a name or a mapping (not_null or "
+        "{range: {min: 0}}), not 5",
+    ]),
+    ("check-two-in-one-item", replace(QL, QL.replace("\n  ocr", "\n    checks: [{not_null: true, unique: true}]\n  ocr")), [
+        'spec.yaml:14:14: features.question_length.checks[0]: one check per item, not not_null, unique: write each as its own list item',
+    ]),
+    ("check-bad-severity", replace(QL, QL.replace("\n  ocr", "\n    checks: [{unique: , severity: fatal}]\n  ocr")), [
+        "spec.yaml:14:35: features.question_length.checks[0].severity: input should be 'error' or 'warn' (got 'fatal')",
+    ]),
+    ("check-range-on-a-string", replace(QT, QT + "    checks: [{range: {min: 0, max: 5}}]\n"), [
+        "spec.yaml:20:22: features.question_type.checks[0].range: range needs a number column; column 'question_type' is string",
+    ]),
+    ("check-range-upside-down", replace(QL, QL.replace("\n  ocr", "\n    checks: [{range: {min: 5, max: 0}}]\n  ocr")), [
+        'spec.yaml:14:22: features.question_length.checks[0].range: range min 5 is above max 0',
+    ]),
+    ("check-accepted-values-wrong-type",
+     replace(QL, QL.replace("\n  ocr", "\n    checks: [{accepted_values: [short, long]}]\n  ocr")), [
+        "spec.yaml:14:32: features.question_length.checks[0].accepted_values: column 'question_length' is int32, so accepted_values must be integers; 'short' is not",
+    ]),
+    ("check-output-of-a-single-output",
+     replace(QL, QL.replace("\n  ocr", "\n    checks: [{not_null: , output: x}]\n  ocr")), [
+        "spec.yaml:14:35: features.question_length.checks[0].output: feature 'question_length' has one output; remove 'output'",
+    ]),
+    ("check-and-an-unknown-extractor", replace("extractor: text.length", "extractor: text.lenght").replace(
+        QL, QL.replace("\n  ocr", "\n    checks: [not_nul]\n  ocr")), [
+        "spec.yaml:12:16: features.question_length.extractor: unknown extractor 'text.lenght'; did you mean 'text.length'?",
+        "spec.yaml:14:14: features.question_length.checks[0]: unknown check 'not_nul'; did you mean 'not_null'? feature checks: not_null, unique, range, accepted_values, max_null_fraction",
+    ]),
+    ("slice-checks", add("    split: {fractions: {train: 0.9, val: 0.1}}\n"
+                         "    checks: [{min_rows: 10, split: tset}, {max_null_fraction: 0.1}, no_leak]\n"), [
+        "spec.yaml:24:36: slices.text_dense.checks[0].split: slice 'text_dense' has no split 'tset'; its splits: train, val",
+        "spec.yaml:24:43: slices.text_dense.checks[1]: unknown check 'max_null_fraction'; slice checks: min_rows, split_tolerance, no_leaks (with severity and split)",
+        "spec.yaml:24:69: slices.text_dense.checks[2]: unknown check 'no_leak'; did you mean 'no_leaks'? slice checks: min_rows, split_tolerance, no_leaks",
+    ]),
+    ("slice-checks-without-split", add("    checks: [{split_tolerance: 0.05}, no_leaks, {min_rows: -1}]\n"), [
+        "spec.yaml:23:32: slices.text_dense.checks[0].split_tolerance: split_tolerance needs the slice's own split: {fractions: ...}; slice 'text_dense' has none",
+        "spec.yaml:23:39: slices.text_dense.checks[1].no_leaks: no_leaks needs a split: {fractions: ...}; slice 'text_dense' has none, so no row can leak across splits",
+        'spec.yaml:23:60: slices.text_dense.checks[2].min_rows: input should be greater than or equal to 0 (got -1)',
     ]),
 ]

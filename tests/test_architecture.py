@@ -22,6 +22,7 @@ LAYERS = [
     {"ingest"},
     {"planning"},
     {"curation"},
+    {"checks"},
     {"engine"},
     {"training"},
     {"builtin", "commands"},

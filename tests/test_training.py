@@ -84,6 +84,17 @@ def test_eval_compares_base_and_tuned_on_the_eval_split(trained, run_cli):
     val = lance.dataset(str(trained / "data" / "t.lance")).to_table(filter="all_rows = 'val'", columns=["id"])
     assert sorted(p["key"] for p in predictions) == sorted(val.column("id").to_pylist())
     assert json.loads((folder / "eval.json").read_text())["split"] == "val"
+    # the probe reports `accuracy`: its majority prior is scored by equality, counted here by hand
+    # (no question column: no per-type prior); the picture is written beside loss.png
+    table = lance.dataset(str(trained / "data" / "t.lance")).to_table(columns=["all_rows", "answer"]).to_pylist()
+    train_labels = [r["answer"] for r in table if r["all_rows"] == "train"]
+    val_labels = [r["answer"] for r in table if r["all_rows"] == "val"]
+    top = max(train_labels.count(c) for c in set(train_labels))
+    majority = min(c for c in set(train_labels) if train_labels.count(c) == top)
+    assert result["metrics"]["majority"] == {"accuracy": val_labels.count(majority) / len(val_labels),
+                                             "n": len(val_labels)}
+    assert "type_prior" not in result["metrics"]
+    assert (folder / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_recipe_reading_stale_columns_is_refused(trained, run_cli):

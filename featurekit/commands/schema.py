@@ -10,15 +10,19 @@ from pydantic_core import PydanticUndefined
 
 from ..plugins.registry import Registry
 from ..spec.models import (
+    FLAG_CHECKS,
     DedupeSpec,
     EngineSpec,
     EvalSpec,
+    FeatureCheck,
     FeatureSpec,
     NearSpec,
     OnErrorSpec,
+    RangeSpec,
     RecipeSpec,
     RecipeTableSpec,
     ResourcesSpec,
+    SliceCheck,
     SliceSpec,
     SourceSpec,
     Spec,
@@ -56,13 +60,19 @@ def spec_schema(registry: Registry) -> dict:
                                                             "required": list(cls.inputs)}}}})
     if branches:
         feature["allOf"] = branches
+    # `checks: [not_null, ...]`: a check without a value may be written as its bare name
+    for model, section in ((FeatureCheck, "FeatureSpec"), (SliceCheck, "SliceSpec")):
+        flags = [k for k in FLAG_CHECKS if k in model.model_fields]
+        defs[section]["properties"]["checks"]["items"] = {
+            "anyOf": [{"type": "string", "enum": flags}, {"$ref": f"#/$defs/{model.__name__}"}]}
     return schema
 
 
 SECTIONS = [
     ("top level", Spec), ("table", TableSpec), ("engine", EngineSpec), ("source", SourceSpec),
     ("features.NAME", FeatureSpec), ("features.NAME.resources", ResourcesSpec),
-    ("features.NAME.on_error", OnErrorSpec), ("slices.NAME", SliceSpec), ("slices.NAME.dedupe", DedupeSpec),
+    ("features.NAME.on_error", OnErrorSpec), ("features.NAME.checks[]", FeatureCheck),
+    ("features.NAME.checks[].range", RangeSpec), ("slices.NAME", SliceSpec), ("slices.NAME.checks[]", SliceCheck), ("slices.NAME.dedupe", DedupeSpec),
     ("slices.NAME.dedupe.near", NearSpec), ("slices.NAME.split", SplitSpec), ("recipes.NAME", RecipeSpec), ("recipes.NAME.eval", EvalSpec),
     ("recipes.NAME.table", RecipeTableSpec),
 ]

@@ -46,6 +46,8 @@ class Status:
     features: tuple[FeatureStatus, ...]
     history: tuple[dict, ...] = field(default_factory=tuple)  # applies: which Lance versions each made
     slices: tuple[SliceStatus, ...] = ()
+    # the last apply's check results: {version, at, results: [CheckResult.to_dict()]} ({}: none ran)
+    checks: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +78,16 @@ def table_status(project: Project, table: Table, errors: int = 3) -> Status:
         if name not in project.features:
             out.append(_orphan(ds, name, s))
     slices = tuple(_slice(ds, step) for step in the_plan.slices)
-    return Status(str(table.ref), True, ds.version, rows, tuple(out), tuple(applies(ds.schema)), slices)
+    log = applies(ds.schema)
+    return Status(str(table.ref), True, ds.version, rows, tuple(out), tuple(log), slices, last_checks(log))
+
+
+def last_checks(log: list[dict]) -> dict:
+    """The check results the latest apply that ran checks recorded."""
+    for entry in reversed(log):
+        if isinstance(entry.get("checks"), list):
+            return {"version": entry.get("version_to"), "at": entry.get("at"), "results": entry["checks"]}
+    return {}
 
 
 def _feature(project: Project, ds, step, rows: int, errors: int) -> FeatureStatus:

@@ -49,10 +49,12 @@ class RunResult:
     version_before: int | None = None
     version_after: int | None = None
     seconds: float = 0.0
+    checks: Any = None   # checks.CheckReport: the spec's checks on the table the apply left
 
     @property
     def ok(self) -> bool:
-        return all(f.error is None for f in self.features.values())
+        """No feature over its failure threshold and no error-severity check failed."""
+        return all(f.error is None for f in self.features.values()) and (self.checks is None or self.checks.ok)
 
 
 class Reporter:

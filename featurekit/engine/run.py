@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ..checks import run_checks
 from ..curation.step import run_slice
 from ..errors import RunError, TableNotFound
 from ..ingest.write import ingest
@@ -65,6 +66,7 @@ class ApplyRun:
             result.features[step.name] = run
             self.reporter.feature_finished(run)
         result.seconds = time.perf_counter() - started
+        result.checks = self.checks()
         updates = metadata_updates(self.finished, table.schema)
         if table.version != plan.table_version or updates:
             with critical():  # one commit: the log entry, the source signature, the new metadata
@@ -72,7 +74,16 @@ class ApplyRun:
                              source=prepared.signature if prepared is not None else None, fields=updates)
                 self.recorded = True  # a signal deferred by critical() must not log the apply twice
         result.version_after = table.version
+        if result.checks is not None:  # the log commit changed no data: say the version the apply left
+            result.checks = dataclasses.replace(result.checks, version=table.version)
         return result
+
+    def checks(self):
+        """The spec's checks on the table as this apply leaves it (None: the spec has none)."""
+        p = self.project
+        if not any(f.spec.checks for f in p.features.values()) and not any(s.spec.checks for s in p.slices.values()):
+            return None
+        return run_checks(p, self.table.dataset, self.result.slices)
 
     # -- columns ----------------------------------------------------------------------------
     def layout(self) -> None:
@@ -225,6 +236,7 @@ def apply_entry(project: Project, engine: str, plan: Plan, result: RunResult) ->
             **({"ingest_rows": ingest_counts(plan.ingest, result.ingested)} if plan.ingest is not None else {}),
             "features": features, "slices": {n: s.summary() for n, s in result.slices.items()},
             "dropped": result.dropped,
+            **({"checks": [r.to_dict() for r in result.checks.results]} if result.checks is not None else {}),
             # where it came from: the spec file (sha256, git commit, modified?), the software, the user
             "spec_file": spec_provenance(project.path), "software": software(project.registry),
             "user": who()["user"], "host": who()["host"], "branch": project.spec.table.branch}

@@ -22,6 +22,7 @@ from ..spec.names import check_name, column_name_problem
 from ..spec.problems import validation_problems
 from ..spec.sql import check_filter, sql_columns, syntax_problem
 from ..table.metadata import SLICE_VERSION, is_featurekit_column, state_column
+from .checkspec import feature_check_problems, slice_check_problems
 from .graph import Graph, Node
 
 
@@ -185,8 +186,12 @@ class _Resolver:
         # (a typo'd key, a slice's split) is left out and the rest of the entry is checked; an
         # entry that still fails without it is left out whole.
         pruned = dict(data)
+        bad_checks: dict[tuple[str, str], set[int]] = {}  # a bad check leaves out that item only
         for p in errors:
             loc = p["loc"]
+            if len(loc) >= 4 and loc[0] in ("features", "slices") and loc[2] == "checks" and isinstance(loc[3], int):
+                bad_checks.setdefault((loc[0], loc[1]), set()).add(loc[3])
+                continue
             if len(loc) == 1 and p["type"] == "extra_forbidden":
                 pruned.pop(loc[0], None)
             elif loc and loc[0] in PLACEHOLDERS:  # a bad header: check the sections with a stand-in
@@ -198,7 +203,7 @@ class _Resolver:
                 section = dict(pruned[loc[0]])
                 entry = section.get(loc[1])
                 field_only = len(loc) >= 3 and isinstance(entry, dict) and \
-                    (p["type"] == "extra_forbidden" or loc[0] != "features")
+                    (p["type"] == "extra_forbidden" or loc[0] != "features" or loc[2] == "checks")
                 if field_only:
                     section[loc[1]] = {k: v for k, v in entry.items() if k != loc[2]}
                     self.partial.add(loc[1])
@@ -206,6 +211,12 @@ class _Resolver:
                     section.pop(loc[1], None)
                     self.broken.add(loc[1])
                 pruned[loc[0]] = section
+        for (where, name), bad in bad_checks.items():
+            section = pruned.get(where)
+            entry = section.get(name) if isinstance(section, dict) else None
+            if isinstance(entry, dict) and isinstance(entry.get("checks"), list):
+                kept = [c for i, c in enumerate(entry["checks"]) if i not in bad]
+                pruned[where] = {**section, name: {**entry, "checks": kept}}
         for _ in range(2):
             try:
                 return Spec.model_validate(pruned)
@@ -446,6 +457,15 @@ class _Resolver:
             f"; known columns: {shown_names(sorted(cols)) or '(none)'}"
         return f"unknown column {col!r}: not in the table, the source or any feature's outputs{hint}"
 
+    def checks(self, spec: Spec, resolved: dict[str, tuple]) -> None:
+        """`checks:` of features and slices fit their columns' types, outputs and splits."""
+        for name, r in resolved.items():
+            for loc, message in feature_check_problems(name, spec.features[name].checks, r[2], r[3]):
+                self.problem(loc, message)
+        for name, sl in spec.slices.items():
+            for loc, message in slice_check_problems(name, sl, split_names(spec, name)):
+                self.problem(loc, message)
+
     # slices and recipes -----------------------------------------------------------------
     def slice_columns(self, name: str, sl: SliceSpec, cols: dict[str, Column], key: str | None) -> list[str]:
         """Columns a slice reads, each checked; the `where` filter is parsed into one tree (its
@@ -619,6 +639,7 @@ class _Resolver:
             self.check_input(name, spec.features[name], r[0], r[1], cols)
         for name, cls in self.unchecked_params.items():
             self.check_input_types(name, spec.features[name], cls, cols)
+        self.checks(spec, resolved)
         self.slice_names(spec, cols)
         for name in spec.slices:
             cols.setdefault(name, Column(name, pa.string(), f"slice:{name}"))
@@ -715,7 +736,7 @@ class _Resolver:
             depends = tuple(dict.fromkeys(owner[c] for c in used if c in owner))
             tier = max([features[d].tier for d in depends] + [s.tier for s in out.values()
                                                                if s.name in used or s is parent] + [1])
-            definition = sl.model_dump(mode="json", by_alias=True, exclude_none=True)
+            definition = sl.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"checks"})
             fp = fingerprint("slice", SLICE_VERSION, definition, ups)
             splits = tuple(sl.split.fractions) if sl.split else (parent.splits if parent else (ALL_ROWS,))
             out[name] = Slice(name, sl, tuple(used), depends, parent.name if parent else None, fp, tier,

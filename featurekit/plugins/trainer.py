@@ -123,5 +123,9 @@ class Trainer:
 
     def evaluate(self, run: EvalRun) -> dict[str, Any]:
         """Evaluate the base model and, when ``run.dir`` is set, the trained one. Returns
-        ``{"metrics": {"base": {...}, "tuned": {...}}, "predictions": [{...}, ...]}``."""
+        ``{"metrics": {"base": {...}, "tuned": {...}}, "predictions": [{...}, ...]}``: each
+        prediction names its row (``"key"``) and holds each model's answer under its name.
+        With an ``answer`` (or ``label``) eval column, featurekit adds the training split's
+        answer priors (``majority``, and ``type_prior`` with a ``question`` column) and the
+        score per question type, scored like ``vqa_accuracy`` (or ``accuracy``) here."""
         raise NotImplementedError(f"{type(self).__name__} does not evaluate")

@@ -155,6 +155,106 @@ class OnErrorSpec(Strict):
                                     description="fraction of rows allowed to fail before apply exits 1")
 
 
+FEATURE_CHECKS = ("not_null", "unique", "range", "accepted_values", "max_null_fraction")
+SLICE_CHECKS = ("min_rows", "split_tolerance", "no_leaks")
+FLAG_CHECKS = ("not_null", "unique", "no_leaks")  # written bare: `checks: [not_null]`
+
+
+def check_item(value: Any, kinds: tuple[str, ...], what: str) -> Any:
+    """`not_null` -> {not_null: true}; an item names exactly one check of `kinds`."""
+    if isinstance(value, str):
+        if value not in kinds:
+            import difflib
+            close = difflib.get_close_matches(value, kinds, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown check {value!r}; {hint}{what} checks: {', '.join(kinds)}")
+        if value not in FLAG_CHECKS:
+            raise ValueError(f"check {value!r} needs a value: write {{{value}: ...}}")
+        return {value: True}
+    if isinstance(value, dict):
+        named = [k for k in value if k in kinds]
+        if len(named) > 1:
+            raise ValueError(f"one check per item, not {', '.join(named)}: write each as its own list item")
+        extras = ("severity", "output") if what == "feature" else ("severity", "split")
+        unknown = [k for k in value if k not in kinds and k not in extras]
+        if unknown:
+            import difflib
+            close = difflib.get_close_matches(str(unknown[0]), kinds + extras, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown check {unknown[0]!r}; {hint}{what} checks: {', '.join(kinds)} "
+                             f"(with {' and '.join(extras)})")
+        if not named:
+            raise ValueError(f"name a check: {', '.join(kinds)}")
+        return {k: (True if k in FLAG_CHECKS and v is None else v) for k, v in value.items()}
+    if isinstance(value, BaseModel):
+        return value
+    example = "not_null or {range: {min: 0}}" if what == "feature" else "no_leaks or {min_rows: 100}"
+    raise ValueError(f"a check is a name or a mapping ({example}), not {value!r}")
+
+
+class CheckBase(Strict):
+    severity: Literal["error", "warn"] = Field("error", description="error: apply and check exit 1 when it "
+                                               "fails (the data is kept); warn: reported only")
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in type(self).model_fields if k not in ("severity", "output", "split")
+                    and getattr(self, k) is not None)
+
+
+class RangeSpec(Strict):
+    min: float | None = Field(None, allow_inf_nan=False, description="smallest value allowed (inclusive)")
+    max: float | None = Field(None, allow_inf_nan=False, description="largest value allowed (inclusive)")
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min is None and self.max is None:
+            raise ValueError("range needs min:, max: or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"range min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+class FeatureCheck(CheckBase):
+    """One check of a feature's column(s): `not_null`, `{range: {min: 0}}`, `{unique: true, severity: warn}`."""
+
+    not_null: Literal[True] | None = Field(None, description="no NULL values")
+    unique: Literal[True] | None = Field(None, description="no value twice (NULLs ignored)")
+    range: RangeSpec | None = Field(None, description="every value within {min, max} (numbers; NULLs ignored)")
+    accepted_values: list[bool | int | float | str] | None = Field(
+        None, min_length=1, description="every value is one of these (NULLs ignored)")
+    max_null_fraction: float | None = Field(None, ge=0.0, le=1.0, description="at most this fraction of NULLs")
+    output: str | None = Field(None, description="a multi-output feature: check this output only "
+                               "(default: each of its outputs)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return check_item(value, FEATURE_CHECKS, "feature")
+
+
+class SliceCheck(CheckBase):
+    """One check of a slice: `{min_rows: 100}`, `{split_tolerance: 0.05}`, `no_leaks`."""
+
+    min_rows: int | None = Field(None, ge=0, description="at least this many rows in the slice (or in `split`)")
+    split_tolerance: float | None = Field(None, gt=0.0, le=1.0, description="each split's share of the slice's "
+                                          "rows is within this of its fraction")
+    no_leaks: Literal[True] | None = Field(None, description="no group of rows sharing split.by (or near duplicates) "
+                                  "across splits")
+    split: str | None = Field(None, description="min_rows: count this split's rows only")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return check_item(value, SLICE_CHECKS, "slice")
+
+    @model_validator(mode="after")
+    def _split_for_min_rows(self):
+        if self.split is not None and self.min_rows is None:
+            raise ValueError("split: goes with min_rows only")
+        return self
+
+
 class FeatureSpec(Strict):
     tier: Literal[1, 2, 3] = Field(1, description="1 cheap CPU, 2 light image, 3 heavy model (GPU); "
                                    "`apply --tier N` runs tiers up to N")
@@ -167,6 +267,10 @@ class FeatureSpec(Strict):
         None, description="columns of a multi-output extractor: a list, or {output: column}")
     on_error: OnErrorSpec = Field(OnErrorSpec(), description="how many failed rows fail the apply")
     description: str | None = Field(None, description="free text, for people")
+    checks: list[FeatureCheck] = Field(default_factory=list, description="data tests run after apply and by "
+                                       "`featurekit check`: not_null, unique, {range: {min, max}}, "
+                                       "{accepted_values: [...]}, {max_null_fraction: F}; each may add "
+                                       "severity: warn (default error) and output: NAME")
 
     @field_validator("outputs")
     @classmethod
@@ -227,6 +331,9 @@ class SliceSpec(Strict):
     where: str | None = Field(None, description="Lance/DataFusion SQL filter; never evaluated as Python")
     dedupe: DedupeSpec | None = Field(None, description="keep one row per group of duplicates (the earliest)")
     split: SplitSpec | None = Field(None, description="assign rows to named splits, stable as data grows")
+    checks: list[SliceCheck] = Field(default_factory=list, description="data tests run after apply and by "
+                                     "`featurekit check`: {min_rows: N, split: NAME}, {split_tolerance: F}, "
+                                     "no_leaks; each may add severity: warn (default error)")
 
 
 class EvalSpec(Strict):

@@ -204,17 +204,10 @@ class _EvalRun:
 
     def rows(self, *, batch_size: int) -> Iterator[dict[str, Any]]:
         """The eval split's rows ordered by key: lists of values, fixed-size lists as numpy [B, *shape]."""
-        ds = _dataset(self.project, self.version)
         key = self.project.key
-        cols = list(dict.fromkeys([*self.recipe.eval_columns.values(), *([key] if key else [])]))
         split = self.recipe.spec.eval.split if self.recipe.spec.eval else self.recipe.spec.split
-        where = split_filter(self.project, self.recipe, split)
-        present = " AND ".join(f"{c} IS NOT NULL" for c in self.recipe.eval_columns.values())
-        table = ds.to_table(columns=cols, filter=f"({where}) AND ({present})" if present else where)
-        if key:
-            table = table.sort_by(key)
-        if self.limit:
-            table = table.slice(0, self.limit)
+        table = split_rows(self.project, self.recipe, self.version, split, list(self.recipe.eval_columns),
+                           limit=self.limit)
         for start in range(0, table.num_rows, batch_size):
             chunk = table.slice(start, batch_size)
             out: dict[str, Any] = {"key": chunk.column(key).to_pylist() if key else list(range(start, start + len(chunk)))}
@@ -250,6 +243,23 @@ def split_filter(project: Project, recipe: Recipe, split: str | None = None) -> 
     column = project.slices[recipe.slice].column
     split = recipe.spec.split if split is None else split
     return f"{column} = {sql_quote(split)}" if split else f"{column} IS NOT NULL"
+
+
+def split_rows(project: Project, recipe: Recipe, version: int | str | None, split: str | None, logicals: list[str],
+               present: list[str] | None = None, limit: int | None = None):
+    """Eval columns `logicals` (and the key) of the rows of `split` where the eval columns
+    `present` (default: all) are not NULL, ordered by key, the first `limit`: what
+    `EvalRun.rows` hands a trainer, and what the answer priors read from the training split."""
+    ds = _dataset(project, version)
+    key = project.key
+    mapping = recipe.eval_columns
+    cols = list(dict.fromkeys([*(mapping[lg] for lg in logicals), *([key] if key else [])]))
+    where = split_filter(project, recipe, split)
+    present = " AND ".join(f"{mapping[lg]} IS NOT NULL" for lg in (mapping if present is None else present))
+    table = ds.to_table(columns=cols, filter=f"({where}) AND ({present})" if present else where)
+    if key:
+        table = table.sort_by(key)
+    return table.slice(0, limit) if limit else table
 
 
 def _dataset(project: Project, version: int | str | None = None):
@@ -530,6 +540,8 @@ class EvalResult:
     metrics: dict[str, Any]
     predictions: int
     note: str | None = None
+    priors: dict[str, Any] | None = None     # the answer priors: split, answers counted, majority, by_type
+    question_types: dict[str, int] = field(default_factory=dict)   # eval questions per type
 
 
 def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = None, limit: int | None = None,
@@ -556,35 +568,150 @@ def evaluate(project: Project, recipe_name: str, *, run: str | Path | None = Non
         bar.close()
     out_dir = run_dir or (project.root / recipe.spec.output / f"eval-base-{time.strftime('%Y%m%d-%H%M%S')}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = result.get("metrics", {})
     predictions = result.get("predictions", [])
+    try:
+        metrics, baselines = with_priors(project, recipe, version, limit, result.get("metrics", {}), predictions)
+    except Exception as exc:  # minutes of generation are not lost to a baseline: the models' scores stand
+        import click
+        click.echo(f"note: answer priors not computed: {type(exc).__name__}: {exc}", err=True)
+        metrics, baselines = result.get("metrics", {}), {}
     (out_dir / "eval.json").write_text(json.dumps({
         "recipe": recipe.name, "model_note": model_note(recipe), "split": recipe.spec.eval.split, "table_version": version, "limit": limit,
-        "run": str(run_dir) if run_dir else None, "metrics": metrics, **{k: v for k, v in result.items()
-                                                                          if k not in ("metrics", "predictions")}},
+        "run": str(run_dir) if run_dir else None, "n": len(predictions), "metrics": metrics, **baselines,
+        **{k: v for k, v in result.items() if k not in ("metrics", "predictions")}},
         indent=2, default=str))
     with open(out_dir / "predictions.jsonl", "w") as fh:
         for p in predictions:
             fh.write(json.dumps(p, default=str) + "\n")
-    return EvalResult(run_dir, out_dir, metrics, len(predictions), model_note(recipe))
+    plot_eval(out_dir, metrics, baselines.get("question_types", {}))
+    return EvalResult(run_dir, out_dir, metrics, len(predictions), model_note(recipe), baselines.get("priors"),
+                      baselines.get("question_types", {}))
+
+
+PLOT_TYPES = 12                       # eval.png shows at most this many question types
+QUESTION_TYPE = "text.question_type"  # the built-in extractor: a question's type as the feature computes it
+
+
+def question_typer(project: Project):
+    """questions -> their types, through the registered `text.question_type` extractor (None
+    if it is not registered)."""
+    import pyarrow as pa
+    entry = project.registry.get("extractor", QUESTION_TYPE)
+    if entry is None:
+        return None
+    extractor = entry.cls()
+    extractor.setup()
+    name = next(iter(extractor.input_types()))
+
+    def types(questions: list) -> list:
+        if not questions:
+            return []
+        text = pa.array([q if isinstance(q, str) or q is None else str(q) for q in questions], pa.string())
+        return extractor(pa.RecordBatch.from_arrays([text], names=[name])).to_pylist()
+    return types
+
+
+def with_priors(project: Project, recipe: Recipe, version: int, limit: int | None, metrics: dict[str, Any],
+                predictions: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trainer's metrics plus the answer priors (`priors`) fitted on the recipe's training
+    split, and accuracy per question type for every model; and what eval.json says about them.
+    The truth (eval column ``answer``, else ``label``) and ``question`` of each prediction come
+    from the eval split by its ``key``. Without an answer column: the metrics as they are."""
+    from . import priors as pr
+    answer = next((lg for lg in ("answer", "label") if lg in recipe.eval_columns), None)
+    if answer is None or not predictions:
+        return metrics, {}
+    question = "question" if "question" in recipe.eval_columns else None
+    wanted = [answer, *([question] if question else [])]
+    eval_split = recipe.spec.eval.split if recipe.spec.eval else recipe.spec.split
+    truth = split_rows(project, recipe, version, eval_split, wanted, limit=limit)
+    keys = truth.column(project.key).to_pylist() if project.key else list(range(truth.num_rows))
+    by_key = dict(zip(keys, zip(truth.column(recipe.eval_columns[answer]).to_pylist(),
+                                truth.column(recipe.eval_columns[question]).to_pylist() if question
+                                else [None] * truth.num_rows)))
+    rows = [by_key.get(p.get("key"), (p.get(answer), p.get("question"))) for p in predictions]
+    typer = question_typer(project) if question else None
+    metric = pr.metric_of(metrics)
+    train = split_rows(project, recipe, version, recipe.spec.split, wanted, present=[answer])
+    train_answers = train.column(recipe.eval_columns[answer]).to_pylist()
+    train_types = typer(train.column(recipe.eval_columns[question]).to_pylist()) if typer else None
+    priors = pr.fit(train_answers, train_types, metric)
+    if priors.majority is None:
+        return metrics, {}
+    types = typer([q for _, q in rows]) if typer else None
+    out = pr.with_baselines(metrics, predictions, [a for a, _ in rows], types, priors, metric)
+    info = {"priors": {"split": recipe.spec.split, "answers": priors.answers, "metric": metric,
+                       "majority": priors.majority, **({"by_type": priors.by_type} if types is not None else {})}}
+    if types is not None:
+        info["question_types"] = pr.type_counts(types)
+    return out, info
+
+
+def plot_eval(out_dir: Path, metrics: dict[str, Any], types: dict[str, int]) -> Path | None:
+    """eval.png: each model's and prior's accuracy overall and per question type (bars; needs
+    matplotlib, as loss.png)."""
+    from .priors import metric_of
+    metric = metric_of(metrics)
+    models = [m for m, v in metrics.items() if isinstance(v.get(metric), (int, float))]
+    if not models:
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    shown = dict(list(types.items())[:PLOT_TYPES])  # the most frequent types (types come most frequent first)
+    groups = ["all", *shown]
+    n = metrics[models[0]].get("n")
+    labels = ["all" + (f"\n(n={n})" if isinstance(n, int) else "")] + [f"{t}\n(n={c})" for t, c in shown.items()]
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups) + 2), 3.5), dpi=100)
+    for i, model in enumerate(models):
+        values = [metrics[model][metric]] + [metrics[model].get("by_type", {}).get(t, 0.0) for t in shown]
+        ax.bar([g + (i - (len(models) - 1) / 2) * width for g in range(len(groups))], values, width, label=model)
+    ax.set_xticks(range(len(groups)), labels, fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.2)  # room for the legend above the bars
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    more = f" ({len(shown)} most frequent of {len(types)} types)" if len(shown) < len(types) else ""
+    ax.set_title(f"{out_dir.name}: {metric} by question type{more}", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, ncols=min(len(models), 4), loc="upper center")
+    fig.tight_layout()
+    out = out_dir / "eval.png"
+    fig.savefig(out)
+    plt.close(fig)
+    return out
 
 
 def render_eval(result: EvalResult) -> str:
+    """Models and priors as columns; the metrics, then the score per question type, as rows."""
     metrics = result.metrics
-    names = sorted({k for m in metrics.values() for k in m})
-    width = max([len(n) for n in names] + [6])
+    names = sorted({k for m in metrics.values() for k in m if k != "by_type"})
+    types = result.question_types
+    rows = [(n, [m.get(n) for m in metrics.values()]) for n in names]
+    if types:
+        rows.append(("by question type (n):", None))
+        rows += [(f"  {t} ({c})", [m.get("by_type", {}).get(t) for m in metrics.values()]) for t, c in types.items()]
+    width = max([len(label) for label, cells in rows if cells is not None] + [6])
     lines = [f"{'':<{width}}  " + "  ".join(f"{model:>10}" for model in metrics)]
-    for n in names:
-        cells = []
-        for m in metrics.values():
-            v = m.get(n)
-            cells.append(f"{v:>10.4f}" if isinstance(v, float) else f"{v!s:>10}")
-        lines.append(f"{n:<{width}}  " + "  ".join(cells))
+    for label, cells in rows:
+        if cells is None:
+            lines.append(label)
+            continue
+        lines.append(f"{label:<{width}}  " + "  ".join(
+            f"{v:>10.4f}" if isinstance(v, float) else f"{'-' if v is None else v!s:>10}" for v in cells))
     if "vqa_accuracy" in names:
         from .vqa import METRIC
         lines.append(f"vqa_accuracy: {METRIC}")
+    if result.priors:
+        p = result.priors
+        lines.append(f"priors: from split {p['split']!r} ({p['answers']} answers): majority answers "
+                     f"{p['majority']!r}" + (", type_prior the majority of the question's type" if "by_type" in p else ""))
     where = result.out_dir / "eval.json"
-    lines.append(f"written: {where} and predictions.jsonl ({result.predictions} rows)")
+    plot = " and eval.png" if (result.out_dir / "eval.png").exists() else ""
+    lines.append(f"written: {where}, predictions.jsonl ({result.predictions} rows){plot}")
     if result.note:
         lines.append(f"model: {result.note}")
     return "\n".join(lines)
