@@ -125,6 +125,7 @@ FEATURES = {
 SLICES = {"short": {"where": "n <= 17"}}
 
 
+@pytest.mark.slow
 def test_parity_with_the_local_engine_failed_rows_included_and_retried(cluster, tmp_path):
     rows = rows_of(range(60))
     local = project(tmp_path / "local", FEATURES, rows, {"kind": "local"}, slices=SLICES)
@@ -207,6 +208,7 @@ TestProject({root!r}, plugins=[fkg_extractors, featurekit_geneva]).apply()
 """
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_recomputing_only_uncommitted_work(cluster, tmp_path):
     features = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}, "params": {"sleep": 0.05}}}
     rows = rows_of(range(200), bad=False)

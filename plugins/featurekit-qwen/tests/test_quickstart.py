@@ -19,6 +19,7 @@ def main_job_commands() -> list[list[str]]:
     return [shlex.split(c) for c in block.strip().split(" && ")]
 
 
+@pytest.mark.slow
 def test_the_readme_main_job_runs_end_to_end(tmp_path, monkeypatch):
     pytest.importorskip("easy_vqa")
     pytest.importorskip("peft")

@@ -44,6 +44,7 @@ def project(tmp_path_factory):
     return root, env
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_equals_uninterrupted(project):
     root, env = project
     subprocess.run(featurekit_cmd("train", "spec.yaml", "-r", "qlora", "-q"), cwd=root, check=True,
