@@ -135,10 +135,25 @@ _AT_FORK: list[bool] = []
 
 def _forget_parent_pools_at_fork() -> None:
     """Forget them in the child right at the fork too, before `worker_init` runs: a worker
-    stopped while still starting (a SIGTERM during start-up) exits through the same path."""
+    stopped while still starting (a SIGTERM during start-up) exits through the same path. And
+    at any exit, a pool wakeup whose pipe is already gone (a pool killed by a stop) is skipped
+    instead of printing a "Bad file descriptor" traceback."""
     if not _AT_FORK and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_forget_parent_pools)
+        # registered after concurrent.futures' own exit hook, so it runs before it
+        threading._register_atexit(_skip_dead_pool_wakeups)
         _AT_FORK.append(True)
+
+
+def _skip_dead_pool_wakeups() -> None:
+    module = sys.modules.get("concurrent.futures.process")
+    for wakeup in list(getattr(module, "_threads_wakeups", {}).values()):
+        writer = getattr(wakeup, "_writer", None)
+        try:
+            if writer is not None and not getattr(wakeup, "_closed", True):
+                os.fstat(writer.fileno())
+        except (OSError, ValueError):
+            wakeup._closed = True  # its `wakeup()` then does nothing
 
 
 def _release_fd(fd: int) -> None:
