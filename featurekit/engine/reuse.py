@@ -71,6 +71,9 @@ class ReusePlan:
 class Reuse:
     """The driver-side memory of one feature run: which inputs have values, and where."""
 
+    shares = True  # as `shared.SharedValues`: rows with equal inputs share one value
+    passed = 0     # rows it passed to the extractor itself (none: the fragments compute)
+
     def __init__(self, table, state_column: str, fingerprint: str, column: str,
                  output_types: dict[str, pa.DataType], budget_bytes: int = DEFAULT_BUDGET):
         self.table = table  # the apply's `Table`: its current version has every committed row

@@ -28,7 +28,7 @@ from .fill import FeatureFill, FeatureRun, Reporter, RunResult
 from .fragment import FragmentTask
 from .layout import feature_fields, metadata_updates, plan_layout, reuses_values
 from .reuse import Reuse
-from .shared import SharedValues, decide, small_inputs
+from .shared import decide, small_inputs
 
 if TYPE_CHECKING:
     from .base import Engine
@@ -163,9 +163,9 @@ class ApplyRun:
             release_extractor(task)  # a model loaded here must not outlive its feature
         run.seconds = time.perf_counter() - started
         run.rows = run.computed + run.failed
-        if isinstance(reuse, SharedValues):  # values computed before the fragments were read
-            run.passed += reuse.passed
-        if reuse is not None and getattr(reuse, "shares", True):
+        if reuse is not None:
+            run.passed += reuse.passed  # values computed before the fragments were read
+        if reuse is not None and reuse.shares:
             run.distinct, run.reused = len(reuse.seen), reuse.rows - reuse.computes
         rate = f.spec.on_error.max_failure_rate
         if run.error is None and run.failed:

@@ -6,9 +6,9 @@ give rows with equal inputs one value pays for this feature.
   computed once (or read back from a row an earlier apply computed with the same
   fingerprint); fragments then take their rows' values by group, with no work per row in
   Python (`SharedValues`). Whether that pays is measured: the extractor's time per row on a
-  sample of the distinct inputs against the cost of keying them. When rows are mostly
-  distinct and the extractor cheap, keying costs more than it saves and the feature is
-  computed row by row, without input keys (`decide` returns None).
+  sample of the distinct inputs against the cost of keying them. When the extractor is
+  cheap, keying costs more than it saves and the feature is computed row by row, without
+  input keys (`decide` then returns only the sampled rows' values, `shares` False).
 - Inputs of bulky values (image bytes, vectors): never read up front; keyed piece by piece
   with the memo of `reuse.Reuse` (worth it: such extractors cost milliseconds a row).
 An extractor's `reuse_values = True` forces sharing, `False` forbids it.
@@ -101,9 +101,8 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
     row computes in less than `CHEAP` times its keying, only those rows' values are kept
     (computed once, not shared further; the sample is the first fragment's rows to compute, at
     most `SAMPLE_ROWS`, so work is committed as often as without it). Else every row to compute
-    is read and grouped, and
-    each distinct input computed once (or read back). `read_back`: keys -> (positions of the keys
-    some committed row holds with this fingerprint, their values)."""
+    is read and grouped, and each distinct input computed once (or read back). `read_back`:
+    keys -> (positions of the keys some committed row holds with this fingerprint, their values)."""
     columns = list(dict.fromkeys(task.inputs.values()))
     upstream = " AND ".join(f"{c} = {sql_quote(fp)}" for c, fp in task.upstream_states.items())
     filters = " AND ".join(f"({x})" for x in (where, upstream) if x) or None
@@ -116,15 +115,11 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
             return seed, (f"a row computes in {per_row * 1e6:.1f} us, keying it costs {per_key * 1e6:.1f} us: "
                           "sharing values cannot pay")
     table = ds.to_table(columns=columns, filter=filters, with_row_address=True)
-    n = table.num_rows
-    logical = pa.table({name: table.column(col) for name, col in task.inputs.items()})
-    arrays = [logical.column(name).combine_chunks() for name in sorted(logical.column_names)]
-    grouped = distinct_rows(arrays, n)
+    grouped = _grouped(task, table)
     if grouped is None:
         return seed, "inputs that cannot be grouped by value"
-    first, groups = grouped
+    first, groups, distinct = grouped
     addrs = table.column("_rowaddr").to_numpy()
-    distinct = logical.take(pa.array(first, pa.int64()))
     values = _Values(task, distinct, read_back)
     values.key(0, len(first))
     if seed is not None:  # the sampled rows' values: not computed again
@@ -140,11 +135,11 @@ def _sample(task: FeatureTask, head: pa.Table) -> tuple[SharedValues | None, flo
     takes to compute and to key."""
     if not head.num_rows:
         return None, None, 0.0
-    logical = pa.table({name: head.column(col) for name, col in task.inputs.items()})
-    arrays = [logical.column(name).combine_chunks() for name in sorted(logical.column_names)]
-    grouped = distinct_rows(arrays, head.num_rows)
-    first, groups = grouped if grouped is not None else (np.arange(head.num_rows), np.arange(head.num_rows))
-    distinct = logical.take(pa.array(first, pa.int64()))
+    grouped = _grouped(task, head)
+    if grouped is None:  # not groupable by value: every sampled row is its own input
+        every = np.arange(head.num_rows)
+        grouped = every, every, pa.table({name: head.column(col) for name, col in task.inputs.items()})
+    first, groups, distinct = grouped
     input_hashes(distinct.slice(0, 8), task.fingerprint)  # warm up: the first call pays one-off set-up
     t0 = time.perf_counter()
     input_hashes(distinct, task.fingerprint)
@@ -155,6 +150,18 @@ def _sample(task: FeatureTask, head: pa.Table) -> tuple[SharedValues | None, flo
     per_row = (time.perf_counter() - t0) / distinct.num_rows
     seed = SharedValues(head.column("_rowaddr").to_numpy(), groups, None, values, errors, len(first), passed)
     return seed, per_row, per_key
+
+
+def _grouped(task: FeatureTask, table: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Table] | None:
+    """The rows of `table` grouped by the feature's inputs: (each group's first row, each row's
+    group, the inputs of each group by logical name), or None when they cannot be grouped by value."""
+    logical = pa.table({name: table.column(col) for name, col in task.inputs.items()})
+    grouped = distinct_rows([logical.column(name).combine_chunks() for name in sorted(logical.column_names)],
+                            table.num_rows)
+    if grouped is None:
+        return None
+    first, groups = grouped
+    return first, groups, logical.take(pa.array(first, pa.int64()))
 
 
 class _Values:
@@ -193,10 +200,10 @@ class _Values:
         self.computed += sample.computes
         self.passed += sample.passed
 
-    def fill(self, start: int, stop: int) -> float | None:
-        """Values of distinct inputs start..stop-1; the seconds a computed row took (None: none computed)."""
+    def fill(self, start: int, stop: int) -> None:
+        """Values of distinct inputs start..stop-1 not known yet: read back, else computed."""
         if stop <= start:
-            return None
+            return
         wanted = [i for i in range(start, stop) if i not in self.done]
         keys = pa.concat_arrays(self.key_parts).take(pa.array(wanted, pa.int64())).to_pylist()
         found, fetched = self.read_back(keys)
@@ -204,7 +211,6 @@ class _Values:
             self._add(np.asarray([wanted[i] for i in found], dtype=np.int64), fetched)
         found_set = set(found)
         todo = np.array([r for i, r in enumerate(wanted) if i not in found_set], dtype=np.int64)
-        t0 = time.perf_counter()
         for at in range(0, len(todo), self.task.batch_size):
             rows = todo[at:at + self.task.batch_size]
             chunk = self.distinct.take(pa.array(rows, pa.int64())).to_batches()[0]
@@ -215,7 +221,6 @@ class _Values:
                 if e is not None:
                     self.errors[i] = e
         self.computed += len(todo)
-        return (time.perf_counter() - t0) / len(todo) if len(todo) else None
 
     def _add(self, rows: np.ndarray, values: dict[str, pa.Array]) -> None:
         self.order.append(rows)

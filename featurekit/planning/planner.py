@@ -402,9 +402,8 @@ class _Context:
 
     def with_distinct(self, step: FeatureStep, f: Feature) -> FeatureStep:
         """The step with its distinct inputs counted (`distinct.py`), when that is cheap."""
-        if not step.has_work:
+        if not self.working_on(step).has_work:
             return step
-        self.working.add(f.name)
         if step.only_pending or step.rows is None:
             return step
         scope = only_filter(self.project, f)
