@@ -145,8 +145,8 @@ class ApplyRun:
         if upstream_bad:
             self.reporter.message(f"{f.name}: upstream {', '.join(upstream_bad)} failed; "
                                   "rows without their values fail too")
-        reuse = None
-        fill = FeatureFill(project, f, step, table, task, where, scope, work, total, run, self.reporter, reuse,
+        reuse = None  # decided once there is work (`sharing`)
+        fill = FeatureFill(project, f, step, table, task, where, scope, work, total, run, self.reporter,
                            checkpoint_seconds=engine.checkpoint_seconds(), read_version=ds.version)
         try:
             try:
@@ -165,8 +165,8 @@ class ApplyRun:
         run.rows = run.computed + run.failed
         if reuse is not None:
             run.passed += reuse.passed  # values computed before the fragments were read
-        if reuse is not None and reuse.shares:
-            run.distinct, run.reused = len(reuse.seen), reuse.rows - reuse.computes
+            if reuse.shares:
+                run.distinct, run.reused = len(reuse.seen), reuse.rows - reuse.computes
         rate = f.spec.on_error.max_failure_rate
         if run.error is None and run.failed:
             # over the feature's rows, not the rows retried now: a retry that fails again
