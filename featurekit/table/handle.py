@@ -256,12 +256,6 @@ def _open_tag(ref: TableRef, tag: str):
     return open_dataset(ref.on(info.get("branch")), int(info["version"]))
 
 
-def reopen(ds):
-    """The latest version of the dataset `ds` was opened from (same root, same options)."""
-    import lance
-    return lance.dataset(ds.uri, storage_options=ds.initial_storage_options)
-
-
 def require_dataset(where: Any, version: int | str | None = None):
     """Like `open_dataset`, but a missing table or branch is an error that says what to run."""
     ref = as_ref(where)
