@@ -504,11 +504,41 @@ def test_progress_is_reported_after_every_batch_not_every_fragment(project):
         def rows_done(self, name, rows):
             self.calls.append(("rows", name, rows))
 
-    spec = project.write_spec(BASE_SPEC.replace("    inputs: {text: question}\n  ocr",
-                                                "    inputs: {text: question}\n    resources: {batch_size: 8}\n  ocr"))
+    # lists of strings: not small values, so pieces are read at the batch size
+    spec = project.write_spec(BASE_SPEC.replace("    inputs: {items: ocr_tokens}\n",
+                                                "    inputs: {items: ocr_tokens}\n    resources: {batch_size: 8}\n"))
     recorder = Recorder()
-    featurekit.apply(spec, select=["question_length"], reporter=recorder)
-    assert recorder.calls == [("start", "question_length", 40)] + [("rows", "question_length", 8)] * 5
+    featurekit.apply(spec, select=["ocr_token_count"], reporter=recorder)
+    assert recorder.calls == [("start", "ocr_token_count", 40)] + [("rows", "ocr_token_count", 8)] * 5
+
+
+def test_small_inputs_are_read_in_pieces_larger_than_the_batch_but_computed_in_batches(project):
+    """Short strings: a piece is read for many batches (a scan and a write per piece, not per
+    batch), and the extractor still gets at most `batch_size` rows a call."""
+    import pyarrow as pa
+
+    sizes = []
+
+    class Length(featurekit.Extractor):
+        name = "t.len"
+        inputs = {"text": pa.string()}
+        reuse_values = False  # every row through the fragments' pieces
+
+        def output_type(self):
+            return pa.int64()
+
+        def __call__(self, batch):
+            sizes.append(batch.num_rows)
+            return pa.array([len(t) for t in batch.column("text").to_pylist()], pa.int64())
+
+    registry = registry_with(Length)
+    spec = project.write_spec(BASE_SPEC.replace("extractor: text.length\n    inputs: {text: question}\n",
+                                                "extractor: t.len\n    inputs: {text: question}\n"
+                                                "    resources: {batch_size: 8}\n"))
+    featurekit.apply(spec, select=["question_length"], registry=registry)
+    assert sizes and max(sizes) <= 8 and sum(sizes) == 40
+    got = lance.dataset(project.uri).to_table(columns=["question", "question_length"]).to_pylist()
+    assert all(r["question_length"] == len(r["question"]) for r in got)
 
 
 def test_rows_deleted_from_the_table_keep_every_value_in_its_place(project):
@@ -645,3 +675,29 @@ def test_a_legacy_format_table_is_refused_with_the_way_out(tmp_path, run_cli):
     assert code == 1 and "Traceback" not in err
     assert "uses the legacy Lance file format (0.1)" in err and "data_storage_version='stable'" in err
     assert lance.dataset(str(tmp_path / "data" / "t.lance")).version == version
+
+
+def test_one_scan_over_full_fragments_hands_each_its_own_rows(tmp_path):
+    """`FullScan` reads several fragments in one scan and gives each fragment exactly its rows,
+    in order, deleted rows included (their offsets skipped); reading out of order is refused."""
+    from featurekit.engine.compute import FeatureTask
+    from featurekit.engine.fragment import FullScan
+
+    uri = str(tmp_path / "t.lance")
+    lance.write_dataset(pa.table({"x": pa.array(range(1000), pa.int64())}), uri, max_rows_per_file=300)
+    ds = lance.dataset(uri)
+    ds.delete("x % 7 = 3")
+    ds = lance.dataset(uri)
+    ft = FeatureTask(feature="f", extractor_cls=object, params=None, inputs={"v": "x"}, outputs={}, output_types={},
+                     state_column="_fk_f", fingerprint="fp", upstream_states={}, field_ids={}, batch_size=64, key=None)
+    ids = [f.fragment_id for f in ds.get_fragments()]
+    order = ids[::-1]  # any order: the scan follows the one given
+    scan = FullScan(ds, order, ft)
+    for fid in order:
+        got = pa.Table.from_batches(list(scan.batches(fid)))
+        want = ds.get_fragment(fid).to_table(columns=["x"], with_row_address=True)
+        assert got.column("x").to_pylist() == want.column("x").to_pylist()
+        assert got.column("_rowaddr").to_pylist() == want.column("_rowaddr").to_pylist()
+    scan = FullScan(ds, order, ft)
+    with pytest.raises(RuntimeError, match="out of order"):
+        next(scan.batches(order[1]))

@@ -353,11 +353,23 @@ class Slow(Cheap):
     """A row costs a millisecond: sharing values pays as soon as inputs repeat."""
 
     name = "acme.slow"
+    seconds = 0.001
 
     def __call__(self, batch):
         import time
-        time.sleep(0.001 * batch.num_rows)
+        time.sleep(self.seconds * batch.num_rows)
         return super().__call__(batch)
+
+
+def _apply_counted(tmp_path, cls, texts: list[str], fragment_rows: int):
+    """Apply `cls` as feature n over `texts`: its run, and the table (values checked)."""
+    spec = write(tmp_path, texts, extractor=cls.name)
+    spec.write_text(spec.read_text().replace("fragment_rows: 10", f"fragment_rows: {fragment_rows}"))
+    cls.calls = 0
+    run = featurekit.apply(spec, registry=registry_with(cls)).run.features["n"]
+    got = table(tmp_path)
+    assert got.column("n").to_pylist() == [len(t) for t in got.column("text").to_pylist()]
+    return run, got
 
 
 @pytest.mark.parametrize("cls, shared", [(Cheap, False), (Slow, True)])
@@ -365,13 +377,7 @@ def test_sharing_values_is_decided_by_what_it_saves(tmp_path, cls, shared):
     """No `reuse_values`: a cheap extractor over inputs that repeat little computes row by row
     without input keys; one whose rows cost more than keying shares. Values are right either
     way, and no row is computed twice."""
-    texts = [f"q{i % 1500}" for i in range(1800)]  # 1,500 distinct inputs, a few repeated
-    spec = write(tmp_path, texts, extractor=cls.name)
-    spec.write_text(spec.read_text().replace("fragment_rows: 10", "fragment_rows: 400"))
-    cls.calls = 0
-    run = featurekit.apply(spec, registry=registry_with(cls)).run.features["n"]
-    got = table(tmp_path)
-    assert got.column("n").to_pylist() == [len(t) for t in got.column("text").to_pylist()]
+    run, got = _apply_counted(tmp_path, cls, [f"q{i % 1500}" for i in range(1800)], 400)  # a few repeated
     keys = got.column("_fkin_n")
     if shared:
         assert run.sharing.startswith("shared") and cls.calls == 1500 == run.distinct
@@ -379,6 +385,27 @@ def test_sharing_values_is_decided_by_what_it_saves(tmp_path, cls, shared):
     else:
         assert run.sharing.startswith("not shared: a row computes in") and run.distinct is None
         assert cls.calls == 1800 and keys.null_count == 1800  # each row once, the sampled ones included
+
+
+class Moderate(Slow):
+    """A row costs 200 us: sharing pays when inputs repeat a lot, not when all differ."""
+
+    name = "acme.moderate"
+    seconds = 2e-4
+
+
+@pytest.mark.parametrize("distinct, shared", [(3000, False), (300, True)])
+def test_sharing_weighs_how_often_inputs_repeat(tmp_path, distinct, shared):
+    """The same extractor over the same number of rows: every input different, grouping and
+    keying cost more than they save (rows compute as usual, no keys); each input ten times,
+    every distinct input is computed once. Values right both ways."""
+    # repeats scattered over the table
+    run, got = _apply_counted(tmp_path, Moderate, [f"q{(i * 7919) % distinct}" for i in range(3000)], 500)
+    if shared:
+        assert run.sharing.startswith("shared") and Moderate.calls == distinct == run.distinct
+    else:
+        assert run.sharing.startswith("not shared"), run.sharing
+        assert Moderate.calls == 3000 and got.column("_fkin_n").null_count == 3000
 
 
 def test_shared_values_equal_a_per_row_computation_with_nulls_empties_and_two_inputs(tmp_path):

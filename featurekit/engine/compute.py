@@ -44,6 +44,12 @@ class FeatureTask:
     timeout: float | None = None         # seconds an extractor call may take (resources.timeout)
     file_column: str | None = None       # the column naming the file an input was loaded from (reports)
     hash_column: str | None = None       # `_fkin_<feature>`: input keys stored (content-addressed compute)
+    read_rows: int | None = None         # rows read together (a piece); None: batch_size. Pieces reach
+                                         # the extractor in batches of batch_size either way
+
+    @property
+    def piece_rows(self) -> int:
+        return max(self.read_rows or 0, self.batch_size)
 
 
 _LOCK = threading.Lock()

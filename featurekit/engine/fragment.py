@@ -22,8 +22,11 @@ from ..plugins.extractor import Extractor
 from ..table.datafiles import open_writer, row_offsets
 from ..table.metadata import FAILED_SEP
 from .compute import FeatureTask, binary_inputs, compute_piece_counted, upstream_missing
+from .shared import small_inputs
 
 ERROR_SAMPLE = 5
+PIECE_BYTES = 32 << 20   # about this much input a piece (rows read together), when it can be told
+MAX_PIECE_ROWS = 32_768  # ... and never more rows: pieces are also the unit of progress and of a worker's task
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class FragmentTask:
     filter: str | None = None         # partial jobs: SQL selecting the rows that need work
     on_rows: Callable[[int], None] | None = None  # progress: rows done, after each piece
     reuse: Any = None                 # the feature run's shared values (`reuse.Reuse` or `shared.SharedValues`)
+    scan: FullScan | None = None      # full jobs: one scan over several fragments, read in order
 
 
 @dataclass
@@ -113,9 +117,12 @@ class FragmentJob:
 
     def pieces(self):
         ft = self.task.feature
-        columns = list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states)))
-        for batch in self.fragment.to_batches(columns=columns, filter=None if self.task.full else self.task.filter,
-                                              with_row_address=True, batch_size=ft.batch_size):
+        if self.task.scan is not None and self.task.full:
+            batches = self.task.scan.batches(self.task.fragment_id)
+        else:
+            batches = self.fragment.to_batches(columns=read_columns(ft), filter=None if self.task.full else
+                                               self.task.filter, with_row_address=True, batch_size=ft.piece_rows)
+        for batch in batches:
             if batch.num_rows:
                 yield self._piece(batch)
 
@@ -146,9 +153,9 @@ class FragmentJob:
         """Take the computed values of a piece and write whatever is ready."""
         self.result.passed += passed
         if piece.reuse is not None:  # computed once per new input: now every row to run
-            offsets = piece.offsets.values
-            base = self.task.fragment_id << 32
-            addrs = [base + offsets[i] for i in (piece.run_idx if piece.run_idx is not None else range(len(offsets)))]
+            addrs = piece.offsets.array.to_numpy() + np.uint64(self.task.fragment_id << 32)
+            if piece.run_idx is not None:
+                addrs = addrs[np.asarray(piece.run_idx, dtype=np.int64)]
             values, errors = self.task.reuse.resolve(piece.reuse, values, errors, addrs)
         out = self._computed(piece, values, errors)
         if self.task.full:
@@ -169,7 +176,7 @@ class FragmentJob:
         hashes = self._hashes(piece, n)
         if piece.run_idx is None and errors is None:  # the common case, without per-row Python
             self.result.computed += n
-            state = pa.array([ft.fingerprint], pa.string()).take(pa.array([0] * n, pa.int32()))
+            state = pa.array([ft.fingerprint], pa.string()).take(pa.array(np.zeros(n, np.int32)))
             return pa.table([values[c] for c in ft.output_types] + [state] + hashes, schema=self.schema)
         if piece.run_idx is None:
             messages = list(errors)
@@ -262,6 +269,71 @@ class FragmentJob:
         self.writer.close()
         self.result.seconds = time.perf_counter() - self.started
         return self.result
+
+
+def read_columns(ft: FeatureTask) -> list[str]:
+    """The columns a piece reads: the inputs, and the upstream features' states."""
+    return list(dict.fromkeys(list(ft.inputs.values()) + list(ft.upstream_states)))
+
+
+class FullScan:
+    """One scan over fragments whose rows all need work, handed out fragment by fragment in
+    the order given (each fragment still gets its own file): a scan set up once, not per
+    fragment, which a cheap feature over many fragments notices. Fragments must be read in
+    that order, each to its end, as the engine's jobs do."""
+
+    def __init__(self, ds, fragment_ids: list[int], ft: FeatureTask):
+        self.order = list(fragment_ids)
+        # (LanceDataset.to_batches drops `fragments=`: the scanner takes it)
+        self.stream = iter(ds.scanner(columns=read_columns(ft), with_row_address=True, batch_size=ft.piece_rows,
+                                      fragments=[ds.get_fragment(i) for i in self.order],
+                                      scan_in_order=True).to_batches())
+        self.held: pa.RecordBatch | None = None  # a batch of a later fragment, read ahead
+
+    def batches(self, fragment_id: int):
+        if not self.order or self.order[0] != fragment_id:
+            raise RuntimeError(f"featurekit: fragment {fragment_id} read out of order from a shared scan")
+        self.order.pop(0)
+        while True:
+            batch = self.held if self.held is not None else next(self.stream, None)
+            self.held = None
+            if batch is None:
+                return
+            owner = fragment_of(batch.column("_rowaddr"))
+            mine = owner == fragment_id
+            if mine.all():
+                yield batch
+                continue
+            if mine.any():  # a batch across fragments: this fragment's rows come first
+                k = int(mine.sum())
+                yield batch.slice(0, k)
+                batch = batch.slice(k)
+            self.held = batch
+            return
+
+
+def fragment_of(rowaddr: pa.Array) -> np.ndarray:
+    """The fragment of each row address."""
+    return rowaddr.to_numpy(zero_copy_only=False) >> np.uint64(32)
+
+
+def piece_rows(ds, columns: list[str], batch_size: int) -> int | None:
+    """Rows to read together for a feature whose inputs are `columns`: more than its batch
+    size when they are small values (text, numbers) in a local table, so a cheap extractor
+    does not pay a scan and a write per batch (the extractor still gets `batch_size` rows a
+    call). Sized from the bytes Lance stores for the columns; None (the batch size) when
+    that cannot be told cheaply, or for bulky inputs (images, vectors)."""
+    if "://" in ds.uri or not small_inputs([ds.schema.field(c).type for c in columns]):
+        return None
+    try:
+        ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
+        stored = {s.id: s.bytes_on_disk for s in ds.stats.data_stats().fields}
+        rows = ds.count_rows()
+        per_row = sum(stored.get(ids[c], 0) for c in columns) / max(1, rows)
+    except Exception:  # noqa: BLE001  (statistics are an optimisation: without them, the batch size)
+        return None
+    # stored bytes are compressed: assume a row holds four times as much in memory
+    return min(MAX_PIECE_ROWS, max(batch_size, int(PIECE_BYTES / max(1.0, 4 * per_row))))
 
 
 def _logical(batch: pa.RecordBatch, ft: FeatureTask) -> pa.RecordBatch:

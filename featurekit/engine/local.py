@@ -21,7 +21,7 @@ from ..lifetime import machine_workers
 from ..planning.resolve import Feature
 from .base import Engine, EngineOptions, FeatureFill
 from .compute import compute_piece_counted
-from .fragment import FragmentJob, FragmentTask, compute_fragment
+from .fragment import FragmentJob, FragmentTask, FullScan, compute_fragment
 from .pool import WorkerPool
 
 PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process compute time above which a worker pool pays off
@@ -80,20 +80,21 @@ class LocalEngine(Engine):
             return
         first = compute_fragment(queue.pop(0))
         fill.take(first)
+
         # worker processes share the extractor's time only, and cost a copy of each piece's
         # inputs and outputs: worth it when computing dominates and there is enough of it
         estimate = first.compute_seconds * len(queue)
         per_row = first.compute_seconds / max(1, first.computed + first.failed)
         if workers > 1 and len(queue) > 1 and estimate > PARALLEL_AFTER_SECONDS and per_row > MIN_ROW_SECONDS and \
                 first.compute_seconds > COMPUTE_SHARE * first.seconds:
-            self._run_pool(queue, workers, fill)
+            self._run_pool(one_scan(queue), workers, fill)
         elif f.resources.threads > 1 and len(queue) > 1 and fill.reuse is None:
             # (a feature that shares values by input runs its fragments in order)
             with ThreadPoolExecutor(min(f.resources.threads, len(queue))) as threads:
                 for res in threads.map(compute_fragment, queue):
                     fill.take(res)
         else:
-            for t in queue:
+            for t in one_scan(queue):
                 fill.take(compute_fragment(t))
 
     def _run_pool(self, queue: list[FragmentTask], workers: int, fill: FeatureFill) -> None:
@@ -158,6 +159,16 @@ class LocalEngine(Engine):
             self.pool.shutdown()
         self.pool = WorkerPool(workers, _worker_context())
         return self.pool
+
+
+def one_scan(queue: list[FragmentTask]) -> list[FragmentTask]:
+    """Fragments read in order, one after the other: those whose rows all need work share one
+    scan (`fragment.FullScan`)."""
+    full = [t.fragment_id for t in queue if t.full]
+    if len(full) < 2:
+        return queue
+    scan = FullScan(queue[0].dataset, full, queue[0].feature)
+    return [dataclasses.replace(t, scan=scan) if t.full else t for t in queue]
 
 
 FORK_UNSAFE = ("torch", "tensorflow", "jax")  # their thread pools do not survive fork

@@ -89,6 +89,10 @@ class Reuse:
         self.seen: set[bytes] = set()
         self.rows = self.computes = self.from_memo = self.from_table = self.recomputed = 0
 
+    def covers(self, fragment_id: int) -> bool:
+        """Every fragment's rows are keyed against the memo."""
+        return True
+
     # -- the committed index ------------------------------------------------------------------
     def _load_index(self) -> tuple[np.ndarray, np.ndarray]:
         """Keys and row addresses of committed rows computed with this fingerprint, sorted."""
@@ -182,7 +186,7 @@ class Reuse:
         return plan
 
     def resolve(self, plan: ReusePlan, values: dict[str, pa.Array], errors: list[str | None] | None,
-                addrs: list[int]) -> tuple[dict[str, pa.Array], list[str | None] | None]:
+                addrs: np.ndarray) -> tuple[dict[str, pa.Array], list[str | None] | None]:
         """Values and errors for every row of the piece, from what was computed for its new
         keys, the memo and the table. `addrs`: the rows' addresses (for the index)."""
         n = len(plan.compute)
@@ -203,7 +207,8 @@ class Reuse:
             self._remember(key, entry)
             if error is None:
                 row = plan.compute[j]
-                self.pending.setdefault(addrs[row] >> 32, {})[key] = addrs[row]
+                address = int(addrs[row])
+                self.pending.setdefault(address >> 32, {})[key] = address
         memo = [d for d in range(len(plan.keys)) if plan.kinds[d] == MEMO]
         table = [d for d in range(len(plan.keys)) if plan.kinds[d] == TABLE]
         fetched = self.read([plan.refs[d] for d in table])

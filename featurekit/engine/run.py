@@ -25,7 +25,7 @@ from ..table.handle import Table
 from ..table.metadata import failure_counts, hash_column, record_apply, slice_fields, todo_filter
 from .compute import FeatureError, FeatureTask, release_extractor
 from .fill import FeatureFill, FeatureRun, Reporter, RunResult
-from .fragment import FragmentTask
+from .fragment import FragmentTask, piece_rows
 from .layout import feature_fields, metadata_updates, plan_layout, reuses_values
 from .reuse import Reuse
 from .shared import decide, small_inputs
@@ -152,7 +152,8 @@ class ApplyRun:
             try:
                 if work:
                     reuse = fill.reuse = self.sharing(f, task, ds, where, run, work[0].fragment_id)
-                    fill.fragments = [dataclasses.replace(t, reuse=reuse) for t in work]
+                    fill.fragments = [dataclasses.replace(t, reuse=reuse if reuse is not None and
+                                                          reuse.covers(t.fragment_id) else None) for t in work]
                     engine.fill(fill)
             finally:
                 fill.flush()  # whatever happened, keep what was computed: commit the finished fragments
@@ -253,7 +254,10 @@ def feature_task(project: Project, f: Feature, ds) -> FeatureTask:
         fingerprint=f.fingerprint, upstream_states=upstream,
         field_ids={c: ids[c] for c in [*f.output_types, f.state_column, hashes] if c},
         batch_size=f.resources.batch_size, key=project.key if project.key in ds.schema.names else None,
-        timeout=f.resources.timeout, file_column=_file_column(project, f, ds), hash_column=hashes)
+        timeout=f.resources.timeout, file_column=_file_column(project, f, ds), hash_column=hashes,
+        # (a timeout is enforced per piece in a worker: there a piece is one batch)
+        read_rows=None if f.resources.timeout else piece_rows(ds, list(dict.fromkeys(f.inputs.values())),
+                                                              f.resources.batch_size))
 
 
 def _file_column(project: Project, f: Feature, ds) -> str | None:

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ..planning.inputkeys import HASH_TYPE, distinct_rows, input_hashes
+from ..planning.inputkeys import HASH_TYPE, distinct_rows, input_hashes, key_seconds
 from ..table.metadata import sql_quote
 from .compute import FeatureTask, binary_inputs, compute_piece_counted, get_extractor
 
 SAMPLE_ROWS = 1024        # distinct inputs timed to decide
-PAYS = 0.8                # share when computing once per distinct input costs below this share of every row
+PAYS = 0.95               # share when grouping, keying and computing once per distinct input costs below
+                          # this share of computing every row (the rest: what the estimate may miss)
 CHEAP = 2.0               # never share when a row computes in less than this many times its keying
 
 
@@ -54,6 +55,11 @@ class SharedValues:
         self.computes = computed         # distinct inputs the extractor computed (the rest read back)
         self.passed = passed             # rows passed to the extractor (halving a raising batch passes rows again)
         self.rows = 0
+
+    def covers(self, fragment_id: int) -> bool:
+        """Whether rows of this fragment take values from here (all do when values are shared;
+        else only a sampled fragment's): the other fragments compute as if nothing were shared."""
+        return self.shares or bool(np.any((self.addrs >> np.uint64(32)) == np.uint64(fragment_id)))
 
     def committed(self, fragment_ids) -> None:
         """Nothing to learn from a commit: what is known here was known before the fragments."""
@@ -101,12 +107,14 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
     row computes in less than `CHEAP` times its keying, only those rows' values are kept
     (computed once, not shared further; the sample is the first fragment's rows to compute, at
     most `SAMPLE_ROWS`, so work is committed as often as without it). Else every row to compute
-    is read and grouped, and each distinct input computed once (or read back). `read_back`:
+    is read and grouped; when so few inputs repeat that grouping and keying them costs more
+    than computing every row would (`PAYS`), the rows compute as usual (sampled rows kept);
+    else each distinct input is computed once (or read back). `read_back`:
     keys -> (positions of the keys some committed row holds with this fingerprint, their values)."""
     columns = list(dict.fromkeys(task.inputs.values()))
     upstream = " AND ".join(f"{c} = {sql_quote(fp)}" for c, fp in task.upstream_states.items())
     filters = " AND ".join(f"({x})" for x in (where, upstream) if x) or None
-    seed = None
+    seed, per_row, per_key = None, None, 0.0
     if not forced:  # a first look at a few rows: an extractor as cheap as keying never shares
         scan = ds.get_fragment(first_fragment) if first_fragment is not None else ds
         head = scan.to_table(columns=columns, filter=filters, limit=SAMPLE_ROWS, with_row_address=True)
@@ -114,11 +122,19 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
         if per_row is not None and per_row < CHEAP * per_key:
             return seed, (f"a row computes in {per_row * 1e6:.1f} us, keying it costs {per_key * 1e6:.1f} us: "
                           "sharing values cannot pay")
+    t0 = time.perf_counter()
     table = ds.to_table(columns=columns, filter=filters, with_row_address=True)
     grouped = _grouped(task, table)
     if grouped is None:
         return seed, "inputs that cannot be grouped by value"
     first, groups, distinct = grouped
+    if per_row is not None and table.num_rows:
+        # now that the distinct inputs are known: computing each once (and keying it) against every row
+        per_group = (time.perf_counter() - t0) / table.num_rows
+        share = len(first) / table.num_rows
+        if per_group + share * (per_key + per_row) > PAYS * per_row:
+            return seed, (f"{len(first):,} distinct inputs in {table.num_rows:,} rows, a row computes in "
+                          f"{per_row * 1e6:.1f} us and keying costs {per_key * 1e6:.1f} us: sharing values would not pay")
     addrs = table.column("_rowaddr").to_numpy()
     values = _Values(task, distinct, read_back)
     values.key(0, len(first))
@@ -140,10 +156,7 @@ def _sample(task: FeatureTask, head: pa.Table) -> tuple[SharedValues | None, flo
         every = np.arange(head.num_rows)
         grouped = every, every, pa.table({name: head.column(col) for name, col in task.inputs.items()})
     first, groups, distinct = grouped
-    input_hashes(distinct.slice(0, 8), task.fingerprint)  # warm up: the first call pays one-off set-up
-    t0 = time.perf_counter()
-    input_hashes(distinct, task.fingerprint)
-    per_key = (time.perf_counter() - t0) / distinct.num_rows
+    per_key = key_seconds(distinct, task.fingerprint)
     batch = pa.record_batch([c.combine_chunks() for c in distinct.columns], names=distinct.column_names)
     t0 = time.perf_counter()
     values, errors, passed = compute_piece_counted(task, binary_inputs(get_extractor(task), batch))
