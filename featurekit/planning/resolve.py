@@ -23,8 +23,8 @@ from ..spec.problems import validation_problems
 from ..spec.sql import check_filter, sql_columns, syntax_problem
 from ..table.metadata import SLICE_VERSION, is_featurekit_column, state_column
 from .checkspec import feature_check_problems, slice_check_problems
-from .indexspec import index_problems, near_problem
 from .graph import Graph, Node
+from .indexspec import index_problems, near_problem
 
 
 @dataclass(frozen=True)
