@@ -9,11 +9,12 @@ dimensions) never decides a pair: the result is the exact all-pairs answer's on 
 compared. A vector that is NULL, zero or not finite is near nothing.
 
 Small inputs are compared all against all, in blocks (`exact_pairs`). Larger ones are
-clustered first (spherical k-means on a sample, `CLUSTER_SIZE` rows a cluster, seeded: the same
-vectors give the same clusters) and compared exactly within clusters. Each vector has a home
-(its nearest centroid) and is a guest in every other centroid that may hold a vector within `t`
-of it: by the triangle inequality, y within distance e of x (Euclidean, e = sqrt(2t) for unit
-vectors) has x within d(x, c_y) <= d(x, c_x) + 2e of y's home c_y. Comparing each cluster's home
+clustered first (k-means on a sample, in the `PROJECTED_DIMS` main directions of the unit
+vectors, `CLUSTER_SIZE` rows a cluster, seeded: the same vectors give the same clusters) and
+compared exactly within clusters. Each vector has a home (its nearest centroid) and is a guest
+in every other centroid that may hold a vector within `t` of it: by the triangle inequality
+(a projection never lengthens a distance), y within distance e of x (Euclidean, e = sqrt(2t)
+for unit vectors) has x within d(x, c_y) <= d(x, c_x) + 2e of y's home c_y. Comparing each cluster's home
 vectors with its home and guest vectors then finds every pair, as long as no vector needs more
 than `probes` guest clusters; on real embeddings few do, on vectors spread evenly over the
 sphere every one does, and then the nearest `probes` are used (recall measured in
@@ -29,8 +30,9 @@ import numpy as np
 MARGIN = 1e-4              # float32 distances this close to the threshold are decided in float64
 EXACT_PAIRS = 25_000_000   # at most this many pairs: compare all against all
 BLOCK = 1 << 24            # similarities held at once (64 MB of float32)
-CLUSTER_SIZE = 1000        # rows per cluster, on average
-PROBES = 3                 # guest clusters per vector, at most
+CLUSTER_SIZE = 500         # rows per cluster, on average
+PROBES = 2                 # guest clusters per vector, at most
+PROJECTED_DIMS = 64        # clusters are found on this many principal directions
 KMEANS_ITERATIONS = 8
 SAMPLE_PER_CLUSTER = 40
 
@@ -48,11 +50,17 @@ class ClusterStats:
 def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(float32 unit vectors, valid): rows that are zero or not finite are invalid (and zero)."""
     v = np.asarray(vectors)
-    norms = np.sqrt(np.einsum("ij,ij->i", v.astype(np.float64), v.astype(np.float64))) if len(v) else np.zeros(0)
-    valid = np.isfinite(norms) & (norms > 0)
     out = np.zeros(v.shape, np.float32)
-    if valid.any():
-        out[valid] = (v[valid].astype(np.float64) / norms[valid, None]).astype(np.float32)
+    valid = np.zeros(len(v), bool)
+    step = max(1, BLOCK // max(v.shape[1] if v.ndim == 2 else 1, 1))
+    for start in range(0, len(v), step):
+        chunk = v[start:start + step].astype(np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
+        ok = np.isfinite(norms) & (norms > 0)
+        chunk[~ok] = 0
+        chunk /= np.where(ok, norms, 1.0)[:, None].astype(np.float32)
+        out[start:start + step] = chunk
+        valid[start:start + step] = ok
     return out, valid
 
 
@@ -127,49 +135,65 @@ def _all_pairs(ul: np.ndarray, ur: np.ndarray, t: float, self_join: bool) -> tup
 
 # -- clustered ----------------------------------------------------------------------------
 
-def kmeans(units: np.ndarray, k: int, seed: int = 0, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
-    """Spherical k-means on a sample of `units`: (k, d) unit centroids, the same for the same input."""
+def projection(units: np.ndarray, dims: int = PROJECTED_DIMS, seed: int = 0) -> np.ndarray | None:
+    """An orthonormal (d, dims) basis of the sample's main directions (PCA without centring), or
+    None when the vectors are short already. Projecting never lengthens a distance, so the
+    triangle-inequality guests found in the projected space are still guests enough."""
+    if units.shape[1] <= dims:
+        return None
     rng = np.random.default_rng(seed)
-    n = len(units)
-    sample = units[np.sort(rng.choice(n, min(n, k * SAMPLE_PER_CLUSTER), replace=False))]
+    sample = units[np.sort(rng.choice(len(units), min(len(units), 20_000), replace=False))]
+    _, vectors = np.linalg.eigh((sample.T @ sample).astype(np.float64))
+    return np.ascontiguousarray(vectors[:, ::-1][:, :dims]).astype(np.float32)
+
+
+def kmeans(points: np.ndarray, k: int, seed: int = 0, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
+    """Euclidean k-means on a sample of `points`: (k, d) centroids, the same for the same input."""
+    rng = np.random.default_rng(seed)
+    n = len(points)
+    sample = points[np.sort(rng.choice(n, min(n, k * SAMPLE_PER_CLUSTER), replace=False))]
     centroids = sample[np.sort(rng.choice(len(sample), k, replace=False))].copy()
     for _ in range(iterations):
         home = _nearest(sample, centroids, 1)[0][:, 0]
-        sums = np.zeros_like(centroids, dtype=np.float64)
+        sums = np.zeros(centroids.shape, np.float64)
         np.add.at(sums, home, sample)
         counts = np.bincount(home, minlength=k)
         empty = counts == 0
         sums[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]  # re-seed empty clusters
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        centroids = (sums / np.where(norms > 0, norms, 1)).astype(np.float32)
+        counts[empty] = 1
+        centroids = (sums / counts[:, None]).astype(np.float32)
     return centroids
 
 
-def _nearest(units: np.ndarray, centroids: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `m` most similar centroids of each row, most similar first: (indices, similarities)."""
+def _nearest(points: np.ndarray, centroids: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `m` nearest centroids of each point, nearest first: (indices, Euclidean distances)."""
     m = min(m, len(centroids))
-    idx = np.empty((len(units), m), np.int64)
-    sim = np.empty((len(units), m), np.float32)
+    idx = np.empty((len(points), m), np.int64)
+    dist = np.empty((len(points), m), np.float32)
     step = max(1, BLOCK // len(centroids))
     ct = np.ascontiguousarray(centroids.T)
-    for start in range(0, len(units), step):
-        s = units[start:start + step] @ ct
-        top = np.argpartition(-s, m - 1, axis=1)[:, :m] if m < s.shape[1] else np.tile(np.arange(s.shape[1]), (len(s), 1))
-        ts = np.take_along_axis(s, top, axis=1)
+    half_sq = 0.5 * np.einsum("ij,ij->i", centroids, centroids)
+    for start in range(0, len(points), step):
+        chunk = points[start:start + step]
+        score = chunk @ ct - half_sq  # larger: nearer (|x - c|^2 = |x|^2 - 2 score)
+        top = np.argpartition(-score, m - 1, axis=1)[:, :m] if m < score.shape[1] else \
+            np.tile(np.arange(score.shape[1]), (len(score), 1))
+        ts = np.take_along_axis(score, top, axis=1)
         order = np.argsort(-ts, axis=1, kind="stable")
         idx[start:start + step] = np.take_along_axis(top, order, axis=1)
-        sim[start:start + step] = np.take_along_axis(ts, order, axis=1)
-    return idx, sim
+        sq = np.einsum("ij,ij->i", chunk, chunk)[:, None] - 2 * np.take_along_axis(ts, order, axis=1)
+        dist[start:start + step] = np.sqrt(np.maximum(sq, 0))
+    return idx, dist
 
 
-def _memberships(units: np.ndarray, valid: np.ndarray, centroids: np.ndarray, t: float, probes: int,
+def _memberships(points: np.ndarray, valid: np.ndarray, centroids: np.ndarray, t: float, probes: int,
                  stats: ClusterStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(home cluster per row, guest rows, their clusters): the guests of a row are the centroids
-    within its home distance + 2e (e: the Euclidean radius of `t`), at most `probes` of them."""
-    idx, sim = _nearest(units, centroids, probes + 2)
+    within its home distance + 2e (e = sqrt(2t), the Euclidean radius of `t` for unit vectors),
+    at most `probes` of them."""
+    idx, dist = _nearest(points, centroids, probes + 2)
     home = idx[:, 0]
-    dist = np.sqrt(np.maximum(2.0 - 2.0 * sim.astype(np.float64), 0.0))
-    reach = dist[:, :1] + 2.0 * np.sqrt(2.0 * t) + 1e-6
+    reach = dist[:, :1] + 2.0 * np.sqrt(2.0 * t) + 1e-4
     inside = dist <= reach
     inside[:, 0] = False
     if idx.shape[1] > probes + 1:
@@ -191,9 +215,12 @@ def _clustered(ul, vl, ur, vr, t, probes, cluster_size, stats):
     both = ul if self_join else np.concatenate([ul, ur])
     valid = vl if self_join else np.concatenate([vl, vr])
     k = int(max(1, min(len(both) // cluster_size, 1 << 16)))
-    centroids = kmeans(both[valid] if valid.any() else both, min(k, max(int(valid.sum()), 1)))
+    basis = projection(both[valid] if valid.any() else both)
+    points = both if basis is None else both @ basis
+    centroids = kmeans(points[valid] if valid.any() else points, min(k, max(int(valid.sum()), 1)))
     stats.clusters = len(centroids)
-    home, guest_rows, guest_cluster = _memberships(both, valid, centroids, t, probes, stats)
+    home, guest_rows, guest_cluster = _memberships(points, valid, centroids, t, probes, stats)
+    del points
     k = len(centroids)
     homes = _groups(home, k)
     guests = _groups(guest_cluster, k)
