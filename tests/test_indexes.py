@@ -174,12 +174,15 @@ def test_small_tables_train_fewer_partitions_and_rebuild_with_the_declared_numbe
     assert partitions_for(4, 4 * ROWS_PER_PARTITION) == 4
 
 
-def test_small_table_builds_and_searches(tmp_path):
+@pytest.mark.parametrize("index", ["{type: IVF_PQ, num_partitions: 256, num_sub_vectors: 4}",
+                                   "{type: IVF_HNSW_SQ, num_partitions: 256, metric: l2}"])
+def test_small_table_builds_and_searches(tmp_path, index):
     p = Project(tmp_path)
     write(p, 0, 40, "a.parquet", 4)
-    p.write_spec(SPEC.replace("num_partitions: 4", "num_partitions: 256"))
+    p.write_spec(SPEC.replace("{type: IVF_PQ, num_partitions: 4, num_sub_vectors: 4}", index))
     assert featurekit.apply(p.spec).ok
     ds = dataset(p)
+    assert "emb" in ours(ds)
     q = vectors(40, 4)[7]
     got = ds.to_table(nearest={"column": "emb", "q": q, "k": 1, "refine_factor": 40}, columns=["id"])
     assert got.column("id").to_pylist() == [7]
