@@ -5,6 +5,7 @@ and pairs within 1e-4 of the threshold are decided in float64, so the two agree 
 boundary included (tested with thresholds equal to a pair's float64 distance and one ulp below).
 """
 import math
+import re
 
 import lance
 import numpy as np
@@ -271,3 +272,17 @@ def test_a_threshold_that_does_not_fit_the_column_is_a_spec_error(project, near,
     problems = featurekit.validate(spec).problems
     assert len(problems) == 1 and message in problems[0].message, problems
     assert problems[0].path.startswith("slices.curated.dedupe.near")
+
+
+def test_the_gallery_shows_each_near_duplicates_cosine_distance_from_its_keeper(project, run_cli):
+    v = planted(300, seed=5)
+    write(project, np.arange(300), v, "a.parquet", 5)
+    spec = project.write_spec(SPEC)
+    featurekit.apply(spec)
+    code, _, _ = run_cli("slice", spec, "curated", "--gallery", project.root / "g.html")
+    assert code == 0
+    page = (project.root / "g.html").read_text()
+    _, keepers, _ = outcome(stored(project))
+    shown = [float(x) for x in re.findall(r"near duplicate, cosine distance ([0-9.e-]+)", page)]
+    exact = sorted(definition(v[k], v[keep]) for k, keep in keepers.items())
+    assert shown and all(min(abs(x - d) for d in exact) <= 5e-3 * max(x, 1e-3) for x in shown)
