@@ -113,6 +113,8 @@ def render_summary(result, seconds: float) -> str:
         lines.append(line)
     for col in run.dropped:
         lines.append(f"  dropped column {col}")
+    for col, what in run.indexes.items():
+        lines.append(f"  index {col}: {what}")
     return "\n".join(lines)
 
 
@@ -153,6 +155,10 @@ def render_status(s) -> str:
                      + (f"; {sl.pending} row(s) to examine" if sl.pending else ""))
         for reason in sl.reasons:
             lines.append(f"      {reason}")
+    for ix in s.indexes:
+        lines.append(f"  index {ix.column} ({ix.type}): {ix.state}" + (f", {ix.unindexed} row(s) not indexed yet"
+                                                                        if ix.unindexed else "") + f" [{ix.name}]")
+        lines.extend(f"      {reason}" for reason in ix.reasons)
     if s.checks:
         from .checks import render_results
         lines.append(f"last apply's {render_results(s.checks['results'], s.checks['version'])}")
@@ -166,6 +172,7 @@ def render_status(s) -> str:
             did += [f"slice {n} {sum(r.get('added', {}).values())} kept of {r.get('examined', 0)} examined"
                     for n, r in h.get("slices", {}).items()]
             did += [f"dropped {c}" for c in h.get("dropped", [])]
+            did += [f"index {c} {what}" for c, what in h.get("indexes", {}).items()]
             engine = f" [{h['engine']}]" if h.get("engine", "local") != "local" else ""
             lines.append(f"  v{start}-v{h['version_to']}  {h['at']}{engine}  {'; '.join(did) or 'source recorded'}")
             for n, f in h.get("features", {}).items():

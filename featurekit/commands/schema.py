@@ -16,6 +16,7 @@ from ..spec.models import (
     EvalSpec,
     FeatureCheck,
     FeatureSpec,
+    IndexSpec,
     NearSpec,
     OnErrorSpec,
     RangeSpec,
@@ -74,7 +75,7 @@ SECTIONS = [
     ("features.NAME.on_error", OnErrorSpec), ("features.NAME.checks[]", FeatureCheck),
     ("features.NAME.checks[].range", RangeSpec), ("slices.NAME", SliceSpec), ("slices.NAME.checks[]", SliceCheck), ("slices.NAME.dedupe", DedupeSpec),
     ("slices.NAME.dedupe.near", NearSpec), ("slices.NAME.split", SplitSpec), ("recipes.NAME", RecipeSpec), ("recipes.NAME.eval", EvalSpec),
-    ("recipes.NAME.table", RecipeTableSpec),
+    ("recipes.NAME.table", RecipeTableSpec), ("indexes.COLUMN", IndexSpec),
 ]
 
 

@@ -38,6 +38,16 @@ class SliceStatus:
 
 
 @dataclass(frozen=True)
+class IndexStatus:
+    column: str
+    type: str
+    state: str                 # fresh | stale (rows to add) | new | outdated (definition changed) | waiting | orphaned
+    name: str
+    unindexed: int = 0         # rows the index does not cover yet (appended, or in rewritten fragments)
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Status:
     table: str
     exists: bool
@@ -48,6 +58,7 @@ class Status:
     slices: tuple[SliceStatus, ...] = ()
     # the last apply's check results: {version, at, results: [CheckResult.to_dict()]} ({}: none ran)
     checks: dict = field(default_factory=dict)
+    indexes: tuple[IndexStatus, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,7 +90,17 @@ def table_status(project: Project, table: Table, errors: int = 3) -> Status:
             out.append(_orphan(ds, name, s))
     slices = tuple(_slice(ds, step) for step in the_plan.slices)
     log = applies(ds.schema)
-    return Status(str(table.ref), True, ds.version, rows, tuple(out), tuple(log), slices, last_checks(log))
+    return Status(str(table.ref), True, ds.version, rows, tuple(out), tuple(log), slices, last_checks(log),
+                  tuple(_index(step) for step in the_plan.indexes))
+
+
+INDEX_STATES = {"none": "fresh", "optimize": "stale", "create": "new", "recreate": "outdated", "wait": "waiting",
+                "keep": "orphaned", "drop": "orphaned"}
+
+
+def _index(step) -> IndexStatus:
+    return IndexStatus(step.column, step.type, INDEX_STATES[step.action], step.old or step.name,
+                       step.rows or 0 if step.action == "optimize" else 0, step.reasons)
 
 
 def last_checks(log: list[dict]) -> dict:

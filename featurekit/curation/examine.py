@@ -4,7 +4,8 @@ Pure computation, no Lance: the engine reads the columns, this decides, the engi
 A full recompute is the same call with no examined rows.
 
 Dedupe: rows are duplicates when they agree on every ``dedupe.by`` column and (with
-``near``) their hashes differ in at most ``max_distance`` bits; duplicates chain into
+``near``) their hashes differ in at most ``max_distance`` bits, or their vectors are within
+``max_cosine_distance`` (`vectordup`); duplicates chain into
 groups. A group keeps one row: an existing keeper if the group has one (a row appended
 later never displaces a keeper), else its earliest row (row-address order = arrival order).
 
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 
 from .neardup import components, near_pairs
 from .split import split_index
+from .vectordup import near_vector_pairs
 
 DUPLICATE = "duplicate"
 NEAR_DUPLICATE = "near_duplicate"
@@ -44,7 +46,8 @@ class Rows:
     split_codes: np.ndarray | None = None  # codes of the split.by values
     split_values: list | None = None    # the split.by values themselves (hashed for new groups)
     parent_split: list | None = None    # `from:` slice's split per row (inherited without split:)
-    hash_valid: np.ndarray | None = None  # False where a row has no hash (near nothing); None: all have one
+    hash_valid: np.ndarray | None = None  # False where a row has no hash/vector (near nothing); None: all have one
+    vectors: np.ndarray | None = None   # (rows, dim) near-duplicate vectors (float16/32/64 as stored)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -75,22 +78,30 @@ class Outcome:
 class Rules:
     by: tuple[str, ...] = ()
     near_distance: int | None = None
+    near_cosine: float | None = None  # vectors within this cosine distance are near (instead of hashes)
     split_seed: int | None = None
     fractions: dict | None = None   # None: no split step
     default_split: str = "all"
+
+    @property
+    def has_near(self) -> bool:
+        return self.near_distance is not None or self.near_cosine is not None
 
 
 def examine(new: Rows, old: Examined, rules: Rules) -> Outcome:
     n_old, n_new = len(old), len(new)
     total = n_old + n_new
     # node ids: examined rows first (they win ties), then new rows; each part in arrival order
-    near = _near_edges(new, old, rules.near_distance) if rules.near_distance is not None else None
+    near = _near_edges(new, old, rules) if rules.has_near else None
     keepers = _keepers(new, old, rules, total, near)[n_old:]
     splits, leaks = _splits(new, old, rules, total, near)
     kept = keepers == np.arange(n_old, total)
     all_keepers = pa.concat_arrays([old.keeper.cast(pa.string()), new.keys]) if n_old else new.keys
     keeper = all_keepers.take(pa.array(keepers))
-    if rules.near_distance is not None:
+    if rules.near_cosine is not None:
+        all_vectors = np.concatenate([old.vectors, new.vectors]) if n_old else new.vectors
+        near_removed = ~kept & np.any(all_vectors[keepers] != new.vectors, axis=1)
+    elif rules.near_distance is not None:
         all_hashes = np.concatenate([old.hashes, new.hashes]) if n_old else new.hashes
         near_removed = ~kept & (all_hashes[keepers] != new.hashes)
     else:
@@ -101,7 +112,7 @@ def examine(new: Rows, old: Examined, rules: Rules) -> Outcome:
 def _keepers(new: Rows, old: Examined, rules: Rules, total: int, near) -> np.ndarray:
     """For every node, the node of its group's keeper (itself when kept)."""
     n_old = len(old)
-    if not rules.by and rules.near_distance is None:
+    if not rules.by and not rules.has_near:
         return np.arange(total)
     if near is not None:
         i, j = near
@@ -176,22 +187,31 @@ def _leaks(new: Rows, old: Examined, labels: np.ndarray, fresh: np.ndarray) -> l
     return leaks
 
 
-def _near_edges(new: Rows, old: Examined, distance: int) -> tuple[np.ndarray, np.ndarray]:
+def _near_edges(new: Rows, old: Examined, rules: Rules) -> tuple[np.ndarray, np.ndarray]:
     """Near pairs among new rows and between new and examined rows, as node ids."""
     n_old = len(old)
+    search = near_searcher(rules)
+    new_values, old_values = (new.vectors, old.vectors) if rules.near_cosine is not None else (new.hashes, old.hashes)
 
     def valid(rows: Rows, idx: np.ndarray) -> np.ndarray:
         return np.ones(len(idx), bool) if rows.hash_valid is None else rows.hash_valid[idx]
 
-    i, j = near_pairs(new.hashes, None, distance)
+    i, j = search(new_values, None)
     keep = valid(new, i) & valid(new, j)  # a row without a hash is near nothing
     edges_i, edges_j = [i[keep] + n_old], [j[keep] + n_old]
     if n_old:
-        ni, oj = near_pairs(new.hashes, old.hashes, distance)
+        ni, oj = search(new_values, old_values)
         keep = valid(new, ni) & valid(old, oj)
         edges_i.append(ni[keep] + n_old)
         edges_j.append(oj[keep])
     return np.concatenate(edges_i), np.concatenate(edges_j)
+
+
+def near_searcher(rules: Rules):
+    """``search(left, right or None) -> (i, j)``: near pairs by the rules' hash distance or cosine distance."""
+    if rules.near_cosine is not None:
+        return lambda a, b: near_vector_pairs(a, b, rules.near_cosine)
+    return lambda a, b: near_pairs(a, b, rules.near_distance)
 
 
 def star_edges(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -105,7 +105,11 @@ def how_removed(row: dict | None, keeper: dict | None, state: str, near: str | N
         return ""
     if "!near_duplicate:" not in str(row.get(state) or ""):
         return "exact duplicate"
-    bits = bits_apart(row.get(near), keeper.get(near)) if near and keeper is not None else None
+    a, b = (row.get(near), keeper.get(near)) if near and keeper is not None else (None, None)
+    if isinstance(a, list) and isinstance(b, list) and all(x is not None for x in a + b):  # vectors
+        from .vectordup import cosine_distance64
+        return f"near duplicate, cosine distance {cosine_distance64([a], [b])[0]:.3g} from the keeper"
+    bits = bits_apart(a, b)
     return "near duplicate" + (f", {bits} bit{'s' if bits != 1 else ''} from the keeper" if bits is not None else "")
 
 

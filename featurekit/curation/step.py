@@ -29,8 +29,19 @@ from ..spec.sql import all_of, any_of
 from ..table.datafiles import file_version, fragment_ids, replacement, row_offsets, write_fragment_columns
 from ..table.handle import Table
 from ..table.metadata import FAILED_SEP, slice_fields, slice_todo_filter, sql_quote
-from .examine import BLOCKED, DUPLICATE, FROM, NEAR_DUPLICATE, WHERE, Examined, Rows, Rules, encode, examine
-from .neardup import near_pairs
+from .examine import (
+    BLOCKED,
+    DUPLICATE,
+    FROM,
+    NEAR_DUPLICATE,
+    WHERE,
+    Examined,
+    Rows,
+    Rules,
+    encode,
+    examine,
+    near_searcher,
+)
 
 ADDR = "_rowaddr"
 
@@ -129,6 +140,7 @@ class _Reader:
         spec = sl.spec
         self.by = list(spec.dedupe.by) if spec.dedupe else []
         self.near = spec.dedupe.near.column if spec.dedupe and spec.dedupe.near else None
+        self.on_vectors = bool(self.near) and spec.dedupe.near.on_vectors
         self.split_by = (spec.split.by or sl.key) if spec.split else None
         self.fp = sl.fingerprint
         self.key = sl.key if sl.key in ds.schema.names else None
@@ -183,9 +195,9 @@ class _Reader:
             return self._rows_at(pa.array([], pa.uint64()))
         hit = np.zeros(base.num_rows, bool)
         if self.near:  # rows without a hash yet (blocked) probe nothing and are found by nothing
-            probe_h, _ = _valid_hashes(todo.column(self.near))
-            base_h, where = _valid_hashes(base.column(self.near))
-            _, j = near_pairs(probe_h, base_h, self.sl.spec.dedupe.near.max_distance)
+            probe_h, _ = _near_values(todo.column(self.near), self.on_vectors)
+            base_h, where = _near_values(base.column(self.near), self.on_vectors)
+            _, j = near_searcher(_rules(self))(probe_h, base_h)
             hit[where[j]] = True
         elif self.by:
             same = np.ones(base.num_rows, bool)
@@ -323,6 +335,7 @@ def _rules(reader: _Reader) -> Rules:
     spec = reader.sl.spec
     split = spec.split
     return Rules(by=tuple(reader.by), near_distance=spec.dedupe.near.max_distance if reader.near else None,
+                 near_cosine=spec.dedupe.near.max_cosine_distance if reader.near else None,
                  split_seed=split.seed if split else None, fractions=dict(split.fractions) if split else None,
                  default_split=reader.sl.splits[0])
 
@@ -363,9 +376,10 @@ def _rows(reader: _Reader, new: pa.Table, old: pa.Table | None, rules: Rules) ->
         return None if arr is None else arr[lo:hi]
 
     exact = encode([both.column(c) for c in reader.by]) if reader.by else None
-    hashes = _hashes(both.column(reader.near)) if reader.near else None
+    hashes = _hashes(both.column(reader.near)) if reader.near and not reader.on_vectors else None
+    vectors = vector_rows(both.column(reader.near)) if reader.on_vectors else None  # NULL: zeros, near nothing
     hash_valid = None
-    if reader.near and both.column(reader.near).null_count:
+    if reader.near and not reader.on_vectors and both.column(reader.near).null_count:
         hash_valid = np.asarray(pc.is_valid(both.column(reader.near)).to_numpy(zero_copy_only=False), bool)
     split_codes = split_values = None
     if reader.split_by:
@@ -377,7 +391,7 @@ def _rows(reader: _Reader, new: pa.Table, old: pa.Table | None, rules: Rules) ->
         parent_split = both.column(reader.parent.column).slice(n_old).to_pylist()
     new_rows = Rows(keys.slice(n_old), part(exact, n_old, None), part(hashes, n_old, None),
                     part(split_codes, n_old, None), split_values, parent_split,
-                    hash_valid=part(hash_valid, n_old, None))
+                    hash_valid=part(hash_valid, n_old, None), vectors=part(vectors, n_old, None))
     if not n_old:
         return new_rows, Examined(keys.slice(0, 0))
     removed = _removed_parts(old.column(reader.sl.state_column))
@@ -387,7 +401,7 @@ def _rows(reader: _Reader, new: pa.Table, old: pa.Table | None, rules: Rules) ->
     keeper = pc.if_else(member, old_keys, pc.struct_field(removed, "key"))
     split = pc.if_else(member, value, pc.struct_field(removed, "split"))
     old_rows = Examined(old_keys, part(exact, 0, n_old), part(hashes, 0, n_old), part(split_codes, 0, n_old),
-                        hash_valid=part(hash_valid, 0, n_old), split=np.asarray(split.to_numpy(zero_copy_only=False), dtype=object), keeper=keeper,
+                        hash_valid=part(hash_valid, 0, n_old), vectors=part(vectors, 0, n_old), split=np.asarray(split.to_numpy(zero_copy_only=False), dtype=object), keeper=keeper,
                         member=np.asarray(member.to_numpy(zero_copy_only=False), bool))
     return new_rows, old_rows
 
@@ -403,11 +417,25 @@ def _hashes(col) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False).astype(np.uint64)
 
 
-def _valid_hashes(col) -> tuple[np.ndarray, np.ndarray]:
-    """(the hashes of rows that have one, their positions in `col`)."""
+def _near_values(col, on_vectors: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(the hashes or vectors of rows that have one, their positions in `col`)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     where = np.flatnonzero(np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool))
-    return _hashes(arr.take(pa.array(where, pa.int64()))), where
+    taken = arr.take(pa.array(where, pa.int64()))
+    return (vector_rows(taken) if on_vectors else _hashes(taken)), where
+
+
+def vector_rows(col) -> np.ndarray:
+    """A fixed-size-list column as a (rows, dim) array of its stored float type; a NULL row is zeros
+    (and so near nothing, as a zero vector is)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    dim = arr.type.list_size
+    values = arr.values.slice(arr.offset * dim, len(arr) * dim)
+    out = values.to_numpy(zero_copy_only=False).reshape(len(arr), dim)
+    if arr.null_count:
+        out = out.copy()
+        out[~np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), bool)] = 0
+    return out
 
 
 def _write(table: Table, sl: Slice, addrs: pa.ChunkedArray, values: list, states: list, full: bool) -> int:

@@ -50,6 +50,7 @@ class RunResult:
     version_after: int | None = None
     seconds: float = 0.0
     checks: Any = None   # checks.CheckReport: the spec's checks on the table the apply left
+    indexes: dict[str, str] = field(default_factory=dict)  # column -> what apply did to its index
 
     @property
     def ok(self) -> bool:

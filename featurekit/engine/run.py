@@ -18,10 +18,13 @@ from ..curation.step import run_slice
 from ..errors import RunError, TableNotFound
 from ..ingest.write import ingest
 from ..lifetime import critical
+from ..planning.indexes import describe as describe_index
+from ..planning.indexes import index_steps
 from ..planning.planner import FeatureStep, Plan, SliceStep, ingest_counts, only_filter
 from ..planning.resolve import Feature, Project
 from ..table.datafiles import file_version
 from ..table.handle import Table
+from ..table.indexes import build_params
 from ..table.metadata import failure_counts, hash_column, record_apply, slice_fields, todo_filter
 from .compute import FeatureError, FeatureTask, release_extractor
 from .fill import FeatureFill, FeatureRun, Reporter, RunResult
@@ -65,6 +68,7 @@ class ApplyRun:
             run = self.feature(step)
             result.features[step.name] = run
             self.reporter.feature_finished(run)
+        result.indexes = self.indexes()
         result.seconds = time.perf_counter() - started
         result.checks = self.checks()
         updates = metadata_updates(self.finished, table.schema)
@@ -84,6 +88,32 @@ class ApplyRun:
         if not any(f.spec.checks for f in p.features.values()) and not any(s.spec.checks for s in p.slices.values()):
             return None
         return run_checks(p, self.table.dataset, self.result.slices)
+
+    # -- indexes ----------------------------------------------------------------------------
+    def indexes(self) -> dict[str, str]:
+        """The spec's indexes brought up to date with the table as this apply left it:
+        column -> what was done (built, rebuilt, N rows added, dropped)."""
+        prune = any(i.action == "drop" for i in self.plan.indexes)
+        done: dict[str, str] = {}
+        for step in index_steps(self.project, self.table.dataset, prune=prune):
+            if not step.has_work:
+                continue
+            self.reporter.message(describe_index(step))
+            with critical():
+                if step.action == "drop":
+                    self.table.drop_index(step.name)
+                    done[step.column] = f"dropped {step.name}"
+                    continue
+                if step.action == "optimize":
+                    self.table.optimize_indices([step.name])
+                    done[step.column] = f"{step.rows} row(s) added"
+                    continue
+                if step.old:
+                    self.table.drop_index(step.old)
+                params = build_params(self.project.spec.indexes[step.column], self.table.dataset.count_rows())
+                self.table.create_index(step.column, step.name, params)
+                done[step.column] = f"{'rebuilt' if step.old else 'built'} {step.name}"
+        return done
 
     # -- columns ----------------------------------------------------------------------------
     def layout(self) -> None:
@@ -236,7 +266,7 @@ def apply_entry(project: Project, engine: str, plan: Plan, result: RunResult) ->
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ingested": result.ingested,
             **({"ingest_rows": ingest_counts(plan.ingest, result.ingested)} if plan.ingest is not None else {}),
             "features": features, "slices": {n: s.summary() for n, s in result.slices.items()},
-            "dropped": result.dropped,
+            "dropped": result.dropped, **({"indexes": dict(result.indexes)} if result.indexes else {}),
             **({"checks": [r.to_dict() for r in result.checks.results]} if result.checks is not None else {}),
             # where it came from: the spec file (sha256, git commit, modified?), the software, the user
             "spec_file": spec_provenance(project.path), "software": software(project.registry),

@@ -27,6 +27,8 @@ from ..table.metadata import (
     stored_slices,
     todo_filter,
 )
+from .indexes import IndexStep, index_steps
+from .indexes import describe as describe_index
 from .resolve import Feature, Project, Slice
 
 
@@ -151,11 +153,12 @@ class Plan:
     orphans: tuple[OrphanStep, ...] = ()
     slices: tuple[SliceStep, ...] = ()
     order: tuple[str, ...] = ()  # "feature:x" / "slice:y" in the order the engine runs them
+    indexes: tuple[IndexStep, ...] = ()  # the spec's `indexes:`, done at the end of the apply
 
     @property
     def is_noop(self) -> bool:
         return not (self.ingest and self.ingest.has_work) and not any(s.has_work for s in self.steps) \
-            and not any(o.action == "drop" for o in self.orphans)
+            and not any(o.action == "drop" for o in self.orphans) and not any(i.has_work for i in self.indexes)
 
     @property
     def steps(self) -> tuple[FeatureStep | SliceStep, ...]:
@@ -210,6 +213,9 @@ class Plan:
         for o in self.orphans:
             verb = "drop (--prune)" if o.action == "drop" else "orphaned: not in the spec; kept (apply --prune drops it)"
             lines.append(f"  - {o.name}: {verb} [{', '.join(o.columns)}]")
+        for ix in self.indexes:
+            lines.append("  " + describe_index(ix))
+            lines.extend(f"      {reason}" for reason in ix.reasons)
         if not self.table_exists and self.ingest is None:
             lines.append("the table does not exist and the spec has no source: add source: to create it")
         elif self.is_noop:
@@ -340,12 +346,17 @@ def build_plan(project: Project, dataset, prepared: PreparedIngest | None, *,
                             gone_keys=tuple(prepared.gone_keys),
                             delete_gone=bool(set(prepared.gone_keys) & set(prepared.delete_keys)),
                             prune_blocked=prepared.prune_blocked)
+    rewritten = frozenset(c for f in project.features.values() if f"feature:{f.name}" in steps
+                          and steps[f"feature:{f.name}"].action in ("create", "recompute") for c in f.columns)
+    indexes = index_steps(project, dataset, prune=prune, rewritten=rewritten,
+                          incoming=prepared.new_rows.num_rows if prepared is not None and prepared.new_rows is not None
+                          else 0)
     return Plan(spec=project.spec.name, table=str(table_ref(project)), table_exists=dataset is not None,
                 table_version=dataset.version if dataset is not None else None, table_rows=ctx.total,
                 ingest=ingest, features=tuple(steps[f"feature:{n}"] for n in project.features
                                               if f"feature:{n}" in steps),
                 orphans=orphans, slices=tuple(steps[f"slice:{n}"] for n in project.slices if f"slice:{n}" in steps),
-                order=tuple(steps))
+                order=tuple(steps), indexes=indexes)
 
 
 class _Context:

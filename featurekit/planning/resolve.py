@@ -24,6 +24,7 @@ from ..spec.sql import check_filter, sql_columns, syntax_problem
 from ..table.metadata import SLICE_VERSION, is_featurekit_column, state_column
 from .checkspec import feature_check_problems, slice_check_problems
 from .graph import Graph, Node
+from .indexspec import index_problems, near_problem
 
 
 @dataclass(frozen=True)
@@ -492,10 +493,8 @@ class _Resolver:
                 self.problem(("slices", name, "where"), error)
         near = sl.dedupe.near if sl.dedupe else None
         near_type = cols[near.column].type if near and near.column in cols else None
-        if near_type is not None and not (pa.types.is_int64(near_type) or pa.types.is_uint64(near_type)):
-            self.problem(("slices", name, "dedupe", "near", "column"),
-                         f"column {near.column!r} is {near_type}; near duplicates need a 64-bit integer hash "
-                         "(uint64 or int64: image.dhash or image.phash give uint64)")
+        if near_type is not None and near_problem(near, near_type):
+            self.problem(("slices", name, "dedupe", "near", "column"), near_problem(near, near_type))
         if (sl.dedupe or (sl.split and not sl.split.by)) and key is None:
             what = "dedupe" if sl.dedupe else "split"
             self.problem(("slices", name, what), f"{what} needs a row key: add source: with key:"
@@ -646,6 +645,10 @@ class _Resolver:
         key = spec.source.key if spec.source else None
         slice_cols = {n: self.slice_columns(n, sl, cols, key) for n, sl in spec.slices.items()}
         recipe_cols = self.recipes(spec, cols)
+        if not self.columns_unknown:
+            known = {c: cols[c].type for c in cols if not cols[c].origin.startswith("slice:")}
+            for loc, message in index_problems(spec.indexes, known, lambda c: self.unknown_column(c, cols)):
+                self.problem(loc, message, key=len(loc) == 2)
         graph = self.graph(spec, cols, owner, slice_cols, recipe_cols)
         if self.problems:
             raise SpecError(self.problems)

@@ -287,9 +287,23 @@ class FeatureSpec(Strict):
 
 
 class NearSpec(Strict):
-    column: str = Field(description="a uint64 hash column (e.g. image.dhash): rows whose hashes differ in at "
-                        "most max_distance bits are near duplicates")
-    max_distance: int = Field(description="bits two hashes may differ in", ge=0, le=16)
+    column: str = Field(description="a uint64 hash column (e.g. image.dhash) with max_distance, or a vector "
+                        "column (an embedding: fixed-size list of floats) with max_cosine_distance")
+    max_distance: int | None = Field(None, description="hash column: bits two hashes may differ in", ge=0, le=16)
+    max_cosine_distance: float | None = Field(
+        None, ge=0.0, le=2.0, allow_inf_nan=False, description="vector column: rows whose vectors are within this "
+        "cosine distance (1 - cosine similarity, computed in float64 from the stored values) are near duplicates")
+
+    @model_validator(mode="after")
+    def _one_threshold(self):
+        if (self.max_distance is None) == (self.max_cosine_distance is None):
+            raise ValueError("near needs max_distance (bits, for a hash column) or max_cosine_distance (for a "
+                             "vector column), exactly one")
+        return self
+
+    @property
+    def on_vectors(self) -> bool:
+        return self.max_cosine_distance is not None
 
 
 class DedupeSpec(Strict):
@@ -374,6 +388,39 @@ class RecipeSpec(Strict):
                                           "{version: N} or {tag: NAME} (default: the latest)")
 
 
+VECTOR_INDEXES = ("IVF_PQ", "IVF_HNSW_SQ")
+SCALAR_INDEXES = ("BTREE", "BITMAP", "FTS")
+
+
+class IndexSpec(Strict):
+    """An index on one column: vector (IVF_PQ, IVF_HNSW_SQ) or scalar (BTREE, BITMAP, FTS)."""
+
+    type: Literal["IVF_PQ", "IVF_HNSW_SQ", "BTREE", "BITMAP", "FTS"] = Field(
+        description="IVF_PQ or IVF_HNSW_SQ on a vector column; BTREE (range and equality), BITMAP (few distinct "
+        "values) or FTS (full-text search on a string column)")
+    num_partitions: int | None = Field(None, gt=0, le=1 << 20, description="vector indexes: IVF partitions "
+                                       "(default: Lance's choice, about one per 8,192 rows); fewer while the table "
+                                       "has under 32 rows per partition")
+    num_sub_vectors: int | None = Field(None, gt=0, le=1 << 12, description="IVF_PQ: PQ sub-vectors; must divide "
+                                        "the vector's dimension (default: Lance's choice)")
+    metric: Literal["cosine", "l2", "dot"] = Field("cosine", description="vector indexes: the distance searched by")
+
+    @model_validator(mode="after")
+    def _params_fit(self):
+        if self.type in SCALAR_INDEXES:
+            given = [k for k in ("num_partitions", "num_sub_vectors") if getattr(self, k) is not None]
+            if given or "metric" in self.model_fields_set:
+                raise ValueError(f"{(given or ['metric'])[0]} is for vector indexes (IVF_PQ, IVF_HNSW_SQ), "
+                                 f"not {self.type}")
+        if self.type == "IVF_HNSW_SQ" and self.num_sub_vectors is not None:
+            raise ValueError("num_sub_vectors is for IVF_PQ; IVF_HNSW_SQ quantizes each dimension")
+        return self
+
+    @property
+    def is_vector(self) -> bool:
+        return self.type in VECTOR_INDEXES
+
+
 class Spec(Strict):
     featurekit: int = Field(description="spec format version (1)")
     name: str = Field(description="free text, shown in plans and run records")
@@ -383,6 +430,9 @@ class Spec(Strict):
     features: dict[str, FeatureSpec] = Field(default_factory=dict, description="feature name (= column) -> feature")
     slices: dict[str, SliceSpec] = Field(default_factory=dict, description="curation: filters, dedupe, splits")
     recipes: dict[str, RecipeSpec] = Field(default_factory=dict, description="training recipes")
+    indexes: dict[str, IndexSpec] = Field(default_factory=dict, description="column -> index (on a source or "
+                                          "feature column): created by apply, kept up to date after appends, "
+                                          "dropped by apply --prune once removed from the spec")
 
     @field_validator("featurekit")
     @classmethod

@@ -157,6 +157,24 @@ class Table:
         self.require().update_field_metadata(updates, replace=True)
         return self._ds.version
 
+    def create_index(self, column: str, name: str, params: dict) -> int:
+        """Build index `name` on `column` (`table.indexes.build_params`); replaces one of that name."""
+        from .indexes import create
+        self._check_lease()
+        create(self.require(), column, name, params)
+        return self.refresh().version
+
+    def optimize_indices(self, names: list[str]) -> int:
+        """Add the rows these indexes do not cover yet (appended, or in replaced fragments)."""
+        self._check_lease()
+        self.require().optimize.optimize_indices(index_names=list(names))
+        return self.refresh().version
+
+    def drop_index(self, name: str) -> int:
+        self._check_lease()
+        self.require().drop_index(name)
+        return self.refresh().version
+
     def commit(self, operation, read_version: int | None = None, *, what: str = "") -> int:
         """Commit a Lance operation read at `read_version` (default: the current version).
         A concurrent writer's conflicting change is a `CommitConflict`, a full disk `DiskFull`;
