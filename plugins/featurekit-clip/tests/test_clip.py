@@ -8,9 +8,10 @@ from PIL import Image, ImageDraw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from featurekit.testing import check_extractor  # noqa: E402
 from featurekit_clip import ImageEmbedding, TextEmbedding  # noqa: E402
 from featurekit_clip.tiny import build_tiny_clip, build_tiny_siglip  # noqa: E402
+
+from featurekit.testing import check_extractor  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
