@@ -112,8 +112,9 @@ class ImageEmbedding(_Embedding):
         self.processor = AutoImageProcessor.from_pretrained(self.params.model)
 
     def text_embedder(self) -> tuple[str, dict[str, Any]]:
-        """Text queries (`featurekit search --text`) embed with the same checkpoint's text tower."""
-        return TextEmbedding.name, self.params.model_dump(include={"model", "dtype", "compute_dtype", "device"})
+        """Text queries (`featurekit search --text`) embed with the same checkpoint's text tower
+        (in float32 whatever the column stores: the query loses nothing)."""
+        return TextEmbedding.name, self.params.model_dump(include={"model", "compute_dtype", "device"})
 
     def __call__(self, batch: pa.RecordBatch) -> featurekit.RowErrors:
         decoded = featurekit.RowErrors.map(decode_image, batch.column("image").to_pylist())

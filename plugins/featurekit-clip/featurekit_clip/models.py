@@ -104,12 +104,15 @@ def load_tower(model: str, side: str, dtype, device):
     if config.model_type == "clip":
         sub.projection_dim = config.projection_dim  # a top-level key of CLIPConfig
     cls = getattr(transformers, TOWERS[config.model_type][0 if side == "vision" else 1])
-    was = logging.get_verbosity()
+    was, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()  # the other tower's weights are "unexpected" here, by design
+    logging.disable_progress_bar()  # featurekit reports progress itself
     try:
         tower, info = cls.from_pretrained(model, config=sub, dtype=dtype, output_loading_info=True)
     finally:
         logging.set_verbosity(was)
+        if bars:
+            logging.enable_progress_bar()
     problems = [*info.get("missing_keys", ()), *info.get("mismatched_keys", ())]
     if problems:
         raise ValueError(f"{model}: {side} weights missing or of another shape in the checkpoint: "
