@@ -11,11 +11,12 @@ from PIL import Image, ImageDraw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import featurekit  # noqa: E402
 import featurekit_clip  # noqa: E402
-from featurekit.testing import TestProject  # noqa: E402
 from featurekit_clip import TextEmbedding  # noqa: E402
 from featurekit_clip.tiny import build_tiny_clip  # noqa: E402
+
+import featurekit  # noqa: E402
+from featurekit.testing import TestProject  # noqa: E402
 
 pytest.importorskip("torch")
 
