@@ -178,8 +178,8 @@ def _distances(table: pa.Table, column: str, query) -> list[float]:
                          dtype=np.float64).reshape(table.num_rows, -1)
     q = np.asarray(query, dtype=np.float64)
     norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(q)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return list(1.0 - vectors @ q / norms)
+    with np.errstate(invalid="ignore", divide="ignore"):  # rounding may put a copy a hair below 0
+        return list(np.clip(1.0 - vectors @ q / norms, 0.0, 2.0))
 
 
 def _hits(table: pa.Table, column: str, query, key: str | None, shown: list[str]):
