@@ -281,17 +281,19 @@ def slice_(spec, name, as_json, keys_split, gallery, groups, branch):
 @click.option("--where", metavar="SQL", help="Only rows this Lance SQL filter selects.")
 @click.option("--show", multiple=True, metavar="COLS", help="More columns to print: 'a,b' (repeatable).")
 @click.option("--exact", is_flag=True, help="A flat scan (exact) even when the column has a vector index.")
+@click.option("--nprobes", default=20, show_default=True, type=click.IntRange(1),
+              help="Partitions of the vector index visited at least (more: better recall, slower).")
 @click.option("--gallery", type=click.Path(dir_okay=False), metavar="FILE.html",
               help="Also write one static HTML page: the rows' images in order, with their distances.")
 @JSON
 @BRANCH
-def search(spec, column, like, text, k, where, show, exact, gallery, as_json, branch):
+def search(spec, column, like, text, k, where, show, exact, nprobes, gallery, as_json, branch):
     """The rows nearest a query on a vector column, by cosine distance: through the column's
     vector index when it has one (approximate), else a flat scan (exact). Reads the table only."""
     from .api import search as run_search
     shown = tuple(c.strip() for part in show for c in part.split(",") if c.strip())
     result = run_search(spec, column, like=like, text=text, k=k, where=where, show=shown, exact=exact,
-                        gallery=gallery, branch=branch)
+                        nprobes=nprobes, gallery=gallery, branch=branch)
     if result.gallery is not None:
         click.echo(f"wrote {result.gallery}", err=True)
     click.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else result.render())
