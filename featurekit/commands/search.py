@@ -12,12 +12,13 @@ nearest others, and a copy of it (another row with the same vector) is shown at 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from ..curation.nearest import NPROBES, SearchHit, is_vector, nearest, ranked, vector_index
 from ..errors import RunError, UsageError
 from ..planning.project import project_of
 from ..planning.resolve import Project
@@ -26,16 +27,6 @@ from ..plugins.rowerrors import RowErrors
 from ..spec.sql import all_of, check_filter
 from ..table.handle import Table
 from ..table.metadata import INPUTS_PREFIX, STATE_PREFIX, sql_quote, stored_features
-
-REFINE_FACTOR = 10  # an index search re-ranks k x this many candidates on their full vectors (4: recall 0.63)
-NPROBES = 20       # IVF partitions an index search visits at least (LanceDB's default)
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    key: Any
-    distance: float            # cosine distance to the query: 1 - cos
-    values: dict[str, Any]     # the shown columns (never image bytes)
 
 
 @dataclass(frozen=True)
@@ -85,8 +76,8 @@ def search(spec: str | Path | Project, column: str, *, like: Any = None, text: s
     """The `k` rows nearest `like` (a row key: that row's vector; the row itself left out) or
     `text` (embedded by the column's text extractor) on vector column `column`, by cosine
     distance, among the rows `where` selects; through the column's vector index unless
-    `exact` (visiting at least `nprobes` of its partitions). `show`: more columns to print; `gallery`: also write an HTML page of the rows'
-    images with their distances."""
+    `exact` (visiting at least `nprobes` of its partitions). `show`: more columns to print;
+    `gallery`: also write an HTML page of the rows' images with their distances."""
     if (like is None) == (text is None):
         raise UsageError("give one query: --like KEY (a row's vector) or --text 'words' (embedded by the "
                          "column's text extractor)")
@@ -95,41 +86,47 @@ def search(spec: str | Path | Project, column: str, *, like: Any = None, text: s
     project = project_of(spec, registry, branch)
     ds = Table.of(project).require()
     dim = _vector_column(ds.schema, column)
-    missing = [c for c in show if c not in ds.schema.names]
-    if missing:
-        raise UsageError(f"--show: no column {', '.join(map(repr, missing))} in the table")
-    if where:
-        problem = check_filter(where, {f.name: f.type for f in ds.schema})
-        if problem:
-            raise UsageError(f"--where: {problem}")
+    _check_options(ds.schema, show, where)
     key = project.key if project.key in ds.schema.names else None
-    notes = _staleness(project, ds.schema, column)
-    if like is not None:
-        if key is None:
-            raise UsageError("--like needs a row key: the spec has no source.key; use --text")
-        query, literal = _row_vector(ds, key, column, like), _literal(ds.schema.field(key).type, like)
-        where_all = all_of(where, f"NOT ({key} = {literal})")
-        asked: dict[str, Any] = {"like": like}
-    else:
-        query, where_all, asked = _text_vector(project, column, text, dim), where, {"text": text}
+    query, where_all, asked = _query(project, ds, column, dim, key, like, text, where)
     image = _image_column(project, ds.schema, column) if gallery is not None else None
     columns = list(dict.fromkeys([c for c in [key, *_default_shown(project, ds.schema, column), *show] if c]))
     index = None if exact else vector_index(ds, column)
-    table, used = _nearest(ds, column, query, k, where_all, [*columns, *([image] if image else [])], index, nprobes)
+    table, used = nearest(ds, column, query, k, where_all, [*columns, *([image] if image else [])], index, nprobes)
+    notes = _staleness(project, ds.schema, column)
     if index and not used:
         notes += (f"Lance did not use the vector index {index[0]} for this query: the rows were found by a flat scan",)
-    hits, order = _hits(table, column, query, key, [c for c in columns if c != key])
+    hits, order = ranked(table, column, query, key, [c for c in columns if c != key])
     result = SearchResult(str(Table.of(project).ref), ds.version, column, asked, k, where,
                           f"{index[0]} ({index[1]}, metric {index[2]})" if used else None, hits, key, notes)
-    if gallery is not None:
-        import dataclasses
+    if gallery is None:
+        return result
+    from ..curation.searchpage import write_search_page
+    images = table.column(image).to_pylist() if image else [None] * table.num_rows
+    query_image = _query_image(ds, key, like, image) if like is not None and image else None
+    page = write_search_page(result, [images[i] for i in order], query_image, Path(gallery))
+    return replace(result, gallery=page)
 
-        from ..curation.searchpage import write_search_page
-        images = table.column(image).to_pylist() if image else [None] * table.num_rows
-        query_image = _query_image(ds, key, like, image) if like is not None and image else None
-        result = dataclasses.replace(result, gallery=write_search_page(result, [images[i] for i in order],
-                                                                       query_image, Path(gallery)))
-    return result
+
+def _check_options(schema: pa.Schema, show: tuple[str, ...], where: str | None) -> None:
+    missing = [c for c in show if c not in schema.names]
+    if missing:
+        raise UsageError(f"--show: no column {', '.join(map(repr, missing))} in the table")
+    if where:
+        problem = check_filter(where, {f.name: f.type for f in schema})
+        if problem:
+            raise UsageError(f"--where: {problem}")
+
+
+def _query(project: Project, ds, column: str, dim: int, key: str | None, like: Any, text: str | None,
+           where: str | None):
+    """The query vector, the filter (a `like` row left out), and what was asked."""
+    if like is None:
+        return _text_vector(project, column, text, dim), where, {"text": text}
+    if key is None:
+        raise UsageError("--like needs a row key: the spec has no source.key; use --text")
+    query, literal = _row_vector(ds, key, column, like), _literal(ds.schema.field(key).type, like)
+    return query, all_of(where, f"NOT ({key} = {literal})"), {"like": like}
 
 
 def _vector_column(schema: pa.Schema, column: str) -> int:
@@ -142,54 +139,6 @@ def _vector_column(schema: pa.Schema, column: str) -> int:
     if not is_vector(typ):
         raise UsageError(f"--column {column}: it is {typ}, not a vector (a fixed-size list of floats); {listed}")
     return typ.list_size
-
-
-def is_vector(typ: pa.DataType) -> bool:
-    return pa.types.is_fixed_size_list(typ) and pa.types.is_floating(typ.value_type)
-
-
-def vector_index(ds, column: str) -> tuple[str, str, str] | None:
-    """(name, type, metric) of the vector index on `column`, or None."""
-    for desc in ds.describe_indices():  # (index_stats would load the centroids: a quarter second on 1M rows)
-        if list(desc.field_names) == [column] and "Vector" in desc.type_url:
-            details = getattr(desc, "details", None) or {}
-            return desc.name, str(desc.index_type), str(details.get("metric_type", "l2")).lower()
-    return None
-
-
-def _nearest(ds, column: str, query, k: int, where: str | None, columns: list[str], index,
-             nprobes: int = NPROBES) -> tuple[pa.Table, bool]:
-    """The k nearest rows, and whether Lance's plan goes through the index."""
-    nearest = {"column": column, "q": query, "k": k, "use_index": index is not None,
-               "metric": index[2] if index else "cosine"}
-    if index:  # the index's own metric, or Lance would scan; candidates re-ranked on full vectors
-        nearest.update(refine_factor=REFINE_FACTOR, nprobes=nprobes)
-    try:
-        scanner = ds.scanner(columns=list(dict.fromkeys([*columns, column])), nearest=nearest, filter=where,
-                             prefilter=True, disable_scoring_autoprojection=True)
-        used = index is not None and "ANNSubIndex" in scanner.explain_plan()  # what Lance will do, not hope
-        return scanner.to_table(), used
-    except (ValueError, OSError) as exc:
-        raise RunError(f"search on {column}: Lance refused the query: {exc}") from None
-
-
-def _distances(table: pa.Table, column: str, query) -> list[float]:
-    import numpy as np
-    vectors = np.asarray(table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False),
-                         dtype=np.float64).reshape(table.num_rows, -1)
-    q = np.asarray(query, dtype=np.float64)
-    norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(q)
-    with np.errstate(invalid="ignore", divide="ignore"):  # rounding may put a copy a hair below 0
-        return list(np.clip(1.0 - vectors @ q / norms, 0.0, 2.0))
-
-
-def _hits(table: pa.Table, column: str, query, key: str | None, shown: list[str]):
-    """The hits nearest first, and the order of `table`'s rows they are in."""
-    distances = _distances(table, column, query)
-    rows = table.select(list(dict.fromkeys([c for c in [key, *shown] if c]))).to_pylist()
-    order = sorted(range(len(rows)), key=lambda i: distances[i])  # stable: Lance's order among ties
-    return tuple(SearchHit(rows[i].get(key) if key else None, float(distances[i]),
-                           {c: rows[i][c] for c in shown}) for i in order), order
 
 
 def _literal(typ: pa.DataType, value: Any) -> str:
