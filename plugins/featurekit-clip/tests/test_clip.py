@@ -150,3 +150,12 @@ def test_image_columns_are_queried_with_the_same_checkpoints_text_tower(tiny):
                                                              "device": "auto"})
     text = TextEmbedding(TextEmbedding.Params(model=str(tiny), max_length=16))
     assert text.text_embedder() == ("clip.text_embedding", {"model": str(tiny), "max_length": 16})
+
+
+@pytest.mark.gpu
+def test_on_cuda_in_float16_the_vectors_are_the_cpu_ones_to_half_precision(tiny):
+    """device auto picks CUDA when there; float16 compute stays within half precision of float32 on the CPU."""
+    cpu = rows(ready(ImageEmbedding, tiny, device="cpu")(images(BLOBS)).values)
+    gpu_ext = ready(ImageEmbedding, tiny, compute_dtype="float16")
+    assert gpu_ext.device.type == "cuda"
+    np.testing.assert_allclose(rows(gpu_ext(images(BLOBS)).values), cpu, atol=5e-3)
