@@ -4,7 +4,7 @@ The surface, and nothing else: what plugin authors subclass (`Extractor`, `Sourc
 `Trainer`, `Engine`, `hookimpl`, `RowErrors`), the errors and their exit codes, and one
 function per command (`featurekit.api`: `validate`, `plan`, `apply`, `status`, `slice`,
 `train`, `evaluate`, `log`, `diff`, `branches`, `bench`, `compact`, `graph`, `sample`, `check`,
-`list_plugins`, `schema`, `read`, `dataloader`, `load_spec`) with the values they return.
+`list_plugins`, `schema`, `search`, `read`, `dataloader`, `load_spec`) with the values they return.
 Everything else is internal. Nothing heavy is imported here: the API is loaded on first
 use, and torch, transformers, geneva and ray belong to plugins.
 """
@@ -34,9 +34,9 @@ from .plugins.source import RowIssue, Source, SourceBatch
 from .plugins.trainer import Trainer
 
 _API = frozenset(("ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "CheckReport", "check", "CompactResult", "DataLoader", "EvalResult", "Graph",
-                  "Plan", "PluginsReport", "Project", "ReadResult", "RunResult", "SampleReport", "SliceReport", "SpecDiff", "Status",
+                  "Plan", "PluginsReport", "Project", "ReadResult", "RunResult", "SampleReport", "SearchResult", "SliceReport", "SpecDiff", "Status",
                   "TrainResult", "Validation", "apply", "bench", "branches", "compact", "dataloader", "diff",
-                  "evaluate", "graph", "list_plugins", "load_spec", "log", "plan", "read", "sample", "schema", "slice",
+                  "evaluate", "graph", "list_plugins", "load_spec", "log", "plan", "read", "sample", "schema", "search", "slice",
                   "status", "train", "validate"))
 
 
@@ -58,7 +58,7 @@ __all__ = [
     "EvalResult", "evaluate", "ExitCode", "Extractor", "FeaturekitError", "graph", "Graph", "hookimpl",
     "list_plugins", "load_spec", "LockHeld", "LockLost", "log", "NotReady", "plan", "Plan", "PluginError",
     "PluginsReport", "Project", "read", "ReadResult", "Resources", "RowErrors", "RowIssue", "RunError", "RunResult",
-    "runtime_field", "sample", "SampleReport", "schema", "slice", "SliceReport", "Source", "SourceBatch", "SourceUnreadable",
+    "runtime_field", "sample", "SampleReport", "schema", "search", "SearchResult", "slice", "SliceReport", "Source", "SourceBatch", "SourceUnreadable",
     "SpecDiff", "SpecError", "status", "Status", "TableError", "TableNotFound", "train", "Trainer", "TrainResult",
     "UsageError", "validate", "Validation", "__version__",
 ]

@@ -21,6 +21,7 @@ from .commands.plan import plan
 from .commands.plugins import PluginsReport, list_plugins
 from .commands.sample import SampleReport, sample
 from .commands.schema import schema
+from .commands.search import SearchResult, search
 from .commands.slice import slice  # noqa: A004
 from .commands.status import Status, status
 from .commands.train import train
@@ -38,10 +39,11 @@ from .training.runs import EvalResult, TrainResult
 # The command line's commands, and the function each runs (`featurekit eval` -> `evaluate`).
 COMMANDS = {"validate": validate, "plan": plan, "apply": apply, "status": status, "graph": graph, "slice": slice,
             "train": train, "eval": evaluate, "log": log, "diff": diff, "branches": branches, "bench": bench,
-            "compact": compact, "plugins": list_plugins, "schema": schema, "check": check}
+            "compact": compact, "plugins": list_plugins, "schema": schema, "check": check,
+            "search": search}
 
 __all__ = ["ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "COMMANDS", "CheckReport", "CompactResult", "DataLoader", "EvalResult",
-           "Graph", "Plan", "PluginsReport", "Project", "ReadResult", "RunResult", "SampleReport", "SliceReport", "SpecDiff",
+           "Graph", "Plan", "PluginsReport", "Project", "ReadResult", "RunResult", "SampleReport", "SearchResult", "SliceReport", "SpecDiff",
            "Status", "TrainResult", "Validation", "apply", "bench", "branches", "check", "compact", "dataloader", "diff",
-           "evaluate", "graph", "list_plugins", "load_spec", "log", "plan", "read", "sample", "schema", "slice",
+           "evaluate", "graph", "list_plugins", "load_spec", "log", "plan", "read", "sample", "schema", "search", "slice",
            "status", "train", "validate"]

@@ -271,6 +271,34 @@ def slice_(spec, name, as_json, keys_split, gallery, groups, branch):
         click.echo(render(report, groups=groups))
 
 
+@cli.command(epilog="Examples:\n\n\b\n  featurekit search specs/textvqa.yaml --column clip_image --like 17 -k 8\n"
+             "  featurekit search specs/textvqa.yaml --column clip_image --text 'a red stop sign' --gallery near.html")
+@SPEC
+@click.option("--column", "-c", required=True, help="A vector column (fixed-size list of floats).")
+@click.option("--like", metavar="KEY", help="Rows near this row's vector (the row itself left out).")
+@click.option("--text", metavar="TEXT", help="Rows near this text, embedded by the column's text extractor.")
+@click.option("-k", "k", default=20, show_default=True, type=click.IntRange(1), help="Rows to return.")
+@click.option("--where", metavar="SQL", help="Only rows this Lance SQL filter selects.")
+@click.option("--show", multiple=True, metavar="COLS", help="More columns to print: 'a,b' (repeatable).")
+@click.option("--exact", is_flag=True, help="A flat scan (exact) even when the column has a vector index.")
+@click.option("--nprobes", default=20, show_default=True, type=click.IntRange(1),
+              help="Partitions of the vector index visited at least (more: better recall, slower).")
+@click.option("--gallery", type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="Also write one static HTML page: the rows' images in order, with their distances.")
+@JSON
+@BRANCH
+def search(spec, column, like, text, k, where, show, exact, nprobes, gallery, as_json, branch):
+    """The rows nearest a query on a vector column, by cosine distance: through the column's
+    vector index when it has one (approximate), else a flat scan (exact). Reads the table only."""
+    from .api import search as run_search
+    shown = tuple(c.strip() for part in show for c in part.split(",") if c.strip())
+    result = run_search(spec, column, like=like, text=text, k=k, where=where, show=shown, exact=exact,
+                        nprobes=nprobes, gallery=gallery, branch=branch)
+    if result.gallery is not None:
+        click.echo(f"wrote {result.gallery}", err=True)
+    click.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else result.render())
+
+
 @cli.command(epilog="Examples:\n\n\b\n  featurekit train specs/textvqa-qwen.yaml --recipe qlora\n"
              "  featurekit train specs/textvqa-qwen.yaml --recipe qlora --resume\n"
              "  featurekit train specs/easyvqa-qwen.yaml --recipe qlora --steps 20")

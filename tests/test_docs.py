@@ -255,6 +255,7 @@ def test_every_hook_is_documented_in_the_code_and_in_the_docs():
 
 def test_readme_commands_name_existing_files():
     for path in ("specs/easyvqa-qwen.yaml", "examples/make_easyvqa.py", "examples/make_tiny_qwen.py",
+                 "examples/make_tiny_clip.py", "plugins/featurekit-clip",
                  "specs/textvqa-qwen.yaml", "examples/make_sample.py", "plugins/featurekit-image",
                  "plugins/featurekit-qwen", "constraints.txt"):
         assert path in README and (ROOT / path).exists()
@@ -340,6 +341,9 @@ COMMANDS = {
     "featurekit schema > featurekit.schema.json": QUICKSTART,
     "featurekit apply specs/textvqa-variant.yaml --branch dense6 --tag dense6-v1": QUICKSTART,
     "featurekit branches specs/textvqa.yaml": QUICKSTART,
+    "featurekit search specs/textvqa.yaml --column clip_image --like 218 -k 4 --show image_id": QUICKSTART,
+    "featurekit search specs/textvqa.yaml --column clip_image --text \"a red stop sign\" -k 3 "
+    "--where \"text_dense = 'train'\" --gallery near.html": QUICKSTART,
     "featurekit plugins": "test_the_plugin_page_commands_run",
     "python -m pytest docs/examples/featurekit-acme": "test_the_plugin_page_commands_run",
     "pip install -e docs/examples/featurekit-acme": "test_install_lines_name_what_exists",
@@ -442,8 +446,9 @@ def copy_repository_files(root: Path, *specs: str) -> Path:
 def textvqa(tmp_path_factory):
     """The quickstart's sample, as README says: make_sample.py's default 400 rows."""
     root = copy_repository_files(tmp_path_factory.mktemp("quickstart"), "textvqa.yaml", "textvqa-variant.yaml")
-    code, _, err = run_line(root, "python examples/make_sample.py specs/raw")
-    assert code == 0, err
+    for line in ("python examples/make_sample.py specs/raw", "python examples/make_tiny_clip.py specs/models/tiny-clip"):
+        code, _, err = run_line(root, line, {"HF_HUB_OFFLINE": "1"})
+        assert code == 0, err
     return root
 
 
@@ -477,6 +482,17 @@ def test_quickstart_commands_run_and_their_shown_output_is_what_they_print(textv
         assert code == 0, f"{line}\n{out}\n{err}"
     assert "branch dense6: from main version" in out and "dense6-v1: branch dense6 version" in out
     assert 'definition.where "ocr_token_count >= 4" -> "ocr_token_count >= 6"' in out
+    # docs/curation.md: search (the tiny CLIP's last digits may differ across CPUs: the rows are compared)
+    like = "featurekit search specs/textvqa.yaml --column clip_image --like 218 -k 4 --show image_id"
+    code, out, err = run_line(textvqa, like)
+    shown = output_block(DOCS / "curation.md", like)
+    assert code == 0, err
+    assert out.splitlines()[:2] == shown.splitlines()[:2]
+    assert [line.split()[1] for line in out.splitlines()[2:]] == [line.split()[1] for line in shown.splitlines()[2:]]
+    code, out, err = run_line(textvqa, "featurekit search specs/textvqa.yaml --column clip_image --text \"a red stop "
+                                       "sign\" -k 3 --where \"text_dense = 'train'\" --gallery near.html")
+    assert code == 0 and err == "wrote near.html\n", err
+    assert len(out.splitlines()) == 5 and (textvqa / "near.html").read_text().count("<figure class=member>") == 3
 
 
 def test_the_validate_example_is_what_validate_prints(tmp_path):

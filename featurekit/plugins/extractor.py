@@ -117,6 +117,12 @@ class Extractor:
         columns' field metadata as ``featurekit.output.<key>``."""
         return {}
 
+    def text_embedder(self) -> tuple[str, dict[str, Any]] | None:
+        """Optional, for an extractor of vectors: the extractor (its registered name and params)
+        that embeds a text query into the same space, used by `featurekit search --text`
+        (CLIP's image side names its text side, with the same model). None: no text side."""
+        return None
+
     def __call__(self, batch: pa.RecordBatch) -> Any:
         """One value per row of `batch` (an array; a RecordBatch or dict of arrays for several
         outputs). Rows that cannot be computed: return ``featurekit.RowErrors(values, errors)``
