@@ -98,16 +98,17 @@ class HfSource(Source):
         features = hf_features(table.schema)
         issues: list[RowIssue] = []
         columns = {}
-        keep = None
+        drop = None  # rows whose media is a path only
         for name in table.column_names:
             column, kind = table.column(name), (features.get(name) or {}).get("_type")
             if kind in MEDIA or (kind is None and is_media_struct(column.type)):
                 bytes_ = pc.struct_field(column, "bytes").cast(pa.large_binary())
                 only_path = pc.and_(pc.is_null(bytes_), pc.is_valid(pc.struct_field(column, "path")))
-                for i in pc.indices_nonzero(only_path).to_pylist():
-                    issues.append(RowIssue(f"{path}: row {i + 1}", f"file not embedded: {name!r} holds a path "
-                                           f"only; {EMBED_HINT}"))
-                keep = only_path if keep is None else pc.or_(keep, only_path)
+                if pc.any(only_path).as_py():  # rare: filtering copies every image, so only then
+                    for i in pc.indices_nonzero(only_path).to_pylist():
+                        issues.append(RowIssue(f"{path}: row {i + 1}", f"file not embedded: {name!r} holds a "
+                                               f"path only; {EMBED_HINT}"))
+                    drop = only_path if drop is None else pc.or_(drop, only_path)
                 column = bytes_
             elif kind == "ClassLabel" and self.options.class_labels == "name":
                 names = pa.array(features[name].get("names") or [], pa.string())
@@ -119,8 +120,8 @@ class HfSource(Source):
                 raise ValueError(f"the dataset has a column {self.options.split_column!r} already; set "
                                  "source.options.split_column to another name, or null")
             out = out.append_column(self.options.split_column, pa.array([split] * out.num_rows, pa.string()))
-        if keep is not None:
-            out = out.filter(pc.invert(keep))
+        if drop is not None:
+            out = out.filter(pc.invert(drop))
         return SourceBatch(out, issues)
 
 

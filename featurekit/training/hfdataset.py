@@ -16,9 +16,11 @@ from ..errors import UsageError
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image()'s storage
 
 
-def to_dataset(table: pa.Table, images: list[str] | None = None):
+def to_dataset(table: pa.Table, images: list[str] | None = None, fingerprint: str | None = None):
     """A `datasets.Dataset` of `table`; `images`: columns to present as `datasets.Image()`
-    (None: the binary columns whose first value is a PNG, JPEG, GIF, WebP or BMP image)."""
+    (None: the binary columns whose first value is a PNG, JPEG, GIF, WebP or BMP image);
+    `fingerprint`: what `datasets` names this data by (without one it hashes every byte of the
+    table: a second per 100 MB of images)."""
     try:
         import datasets
         from datasets.table import InMemoryTable
@@ -33,7 +35,8 @@ def to_dataset(table: pa.Table, images: list[str] | None = None):
     features = datasets.Features.from_arrow_schema(table.schema)
     for name in chosen:
         features[name] = datasets.Image()
-    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features))
+    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features),
+                            fingerprint=fingerprint)
 
 
 def image_columns(table: pa.Table) -> list[str]:

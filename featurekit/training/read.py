@@ -52,8 +52,13 @@ def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None
         if pin is not None:
             pin.close()
     if format == "hf":
+        import hashlib
+        import json
+
         from .hfdataset import to_dataset
-        return ReadResult(to_dataset(result.data, images), result.skipped, result.version)
+        what = json.dumps([project.table_uri, branch, result.version, columns, where, slice, split, images])
+        fingerprint = hashlib.blake2b(what.encode(), digest_size=8).hexdigest()  # the data read, named
+        return ReadResult(to_dataset(result.data, images, fingerprint), result.skipped, result.version)
     return result
 
 
