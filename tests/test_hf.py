@@ -129,6 +129,10 @@ def test_round_trip_back_to_datasets_equal_values(tmp_path):
         o = original[r["id"]]
         assert r["question"] == o["question"] and r["label"] == o["label"]
         assert np.array_equal(np.asarray(r["image"]), np.asarray(o["image"]))  # the same pixels, decoded by PIL
+    # named by what was read: the same read is the same Dataset to datasets' caches, another is not
+    again = featurekit.read(spec, ["id", "question", "label", "image", "split"], format="hf", registry=registry())
+    fewer = featurekit.read(spec, ["id", "question"], format="hf", registry=registry())
+    assert again.data._fingerprint == back._fingerprint != fewer.data._fingerprint
     # a slice's split, as training reads it
     train = featurekit.read(spec, ["id", "qlen", "image"], slice="all", split="train", format="hf",
                             registry=registry()).data
@@ -224,3 +228,23 @@ def test_images_cached_as_paths_only_are_reported_not_ingested(tmp_path, monkeyp
     spec = write_spec(tmp_path, "embedded")
     assert featurekit.apply(spec, registry=registry()).run.ingested == 3
     assert table(tmp_path).column("image").to_pylist()[:3] == [(tmp_path / f"{i}.png").read_bytes() for i in range(3)]
+
+
+def test_a_dataset_without_an_id_gets_row_keys_across_shards(tmp_path):
+    """row_key: '<split>:<position in the split>', counted across the split's shards."""
+    dd = datasets.DatasetDict({"train": dataset(range(10)).remove_columns("id"),
+                               "test": dataset(range(10, 13)).remove_columns("id")})
+    dd.save_to_disk(str(tmp_path / "noid"), num_shards={"train": 3, "test": 1})
+    assert len(list((tmp_path / "noid" / "train").glob("*.arrow"))) == 3
+    spec = SPEC.replace("key: id", "key: rk").replace("split: {{by: id,", "split: {{by: rk,")
+    write_spec(tmp_path, "noid", ", options: {row_key: rk}", spec=spec)
+    assert featurekit.apply(tmp_path / "spec.yaml", registry=registry()).run.ingested == 13
+    got = {r["rk"]: r for r in lance.dataset(str(tmp_path / "data" / "t.lance")).to_table().to_pylist()}
+    reference = datasets.load_from_disk(str(tmp_path / "noid"))
+    for split, ds in reference.items():
+        for i, row in enumerate(ds):
+            assert got[f"{split}:{i}"]["question"] == row["question"]
+    assert len(got) == 13
+    write_spec(tmp_path, "noid", ", options: {row_key: question}", spec=spec)
+    found = featurekit.validate([tmp_path / "spec.yaml"], registry=registry())
+    assert any("has a column 'question' already; set source.options.row_key" in str(p) for p in found.problems)

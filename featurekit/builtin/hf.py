@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
@@ -34,6 +35,8 @@ class HfOptions(Source.Options):
     split_column: str | None = Field("split", description="column holding each row's split (a DatasetDict's "
                                      "split names); null: none")
     splits: list[str] | None = Field(None, description="read only these splits (default: all)")
+    row_key: str | None = Field(None, description="add this column, '<split>:<row>' (the row's position in its "
+                                "split), as a key for a dataset without an id column")
     config: str | None = Field(None, description="a hub id's configuration in the cache (needed when several "
                                "are cached)")
     class_labels: Literal["index", "name"] = Field("index", description="ClassLabel columns as their index "
@@ -115,11 +118,20 @@ class HfSource(Source):
                 column = names.take(pc.if_else(pc.less(column, 0), None, column))
             columns[name] = column
         out = pa.table(columns)
+        added = {}
         if self.options.split_column and split is not None:
-            if self.options.split_column in out.column_names:
-                raise ValueError(f"the dataset has a column {self.options.split_column!r} already; set "
-                                 "source.options.split_column to another name, or null")
-            out = out.append_column(self.options.split_column, pa.array([split] * out.num_rows, pa.string()))
+            added[self.options.split_column] = pa.repeat(pa.scalar(split, pa.string()), out.num_rows)
+        if self.options.row_key:
+            start = _rows_before(path) if out.num_rows else 0
+            rows = pa.array(np.arange(start, start + out.num_rows)).cast(pa.string())
+            added[self.options.row_key] = pc.binary_join_element_wise(
+                pa.repeat(pa.scalar(f"{split}:" if split is not None else "", pa.string()), out.num_rows), rows, "")
+        for name, column in added.items():
+            if name in out.column_names:
+                option = "split_column" if name == self.options.split_column else "row_key"
+                raise ValueError(f"the dataset has a column {name!r} already; set source.options.{option} to "
+                                 "another name" + (", or null" if option == "split_column" else ""))
+            out = out.append_column(name, column)
         if drop is not None:
             out = out.filter(pc.invert(drop))
         return SourceBatch(out, issues)
@@ -184,6 +196,23 @@ def split_of(path: Path) -> str | None:
     if (folder / "dataset_info.json").is_file():
         return _cache_split(path.name, _json(folder / "dataset_info.json"))
     return None
+
+
+def _rows_before(path: Path) -> int:
+    """Rows of the files before `path` in its split (row positions run across a split's shards)."""
+    folder = path.parent
+    if (folder / "state.json").is_file():
+        files = [p for _, p in _saved_files(folder, None)]
+    else:
+        split = split_of(path)
+        files = [p for s, p in dataset_files(folder) if s == split]
+    before = 0
+    for other in files:
+        if other == path:
+            break
+        with pa.memory_map(str(other)) as src:  # batch headers only: the data stays on disk
+            before += sum(batch.num_rows for batch in pa.ipc.open_stream(src))
+    return before
 
 
 def cached_dataset(hub_id: str, config: str | None, cache: Path) -> Path | None:
