@@ -232,6 +232,9 @@ def column_stats(ds, column: str, scope: str | None, rows: int) -> ColumnStats:
 def _stats(values: pa.ChunkedArray, typ: pa.DataType) -> dict[str, Any]:
     if pa.types.is_boolean(typ):
         return {"true": _number(pc.mean(values.cast(pa.int8())).as_py())}
+    if pa.types.is_uint64(typ):  # hashes (image.dhash): how many differ says more than a mean
+        mm = pc.min_max(values)
+        return {"min": mm["min"].as_py(), "max": mm["max"].as_py(), "distinct": pc.count_distinct(values).as_py()}
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         mm = pc.min_max(values)
         return {"min": _number(mm["min"].as_py()), "max": _number(mm["max"].as_py()),
