@@ -113,14 +113,14 @@ def _order(layers: list[list[str]], ins: dict[str, list[str]]) -> None:
         for i in indices:
             near = layers[i - 1] if down else layers[i + 1]
             pos = {k: n for n, k in enumerate(near)}
-            links = ins if down else outs
             current = {k: n for n, k in enumerate(layers[i])}
+            layers[i].sort(key=lambda k: (_centre(k, ins if down else outs, pos, current), current[k]))
 
-            def centre(key: str) -> float:
-                linked = [pos[k] for k in links[key] if k in pos]
-                return sum(linked) / len(linked) if linked else current[key]
 
-            layers[i].sort(key=lambda k: (centre(k), current[k]))
+def _centre(key: str, links: dict[str, list[str]], pos: dict[str, int], current: dict[str, int]) -> float:
+    """The mean position of a node's neighbours in the next layer (its own when it has none)."""
+    linked = [pos[k] for k in links[key] if k in pos]
+    return sum(linked) / len(linked) if linked else current[key]
 
 
 def _label(graph, key: str) -> str:
