@@ -4,7 +4,7 @@ The surface, and nothing else: what plugin authors subclass (`Extractor`, `Sourc
 `Trainer`, `Engine`, `hookimpl`, `RowErrors`), the errors and their exit codes, and one
 function per command (`featurekit.api`: `validate`, `plan`, `apply`, `status`, `slice`,
 `train`, `evaluate`, `log`, `diff`, `branches`, `bench`, `compact`, `graph`, `sample`, `check`,
-`list_plugins`, `schema`, `search`, `read`, `dataloader`, `load_spec`) with the values they return.
+`list_plugins`, `schema`, `search`, `docs`, `read`, `dataloader`, `load_spec`) with the values they return.
 Everything else is internal. Nothing heavy is imported here: the API is loaded on first
 use, and torch, transformers, geneva and ray belong to plugins.
 """
@@ -33,7 +33,7 @@ from .plugins.rowerrors import RowErrors
 from .plugins.source import RowIssue, Source, SourceBatch
 from .plugins.trainer import Trainer
 
-_API = frozenset(("ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "CheckReport", "check", "CompactResult", "DataLoader", "EvalResult", "Graph",
+_API = frozenset(("ApplyLog", "ApplyResult", "Catalog", "docs", "BenchResult", "BranchReport", "CheckReport", "check", "CompactResult", "DataLoader", "EvalResult", "Graph",
                   "Plan", "PluginsReport", "Project", "ReadResult", "RunResult", "SampleReport", "SearchResult", "SliceReport", "SpecDiff", "Status",
                   "TrainResult", "Validation", "apply", "bench", "branches", "compact", "dataloader", "diff",
                   "evaluate", "graph", "list_plugins", "load_spec", "log", "plan", "read", "sample", "schema", "search", "slice",
@@ -53,7 +53,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "apply", "ApplyLog", "ApplyResult", "bench", "BenchResult", "branches", "BranchReport", "check", "CheckReport",
+    "Catalog", "docs", "apply", "ApplyLog", "ApplyResult", "bench", "BenchResult", "branches", "BranchReport", "check", "CheckReport",
     "CommitConflict", "compact", "CompactResult", "dataloader", "DataLoader", "diff", "DiskFull", "Engine", "EngineOptions",
     "EvalResult", "evaluate", "ExitCode", "Extractor", "FeaturekitError", "graph", "Graph", "hookimpl",
     "list_plugins", "load_spec", "LockHeld", "LockLost", "log", "NotReady", "plan", "Plan", "PluginError",

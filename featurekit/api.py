@@ -14,6 +14,7 @@ from .commands.branches import BranchReport, branches
 from .commands.check import check
 from .commands.compact import CompactResult, compact
 from .commands.diff import SpecDiff, diff
+from .commands.docs import Catalog, docs
 from .commands.evaluate import evaluate
 from .commands.graph import graph
 from .commands.log import ApplyLog, log
@@ -40,9 +41,9 @@ from .training.runs import EvalResult, TrainResult
 COMMANDS = {"validate": validate, "plan": plan, "apply": apply, "status": status, "graph": graph, "slice": slice,
             "train": train, "eval": evaluate, "log": log, "diff": diff, "branches": branches, "bench": bench,
             "compact": compact, "plugins": list_plugins, "schema": schema, "check": check,
-            "search": search}
+            "search": search, "docs": docs}
 
-__all__ = ["ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "COMMANDS", "CheckReport", "CompactResult", "DataLoader", "EvalResult",
+__all__ = ["ApplyLog", "ApplyResult", "BenchResult", "BranchReport", "COMMANDS", "Catalog", "docs", "CheckReport", "CompactResult", "DataLoader", "EvalResult",
            "Graph", "Plan", "PluginsReport", "Project", "ReadResult", "RunResult", "SampleReport", "SearchResult", "SliceReport", "SpecDiff",
            "Status", "TrainResult", "Validation", "apply", "bench", "branches", "check", "compact", "dataloader", "diff",
            "evaluate", "graph", "list_plugins", "load_spec", "log", "plan", "read", "sample", "schema", "search", "slice",

@@ -44,6 +44,7 @@ def cli():
       featurekit apply specs/textvqa.yaml      # ingest + compute what is new or stale
       featurekit status specs/textvqa.yaml     # fresh, stale, failed rows
       featurekit check specs/textvqa.yaml      # the spec's data checks on the table
+      featurekit docs specs/textvqa.yaml --out catalog   # an HTML page of it all
       featurekit slice specs/textvqa.yaml text_dense   # splits, duplicates removed
       featurekit train specs/textvqa-qwen.yaml --recipe qlora
 
@@ -349,9 +350,27 @@ def eval_(spec, recipe, run_dir, limit, base_only, as_json, branch):
         click.echo(render_eval(result))
 
 
+@cli.command(epilog="Example: featurekit docs specs/textvqa.yaml --out catalog")
+@SPEC
+@click.option("--out", required=True, type=click.Path(), metavar="DIR",
+              help="Folder for index.html and a gallery page per slice (created if needed).")
+@BRANCH
+@JSON
+def docs(spec, out, branch, as_json):
+    """Write a static HTML catalog of the table: the graph, every feature (description, extractor,
+    params, fingerprint, fill, NULLs, stats, checks), the columns, slices, recipes and applies."""
+    from .api import docs as write_docs
+    catalog = write_docs(spec, out, branch=branch)
+    if as_json:
+        click.echo(json.dumps(catalog.to_dict(), indent=2, default=str))
+    else:
+        click.echo(f"wrote {catalog.path}: {len(catalog.features)} features, {len(catalog.slices)} slices, "
+                   f"{len(catalog.files) - 1} gallery page(s); open it in a browser")
+
+
 @cli.command(epilog="Example: featurekit graph specs/textvqa.yaml --format mermaid")
 @SPEC
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot", "svg"]), default="text", show_default=True)
 def graph(spec, fmt):
     """Print the dependency graph of features, slices and recipes."""
     from .api import graph as get_graph

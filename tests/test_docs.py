@@ -49,6 +49,7 @@ RUNNERS = {
     "featurekit.read(": "test_read_snippet_runs_on_a_table_with_null_hiddens",
     "featurekit.dataloader(": "test_dataloader_snippet_runs",
     "lancedb.connect(": "test_plain_reader_snippet_reads_a_slice",
+    'format="hf"': "test_hf_page_snippet_runs",
 }
 
 
@@ -355,6 +356,7 @@ COMMANDS = {
     "featurekit plan specs/textvqa.yaml --against HEAD": "test_the_git_history_commands_run",
     "featurekit apply specs/textvqa-qwen.yaml --sample 64 --select vision_tower_hiddens": QWEN,
     "featurekit bench specs/textvqa-qwen.yaml --recipe qlora --rows 256": QWEN,
+    "featurekit docs specs/textvqa.yaml --out catalog": "test_the_catalog_command_runs",
 }
 MAIN_JOB = "plugins/featurekit-qwen/tests/test_quickstart.py::test_the_readme_main_job_runs_end_to_end"
 
@@ -626,3 +628,40 @@ def test_the_qwen_commands_run_on_a_small_sample(qwen_sample, monkeypatch):
     code, out, err = run_line(qwen_sample, "featurekit bench specs/textvqa-qwen.yaml --recipe qlora --rows 256")
     assert code == 0, out + err
     assert "Parquet, sequential" in out and "featurekit shuffled" in out
+
+
+def test_hf_page_snippet_runs(tmp_path, monkeypatch):
+    """docs/huggingface.md: its spec and its Python block as written, in a folder of their own:
+    a DatasetDict with images saved to disk, applied, a slice's split read back as a Dataset."""
+    import lance
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")  # the spec uses featurekit-image's dhash
+    pytest.importorskip("featurekit_image")
+    specs = [code for _, code in blocks("yaml", [DOCS / "huggingface.md"]) if "featurekit: 1" in code]
+    assert len(specs) == 1
+    (tmp_path / "spec.yaml").write_text(specs[0])
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(python_block_with('format="hf"'), "docs:huggingface", "exec"), ns)
+    ds = lance.dataset(str(tmp_path / "data" / "vqa.lance"))
+    want = sorted(ds.to_table(filter="tuning = 'train'", columns=["question_id"]).column("question_id").to_pylist())
+    assert sorted(ns["train"]["question_id"]) == want and 0 < len(want) < 8
+    assert isinstance(ns["train"].features["image"], datasets.Image)
+    assert ds.count_rows(filter="dhash IS NOT NULL") == 10 and ds.count_rows(filter="split = 'test'") == 2
+
+
+def test_the_catalog_command_runs(tmp_path, monkeypatch):
+    """docs/catalog.md: the catalog of the running example, with a card per feature and the graph."""
+    import featurekit
+    monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")  # textvqa.yaml uses featurekit-image
+    pytest.importorskip("featurekit_image")
+    root = copy_repository_files(tmp_path, "textvqa.yaml")
+    assert run_line(root, "python examples/make_sample.py specs/raw --rows 60")[0] == 0
+    assert run_line(root, "featurekit apply specs/textvqa.yaml")[0] == 0
+    code, out, err = run_line(root, "featurekit docs specs/textvqa.yaml --out catalog")
+    assert code == 0, err
+    page = (root / "catalog" / "index.html").read_text()
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="fk-graph"' in page
+    for name in featurekit.load_spec(root / "specs" / "textvqa.yaml").features:
+        assert f'id="feature-{name}"' in page and f'data-key="feature:{name}"' in page
+    assert (root / "catalog" / "slice-text_dense.html").is_file()

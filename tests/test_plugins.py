@@ -36,7 +36,7 @@ def test_builtins_register_through_the_hooks():
     reg = Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False))
     assert reg.names("extractor") == ["sql", "text.count", "text.length", "text.question_type", "text.word_count"]
     assert reg.names("trainer") == ["linear_probe"]
-    assert reg.names("source") == ["csv", "jsonl", "lance", "parquet", "tsv"]
+    assert reg.names("source") == ["csv", "hf", "jsonl", "lance", "parquet", "tsv"]
     assert reg.names("engine") == ["local"]
     assert reg.get("extractor", "text.length").plugin == "featurekit.builtin.text"
 

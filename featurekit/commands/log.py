@@ -63,12 +63,18 @@ def render_log(entries: list[dict[str, Any]], latest: int | None = None) -> str:
         branch = f"  branch {e['branch']}" if e.get("branch") else ""
         stopped = f"  stopped early ({e['interrupted']}): finished work kept" if e.get("interrupted") else ""
         lines.append(f"v{start}-v{e['version_to']}  {e['at']}  {e.get('user') or '?'}  spec {where}{branch}{stopped}")
-        did = ingest_done(e)
-        did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
-                for n, f in e.get("features", {}).items()]
-        did += [f"slice {n}: {r.get('examined', 0)} examined" for n, r in e.get("slices", {}).items()]
-        did += [f"dropped {c}" for c in e.get("dropped", [])]
-        lines.append("    " + ("; ".join(did) or "metadata only"))
+        lines.append("    " + ("; ".join(entry_summary(e)) or "metadata only"))
     if newer_from:
         lines.append(f"v1-v{newer_from}  {UNRECORDED}")
     return "\n".join(lines)
+
+
+def entry_summary(entry: dict[str, Any]) -> list[str]:
+    """What one apply did, short: ingest, each feature's rows computed (and failed), each slice's
+    rows examined, columns dropped."""
+    did = ingest_done(entry)
+    did += [f"{n} {f['computed']} computed" + (f", {f['failed']} failed" if f["failed"] else "")
+            for n, f in entry.get("features", {}).items()]
+    did += [f"slice {n}: {r.get('examined', 0)} examined" for n, r in entry.get("slices", {}).items()]
+    did += [f"dropped {c}" for c in entry.get("dropped", [])]
+    return did

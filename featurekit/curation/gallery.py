@@ -67,7 +67,7 @@ def write_gallery(project, report, path: str | Path) -> Path:
     return write_page(Path(path), page)
 
 
-def write_page(path: Path, page: str) -> Path:
+def write_page(path: Path, page: str, flag: str = "--gallery") -> Path:
     """Write the page whole or not at all: a missing folder or a folder given as the file is a
     usage error (exit 2), a full disk a `DiskFull` (exit 1); no half-written page is left."""
     import os
@@ -75,9 +75,9 @@ def write_page(path: Path, page: str) -> Path:
     from ..errors import DiskFull, RunError, UsageError
     from ..lifetime import disk_full
     if path.is_dir():
-        raise UsageError(f"--gallery {path}: that is a folder; give a file name, e.g. {path / 'gallery.html'}")
+        raise UsageError(f"{flag} {path}: that is a folder; give a file name, e.g. {path / 'gallery.html'}")
     if not path.parent.is_dir():
-        raise UsageError(f"--gallery {path}: the folder {path.parent} does not exist; create it first "
+        raise UsageError(f"{flag} {path}: the folder {path.parent} does not exist; create it first "
                          f"(mkdir -p {path.parent}) or write the page elsewhere")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -86,9 +86,9 @@ def write_page(path: Path, page: str) -> Path:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if disk_full(exc):
-            raise DiskFull(f"--gallery {path}: the disk is full ({exc.strerror or exc}); nothing was written; "
+            raise DiskFull(f"{flag} {path}: the disk is full ({exc.strerror or exc}); nothing was written; "
                            "free some space or write the page elsewhere") from None
-        raise RunError(f"--gallery {path}: cannot write the page: {exc.strerror or exc}") from None
+        raise RunError(f"{flag} {path}: cannot write the page: {exc.strerror or exc}") from None
     return path
 
 

@@ -271,6 +271,8 @@ def _drop_bad_keys(table: pa.Table, key: str, issues: list[RowIssue]) -> pa.Tabl
         if table.num_rows:
             issues.append(RowIssue("source", f"missing key: no column {key!r} in the source", rows=table.num_rows))
         return table.slice(0, 0)
+    if not table.num_rows:  # every row skipped: the key column may have no type yet (null)
+        return table
     keys = table.column(key)
     nulls = pc.is_null(keys)
     n_null = pc.sum(nulls).as_py() or 0

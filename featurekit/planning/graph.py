@@ -100,7 +100,11 @@ class Graph:
     def render(self, fmt: str = "text") -> str:
         if fmt == "text" and not self.nodes:
             return "(no features, slices or recipes)"
-        return {"text": self._text, "mermaid": self._mermaid, "dot": self._dot}[fmt]()
+        return {"text": self._text, "mermaid": self._mermaid, "dot": self._dot, "svg": self._svg}[fmt]()
+
+    def _svg(self) -> str:
+        from .graphsvg import render_svg
+        return render_svg(self)
 
     def _label(self, key: str) -> str:
         node = self.nodes[key]

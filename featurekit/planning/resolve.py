@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import Problem, SpecError
 from ..plugins.extractor import Extractor, Resources, describe_type, fingerprint, type_matches
 from ..plugins.registry import Registry
-from ..plugins.source import Source, expand
+from ..plugins.source import Source
 from ..spec.document import Document, Loc
 from ..spec.models import FeatureSpec, RecipeSpec, SliceSpec, Spec
 from ..spec.names import check_name, column_name_problem
@@ -266,20 +266,23 @@ class _Resolver:
             self.columns_unknown = True  # the source cannot be read: no cascade of unknown columns
             return None, (), {}
         source = entry.cls(options)
-        files = tuple(expand(self.root, src.path))
+        try:
+            files = tuple(source.locate(self.root, src.path))
+        except ValueError as exc:  # a source whose path is a name (an hf hub id) says why it found nothing
+            self.problem(("source", "path"), str(exc))
+            self.columns_unknown = True
+            return source, (), {}
         if not files:
             if self.table_schema is None:
                 # a fresh clone of a specs repository: check everything that does not need the data
                 self.deferred.append(self.doc.problem(
-                    ("source", "path"), f"no file matches {src.path!r} (paths are relative to the spec's "
-                                        "folder): the source's columns, their types and the filters over them "
-                                        "were not checked"))
+                    ("source", "path"), f"{source.not_found(src.path)}: the source's columns, their types and "
+                                        "the filters over them were not checked"))
                 self.columns_unknown = True
             else:
                 self.deferred.append(self.doc.problem(
-                    ("source", "path"), f"no file matches {src.path!r} (paths are relative to the spec's "
-                                        "folder): apply ingests nothing and cannot tell which rows left the "
-                                        "source; the table's rows are used as they are"))
+                    ("source", "path"), f"{source.not_found(src.path)}: apply ingests nothing and cannot tell "
+                                        "which rows left the source; the table's rows are used as they are"))
             return source, (), {}
         try:
             schema = source.schema(files[0])

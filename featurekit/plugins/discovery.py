@@ -22,6 +22,7 @@ BUILTIN_PLUGINS = (
     "featurekit.builtin.text",
     "featurekit.builtin.sql",
     "featurekit.builtin.sources",
+    "featurekit.builtin.hf",
     "featurekit.builtin.engines",
     "featurekit.builtin.trainers",
 )

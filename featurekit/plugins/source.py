@@ -55,6 +55,16 @@ class Source:
         """All rows of one file; rows that cannot be parsed go into ``issues``."""
         raise NotImplementedError
 
+    def locate(self, root: Path, pattern: str) -> list[Path]:
+        """The files ``source.path`` names, in reading order (each is passed to `read`, and their
+        sizes and mtimes tell whether the source changed). Default: a file or a glob relative to
+        the spec's folder; a format whose data is a folder (or a name) overrides it."""
+        return expand(root, pattern)
+
+    def not_found(self, pattern: str) -> str:
+        """What to say when `locate` finds nothing."""
+        return f"no file matches {pattern!r} (paths are relative to the spec's folder)"
+
 
 def expand(root: Path, pattern: str) -> list[Path]:
     """Files matching a path or glob, relative to the spec's folder, sorted."""

@@ -32,11 +32,13 @@ class ReadResult:
 
 
 def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None, slice: str | None = None,  # noqa: A002
-         split: str | None = None, format: Literal["arrow", "numpy", "torch"] = "numpy",  # noqa: A002
+         split: str | None = None, format: Literal["arrow", "numpy", "torch", "hf"] = "numpy",  # noqa: A002
          skip_null: bool = True, version: int | str | None = None, registry=None,
-         branch: str | None = None) -> ReadResult:
+         branch: str | None = None, images: list[str] | None = None) -> ReadResult:
     """Read `columns` of the spec's table (its `branch`, at `version`: a number or a tag): rows
-    matching `where` (Lance SQL) and the slice/split."""
+    matching `where` (Lance SQL) and the slice/split. `format="hf"` gives a `datasets.Dataset`
+    (NULLs kept; `images`: columns shown as `datasets.Image()`, default the binary columns
+    holding images)."""
     from ..planning.project import project_of
     from ..table.handle import require_dataset, table_ref
     from ..table.readers import pin_version
@@ -45,13 +47,22 @@ def read(spec: str | Path | Any, columns: list[str], *, where: str | None = None
     ds = require_dataset(table_ref(project), version)
     pin = pin_version(table_ref(project), ds.version, "featurekit.read")  # compact keeps what is read
     try:
-        return _read(project, ds, columns, where, slice, split, format, skip_null)
+        result = _read(project, ds, columns, where, slice, split, "arrow" if format == "hf" else format, skip_null)
     finally:
         if pin is not None:
             pin.close()
+    if format == "hf":
+        import hashlib
+        import json
+
+        from .hfdataset import to_dataset
+        what = json.dumps([project.table_uri, branch, result.version, columns, where, slice, split, images])
+        fingerprint = hashlib.blake2b(what.encode(), digest_size=8).hexdigest()  # the data read, named
+        return ReadResult(to_dataset(result.data, images, fingerprint), result.skipped, result.version)
+    return result
 
 
-FORMATS = ("arrow", "numpy", "torch")
+FORMATS = ("arrow", "numpy", "torch", "hf")
 
 
 def check_read_args(columns, format: str) -> list[str]:  # noqa: A002
