@@ -374,6 +374,32 @@ class RecipeSpec(Strict):
                                           "{version: N} or {tag: NAME} (default: the latest)")
 
 
+class TargetTableSpec(Strict):
+    db: str | None = Field(None, description="this target's database: a folder relative to the spec, or s3://, gs://")
+    name: str | None = Field(None, description="this target's table name")
+    storage_options: dict[str, str] | None = Field(None, description="this target's object-store options "
+                                                   "(replace the table's; secrets as ${NAME})")
+    branch: str | None = Field(None, description="this target's Lance branch")
+
+
+class TargetSourceSpec(Strict):
+    path: str | None = Field(None, description="this target's source file or glob, relative to the spec's folder")
+    files_root: str | None = Field(None, description="this target's folder for the files named by source.files")
+
+
+class TargetSpec(Strict):
+    """Where one target runs: what it changes of `table`, `engine` and the `source` paths."""
+
+    table: TargetTableSpec | None = Field(None, description="keys of `table` this target sets")
+    engine: EngineSpec | None = Field(None, description="this target's engine: a name, or {kind: NAME, ...options}")
+    source: TargetSourceSpec | None = Field(None, description="this target's source path")
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+
 class Spec(Strict):
     featurekit: int = Field(description="spec format version (1)")
     name: str = Field(description="free text, shown in plans and run records")
@@ -383,6 +409,12 @@ class Spec(Strict):
     features: dict[str, FeatureSpec] = Field(default_factory=dict, description="feature name (= column) -> feature")
     slices: dict[str, SliceSpec] = Field(default_factory=dict, description="curation: filters, dedupe, splits")
     recipes: dict[str, RecipeSpec] = Field(default_factory=dict, description="training recipes")
+    plugins: list[str] = Field(default_factory=list, description="Python files (relative to the spec) whose "
+                               "@featurekit.extractor functions this spec's features can use, named "
+                               "<file stem>.<function>")
+    targets: dict[str, TargetSpec] = Field(default_factory=dict, description="named places to run the spec "
+                                           "(dev, prod, ...), each overriding table, engine and source paths; "
+                                           "chosen with --target or FEATUREKIT_TARGET, default the first")
 
     @field_validator("featurekit")
     @classmethod
