@@ -377,8 +377,8 @@ class RecipeSpec(Strict):
 class TargetTableSpec(Strict):
     db: str | None = Field(None, description="this target's database: a folder relative to the spec, or s3://, gs://")
     name: str | None = Field(None, description="this target's table name")
-    storage_options: dict[str, str] | None = Field(None, description="this target's object-store options "
-                                                   "(replace the table's; secrets as ${NAME})")
+    storage_options: dict[str, str | bool | int | float] | None = Field(
+        None, description="this target's object-store options (replace the table's; secrets as ${NAME})")
     branch: str | None = Field(None, description="this target's Lance branch")
 
 
