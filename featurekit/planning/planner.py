@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -290,7 +291,7 @@ def runtime_note(f: Feature, stored: StoredFeature) -> str | None:
 def version_reason(stored: str, cls: type) -> str:
     """Why a changed extractor version makes a column stale; a local function's version is its code."""
     if is_code_version(cls.version):
-        where = getattr(cls, "origin", "") or cls.name
+        where = Path(cls.origin).name if getattr(cls, "origin", "") else cls.name  # file.py:line
         what = "code changed" if is_code_version(stored) else f"extractor version {stored} -> its code"
         return f"{what}: function {cls.function.__name__} ({where}), {stored} -> {cls.version}"
     return f"extractor version {stored} -> {cls.version}"

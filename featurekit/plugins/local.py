@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import copyreg
 import hashlib
+import os
 import re
 import sys
 import threading
@@ -209,22 +210,23 @@ def load_spec_plugins(written: list[Any], root: Path, problem, taken) -> SpecPlu
             problems.append(problem(("plugins", i), f"{rel!r} is not a .py file; plugins: lists Python files "
                                                     "holding @featurekit.extractor functions"))
             continue
+        shown = os.path.normpath(path)  # as the spec's path was given: relative to the working folder
         try:
             loaded = load_file(path.resolve() if path.exists() else path)
         except LocalFileError as exc:
             if exc.message in ("no such file", "not a file"):
-                problems.append(problem(("plugins", i), f"{rel}: {exc.message} (looked for {path}); plugins: "
+                problems.append(problem(("plugins", i), f"{rel}: {exc.message} (looked for {shown}); plugins: "
                                                         "paths are relative to the spec's folder"))
             else:
-                problems.append(Problem(exc.file, exc.line, exc.col, f"plugins[{i}]", exc.message))
-            failures.append(PluginFailure(Path(rel).stem, LOCAL_DISTRIBUTION, f"{exc.file}:{exc.line}: {exc.message}"))
+                problems.append(Problem(shown, exc.line, exc.col, f"plugins[{i}]", exc.message))
+            failures.append(PluginFailure(Path(rel).stem, LOCAL_DISTRIBUTION, f"{shown}:{exc.line}: {exc.message}"))
             continue
         kept = []
         for cls in loaded.classes.values():
-            file, line = cls.origin.rsplit(":", 1)
+            line = int(cls.origin.rsplit(":", 1)[1])
             other = owners.get(cls.name) or taken(cls.name)
             if other:
-                problems.append(Problem(file, int(line), 1, f"plugins[{i}]",
+                problems.append(Problem(shown, line, 1, f"plugins[{i}]",
                                         f"extractor {cls.name!r} (function {cls.function.__name__}) is already "
                                         f"registered by {other}; give it another name with "
                                         "@featurekit.extractor(name=...)"))
