@@ -387,7 +387,7 @@ def branches(spec, as_json):
     click.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.render())
 
 
-@cli.command(epilog="Examples:\n\n\b\n  featurekit plugins --json\n  featurekit plugins specs/textvqa.yaml")
+@cli.command(epilog="Example: featurekit plugins specs/textvqa.yaml --json")
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @JSON
 def plugins(spec, as_json):

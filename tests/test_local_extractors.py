@@ -304,3 +304,14 @@ def test_a_local_function_feature_applies_on_geneva_as_on_the_local_engine(tmp_p
     assert featurekit.plan(gen).step("v").reasons[0].startswith("code changed: function vowels")
     assert featurekit.apply(gen).ok
     assert table(gen).column("v").to_pylist() == [vowels_of(q, weight=4) for q in b.column("q").to_pylist()]
+
+
+def test_the_json_schema_takes_local_names_only_with_plugin_files(run_cli):
+    jsonschema = pytest.importorskip("jsonschema")
+    code, out, _ = run_cli("schema")
+    validator = jsonschema.Draft202012Validator(json.loads(out))
+    spec = {"featurekit": 1, "name": "x", "table": {"db": "data", "name": "t"},
+            "features": {"v": {"extractor": "features.vowels", "inputs": {"text": "q"}}}}
+    errors = [e.message for e in validator.iter_errors(spec)]
+    assert len(errors) == 1 and errors[0].startswith("'features.vowels' is not one of ['sql', 'text.count'")
+    assert list(validator.iter_errors({**spec, "plugins": ["features.py"]})) == []
