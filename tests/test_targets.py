@@ -129,3 +129,10 @@ def test_a_target_is_strict(tmp_path, run_cli, monkeypatch, target, message):
     write_project(tmp_path, prod=target)
     code, _, err = run_cli("validate", "spec.yaml", cwd=tmp_path)
     assert code == 2 and message in err, err
+
+
+def test_a_target_name_is_an_identifier(tmp_path, run_cli, monkeypatch):
+    monkeypatch.delenv("FEATUREKIT_TARGET", raising=False)
+    write_project(tmp_path, **{"prod-eu": {"table": {"db": "eu"}}})
+    code, _, err = run_cli("validate", "spec.yaml", "--target", "dev", cwd=tmp_path)
+    assert code == 2 and "targets: target name 'prod-eu' must be letters, digits and _, not starting with a digit" in err

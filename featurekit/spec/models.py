@@ -429,3 +429,11 @@ class Spec(Strict):
     def _engine_shorthand(cls, value: Any) -> Any:
         return {"kind": value} if isinstance(value, str) else value
 
+    @field_validator("targets")
+    @classmethod
+    def _target_names(cls, value: dict[str, TargetSpec]) -> dict[str, TargetSpec]:
+        for name in value:
+            if not NAME_RE.match(name):
+                raise ValueError(f"target name {name!r} must be letters, digits and _, not starting with a digit")
+        return value
+
