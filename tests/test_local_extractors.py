@@ -218,6 +218,13 @@ BROKEN = [
      "def vowels(text):\n    return text\n", None, "text.length",
      ["features.py:5:1: plugins[0]: extractor 'text.length' (function vowels) is already registered by plugin "
       "'featurekit.builtin.text'; give it another name with @featurekit.extractor(name=...)"]),
+    ("param-not-validatable", "import pyarrow as pa\nimport featurekit\n\n\n"
+     "@featurekit.extractor(inputs={'text': 'string'}, output=pa.int32())\n"
+     "def vowels(text, *, like: pa.Array = None):\n    return text\n", None, "features.vowels",
+     ["features.py:5:1: plugins[0]: @featurekit.extractor on 'vowels': its keyword-only parameters cannot be "
+      "params: Unable to generate pydantic-core schema for <class 'pyarrow.lib.Array'>. Set "
+      "`arbitrary_types_allowed=True` in the model_config to ignore this error or implement "
+      "`__get_pydantic_core_schema__` on your type to fully support it."]),
     ("not-python", None, ["features.txt"], "features.vowels",
      ["spec.yaml:{plugin}:3: plugins[0]: 'features.txt' is not a .py file; plugins: lists Python files holding "
       "@featurekit.extractor functions",

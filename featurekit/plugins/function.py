@@ -104,7 +104,7 @@ def declare(func: Any, inputs: Any, output: Any, name: str | None, resources: An
 def _parameters(func: Callable, what: str) -> tuple[list[str], tuple[tuple[str, Any, Any], ...]]:
     try:
         hints = typing.get_type_hints(func)
-    except Exception:  # an annotation naming something not importable: the param takes any value
+    except Exception:  # an annotation naming something defined later in the file: each one alone
         hints = {}
     positional, params = [], []
     for p in inspect.signature(func).parameters.values():
@@ -113,7 +113,9 @@ def _parameters(func: Callable, what: str) -> tuple[list[str], tuple[tuple[str, 
                                            "name each one")
         if p.kind == p.KEYWORD_ONLY:
             default = ... if p.default is p.empty else p.default
-            params.append((p.name, hints.get(p.name, Any), default))
+            annotation = hints.get(p.name, p.annotation)
+            params.append((p.name, Any if annotation is p.empty or isinstance(annotation, str) else annotation,
+                           default))
         else:
             positional.append(p.name)
     return positional, tuple(params)

@@ -127,8 +127,12 @@ def _run(file: str, source: str, sha: str) -> Loaded:
         digest = code_digest(tree, obj.__name__, first)
         if digest is None:  # defined by exec'd text, not in the file's tree: its code cannot be versioned
             raise LocalFileError(file, first, 1, f"function {obj.__name__!r} is not defined in this file's code")
-        cls = extractor_class(obj, decl, name, digest, f"{file}:{first}", metaclass=LocalExtractorType,
-                              params_base=LocalParams, module=modname)
+        try:
+            cls = extractor_class(obj, decl, name, digest, f"{file}:{first}", metaclass=LocalExtractorType,
+                                  params_base=LocalParams, module=modname)
+        except Exception as exc:  # e.g. a param annotated with a type pydantic cannot validate
+            raise LocalFileError(file, first, 1, f"@featurekit.extractor on {obj.__name__!r}: its keyword-only "
+                                 f"parameters cannot be params: {str(exc).splitlines()[0]}") from None
         local = (file, source, obj.__name__)
         cls.__qualname__ = cls.__name__ = f"__featurekit_{obj.__name__}__"
         cls.__featurekit_local__ = local
