@@ -69,6 +69,8 @@ def SPEC(command):  # noqa: N802 (a decorator, like click's)
             kwargs["spec"] = load_spec(kwargs["spec"], target=target, branch=kwargs.get("branch"))
         return command(*args, **kwargs)
     return SPEC_PATH(TARGET(run))
+
+
 JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 SELECT = click.option("--select", "-s", multiple=True, metavar="NAMES",
                       help="Only these features: 'a,b', '+a' (with ancestors), 'a+' (with descendants).")

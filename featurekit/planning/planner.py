@@ -293,7 +293,8 @@ def version_reason(stored: str, cls: type) -> str:
     if is_code_version(cls.version):
         where = Path(cls.origin).name if getattr(cls, "origin", "") else cls.name  # file.py:line
         what = "code changed" if is_code_version(stored) else f"extractor version {stored} -> its code"
-        return f"{what}: function {cls.function.__name__} ({where}), {stored} -> {cls.version}"
+        function = getattr(getattr(cls, "function", None), "__name__", cls.name)
+        return f"{what}: function {function} ({where}), {stored} -> {cls.version}"
     return f"extractor version {stored} -> {cls.version}"
 
 
