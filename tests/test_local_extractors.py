@@ -213,6 +213,8 @@ BROKEN = [
       "Arrow type (output=pa.int32(), or output={'a': pa.int32(), 'b': pa.string()}), not <class 'int'>"]),
     ("import-error", "import featurekit\nimport not_a_module_here\n", None, "features.vowels",
      ["features.py:2:1: plugins[0]: running it failed: ModuleNotFoundError: No module named 'not_a_module_here'"]),
+    ("exit-in-file", "import sys\nsys.exit(3)\n", None, "features.vowels",
+     ["features.py:2:1: plugins[0]: running it failed: SystemExit: 3"]),
     ("name-clash", "import pyarrow as pa\nimport featurekit\n\n\n"
      "@featurekit.extractor(inputs={'text': 'string'}, output=pa.int32(), name='text.length')\n"
      "def vowels(text):\n    return text\n", None, "text.length",

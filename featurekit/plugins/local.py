@@ -107,8 +107,8 @@ def _run(file: str, source: str, sha: str) -> Loaded:
         exec(code, module.__dict__)
     except BaseException as exc:
         sys.modules.pop(modname, None)
-        if not isinstance(exc, Exception):
-            raise
+        if isinstance(exc, (KeyboardInterrupt, GeneratorExit)):
+            raise  # a SystemExit in the file is its failure, not featurekit's exit
         line = _line_in(exc, file)
         what = str(exc) if isinstance(exc, ExtractorDefinitionError) else f"{type(exc).__name__}: {exc}"
         raise LocalFileError(file, line, 1, f"running it failed: {what}") from None
