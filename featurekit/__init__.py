@@ -1,7 +1,8 @@
 """featurekit: a YAML spec in, a Lance feature store for multimodal training out.
 
 The surface, and nothing else: what plugin authors subclass (`Extractor`, `Source`,
-`Trainer`, `Engine`, `hookimpl`, `RowErrors`), the errors and their exit codes, and one
+`Trainer`, `Engine`, `hookimpl`, `RowErrors`; `extractor`, the decorator making a plain
+function of a spec's `plugins:` file an extractor), the errors and their exit codes, and one
 function per command (`featurekit.api`: `validate`, `plan`, `apply`, `status`, `slice`,
 `train`, `evaluate`, `log`, `diff`, `branches`, `bench`, `compact`, `graph`, `sample`, `check`,
 `list_plugins`, `schema`, `search`, `docs`, `read`, `dataloader`, `load_spec`) with the values they return.
@@ -28,6 +29,7 @@ from .errors import (
     UsageError,
 )
 from .plugins.extractor import Extractor, Resources, runtime_field
+from .plugins.function import extractor
 from .plugins.hookspecs import hookimpl
 from .plugins.rowerrors import RowErrors
 from .plugins.source import RowIssue, Source, SourceBatch
@@ -55,7 +57,7 @@ def __getattr__(name: str):
 __all__ = [
     "Catalog", "docs", "apply", "ApplyLog", "ApplyResult", "bench", "BenchResult", "branches", "BranchReport", "check", "CheckReport",
     "CommitConflict", "compact", "CompactResult", "dataloader", "DataLoader", "diff", "DiskFull", "Engine", "EngineOptions",
-    "EvalResult", "evaluate", "ExitCode", "Extractor", "FeaturekitError", "graph", "Graph", "hookimpl",
+    "EvalResult", "evaluate", "ExitCode", "extractor", "Extractor", "FeaturekitError", "graph", "Graph", "hookimpl",
     "list_plugins", "load_spec", "LockHeld", "LockLost", "log", "NotReady", "plan", "Plan", "PluginError",
     "PluginsReport", "Project", "read", "ReadResult", "Resources", "RowErrors", "RowIssue", "RunError", "RunResult",
     "runtime_field", "sample", "SampleReport", "schema", "search", "SearchResult", "slice", "SliceReport", "Source", "SourceBatch", "SourceUnreadable",

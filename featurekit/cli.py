@@ -1,6 +1,7 @@
 """The command line: parse arguments, call the API, render the result. Nothing else."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -52,7 +53,25 @@ def cli():
     """
 
 
-SPEC = click.argument("spec", type=click.Path(dir_okay=False))
+SPEC_PATH = click.argument("spec", type=click.Path(dir_okay=False))
+TARGET = click.option("--target", "-t", metavar="NAME", help="One of the spec's targets: (default: $FEATUREKIT_TARGET, "
+                      "else the first).")
+
+
+def SPEC(command):  # noqa: N802 (a decorator, like click's)
+    """The SPEC argument and its --target: with --target, the command gets the spec loaded for it."""
+    @functools.wraps(command)
+    def run(*args, target=None, **kwargs):
+        if target is not None:
+            if kwargs.get("against"):
+                raise UsageError("--against compares the spec's files at two revisions; it does not take --target "
+                                 "(set FEATUREKIT_TARGET instead)")
+            from .api import load_spec
+            kwargs["spec"] = load_spec(kwargs["spec"], target=target, branch=kwargs.get("branch"))
+        return command(*args, **kwargs)
+    return SPEC_PATH(TARGET(run))
+
+
 JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 SELECT = click.option("--select", "-s", multiple=True, metavar="NAMES",
                       help="Only these features: 'a,b', '+a' (with ancestors), 'a+' (with descendants).")
@@ -64,14 +83,15 @@ BRANCH = click.option("--branch", "-b", metavar="NAME",
 @cli.command(epilog="Example: featurekit validate specs/*.yaml")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--strict", is_flag=True, help="Checks that wait for the source files (none match yet) are errors.")
-def validate(specs, strict):
+@click.option("--target", "-t", metavar="NAME", help="Check this target only (default: every target of each spec).")
+def validate(specs, strict, target):
     """Check specs: syntax, keys, plugins, columns, types and the graph. Touches no data.
 
     Without the source files (a fresh clone of a specs repository), everything else is
     checked and the checks that waited for the data are listed; --strict fails on them.
     """
     from .api import validate as check
-    result = check(specs, strict=strict)
+    result = check(specs, strict=strict, target=target)
     for summary in result.specs:
         click.echo(summary.render())
     result.raise_for_problems()
@@ -100,7 +120,7 @@ def plan(spec, as_json, select, tier, prune, against, branch):
 
 @cli.command("diff", epilog="Examples:\n\n\b\n  featurekit diff specs/textvqa.yaml HEAD~1\n"
              "  featurekit diff specs/textvqa.yaml v1.0 v1.1 --json")
-@SPEC
+@SPEC_PATH
 @click.argument("rev1")
 @click.argument("rev2", required=False)
 @JSON
@@ -416,12 +436,14 @@ def branches(spec, as_json):
     click.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.render())
 
 
-@cli.command(epilog="Example: featurekit plugins --json")
+@cli.command(epilog="Example: featurekit plugins specs/textvqa.yaml --json")
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @JSON
-def plugins(as_json):
-    """List installed plugins, their versions and what they register."""
+def plugins(spec, as_json):
+    """List installed plugins, their versions and what they register; with SPEC, also the
+    files its plugins: names and the extractors their functions make."""
     from .api import list_plugins
-    report = list_plugins()
+    report = list_plugins(spec=spec)
     if as_json:
         click.echo(report.to_json())
     else:

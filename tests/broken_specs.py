@@ -30,7 +30,7 @@ CASES = [
         "spec.yaml:20:3: features.question_length: duplicate key 'question_length' (first defined at line 11); remove one of them",
     ]),
     ("unknown-top-key", add("owner: me\n"), [
-        "spec.yaml:23:1: owner: unknown key 'owner'; valid keys: featurekit, name, table, engine, source, features, slices, recipes, indexes",
+        "spec.yaml:23:1: owner: unknown key 'owner'; valid keys: featurekit, name, table, engine, source, features, slices, recipes, indexes, plugins, targets",
     ]),
     ("unknown-table-key", replace("  name: textvqa\n", "  name: textvqa\n  uri: x\n"), [
         "spec.yaml:6:3: table.uri: unknown key 'uri'; valid keys: db, name, fragment_rows, storage_options, branch",
@@ -134,7 +134,7 @@ CASES = [
     ]),
     ("several-problems", replace("featurekit: 1\n", "featurekit: 1\nowner: me\n").replace(
         "extractor: text.count", "extractor: text.cnt").replace("tier: 1", "tier: 1"), [
-        "spec.yaml:2:1: owner: unknown key 'owner'; valid keys: featurekit, name, table, engine, source, features, slices, recipes, indexes",
+        "spec.yaml:2:1: owner: unknown key 'owner'; valid keys: featurekit, name, table, engine, source, features, slices, recipes, indexes, plugins, targets",
         "spec.yaml:16:16: features.ocr_token_count.extractor: unknown extractor 'text.cnt'; did you mean 'text.count' or 'text.length'?",
     ]),
 ]

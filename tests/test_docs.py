@@ -50,6 +50,7 @@ RUNNERS = {
     "featurekit.dataloader(": "test_dataloader_snippet_runs",
     "lancedb.connect(": "test_plain_reader_snippet_reads_a_slice",
     'format="hf"': "test_hf_page_snippet_runs",
+    "@featurekit.extractor(": "test_local_function_snippet_runs",
 }
 
 
@@ -70,6 +71,8 @@ def test_plugin_page_shows_the_example_files_as_they_are():
     assert {path.relative_to(EXAMPLE).as_posix() for path, _ in shown if path} == \
         {"pyproject.toml", "featurekit_acme/__init__.py", "tests/test_acme.py"}
     for path, code in shown:
+        if path is None:  # not a file of the package (the local function: test_local_function_snippet_runs)
+            continue
         assert code.split("\n", 1)[1] == path.read_text(), f"docs/plugins.md shows an old copy of {path}"
 
 
@@ -88,6 +91,32 @@ def test_the_plugin_example_package_passes_its_tests(monkeypatch, featurekit_pro
     for name in names:
         fn = getattr(tests, name)
         fn(**{p: fixtures[p] for p in inspect.signature(fn).parameters})
+
+
+def test_local_function_snippet_runs(tmp_path):
+    """docs/plugins.md's function in features.py and the spec naming it: apply, then a body edit plans stale."""
+    import json
+
+    import lance
+    import yaml
+
+    import featurekit
+
+    code = python_block_with("@featurekit.extractor(")
+    spec = next(c for _, c in blocks("yaml", [DOCS / "plugins.md"]) if "plugins: [features.py]" in c)
+    (tmp_path / "features.py").write_text(code)
+    (tmp_path / "spec.yaml").write_text(spec)
+    questions = ["why is the sky blue", None, "rhythm", ""]
+    (tmp_path / "questions.jsonl").write_text("".join(json.dumps({"id": i, "question": q}) + "\n"
+                                                      for i, q in enumerate(questions)))
+    assert featurekit.apply(tmp_path / "spec.yaml").ok
+    t = lance.dataset(str(tmp_path / "data" / "questions.lance")).to_table().sort_by("id")
+    letters = yaml.safe_load(spec)["features"]["question_vowels"]["params"]["letters"]
+    assert t.column("question_vowels").to_pylist() == [sum(c in letters for c in (q or "")) for q in questions]
+    (tmp_path / "features.py").write_text(code.replace("sum(c in letters", "sum(2 * (c in letters)"))
+    reason = featurekit.plan(tmp_path / "spec.yaml").step("question_vowels").reasons[0]
+    shown = re.search(r"`(code changed: function vowels \(features.py:\d+\))`", TEXT[DOCS / "plugins.md"]).group(1)
+    assert reason.startswith(shown + ", code:")
 
 
 def load_module(monkeypatch, name: str, path: Path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..plugins import registry as registries
@@ -30,9 +31,14 @@ class PluginsReport:
         return "\n".join(lines)
 
 
-def list_plugins(registry: registries.Registry | None = None) -> PluginsReport:
-    """Every plugin the registry found (built-ins first, then the ``featurekit`` entry points)."""
+def list_plugins(registry: registries.Registry | None = None, spec: str | Path | None = None) -> PluginsReport:
+    """Every plugin the registry found (built-ins first, then the ``featurekit`` entry points),
+    and with `spec`, the files its `plugins:` names (their functions' extractors)."""
     reg = registry or registries.default_registry()
+    if spec is not None:
+        from ..planning.project import with_spec_plugins
+        from ..spec.document import load_document
+        reg, _ = with_spec_plugins(load_document(Path(spec)), Path(spec), reg)
     rows = []
     for name, kinds in reg.by_plugin().items():
         origin = reg.origins.get(name)

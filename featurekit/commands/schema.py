@@ -44,10 +44,15 @@ def spec_schema(registry: Registry) -> dict:
         "description": engine.get("description", ""), "default": "local",
         "anyOf": [{"type": "string", "enum": engines}, {"$ref": "#/$defs/EngineSpec"}]}
     defs["EngineSpec"]["properties"]["kind"] = {"type": "string", "enum": engines, "default": "local"}
+    defs["TargetSpec"]["properties"]["engine"] = {**schema["properties"]["engine"], "default": None}  # a target's too
     feature = defs["FeatureSpec"]
     names = registry.names("extractor")
-    feature["properties"]["extractor"] = {"type": "string", "enum": names,
-                                          "description": "an installed extractor"}
+    feature["properties"]["extractor"] = {"type": "string", "examples": names,
+                                          "description": "an installed extractor, or a function of a plugins: file"}
+    # without plugins: files, only the installed extractors
+    schema["if"] = {"not": {"required": ["plugins"]}}
+    schema["then"] = {"properties": {"features": {"additionalProperties": {
+        "properties": {"extractor": {"enum": names}}}}}}
     branches = []
     for name in names:
         cls = registry.get("extractor", name).cls

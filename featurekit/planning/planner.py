@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from ..errors import UsageError
 from ..ingest.prepare import PreparedIngest, show_keys
+from ..plugins.function import is_code_version
 from ..table.handle import table_ref
 from ..table.metadata import (
     SLICE_VERSION,
@@ -292,12 +294,22 @@ def runtime_note(f: Feature, stored: StoredFeature) -> str | None:
         f"{k} {_written(old, k)} -> {_written(now, k)}" for k in changed))
 
 
+def version_reason(stored: str, cls: type) -> str:
+    """Why a changed extractor version makes a column stale; a local function's version is its code."""
+    if is_code_version(cls.version):
+        where = Path(cls.origin).name if getattr(cls, "origin", "") else cls.name  # file.py:line
+        what = "code changed" if is_code_version(stored) else f"extractor version {stored} -> its code"
+        function = getattr(getattr(cls, "function", None), "__name__", cls.name)
+        return f"{what}: function {function} ({where}), {stored} -> {cls.version}"
+    return f"extractor version {stored} -> {cls.version}"
+
+
 def stale_reasons(f: Feature, stored: StoredFeature, stale_upstream: set[str]) -> list[str]:
     reasons = []
     if stored.extractor != f.extractor_cls.name:
         reasons.append(f"extractor changed: {stored.extractor} -> {f.extractor_cls.name}")
     elif stored.version != str(f.extractor_cls.version):
-        reasons.append(f"extractor version {stored.version} -> {f.extractor_cls.version}")
+        reasons.append(version_reason(stored.version, f.extractor_cls))
     params = f.extractor_cls(f.params).fingerprint_params()
     changed = sorted(k for k in set(params) | set(stored.params) if params.get(k) != stored.params.get(k))
     if changed:

@@ -9,36 +9,63 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..errors import FeaturekitError
+from ..errors import FeaturekitError, SpecError
 from ..plugins import registry as registries
+from ..plugins.local import LOCAL_MODULES, load_spec_plugins
 from ..spec.document import Document, load_document
 from ..spec.names import check_ref_name, table_name_problem
+from ..spec.targets import select_target
 from ..table.handle import TableRef, open_dataset
 from .resolve import Project, resolve, table_uri
 
 
 def load_spec(path: str | Path, *, registry: registries.Registry | None = None,
-              branch: str | None = None) -> Project:
+              branch: str | None = None, target: str | None = None) -> Project:
     """Parse, validate and resolve a spec; raises `SpecError` listing every problem.
-    `branch`: read and apply onto that Lance branch of the table (overrides `table.branch`)."""
+    `branch`: read and apply onto that Lance branch of the table (overrides `table.branch`).
+    `target`: one of the spec's `targets:` (default: FEATUREKIT_TARGET, else the first)."""
     path = Path(path)
     doc = load_document(path)
-    return resolve_document(doc, path, registry=registry, branch=branch)
+    return resolve_document(doc, path, registry=registry, branch=branch, target=target)
 
 
 def resolve_document(doc: Document, path: Path, *, registry: registries.Registry | None = None,
-                     branch: str | None = None) -> Project:
+                     branch: str | None = None, target: str | None = None) -> Project:
     """Resolve a loaded document (e.g. a spec as committed at a git revision) against the table."""
-    registry = registry or registries.default_registry()
-    return with_branch(resolve(doc, registry, path, table_schema(doc, path, branch)), branch)
+    doc = select_target(doc, target)
+    registry, problems = with_spec_plugins(doc, path, registry or registries.default_registry())
+    try:
+        project = resolve(doc, registry, path, table_schema(doc, path, branch))
+    except SpecError as exc:
+        raise SpecError([*problems, *exc.problems]) from None
+    if problems:
+        raise SpecError(problems)
+    return with_branch(project, branch)
+
+
+def with_spec_plugins(doc: Document, path: Path, registry: registries.Registry) -> tuple[registries.Registry, list]:
+    """`registry` plus the extractors of the spec's `plugins:` files, and the problems loading them."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    written = data.get("plugins")
+    if not isinstance(written, list) or not written:
+        return registry, []
+
+    def taken(name: str) -> str | None:
+        entry = registry.get("extractor", name)
+        return None if entry is None or entry.cls.__module__.startswith(LOCAL_MODULES) else f"plugin {entry.plugin!r}"
+
+    loaded = load_spec_plugins(written, path.parent, doc.problem, taken)
+    merged = registry.with_plugins(loaded.origins())
+    merged.failures.extend(loaded.failures)
+    return merged, list(loaded.problems)
 
 
 def project_of(spec: str | Path | Project, registry: registries.Registry | None = None,
-               branch: str | None = None) -> Project:
+               branch: str | None = None, target: str | None = None) -> Project:
     """The project of `spec` (a path, or a project already loaded), on `branch` when given."""
     if isinstance(spec, Project):
         return with_branch(spec, branch)
-    return load_spec(spec, registry=registry, branch=branch)
+    return load_spec(spec, registry=registry, branch=branch, target=target)
 
 
 def with_branch(project: Project, branch: str | None) -> Project:

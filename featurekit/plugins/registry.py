@@ -59,6 +59,20 @@ class Registry:
             return
         table[name] = Registered(name, klass, plugin)
 
+    def with_plugins(self, plugins: list[tuple[str, Any, PluginOrigin]]) -> Registry:
+        """This registry plus `plugins` (name, an object implementing hooks, origin), e.g. a spec's
+        local files, collected through the same hooks as the installed plugins."""
+        pm = PluginManager()
+        for name, plugin, origin in plugins:
+            pm.register_module(plugin, name=name, distribution=origin.distribution, version=origin.version)
+        extra = Registry.from_plugin_manager(pm)
+        merged = Registry({kind: dict(table) for kind, table in self.entries.items()}, list(self.conflicts),
+                          self.failures + extra.failures, {**self.origins, **extra.origins})
+        for kind, table in extra.entries.items():
+            for entry in table.values():
+                merged._add(kind, entry.cls, entry.plugin)
+        return merged
+
     def check(self) -> None:
         if self.conflicts:
             raise PluginError("\n".join(self.conflicts))

@@ -421,6 +421,32 @@ class IndexSpec(Strict):
         return self.type in VECTOR_INDEXES
 
 
+class TargetTableSpec(Strict):
+    db: str | None = Field(None, description="this target's database: a folder relative to the spec, or s3://, gs://")
+    name: str | None = Field(None, description="this target's table name")
+    storage_options: dict[str, str | bool | int | float] | None = Field(
+        None, description="this target's object-store options (replace the table's; secrets as ${NAME})")
+    branch: str | None = Field(None, description="this target's Lance branch")
+
+
+class TargetSourceSpec(Strict):
+    path: str | None = Field(None, description="this target's source file or glob, relative to the spec's folder")
+    files_root: str | None = Field(None, description="this target's folder for the files named by source.files")
+
+
+class TargetSpec(Strict):
+    """Where one target runs: what it changes of `table`, `engine` and the `source` paths."""
+
+    table: TargetTableSpec | None = Field(None, description="keys of `table` this target sets")
+    engine: EngineSpec | None = Field(None, description="this target's engine: a name, or {kind: NAME, ...options}")
+    source: TargetSourceSpec | None = Field(None, description="this target's source path")
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+
 class Spec(Strict):
     featurekit: int = Field(description="spec format version (1)")
     name: str = Field(description="free text, shown in plans and run records")
@@ -433,6 +459,12 @@ class Spec(Strict):
     indexes: dict[str, IndexSpec] = Field(default_factory=dict, description="column -> index (on a source or "
                                           "feature column): created by apply, kept up to date after appends, "
                                           "dropped by apply --prune once removed from the spec")
+    plugins: list[str] = Field(default_factory=list, description="Python files (relative to the spec) whose "
+                               "@featurekit.extractor functions this spec's features can use, named "
+                               "<file stem>.<function>")
+    targets: dict[str, TargetSpec] = Field(default_factory=dict, description="named places to run the spec "
+                                           "(dev, prod, ...), each overriding table, engine and source paths; "
+                                           "chosen with --target or FEATUREKIT_TARGET, default the first")
 
     @field_validator("featurekit")
     @classmethod
@@ -446,4 +478,12 @@ class Spec(Strict):
     @classmethod
     def _engine_shorthand(cls, value: Any) -> Any:
         return {"kind": value} if isinstance(value, str) else value
+
+    @field_validator("targets")
+    @classmethod
+    def _target_names(cls, value: dict[str, TargetSpec]) -> dict[str, TargetSpec]:
+        for name in value:
+            if not NAME_RE.match(name):
+                raise ValueError(f"target name {name!r} must be letters, digits and _, not starting with a digit")
+        return value
 
