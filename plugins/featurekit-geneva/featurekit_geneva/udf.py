@@ -41,6 +41,12 @@ class FeatureUDF:
         self.columns = udf_inputs(task)
         self.type = struct_type(task)
 
+    def __setstate__(self, state: dict) -> None:
+        # unpickled on a Geneva applier: carry the fix for its per-row selected-rows path there
+        self.__dict__.update(state)
+        from .upstream import arrow_selected_rows
+        arrow_selected_rows()
+
     def __call__(self, *columns: pa.Array) -> pa.Array:
         ft = self.task
         batch = pa.record_batch([_array(c) for c in columns], names=self.columns)
