@@ -199,6 +199,49 @@ def test_mixed_engines_recompute_nothing_fresh(cluster, tmp_path):
     assert_one_file_per_feature(mixed, ["n", "_fk_n"])
 
 
+def test_shared_values_parity_and_either_engine_reuses_the_others(cluster, tmp_path):
+    """Rows with equal inputs: computed once on both engines (extractor calls = distinct inputs),
+    the same values and input keys; across applies, and across engines, a known input is read
+    back, never computed again."""
+    features = {"s": {"extractor": "fkg.shared", "inputs": {"text": "q"}}}
+    rows = [{"id": i, "q": f"question {i % 7}"} for i in range(50)]  # 7 distinct, over 3 fragments
+    local = project(tmp_path / "local", features, rows, {"kind": "local"})
+    gen = project(tmp_path / "geneva", features, rows, {"kind": "geneva", "concurrency": 1})
+    calls = {}
+    for name, p in (("local", local), ("geneva", gen)):
+        cluster.reset_calls()
+        assert p.apply().ok
+        calls[name] = cluster.read_calls()
+    distinct = sorted({r["q"] for r in rows})
+    assert sorted(calls["local"]) == sorted(calls["geneva"]) == distinct
+    assert_same_tables(local, gen)
+    keys = {n: p.table().sort_by("id").column("_fkin_s").to_pylist() for n, p in (("local", local), ("geneva", gen))}
+    assert keys["local"] == keys["geneva"] and None not in keys["geneva"]
+    assert_one_file_per_feature(gen, ["s", "_fk_s"])
+    ds = lance.dataset(gen.project().table_uri)
+    ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
+    for frag in ds.get_fragments():  # the input keys in the feature's own file, as the local engine writes them
+        assert sorted(ids[c] for c in ("s", "_fk_s", "_fkin_s")) in [sorted(d.fields) for d in frag.data_files()]
+
+    append_rows(gen, [{"id": 100 + i, "q": f"question {i % 7}"} for i in range(10)] + [{"id": 200, "q": "new one"}])
+    cluster.reset_calls()
+    assert gen.apply().ok                               # Geneva again: known inputs read back
+    assert cluster.read_calls() == ["new one"]
+    append_rows(gen, [{"id": 300, "q": "question 3"}, {"id": 301, "q": "new one"}, {"id": 302, "q": "newer"}])
+    cluster.reset_calls()
+    assert gen.apply(engine="local").ok                 # local continues: reuses Geneva's values
+    assert cluster.read_calls() == ["newer"]
+    append_rows(local, [{"id": 400, "q": "question 5"}, {"id": 401, "q": "other"}])
+    cluster.reset_calls()
+    assert local.apply(engine="geneva").ok              # and Geneva reuses the local engine's
+    assert cluster.read_calls() == ["other"]
+    table = gen.table().sort_by("id")
+    by_q = {}
+    for q, v in zip(table.column("q").to_pylist(), table.column("s").to_pylist()):
+        assert by_q.setdefault(q, v) == v               # equal inputs, equal values
+    assert by_q["question 3"] == [len("question 3"), 1, len(set("question 3")), 1.5]
+
+
 KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {here!r})
