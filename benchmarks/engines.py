@@ -157,6 +157,9 @@ def bench_tiers(root: Path, rows: int) -> None:
           f"ratio {ge['seconds'] / lo['seconds']:.1f}x time, {ge_mem / lo_mem:.1f}x memory; tables equal: {same}")
     for name in lo["features"]:
         print(f"     {name:<22} local {lo['features'][name][2]:6.2f}s   geneva {ge['features'][name][2]:6.2f}s")
+    extra = [ge["features"][n][2] - lo["features"][n][2] for n in lo["features"]]
+    print(f"   fixed cost: {ge['seconds'] - lo['seconds']:.1f}s an apply over local (one Ray start), "
+          f"{sum(extra) / len(extra):.1f}s a feature on average ({min(extra):.1f}-{max(extra):.1f}s)")
 
 
 # -- 2 and 3: in this process, Ray started once --------------------------------------------------

@@ -100,7 +100,7 @@ def assert_same_tables(a: TestProject, b: TestProject) -> None:
     ta, tb = a.table(), b.table()
     assert ta.schema.names == tb.schema.names
     for name in ta.schema.names:
-        if name.startswith("_fkin_"):  # input keys: kept by the local engine only (notes/open-questions.md)
+        if name.startswith("_fkin_"):  # input keys: the local engine leaves them NULL where keying cannot pay
             continue
         assert ta.column(name).to_pylist() == tb.column(name).to_pylist(), f"column {name} differs"
         assert featurekit_metadata(ta.schema.field(name)) == featurekit_metadata(tb.schema.field(name)), \
