@@ -6,6 +6,7 @@ Skipped when geneva is not installed (it is a plugin dependency, so CI installs 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -50,25 +51,35 @@ class Cluster:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """One local Ray for the module; the engine reuses it (and so leaves it running)."""
-    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
-    tmp = tmp_path_factory.mktemp("ray")
+@contextlib.contextmanager
+def worker_environment(tmp: Path):
+    """FKG_CALLS / FKG_HEALED and this folder on the path, for every Ray process started inside
+    (Ray workers inherit the environment of the process that starts their raylet)."""
     env = {"FKG_CALLS": str(tmp / "calls.txt"), "FKG_HEALED": str(tmp / "healed"),
            "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), os.environ.get("PYTHONPATH")] if p)}
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # Ray workers inherit this process's environment
-    ray.init(num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory())
+    os.environ.update(env)
     try:
-        yield Cluster(ray.get_runtime_context().gcs_address, Path(env["FKG_CALLS"]), Path(env["FKG_HEALED"]))
+        yield Path(env["FKG_CALLS"]), Path(env["FKG_HEALED"])
     finally:
-        ray.shutdown()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One local Ray for the module; the engine reuses it (and so leaves it running)."""
+    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
+    with worker_environment(tmp_path_factory.mktemp("ray")) as (calls, healed):
+        ray.init(num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
+                 **local_memory())
+        try:
+            yield Cluster(ray.get_runtime_context().gcs_address, calls, healed)
+        finally:
+            ray.shutdown()
 
 
 def project(root: Path, features: dict, rows: list[dict], engine: dict, *, slices=None,

@@ -5,7 +5,6 @@ Slow (three raylets start on a 2-core machine); CI runs it.
 """
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -20,34 +19,28 @@ ray = pytest.importorskip("ray")
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from test_geneva import assert_same_tables, project, rows_of  # noqa: E402
+from test_geneva import assert_same_tables, project, rows_of, worker_environment  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
+    """A head with no CPU (Geneva's driver task sits there on its head resource) and two worker
+    nodes of one CPU: every applier runs on a worker node, one a node (0.8 CPU each)."""
     from ray.cluster_utils import Cluster
 
     from featurekit_geneva.cluster import HEAD_RESOURCE
-    tmp = tmp_path_factory.mktemp("nodes")
-    env = {"FKG_CALLS": str(tmp / "calls.txt"), "FKG_HEALED": str(tmp / "healed"),
-           "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), os.environ.get("PYTHONPATH")] if p)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # every raylet started below (and its workers) inherits it
-    memory = {"object_store_memory": 200 * 2**20}
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {HEAD_RESOURCE: 1}, **memory})
-    workers = [cluster.add_node(num_cpus=1, **memory) for _ in range(2)]
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
-    try:
-        yield cluster, workers, Path(env["FKG_CALLS"])
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with worker_environment(tmp_path_factory.mktemp("nodes")) as (calls_file, _):
+        memory = {"object_store_memory": 200 * 2**20}
+        cluster = Cluster(initialize_head=True,
+                          head_node_args={"num_cpus": 0, "resources": {HEAD_RESOURCE: 1}, **memory})
+        workers = [cluster.add_node(num_cpus=1, **memory) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            yield cluster, workers, calls_file
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
 
 
 def calls(path: Path) -> list[str]:
@@ -55,14 +48,14 @@ def calls(path: Path) -> list[str]:
 
 
 FEATURES = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}, "params": {"sleep": 0.2},
-                  "resources": {"cpus": 0.5}}}
+                  "resources": {"cpus": 0.8}}}
 
 
 def test_an_apply_across_three_nodes_with_a_worker_node_removed_mid_backfill(nodes, tmp_path):
     cluster, workers, log = nodes
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3
     rows = rows_of(range(240), bad=False)
-    engine = {"kind": "geneva", "concurrency": 4, "checkpoint_size": 10, "checkpoint_seconds": 0,
+    engine = {"kind": "geneva", "concurrency": 2, "checkpoint_size": 10, "checkpoint_seconds": 0,
               "stall_seconds": 120}
     gen = project(tmp_path / "geneva", FEATURES, rows, engine, fragment_rows=30)
     log.write_text("")

@@ -131,4 +131,6 @@ def test_genevas_selected_rows_path_is_the_one_the_fix_replaces():
     source = inspect.getsource(getattr(BackfillUDFTask, upstream._ORIGINAL_APPLY, BackfillUDFTask.apply))
     assert "filtered_val.as_py()" in source and "has_backfill_selected" in source
     assert {"defer_carry_forward", "use_blob_v2", "unpack_fields"} <= {f.name for f in BackfillUDFTask.__attrs_attrs__}
-    assert callable(BackfillUDFTask._output_column_names)
+    assert callable(BackfillUDFTask._output_column_names) and callable(BackfillUDFTask._output_fields)
+    from geneva.apply.blob_range import blob_v2_field_paths
+    assert not blob_v2_field_paths(pa.schema([pa.field("h", VALUE)]))  # not a blob: the fix applies
