@@ -10,6 +10,9 @@ Needs the featurekit-geneva, -image and -qwen plugins (and geneva installed).
 3. throughput on a CPU-bound extractor (2000 rounds of sha256 a row) at two sizes: the
    steady rate is the slope between them, the fixed cost the intercept, and the rows it takes
    for the fixed cost to be under 10% of a run follow from both.
+4. large rows: 400 rows of fp16[400 x 2048] (1.6 MB, the 3B tower's hiddens) from a cheap
+   extractor, local vs Geneva (Ray up), per-row cost of each; and Geneva's own selected-rows
+   path against the Arrow fix featurekit carries (featurekit_geneva.upstream), on one batch.
 """
 from __future__ import annotations
 
@@ -56,6 +59,26 @@ class Busy(featurekit.Extractor):
         return pa.array(out, pa.string())
 
 
+TOKENS, HIDDEN = 400, 2048
+
+
+class Hiddens(featurekit.Extractor):
+    """A stand-in for the vision tower: fp16[400 x 2048] a row, filled from the row's id."""
+
+    name = "bench.hiddens"
+    inputs = {"n": pa.int64()}
+    resources = featurekit.Resources(batch_size=16)
+
+    def output_type(self):
+        return pa.list_(pa.float16(), TOKENS * HIDDEN)
+
+    def __call__(self, batch):
+        import numpy as np
+        n = batch.column("n").to_numpy()
+        flat = np.repeat((n % 1000).astype(np.float16), TOKENS * HIDDEN)
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float16()), TOKENS * HIDDEN)
+
+
 def registry():
     import types
 
@@ -63,7 +86,7 @@ def registry():
     from featurekit.plugins.discovery import make_plugin_manager
     from featurekit.plugins.registry import Registry
     mod = types.ModuleType("bench_plugin")
-    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy])
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy, Hiddens])
     return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod, featurekit_geneva]))
 
 
@@ -134,6 +157,9 @@ def bench_tiers(root: Path, rows: int) -> None:
           f"ratio {ge['seconds'] / lo['seconds']:.1f}x time, {ge_mem / lo_mem:.1f}x memory; tables equal: {same}")
     for name in lo["features"]:
         print(f"     {name:<22} local {lo['features'][name][2]:6.2f}s   geneva {ge['features'][name][2]:6.2f}s")
+    extra = [ge["features"][n][2] - lo["features"][n][2] for n in lo["features"]]
+    print(f"   fixed cost: {ge['seconds'] - lo['seconds']:.1f}s an apply over local (one Ray start), "
+          f"{sum(extra) / len(extra):.1f}s a feature on average ({min(extra):.1f}-{max(extra):.1f}s)")
 
 
 # -- 2 and 3: in this process, Ray started once --------------------------------------------------
@@ -204,16 +230,79 @@ def bench_throughput(root: Path, sizes: list[int]) -> None:
               f"~{amortized:,.0f} rows on")
 
 
+# -- 4. large rows --------------------------------------------------------------------------------
+def bench_large_rows(root: Path, rows: int) -> None:
+    print(f"4. large rows: {rows} rows of fp16[{TOKENS} x {HIDDEN}] ({TOKENS * HIDDEN * 2 / 2**20:.1f} MB) from a cheap "
+          "extractor, fragments of 50 rows (Ray already up):")
+    times = {}
+    for engine in ("local", "geneva"):
+        spec = busy_table(root / engine, rows, "h: {extractor: bench.hiddens, inputs: {n: id}}\n")
+        spec.write_text(spec.read_text().replace("fragment_rows: 1000", "fragment_rows: 50"))
+        t0 = time.perf_counter()
+        result = featurekit.apply(spec, engine=engine, registry=registry())
+        times[engine] = time.perf_counter() - t0
+        assert result.run.features["h"].computed == rows, result.run.features["h"].error
+    import lance
+    tables = [lance.dataset(str(root / e / "data" / "t.lance")).to_table(columns=["id", "h"]).sort_by("id")
+              for e in ("local", "geneva")]
+    lo, ge = times["local"], times["geneva"]
+    print(f"   local  {lo:6.1f}s  {lo / rows * 1e3:6.1f} ms a row")
+    print(f"   geneva {ge:6.1f}s  {ge / rows * 1e3:6.1f} ms a row   ratio {ge / lo:.1f}x "
+          f"(over local: {ge - lo:.1f}s); tables equal: {tables[0].equals(tables[1])}")
+    bench_selected_rows()
+
+
+def bench_selected_rows(rows: int = 32) -> None:
+    """Geneva 0.17's `BackfillUDFTask.apply` on one filtered batch (3 of 4 rows selected, the
+    old values carried), as shipped and with featurekit's fix (same output checked)."""
+    import numpy as np
+    from geneva.apply.task import BackfillUDFTask
+    from geneva.transformer import BACKFILL_SELECTED, UDF
+
+    from featurekit_geneva import upstream
+    upstream.arrow_selected_rows()
+    original = getattr(BackfillUDFTask, upstream._ORIGINAL_APPLY)
+    width = TOKENS * HIDDEN
+    value = pa.list_(pa.float16(), width)
+    struct = pa.struct([("h", value), ("_fk_h", pa.string())])
+
+    def compute(n: pa.Array) -> pa.Array:
+        flat = pa.array(np.repeat(n.to_numpy().astype(np.float16), width), pa.float16())
+        return pa.StructArray.from_arrays([pa.FixedSizeListArray.from_arrays(flat, width), pa.array(["fp"] * len(n))],
+                                          fields=list(struct))
+    udf = UDF(func=compute, name="h", data_type=struct, input_columns=["n"])
+    task = BackfillUDFTask(udfs={"h": udf}, where="n >= 0",
+                           unpack_fields=tuple(o.field for o in upstream.unpacked_udf_plan(udf).outputs))
+    selected = np.arange(rows) % 4 != 0
+    old = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(rows * width, np.float16)), width)
+    batch = pa.record_batch([pa.array(np.arange(rows)), old, pa.array(["old"] * rows),
+                             pa.array(np.arange(rows), pa.uint64()), pa.array(selected)],
+                            names=["n", "h", "_fk_h", "_rowaddr", BACKFILL_SELECTED])
+    took = {}
+    for label, apply in (("geneva 0.17", original), ("featurekit fix", BackfillUDFTask.apply)):
+        t0 = time.perf_counter()
+        out = apply(task, batch)
+        took[label] = (time.perf_counter() - t0) / selected.sum()
+        took[label + " out"] = out
+    same = took["geneva 0.17 out"].equals(took["featurekit fix out"])
+    print(f"   Geneva's selected-rows path, one batch of {rows} rows ({selected.sum()} selected): "
+          f"as shipped {took['geneva 0.17'] * 1e3:.0f} ms a selected row, with featurekit's Arrow fix "
+          f"{took['featurekit fix'] * 1e3:.1f} ms ({took['geneva 0.17'] / took['featurekit fix']:.0f}x); same output: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample-rows", type=int, default=200)
     parser.add_argument("--busy-rows", default="4000,32000", help="two sizes for the slope")
     parser.add_argument("--skip-tiers", action="store_true")
+    parser.add_argument("--large-rows", type=int, default=400)
+    parser.add_argument("--only", default="1,2,3,4", help="parts to run")
     args = parser.parse_args()
     sizes = [int(x) for x in args.busy_rows.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if not args.skip_tiers:
+        parts = set(args.only.split(","))
+        if not args.skip_tiers and "1" in parts:
             bench_tiers(tmp / "tiers", args.sample_rows)
         import ray
 
@@ -222,8 +311,12 @@ def main() -> None:
         ray.init(resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory())
         print(f"   (Ray started in {time.perf_counter() - t0:.1f}s for parts 2-3)")
         try:
-            bench_fixed_cost(tmp / "fixed")
-            bench_throughput(tmp / "busy", sizes)
+            if "2" in parts:
+                bench_fixed_cost(tmp / "fixed")
+            if "3" in parts:
+                bench_throughput(tmp / "busy", sizes)
+            if "4" in parts:
+                bench_large_rows(tmp / "large", args.large_rows)
         finally:
             ray.shutdown()
 

@@ -22,12 +22,12 @@ import platform
 PREFIX = "virtual_column"
 
 
-def make_udf(task, f, batch_size: int | None, checkpoint_size: int | None):
+def make_udf(task, f, batch_size: int | None, checkpoint_size: int | None, ref=None):
     """The Geneva UDF of a feature: its resources, batch size and fingerprint (as version)."""
     from geneva.transformer import UDF
 
     from .udf import FeatureUDF
-    func = FeatureUDF(task)
+    func = FeatureUDF(task, ref)
     return UDF(func=func, name=f"featurekit_{f.name}", data_type=func.type, input_columns=func.columns,
                version=f.fingerprint, num_cpus=f.resources.cpus, num_gpus=f.resources.gpus,
                batch_size=batch_size or f.resources.batch_size, checkpoint_size=checkpoint_size)

@@ -40,13 +40,16 @@ class GenevaEngine(Engine):
     def fill(self, fill: FeatureFill) -> None:
         from . import columns, job
         from .cluster import concurrency
+        from .udf import output_columns
 
         if self.session is None:
             self.session = self._ray(fill.reporter)
         f = fill.feature
         gtable = _geneva_table(fill.table.uri)
-        udf = columns.make_udf(fill.task, f, self.options.batch_size, self.options.checkpoint_size)
-        columns.register(gtable, udf, [*f.output_types, f.state_column])
+        udf = columns.make_udf(fill.task, f, self.options.batch_size, self.options.checkpoint_size, fill.table.ref)
+        columns.register(gtable, udf, output_columns(fill.task))
+        if fill.task.hash_column:
+            fill.run.sharing = "shared by input key (in each Geneva applier)"
         version = fill.table.refresh().version
         workers = concurrency(self.options, f, len(fill.fragments))
         failure = None
@@ -85,3 +88,4 @@ def _geneva_table(uri: str):
     if "://" not in db:
         db = os.path.abspath(db)  # Ray workers do not share the driver's working directory
     return geneva.connect(db).open_table(name[: -len(".lance")])
+

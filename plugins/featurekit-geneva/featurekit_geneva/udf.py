@@ -5,7 +5,9 @@ filter). It runs exactly what a local-engine worker runs, `compute.compute_batch
 row is isolated by halving, the extractor is built and set up once per actor on first use,
 since Geneva 0.17 never calls `setup()`), and returns a struct of the feature's columns plus
 its state column (`<fp>` or `<fp>!<error>`), which Geneva unpacks into those sibling columns
-and writes as one data file per fragment (see `columns.py`).
+and writes as one data file per fragment (see `columns.py`). A feature that shares values by
+input also returns each row's input key (`_fkin_<feature>`, in the same file): rows with equal
+inputs are computed once (`sharing.ActorValues`).
 
 No `from __future__ import annotations` here: Geneva reads `__call__`'s annotations to
 recognise an Array UDF (`*columns: pa.Array -> pa.Array`).
@@ -13,6 +15,7 @@ recognise an Array UDF (`*columns: pa.Array -> pa.Array`).
 import pyarrow as pa
 
 from featurekit.engine.compute import FeatureTask, compute_batch
+from featurekit.planning.inputkeys import HASH_TYPE
 from featurekit.table.metadata import FAILED_SEP
 
 
@@ -26,27 +29,46 @@ def udf_inputs(task: FeatureTask) -> list[str]:
     return list(dict.fromkeys([*task.inputs.values(), *task.upstream_states, task.state_column]))
 
 
+def output_columns(task: FeatureTask) -> list[str]:
+    """The columns the UDF fills: the feature's, its state column, its input-key column if any."""
+    return [*task.output_types, task.state_column] + ([task.hash_column] if task.hash_column else [])
+
+
 def struct_type(task: FeatureTask) -> pa.StructType:
-    """The UDF's output: the feature's columns, then its state column (the layout of the
-    local engine's files, so either engine can replace the other's)."""
+    """The UDF's output: the feature's columns, its state column, then its input keys (the layout
+    of the local engine's files, so either engine can replace the other's)."""
     return pa.struct([pa.field(c, t) for c, t in task.output_types.items()]
-                     + [pa.field(task.state_column, pa.string())])
+                     + [pa.field(task.state_column, pa.string())]
+                     + ([pa.field(task.hash_column, HASH_TYPE)] if task.hash_column else []))
 
 
 class FeatureUDF:
     """Picklable callable: the FeatureTask travels by value, the extractor class by reference."""
 
-    def __init__(self, task: FeatureTask):
+    def __init__(self, task: FeatureTask, ref=None):
         self.task = task
+        self.ref = ref  # the table's TableRef (secrets as ${VAR}): where committed values are read back
         self.columns = udf_inputs(task)
         self.type = struct_type(task)
+
+    def __setstate__(self, state: dict) -> None:
+        # unpickled on a Geneva applier: carry the fix for its per-row selected-rows path there
+        self.__dict__.update(state)
+        from .upstream import arrow_selected_rows
+        arrow_selected_rows()
 
     def __call__(self, *columns: pa.Array) -> pa.Array:
         ft = self.task
         batch = pa.record_batch([_array(c) for c in columns], names=self.columns)
-        values, messages = compute_batch(ft, batch)
+        keys = []
+        if ft.hash_column:
+            from .sharing import actor_values
+            values, messages, key = actor_values(ft, self.ref).compute(batch)
+            keys = [key]
+        else:
+            values, messages = compute_batch(ft, batch)
         state = pa.array([ft.fingerprint if m is None else ft.fingerprint + FAILED_SEP + m for m in messages], pa.string())
-        return pa.StructArray.from_arrays([values[c] for c in ft.output_types] + [state], fields=list(self.type))
+        return pa.StructArray.from_arrays([values[c] for c in ft.output_types] + [state] + keys, fields=list(self.type))
 
 
 def _array(column) -> pa.Array:

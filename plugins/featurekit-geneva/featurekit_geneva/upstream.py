@@ -11,6 +11,13 @@ Each name here is checked by tests/test_geneva.py::test_the_geneva_internals_rel
 - `backfill_async`: `Table.backfill_async` with its private admission switches (`_admission_check`,
   `_admission_strict`: refuse a job the cluster cannot place) and `_return_future` (follow the job).
 - `job_ref`, `job_tracker`: the `RayJobFuture` fields a job is followed and cancelled through.
+- `arrow_selected_rows()`: a fix carried for `BackfillUDFTask.apply` (geneva/apply/task.py),
+  whose selected-rows path (every filtered backfill, so all of featurekit's) puts each
+  computed row back in place with `as_py()` and rebuilds the array from Python lists: 0.6 s a
+  row for fp16[400x2048]. The fix hands Geneva only the selected rows (no selection column,
+  so its all-Arrow path runs) and puts them back in place with one Arrow `take`; the
+  unselected rows keep their carried values (the same take). Installed in
+  each applier process when featurekit's UDF is unpickled there (`udf.FeatureUDF`).
 """
 from __future__ import annotations
 
@@ -52,6 +59,61 @@ def backfill_async(gtable, column: str, *, where: str, strict: bool, **options: 
     at once (`resources_unavailable()`) when `strict`."""
     return gtable.backfill_async(column, where=where, _admission_check=True, _admission_strict=strict,
                                  _return_future=True, **options)
+
+
+_ORIGINAL_APPLY = "_featurekit_original_apply"
+
+
+def arrow_selected_rows() -> None:
+    """Make `BackfillUDFTask.apply` keep a filtered batch's computed rows in Arrow (idempotent)."""
+    from geneva.apply.task import BackfillUDFTask
+    if hasattr(BackfillUDFTask, _ORIGINAL_APPLY):
+        return
+    original = BackfillUDFTask.apply
+    setattr(BackfillUDFTask, _ORIGINAL_APPLY, original)
+    BackfillUDFTask.apply = lambda self, batch: _apply_selected(original, self, batch)
+
+
+def _apply_selected(original, task, batch):
+    import numpy as np
+    import pyarrow as pa
+    from geneva.transformer import BACKFILL_SELECTED, UDFArgType
+
+    if not isinstance(batch, pa.RecordBatch) or BACKFILL_SELECTED not in batch.schema.names:
+        return original(task, batch)
+    name, udf = next(iter(task.udfs.items()))
+    mask = batch[BACKFILL_SELECTED]
+    if getattr(udf, "arg_type", None) not in (UDFArgType.RECORD_BATCH, UDFArgType.ARRAY) or mask.null_count:
+        return original(task, batch)
+    if task.use_blob_v2:  # Geneva's backfills set it; it changes nothing unless an output is a blob
+        from geneva.apply.blob_range import blob_v2_field_paths
+        if blob_v2_field_paths(pa.schema(task._output_fields(name, udf))):
+            return original(task, batch)
+    selected = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+    if not selected.any():
+        return original(task, batch)  # Geneva's own path: nulls and carried values, nothing computed
+    inputs = {c.split(".")[0] for c in udf.input_columns or []}
+    carried = set(task._output_column_names(name)) - inputs  # featurekit's state column is both
+    chosen = batch.drop_columns([c for c in batch.schema.names if c in carried or c == BACKFILL_SELECTED])
+    out = original(task, chosen.filter(mask))  # no selection column: Geneva's all-Arrow path, selected rows only
+    if task.defer_carry_forward:
+        return out  # sparse output (selected rows only) is what Geneva emits here too
+    at = np.cumsum(selected) - 1                 # selected row -> its computed row
+    n = len(selected)
+    unselected = pa.array(at, pa.int64(), mask=~selected)  # null there: no value (Geneva's nulls)
+    kept = pa.array(np.where(selected, n + at, np.arange(n)), pa.int64())  # selected: computed, else carried
+    columns = []
+    for field in out.schema:
+        if field.name == "_rowaddr":
+            columns.append(batch["_rowaddr"])
+        elif field.name in batch.schema.names:  # carry forward: one take over [old values, computed]
+            carried = batch[field.name]
+            if not carried.type.equals(field.type):
+                carried = carried.cast(field.type)
+            columns.append(pa.concat_arrays([carried, out[field.name]]).take(kept))
+        else:
+            columns.append(out[field.name].take(unselected))
+    return pa.record_batch(columns, schema=out.schema)
 
 
 def job_ref(future):

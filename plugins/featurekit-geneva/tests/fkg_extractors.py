@@ -74,6 +74,23 @@ class Doubled(featurekit.Extractor):
         return pa.array([None if v is None else 2 * v for v in batch.column("n").to_pylist()], pa.int64())
 
 
+class Shared(featurekit.Extractor):
+    """Words of a string; always shares values by input (`reuse_values`), on either engine."""
+
+    name = "fkg.shared"
+    version = "1"
+    inputs = {"text": "string"}
+    reuse_values = True
+
+    def output_type(self) -> pa.DataType:
+        return pa.list_(pa.float16(), 4)
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.Array:
+        texts = batch.column("text").to_pylist()
+        _log(texts)
+        return pa.array([[len(t), t.count(" "), len(set(t)), 1.5] for t in texts], pa.list_(pa.float16(), 4))
+
+
 class NeedsGpu(featurekit.Extractor):
     name = "fkg.gpu"
     version = "1"
@@ -89,4 +106,4 @@ class NeedsGpu(featurekit.Extractor):
 
 @featurekit.hookimpl
 def featurekit_register_extractors():
-    return [Flaky, Stats, Doubled, NeedsGpu]
+    return [Flaky, Stats, Doubled, Shared, NeedsGpu]

@@ -6,6 +6,7 @@ Skipped when geneva is not installed (it is a plugin dependency, so CI installs 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -50,25 +51,35 @@ class Cluster:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """One local Ray for the module; the engine reuses it (and so leaves it running)."""
-    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
-    tmp = tmp_path_factory.mktemp("ray")
+@contextlib.contextmanager
+def worker_environment(tmp: Path):
+    """FKG_CALLS / FKG_HEALED and this folder on the path, for every Ray process started inside
+    (Ray workers inherit the environment of the process that starts their raylet)."""
     env = {"FKG_CALLS": str(tmp / "calls.txt"), "FKG_HEALED": str(tmp / "healed"),
            "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), os.environ.get("PYTHONPATH")] if p)}
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # Ray workers inherit this process's environment
-    ray.init(num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory())
+    os.environ.update(env)
     try:
-        yield Cluster(ray.get_runtime_context().gcs_address, Path(env["FKG_CALLS"]), Path(env["FKG_HEALED"]))
+        yield Path(env["FKG_CALLS"]), Path(env["FKG_HEALED"])
     finally:
-        ray.shutdown()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One local Ray for the module; the engine reuses it (and so leaves it running)."""
+    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
+    with worker_environment(tmp_path_factory.mktemp("ray")) as (calls, healed):
+        ray.init(num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
+                 **local_memory())
+        try:
+            yield Cluster(ray.get_runtime_context().gcs_address, calls, healed)
+        finally:
+            ray.shutdown()
 
 
 def project(root: Path, features: dict, rows: list[dict], engine: dict, *, slices=None,
@@ -100,7 +111,7 @@ def assert_same_tables(a: TestProject, b: TestProject) -> None:
     ta, tb = a.table(), b.table()
     assert ta.schema.names == tb.schema.names
     for name in ta.schema.names:
-        if name.startswith("_fkin_"):  # input keys: kept by the local engine only (notes/open-questions.md)
+        if name.startswith("_fkin_"):  # input keys: the local engine leaves them NULL where keying cannot pay
             continue
         assert ta.column(name).to_pylist() == tb.column(name).to_pylist(), f"column {name} differs"
         assert featurekit_metadata(ta.schema.field(name)) == featurekit_metadata(tb.schema.field(name)), \
@@ -197,6 +208,49 @@ def test_mixed_engines_recompute_nothing_fresh(cluster, tmp_path):
     assert sorted(cluster.read_calls()) == sorted(r["q"] for r in rows_of(range(40, 60)) if "bad" not in r["q"])
     assert_same_tables(reference, mixed)
     assert_one_file_per_feature(mixed, ["n", "_fk_n"])
+
+
+def test_shared_values_parity_and_either_engine_reuses_the_others(cluster, tmp_path):
+    """Rows with equal inputs: computed once on both engines (extractor calls = distinct inputs),
+    the same values and input keys; across applies, and across engines, a known input is read
+    back, never computed again."""
+    features = {"s": {"extractor": "fkg.shared", "inputs": {"text": "q"}}}
+    rows = [{"id": i, "q": f"question {i % 7}"} for i in range(50)]  # 7 distinct, over 3 fragments
+    local = project(tmp_path / "local", features, rows, {"kind": "local"})
+    gen = project(tmp_path / "geneva", features, rows, {"kind": "geneva", "concurrency": 1})
+    calls = {}
+    for name, p in (("local", local), ("geneva", gen)):
+        cluster.reset_calls()
+        assert p.apply().ok
+        calls[name] = cluster.read_calls()
+    distinct = sorted({r["q"] for r in rows})
+    assert sorted(calls["local"]) == sorted(calls["geneva"]) == distinct
+    assert_same_tables(local, gen)
+    keys = {n: p.table().sort_by("id").column("_fkin_s").to_pylist() for n, p in (("local", local), ("geneva", gen))}
+    assert keys["local"] == keys["geneva"] and None not in keys["geneva"]
+    assert_one_file_per_feature(gen, ["s", "_fk_s"])
+    ds = lance.dataset(gen.project().table_uri)
+    ids = {f.name(): f.id() for f in ds.lance_schema.fields()}
+    for frag in ds.get_fragments():  # the input keys in the feature's own file, as the local engine writes them
+        assert sorted(ids[c] for c in ("s", "_fk_s", "_fkin_s")) in [sorted(d.fields) for d in frag.data_files()]
+
+    append_rows(gen, [{"id": 100 + i, "q": f"question {i % 7}"} for i in range(10)] + [{"id": 200, "q": "new one"}])
+    cluster.reset_calls()
+    assert gen.apply().ok                               # Geneva again: known inputs read back
+    assert cluster.read_calls() == ["new one"]
+    append_rows(gen, [{"id": 300, "q": "question 3"}, {"id": 301, "q": "new one"}, {"id": 302, "q": "newer"}])
+    cluster.reset_calls()
+    assert gen.apply(engine="local").ok                 # local continues: reuses Geneva's values
+    assert cluster.read_calls() == ["newer"]
+    append_rows(local, [{"id": 400, "q": "question 5"}, {"id": 401, "q": "other"}])
+    cluster.reset_calls()
+    assert local.apply(engine="geneva").ok              # and Geneva reuses the local engine's
+    assert cluster.read_calls() == ["other"]
+    table = gen.table().sort_by("id")
+    by_q = {}
+    for q, v in zip(table.column("q").to_pylist(), table.column("s").to_pylist()):
+        assert by_q.setdefault(q, v) == v               # equal inputs, equal values
+    assert by_q["question 3"] == [len("question 3"), 1, len(set("question 3")), 1.5]
 
 
 KILL_SCRIPT = """
