@@ -686,6 +686,7 @@ def test_the_catalog_command_runs(tmp_path, monkeypatch):
     pytest.importorskip("featurekit_image")
     root = copy_repository_files(tmp_path, "textvqa.yaml")
     assert run_line(root, "python examples/make_sample.py specs/raw --rows 60")[0] == 0
+    assert run_line(root, "python examples/make_tiny_clip.py specs/models/tiny-clip")[0] == 0  # clip_image's model
     assert run_line(root, "featurekit apply specs/textvqa.yaml")[0] == 0
     code, out, err = run_line(root, "featurekit docs specs/textvqa.yaml --out catalog")
     assert code == 0, err
