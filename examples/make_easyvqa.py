@@ -1,6 +1,6 @@
 """Write a real-data VQA source from the easy-vqa package (MIT, on PyPI): images, questions, answers.
 
-    python examples/make_easyvqa.py specs/raw-easyvqa --images 40
+    python examples/make_easyvqa.py specs/raw-easyvqa --images 800
 
 easy-vqa ships 64x64 PNGs of coloured shapes with ~10 questions each (answers from a
 vocabulary of 13). This copies `--images` train images into `<out>/images/` and writes
@@ -20,7 +20,8 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for train.jsonl and images/")
-    parser.add_argument("--images", type=int, default=40, help="train images to take (about 10 questions each)")
+    parser.add_argument("--images", type=int, default=800,
+                        help="train images to take (about 10 questions each; the package has 4,000)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     try:

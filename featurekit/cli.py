@@ -342,6 +342,8 @@ def train(spec, recipe, resume, steps, quiet, branch):
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     with stop_on_signals():  # SIGTERM (a scheduler's preemption) stops at the next step, like Ctrl-C
         result = run_train(spec, recipe, resume=resume, steps=steps, quiet=quiet, branch=branch)
+    if not result.main:  # a torchrun rank > 0: rank 0 reports the run
+        return
     loss = result.metrics.get("loss")
     click.echo(f"trained {recipe}: {result.run_dir}" + (f" (final loss {loss:.4f})" if isinstance(loss, float) else ""))
     if result.manifest.get("model_note"):

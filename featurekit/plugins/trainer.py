@@ -56,6 +56,10 @@ class TrainRun(Protocol):
     steps: int | None                 # `train --steps N` (None: the trainer's own params decide)
     resume: bool                      # `train --resume`: continue from the last checkpoint in `dir`
     columns: dict[str, ColumnInfo]    # logical -> column info
+    rank: int                         # torchrun: this process's rank (0 alone); loader() reads its shard
+    world_size: int                   # processes training data-parallel (1 alone): sum gradients over them
+    local_rank: int                   # the rank on this machine (which GPU)
+    main: bool                        # rank 0: the only process that writes into `dir`
 
     def loader(self, *, batch_size: int, epoch: int = 0, shuffle: bool = True, seed: int | None = None,
                drop_last: bool = True) -> Loader:

@@ -24,6 +24,8 @@ from ..plugins.trainer import ColumnInfo
 from ..table.handle import require_dataset, table_ref
 from ..table.metadata import sql_quote, stored_features, stored_slices
 from ..table.provenance import software, spec_provenance, who
+from . import distributed
+from .distributed import World
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
@@ -156,18 +158,42 @@ class _TrainRun:
     progress: Progress
     loaders: list = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    world: World = field(default_factory=World)
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in a torchrun job (0 alone): its loader reads shard `rank`."""
+        return self.world.rank
+
+    @property
+    def world_size(self) -> int:
+        """Processes training data-parallel (1 alone); the trainer averages gradients over them."""
+        return self.world.size
+
+    @property
+    def local_rank(self) -> int:
+        """The rank on this machine: which GPU this process uses."""
+        return self.world.local_rank
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints and the model into `dir`."""
+        return self.world.main
 
     def loader(self, *, batch_size: int, epoch: int = 0, shuffle: bool = True, seed: int | None = None,
                drop_last: bool = True, **options):
         from .dataloader import dataloader
         loader = dataloader(self.project, recipe=self.recipe.name, batch_size=batch_size, epoch=epoch,
                             shuffle=shuffle, seed=self.seed if seed is None else seed, drop_last=drop_last,
-                            version=self.version, **options)
+                            version=self.version, rank=self.world.rank, world_size=self.world.size, **options)
         self.loaders.append(loader)
         return loader
 
     def log(self, step: int, **metrics: float) -> None:
         entry = {"step": step, "time": round(time.time(), 3), **{k: _plain(v) for k, v in metrics.items()}}
+        if not self.world.main:  # rank 0 writes the metrics (the trainer logs what all ranks computed)
+            self.history.append(entry)
+            return
         if not self.history:
             if self.resume and step == 1 and _logged_steps(self.dir / METRICS):
                 import click  # a trainer without checkpoints: say so rather than silently starting over
@@ -394,39 +420,69 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]
     manifest: dict[str, Any]
+    main: bool = True    # False on ranks > 0 of a torchrun job (rank 0 wrote the run folder and reports it)
 
 
 def train(project: Project, recipe_name: str, *, resume: bool = False, steps: int | None = None,
-          quiet: bool = False) -> TrainResult:
+          quiet: bool = False, world: World | None = None) -> TrainResult:
+    """Run the recipe's trainer. Under torchrun (`world`, default from the environment) every
+    rank trains on its shard; rank 0 alone makes and writes the run folder."""
+    world = distributed.from_env() if world is None else world
+    opened = distributed.start(world)
+    try:
+        if world.main:
+            return _train_main(project, recipe_name, resume, steps, quiet, world)
+        return _train_rank(project, recipe_name, resume, steps, world)
+    finally:
+        distributed.stop(opened)
+
+
+def _train_rank(project: Project, recipe_name: str, resume: bool, steps: int | None, world: World) -> TrainResult:
+    """Rank > 0: train in the folder rank 0 chose, on the version it pinned; write nothing."""
+    shared = distributed.share(world)
+    if "refused" in shared:
+        raise RunError(f"rank {world.rank}: rank 0 stopped before training: {shared['refused']}")
     recipe = _recipe(project, recipe_name)
-    ds = _dataset(project, pinned_version(recipe))
-    if not resume:
-        check_ready(project, recipe, ds)  # before a run folder exists: a refused run leaves nothing
-    latest = project.root / recipe.spec.output / LATEST
-    previous_latest = latest.read_text() if latest.exists() else None
-    run_dir, resuming = _run_dir(project, recipe, resume)
+    run_dir, version = Path(shared["run_dir"]), shared["version"]
+    seed = int(getattr(recipe.params, "seed", 0) or 0)
+    columns = column_infos(_dataset(project, version), recipe.columns)
+    run = _TrainRun(project, recipe, run_dir, version, seed, steps, shared["resuming"], columns, Progress(True),
+                    world=world)
+    metrics = recipe.make_trainer().train(run) or {}
+    return TrainResult(run_dir, metrics, {}, main=False)
+
+
+def _train_main(project: Project, recipe_name: str, resume: bool, steps: int | None, quiet: bool,
+                world: World) -> TrainResult:
+    try:
+        recipe = _recipe(project, recipe_name)
+        ds = _dataset(project, pinned_version(recipe))
+        if not resume:
+            check_ready(project, recipe, ds)  # before a run folder exists: a refused run leaves nothing
+        latest = project.root / recipe.spec.output / LATEST
+        previous_latest = latest.read_text() if latest.exists() else None
+        run_dir, resuming = _run_dir(project, recipe, resume)
+    except BaseException as exc:
+        distributed.share(world, {"refused": f"{type(exc).__name__}: {exc}"})
+        raise
     manifest_path = run_dir / MANIFEST
     previous = json.loads(manifest_path.read_text()) if resuming and manifest_path.exists() else None
-    target = steps if steps is not None else getattr(recipe.params, "steps", None)
-    done = (previous or {}).get("final", {}).get("steps")
-    if previous and str(previous.get("status", "")).startswith("finished") and isinstance(done, int) \
-            and isinstance(target, int) and done >= target:
-        raise UsageError(f"--resume: {run_dir} already finished its {done} steps; nothing to resume "
-                         "(train without --resume for a new run, or give --steps beyond it)")
-    if previous and previous["table"].get("branch") != table_ref(project).branch:
-        was = previous["table"].get("branch")
-        raise UsageError(f"--resume: {run_dir} trained on " + (f"branch {was!r}" if was else "main")
-                         + "; resume it with " + (f"--branch {was}" if was else "no --branch"))
-    version = previous["table"]["version"] if previous else ds.version  # a resumed run reads what it started on
+    try:
+        version = _resumable(project, recipe, run_dir, previous, steps, ds, world)
+    except BaseException as exc:
+        distributed.share(world, {"refused": f"{type(exc).__name__}: {exc}"})
+        raise
+    distributed.share(world, {"run_dir": str(run_dir), "version": version, "resuming": resuming})
     ds = _dataset(project, version)
     seed = int(getattr(recipe.params, "seed", 0) or 0)
     columns = column_infos(ds, recipe.columns)
     manifest = _manifest(project, recipe, ds, seed, columns, previous, run_dir)
+    manifest["world_size"] = world.size  # processes trained data-parallel (torchrun), each on its shard
     if steps is not None:
         manifest["steps_override"] = steps  # `--steps N`: the run trains N steps, not params.steps
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
     progress = Progress(quiet)
-    run = _TrainRun(project, recipe, run_dir, version, seed, steps, resuming, columns, progress)
+    run = _TrainRun(project, recipe, run_dir, version, seed, steps, resuming, columns, progress, world=world)
     started = time.perf_counter()
     discarded = False
     try:
@@ -455,6 +511,26 @@ def train(project: Project, recipe_name: str, *, resume: bool = False, steps: in
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
     plot_losses(run_dir)
     return TrainResult(run_dir, metrics, manifest)
+
+
+def _resumable(project: Project, recipe: Recipe, run_dir: Path, previous: dict | None, steps: int | None,
+               ds, world: World) -> int:
+    """The table version the run reads (a resumed run: what it started on), after refusing a
+    resume that has nothing to do or reads another branch."""
+    target = steps if steps is not None else getattr(recipe.params, "steps", None)
+    done = (previous or {}).get("final", {}).get("steps")
+    if previous and str(previous.get("status", "")).startswith("finished") and isinstance(done, int) \
+            and isinstance(target, int) and done >= target:
+        raise UsageError(f"--resume: {run_dir} already finished its {done} steps; nothing to resume "
+                         "(train without --resume for a new run, or give --steps beyond it)")
+    if previous and previous["table"].get("branch") != table_ref(project).branch:
+        was = previous["table"].get("branch")
+        raise UsageError(f"--resume: {run_dir} trained on " + (f"branch {was!r}" if was else "main")
+                         + "; resume it with " + (f"--branch {was}" if was else "no --branch"))
+    if previous and previous.get("world_size", 1) != world.size:
+        raise UsageError(f"--resume: {run_dir} trained on {previous.get('world_size', 1)} process(es), this is "
+                         f"{world.size}; resume with the same number (torchrun --nproc_per_node)")
+    return previous["table"]["version"] if previous else ds.version
 
 
 def _manifest(project: Project, recipe: Recipe, ds, seed: int, columns: dict[str, ColumnInfo],

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, lm
+from . import checkpoint, lm, parallel
 from .checkpoint import ADAPTER
 from .devices import resolve_device, resolve_dtype
 from .params import feature_mismatches
@@ -118,17 +118,25 @@ class MicroBatches:
         return {"epoch": self.epoch, "loader": self.loader.state_dict()}
 
 
-def train_step(model, optimizer, scheduler, window: list[dict], grid, device, max_grad_norm) -> float:
+def train_step(model, optimizer, scheduler, window: list[dict], grid, device, max_grad_norm,
+               world_size: int = 1) -> float:
     """One optimizer step over `window` (grad_accum micro-batches). The loss is the mean over
     every supervised token of the window, as if it were one batch: micro-batches with longer
-    answers weigh more, exactly as they would unsplit."""
+    answers weigh more, exactly as they would unsplit. With several ranks the window is every
+    rank's micro-batches together (`parallel`)."""
     batches = [lm.to_device(b, device) for b in window]
-    n_tokens = max(sum(int((b["labels"][:, 1:] != lm.IGNORE).sum()) for b in batches), 1)
+    n_tokens = sum(int((b["labels"][:, 1:] != lm.IGNORE).sum()) for b in batches)
+    if world_size > 1:
+        n_tokens = int(parallel.summed([n_tokens], device)[0])
+    n_tokens = max(n_tokens, 1)
     total = 0.0
     for batch in batches:
         loss_sum, _ = lm.token_loss(model, batch, grid)
         (loss_sum / n_tokens).backward()
         total += float(loss_sum.detach())
+    if world_size > 1:
+        parallel.sum_gradients([p for g in optimizer.param_groups for p in g["params"]])
+        total = parallel.summed([total], device)[0]
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
     optimizer.step()
@@ -137,8 +145,8 @@ def train_step(model, optimizer, scheduler, window: list[dict], grid, device, ma
     return total / n_tokens
 
 
-def mean_loss(model, batches: Iterable[Mapping[str, Any]], grid, device) -> float:
-    """Eval-mode (no dropout) mean loss per supervised token over `batches`."""
+def mean_loss(model, batches: Iterable[Mapping[str, Any]], grid, device, world_size: int = 1) -> float:
+    """Eval-mode (no dropout) mean loss per supervised token over `batches` (every rank's)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -147,6 +155,8 @@ def mean_loss(model, batches: Iterable[Mapping[str, Any]], grid, device) -> floa
             loss_sum, n = lm.token_loss(model, lm.to_device(batch, device), grid)
             total, count = total + float(loss_sum), count + n
     model.train(was_training)
+    if world_size > 1:
+        total, count = parallel.summed([total, count], device)
     return total / max(count, 1)
 
 
@@ -160,9 +170,9 @@ def first_batches(run, batch_size: int, n: int) -> list[dict]:
     return out
 
 
-def trajectory_params(params, total_steps: int) -> dict[str, Any]:
+def trajectory_params(params, total_steps: int, world_size: int = 1) -> dict[str, Any]:
     dumped = params.model_dump(mode="json", exclude=set(NOT_TRAJECTORY))
-    return {**dumped, "total_steps": total_steps}
+    return {**dumped, "total_steps": total_steps, **({"world_size": world_size} if world_size > 1 else {})}
 
 
 @dataclass
@@ -178,7 +188,7 @@ class Session:
 
 
 def build_session(params, run, total: int) -> Session:
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, getattr(run, "local_rank", 0))
     dtype = resolve_dtype(params.dtype, device)
     check_features_match(params, run.columns)
     torch.manual_seed(params.seed)
@@ -200,16 +210,24 @@ def build_session(params, run, total: int) -> Session:
 
 
 def save_checkpoint(s: Session, run, params, step: int, total: int, batches: MicroBatches) -> None:
-    state = {"step": step, "data": batches.state_dict(), "optimizer": s.optimizer.state_dict(),
-             "scheduler": s.scheduler.state_dict(), "rng": checkpoint.rng_state(),
-             "params": json.dumps(trajectory_params(params, total), sort_keys=True)}
-    checkpoint.save(Path(run.dir), step, s.peft_model, state, params.keep_checkpoints)
+    """Rank 0 writes the checkpoint, with every rank's data position and RNG (`ranks`)."""
+    ranks = parallel.gathered(run, {"data": batches.state_dict(), "rng": checkpoint.rng_state()})
+    if parallel.is_main(run):
+        state = {"step": step, "data": ranks[0]["data"], "optimizer": s.optimizer.state_dict(),
+                 "scheduler": s.scheduler.state_dict(), "rng": ranks[0]["rng"],
+                 "params": json.dumps(trajectory_params(params, total, len(ranks)), sort_keys=True),
+                 **({"ranks": ranks} if len(ranks) > 1 else {})}
+        checkpoint.save(Path(run.dir), step, s.peft_model, state, params.keep_checkpoints)
+    parallel.barrier(run)
 
 
-def resume(s: Session, path: Path, params, total: int) -> tuple[int, dict[str, Any]]:
-    """Load a checkpoint into the session; returns (step, data position)."""
+def resume(s: Session, path: Path, params, total: int, rank: int = 0,
+           world_size: int = 1) -> tuple[int, dict[str, Any]]:
+    """Load a checkpoint into the session; returns (step, this rank's data position)."""
     state = checkpoint.load_state(path)
-    now = trajectory_params(params, total)
+    if "ranks" in state:  # a data-parallel run: each rank continues from its own position and RNG
+        state = {**state, **state["ranks"][rank]} if rank < len(state["ranks"]) else state
+    now = trajectory_params(params, total, world_size)
     then = json.loads(state["params"])
     changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
     if changed:
@@ -234,10 +252,11 @@ def train(params, run) -> dict[str, Any]:
                          f"{params.checkpoint_every}); train without --resume to start a new run, or set "
                          "checkpoint_every below the steps a run may stop at")
     s = build_session(params, run, total)
+    world = parallel.world_size(run)
     step, position = 0, {}
     if last is not None:
-        step, position = resume(s, last, params, total)
-    else:
+        step, position = resume(s, last, params, total, getattr(run, "rank", 0), world)
+    elif parallel.is_main(run):
         checkpoint.clear(Path(run.dir))
     run.set_total(total)
     batches = MicroBatches(run, params.batch_size, **position)
@@ -247,16 +266,18 @@ def train(params, run) -> dict[str, Any]:
         lr = s.scheduler.get_last_lr()[0]
         window = [next(batches) for _ in range(params.grad_accum)]
         loss = train_step(s.model, s.optimizer, s.scheduler, window, s.layout.grid_thw, s.device,
-                          params.max_grad_norm)
+                          params.max_grad_norm, world)
         step += 1
         seconds = time.perf_counter() - start
-        run.log(step, loss=loss, lr=lr, samples_per_s=params.batch_size * params.grad_accum / seconds,
+        run.log(step, loss=loss, lr=lr, samples_per_s=params.batch_size * params.grad_accum * world / seconds,
                 peak_mem=peak_memory(s.device))
         if params.checkpoint_every and step % params.checkpoint_every == 0 and step < total:
             save_checkpoint(s, run, params, step, total, batches)
-    s.peft_model.save_pretrained(str(Path(run.dir) / ADAPTER))
+    if parallel.is_main(run):
+        s.peft_model.save_pretrained(str(Path(run.dir) / ADAPTER))
     out: dict[str, Any] = {"loss": loss, "steps": total}
     if params.eval_loss_batches:
         out["eval_loss"] = mean_loss(s.model, first_batches(run, params.batch_size, params.eval_loss_batches),
-                                     s.layout.grid_thw, s.device)
+                                     s.layout.grid_thw, s.device, world)
+    parallel.barrier(run)
     return out

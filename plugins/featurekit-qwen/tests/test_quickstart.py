@@ -41,10 +41,13 @@ def test_the_readme_main_job_runs_end_to_end(tmp_path, monkeypatch):
         assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr[-3000:]}"
         outputs[cmd[1] if cmd[0] == "featurekit" else cmd[1]] = proc.stdout
     assert "slice vqa:" in outputs["slice"]
+    assert re.search(r"removed: .*where \d+", outputs["slice"])  # the curated slice visibly removes rows
+    assert "majority" in outputs["eval"] and "type_prior" in outputs["eval"]
     assert "tiny random" in outputs["train"] and "tiny random" in outputs["eval"]
     run = next((specs / "runs" / "qlora").glob("2*"))
     metrics = json.loads((run / "eval.json").read_text())["metrics"]
     assert metrics["tuned"]["vqa_accuracy"] > metrics["base"]["vqa_accuracy"]
+    assert 0 < metrics["majority"]["vqa_accuracy"] < 1 and metrics["type_prior"]["n"] == metrics["tuned"]["n"]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished" and (run / "loss.png").exists()
     # docs/storage.md says how many versions this first apply writes (one commit a feature,
