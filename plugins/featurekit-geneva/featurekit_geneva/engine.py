@@ -26,11 +26,6 @@ class GenevaEngine(Engine):
         super().__init__(options)
         self.session = None
 
-    def check(self, project, table) -> None:
-        if table.branch:
-            raise RunError("the geneva engine runs on a table's main line; "
-                           "apply branches with the local engine (--engine local)")
-
     def close(self) -> None:
         if self.session is not None:
             session, self.session = self.session, None
@@ -86,5 +81,11 @@ def _geneva_table(ref):
     from ._geneva import load
     geneva = load()
     db, name = (ref.local_path or ref.uri).rsplit("/", 1)  # absolute: Ray workers do not share the driver's cwd
-    return geneva.connect(db, storage_options=ref.storage_options).open_table(name[: -len(".lance")])
+    name = name[: -len(".lance")]
+    if ref.branch is None:
+        return geneva.connect(db, storage_options=ref.storage_options).open_table(name)
+    from .namespace import BranchNamespace, properties  # the branch's root as the table's location
+    return geneva.connect(namespace_client_impl=f"{BranchNamespace.__module__}.{BranchNamespace.__name__}",
+                          namespace_client_properties=properties(db, name, ref.branch, ref.storage_options),
+                          storage_options=ref.storage_options).open_table(name)
 

@@ -57,10 +57,12 @@ class FeatureUDF:
         self.type = struct_type(task)
 
     def __setstate__(self, state: dict) -> None:
-        # unpickled on a Geneva applier: carry the fix for its per-row selected-rows path there
+        # unpickled in a Geneva job's processes (its driver task, each applier): carry the fix for its
+        # per-row selected-rows path, and keep a branch's new files under the branch's root
         self.__dict__.update(state)
-        from .upstream import arrow_selected_rows
+        from .upstream import arrow_selected_rows, own_root_placement
         arrow_selected_rows()
+        own_root_placement()
 
     def __call__(self, *columns: pa.Array) -> pa.Array:
         ft = self.task

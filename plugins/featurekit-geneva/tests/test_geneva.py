@@ -113,7 +113,10 @@ def featurekit_metadata(field) -> dict:
 
 
 def assert_same_tables(a: TestProject, b: TestProject) -> None:
-    ta, tb = a.table(), b.table()
+    assert_same(a.table(), b.table())
+
+
+def assert_same(ta, tb) -> None:
     assert ta.schema.names == tb.schema.names
     for name in ta.schema.names:
         if name.startswith("_fkin_"):  # input keys: the local engine leaves them NULL where keying cannot pay
@@ -525,3 +528,48 @@ def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_
     cluster.reset_calls()
     assert gen.apply().run.features["s"].computed == 2
     assert sorted(cluster.read_calls()) == ["new", "question 100", "question 101"]  # "word 2" read back
+
+
+def branch_table(p: TestProject, branch: str):
+    from featurekit.table.handle import Table, table_ref
+    return Table(table_ref(p.project()).on(branch)).require().to_table().sort_by("id")
+
+
+def main_files(root: Path) -> dict[str, int]:
+    """Main's files (not a branch's own, under tree/, nor the refs), with their sizes."""
+    return {str(f.relative_to(root)): f.stat().st_size for f in root.rglob("*")
+            if f.is_file() and f.relative_to(root).parts[0] not in ("tree", "_refs")}
+
+
+def test_a_branch_parity_main_untouched(cluster, tmp_path):
+    """`apply --branch` on both engines from the same main: equal branch tables (a new feature,
+    failed rows retried, shared values), and main's files and versions untouched by Geneva's jobs:
+    its data files and checkpoints land under the branch's root."""
+    main_features = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}}}
+    variant = {**main_features, "s": {"extractor": "fkg.shared", "inputs": {"text": "w"}},
+               "st": {"extractor": "fkg.stats", "inputs": {"text": "q"}}}
+    rows = [{"id": i, "q": ("bad " if i % 9 == 4 else "") + f"question {i}", "w": f"word {i % 5}"} for i in range(45)]
+    tables = {}
+    for engine in ("local", "geneva"):
+        p = project(tmp_path / engine, main_features, rows, {"kind": "local"})
+        p.apply()                                     # main, by the local engine
+        root = Path(p.project().table_uri)
+        before, version = main_files(root), lance.dataset(str(root)).version
+        spec = yaml.safe_load(p.spec_path.read_text())
+        spec["features"] = variant
+        spec["engine"] = {"kind": engine, "concurrency": 1} if engine == "geneva" else {"kind": engine}
+        p.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        cluster.reset_calls()
+        runs = p.apply(branch="exp").run.features
+        assert runs["st"].computed == 45 and runs["s"].computed == 45
+        assert (runs["n"].computed, runs["n"].failed) == (0, 5)              # n: only its failed rows retried
+        assert sorted(cluster.read_calls()) == sorted({r["w"] for r in rows})   # s: once an input
+        assert main_files(root) == before and lance.dataset(str(root)).version == version  # main untouched
+        own = [d for f in lance.dataset(str(root / "tree" / "exp")).get_fragments() for d in f.data_files()
+               if d.base_id is None]
+        assert own and all((root / "tree" / "exp" / "data" / d.path).is_file() for d in own)
+        tables[engine] = p
+    local, gen = (branch_table(tables[e], "exp") for e in ("local", "geneva"))
+    assert_same(local, gen)
+    assert local.column("_fkin_s").to_pylist() == gen.column("_fkin_s").to_pylist()
+    assert gen.column("_fk_s").null_count == 0 and gen.column("chars").null_count == 0
