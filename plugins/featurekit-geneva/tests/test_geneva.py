@@ -500,8 +500,9 @@ S3_FEATURES = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}},
 
 def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_endpoint, tmp_path):
     """Both engines on moto's S3 (storage options with ${VAR} secrets): equal tables (values, states,
-    input keys, metadata), failed rows included; the next Geneva apply reads known inputs back
-    from the bucket; nothing is written locally and no secret lands in any object."""
+    input keys, metadata), failed rows included; nothing is written locally and no secret lands in
+    any object; a branch on the bucket (only tree/exp and _refs objects are new, main's unchanged);
+    the next Geneva apply reads known inputs back from the bucket."""
     endpoint, client = s3_endpoint
     rows = [{"id": i, "q": ("bad " if i % 9 == 4 else "") + f"question {i}", "w": f"word {i % 6}"} for i in range(45)]
     tables = {}
@@ -523,6 +524,22 @@ def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_
     stored = objects(client, f"{tmp_path.name}-geneva/")
     assert any("/test.lance/data/" in k for k in stored)
     assert not [k for k, blob in stored.items() if holds_secret(blob)]
+
+    # a branch on the object store: Geneva's files under tree/exp, main's objects unchanged
+    branch_tables = {}
+    for engine, p in tables.items():
+        main_before = {k: len(v) for k, v in objects(client, f"{tmp_path.name}-{engine}/test.lance/").items()}
+        spec = yaml.safe_load(p.spec_path.read_text())
+        spec["features"]["st"] = {"extractor": "fkg.stats", "inputs": {"text": "q"}}
+        p.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        assert p.apply(branch="exp").run.features["st"].computed == 45
+        after = {k: len(v) for k, v in objects(client, f"{tmp_path.name}-{engine}/test.lance/").items()}
+        new = [k for k in after if k not in main_before]
+        assert new and all("/test.lance/tree/exp/" in k or "/test.lance/_refs/" in k for k in new), new
+        assert {k: after[k] for k in main_before} == main_before
+        branch_tables[engine] = branch_table(p, "exp")
+    assert_same(branch_tables["local"], branch_tables["geneva"])
+    assert branch_tables["geneva"].column("_fk_st").null_count == 0
 
     append_rows(gen, [{"id": 100, "q": "question 100", "w": "word 2"}, {"id": 101, "q": "question 101", "w": "new"}])
     cluster.reset_calls()
