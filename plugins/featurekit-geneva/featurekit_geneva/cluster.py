@@ -36,8 +36,8 @@ class RaySession:
                 ray.init(address=self.address, runtime_env=self.options.runtime_env, **quiet)
                 self.owned = "connected"
             else:  # without address="local" Ray attaches to any cluster running on this machine
-                ray.init(address="local", num_cpus=self.options.local_cpus or os.cpu_count(), resources={HEAD_RESOURCE: 1},
-                         include_dashboard=False, runtime_env=self.options.runtime_env, **local_memory(), **quiet)
+                ray.init(address="local", num_cpus=self.options.local_cpus or os.cpu_count(),
+                         resources={HEAD_RESOURCE: 1}, include_dashboard=False, runtime_env=self.options.runtime_env, **local_memory(), **quiet)
                 self.owned = "started"
         from .upstream import local_ray_context
         context = None if (self.address or "").startswith("ray://") else local_ray_context()

@@ -540,6 +540,7 @@ def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_
         branch_tables[engine] = branch_table(p, "exp")
     assert_same(branch_tables["local"], branch_tables["geneva"])
     assert branch_tables["geneva"].column("_fk_st").null_count == 0
+    assert not [k for k, blob in objects(client, f"{tmp_path.name}-geneva/").items() if holds_secret(blob)]
 
     append_rows(gen, [{"id": 100, "q": "question 100", "w": "word 2"}, {"id": 101, "q": "question 101", "w": "new"}])
     cluster.reset_calls()
