@@ -1,8 +1,10 @@
 """Ray for one run: reuse, connect, or start, and undo only what featurekit did.
 
 - Ray already initialized in this process (a notebook, a test fixture): used as it is, left running.
-- `address:` set: featurekit connects as a driver and disconnects at the end; the cluster runs on.
-- Otherwise featurekit starts a local Ray sized to this machine and stops it at the end.
+- `address:` set (or `RAY_ADDRESS` in the environment): featurekit connects as a driver and
+  disconnects at the end; the cluster runs on.
+- Otherwise featurekit starts a private local Ray sized to this machine (`address="local"`:
+  never a cluster that happens to run on the machine, e.g. another user's) and stops it at the end.
 """
 from __future__ import annotations
 
@@ -22,19 +24,23 @@ class RaySession:
         self.owned: str | None = None  # "started" | "connected" | None (someone else's Ray)
         self.context = None
 
+    @property
+    def address(self) -> str | None:
+        return ray_address(self.options)
+
     def __enter__(self) -> RaySession:
         import ray
         if not ray.is_initialized():
             quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
-            if self.options.address:
-                ray.init(address=self.options.address, runtime_env=self.options.runtime_env, **quiet)
+            if self.address:
+                ray.init(address=self.address, runtime_env=self.options.runtime_env, **quiet)
                 self.owned = "connected"
-            else:
-                ray.init(num_cpus=self.options.local_cpus or os.cpu_count(), resources={HEAD_RESOURCE: 1},
-                         include_dashboard=False, runtime_env=self.options.runtime_env, **local_memory(), **quiet)
+            else:  # without address="local" Ray attaches to any cluster running on this machine
+                ray.init(address="local", num_cpus=self.options.local_cpus or os.cpu_count(),
+                         resources={HEAD_RESOURCE: 1}, include_dashboard=False, runtime_env=self.options.runtime_env, **local_memory(), **quiet)
                 self.owned = "started"
         from .upstream import local_ray_context
-        context = None if (self.options.address or "").startswith("ray://") else local_ray_context()
+        context = None if (self.address or "").startswith("ray://") else local_ray_context()
         if context is not None:
             self.context = context
             self.context.__enter__()
@@ -50,9 +56,14 @@ class RaySession:
     def describe(self) -> str:
         import ray
         res = ray.cluster_resources()
-        where = {"started": "a local Ray started for this run", "connected": f"Ray at {self.options.address}",
+        where = {"started": "a local Ray started for this run", "connected": f"Ray at {self.address}",
                  None: "the Ray this process had initialized"}[self.owned]
         return f"{where} ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU)"
+
+
+def ray_address(options) -> str | None:
+    """The Ray featurekit connects to: the `address:` option, else `RAY_ADDRESS`; None: a local one."""
+    return options.address or os.environ.get("RAY_ADDRESS") or None
 
 
 def local_memory() -> dict[str, int]:

@@ -33,16 +33,16 @@ def make_udf(task, f, batch_size: int | None, checkpoint_size: int | None, ref=N
                batch_size=batch_size or f.resources.batch_size, checkpoint_size=checkpoint_size)
 
 
-def register(gtable, udf, columns: list[str]) -> bool:
-    """Point `columns` (the feature's outputs, then its state column) at `udf`; False when
-    they already were (no commit)."""
-    import lance
+def register(gtable, table, udf, columns: list[str]) -> bool:
+    """Point `columns` (the feature's outputs, then its state column) at `udf`, committed through
+    the apply's `table` handle (storage options, branch root, writer lease); False when they
+    already were (no commit)."""
     from geneva.utils.schema import canonical_field_paths
 
     from .upstream import marshal_udf, unpacked_udf_plan, upload_udf
     spec = marshal_udf(gtable, udf)
     location = f"_udfs/{hashlib.sha256(spec.udf_payload).hexdigest()}"
-    ds = lance.dataset(gtable.uri)
+    ds = table.require()
     current = {c: _strings(ds.schema.field(c).metadata) for c in columns}
     if all(md.get(f"{PREFIX}.udf") == location for md in current.values()):
         return False
@@ -60,7 +60,7 @@ def register(gtable, udf, columns: list[str]) -> bool:
             f"{PREFIX}.platform.python_version": platform.python_version(), f"{PREFIX}.auto_backfill": "false"}
     if sorted(updates) != sorted(columns):
         raise RuntimeError(f"Geneva unpacks {sorted(updates)}, featurekit expects {sorted(columns)}")
-    ds.update_field_metadata(updates, replace=True)  # one commit, metadata only
+    table.update_field_metadata(updates)  # one commit, metadata only
     gtable.checkout_latest()
     return True
 

@@ -10,7 +10,6 @@ first feature with work and stops when the apply ends.
 """
 from __future__ import annotations
 
-import os
 import time
 
 from featurekit.engine import Engine, FeatureError, FeatureFill, Reporter
@@ -27,11 +26,6 @@ class GenevaEngine(Engine):
         super().__init__(options)
         self.session = None
 
-    def check(self, project, table) -> None:
-        if table.branch or project.spec.table.storage_options:
-            raise RunError("the geneva engine runs on a table's main line reached without storage options; "
-                           "apply branches and object-store tables with the local engine (--engine local)")
-
     def close(self) -> None:
         if self.session is not None:
             session, self.session = self.session, None
@@ -45,9 +39,9 @@ class GenevaEngine(Engine):
         if self.session is None:
             self.session = self._ray(fill.reporter)
         f = fill.feature
-        gtable = _geneva_table(fill.table.uri)
+        gtable = _geneva_table(fill.table.ref)
         udf = columns.make_udf(fill.task, f, self.options.batch_size, self.options.checkpoint_size, fill.table.ref)
-        columns.register(gtable, udf, output_columns(fill.task))
+        columns.register(gtable, fill.table, udf, output_columns(fill.task))
         if fill.task.hash_column:
             fill.run.sharing = "shared by input key (in each Geneva applier)"
         version = fill.table.refresh().version
@@ -68,24 +62,30 @@ class GenevaEngine(Engine):
 
     def _ray(self, reporter: Reporter):
         from ._geneva import load
-        from .cluster import RaySession
+        from .cluster import RaySession, ray_address
         load()
         t0 = time.perf_counter()
         try:
             session = RaySession(self.options).__enter__()
         except Exception as exc:  # no cluster at that address, a Ray version mismatch, ...
-            where = f"Ray at {self.options.address}" if self.options.address else "a local Ray"
+            address = ray_address(self.options)
+            where = f"Ray at {address}" if address else "a local Ray"
             raise RunError(f"geneva engine: could not start or reach {where}: {exc}") from exc
         reporter.message(f"geneva: running on {session.describe()} ({time.perf_counter() - t0:.1f}s to start)")
         return session
 
 
-def _geneva_table(uri: str):
-    """The table through Geneva (which opens tables made by plain lancedb/pylance)."""
+def _geneva_table(ref):
+    """The table through Geneva (which opens tables made by plain lancedb/pylance), with the
+    spec's storage options expanded (Geneva hands them to its workers in its table reference)."""
     from ._geneva import load
     geneva = load()
-    db, name = uri.rsplit("/", 1)
-    if "://" not in db:
-        db = os.path.abspath(db)  # Ray workers do not share the driver's working directory
-    return geneva.connect(db).open_table(name[: -len(".lance")])
+    db, name = (ref.local_path or ref.uri).rsplit("/", 1)  # absolute: Ray workers do not share the driver's cwd
+    name = name[: -len(".lance")]
+    if ref.branch is None:
+        return geneva.connect(db, storage_options=ref.storage_options).open_table(name)
+    from .namespace import BranchNamespace, properties  # the branch's root as the table's location
+    return geneva.connect(namespace_client_impl=f"{BranchNamespace.__module__}.{BranchNamespace.__name__}",
+                          namespace_client_properties=properties(db, name, ref.branch, ref.storage_options),
+                          storage_options=ref.storage_options).open_table(name)
 

@@ -28,12 +28,13 @@ class Submitted:
 
 def submit(gtable, column: str, where: str, *, feature: str, resources, concurrency: int, options) -> Submitted:
     """Start the backfill; a job the cluster cannot place fails here, at once."""
+    from .cluster import ray_address
     from .upstream import backfill_async, resources_unavailable
 
     memory = None
     if options.memory_gb is not None:
         memory = int(options.memory_gb * 2**30)
-    elif not options.address:
+    elif not ray_address(options):
         memory = 0  # one machine: a reservation only makes admission refuse what fits
     extra = {}
     if options.checkpoint_seconds is not None:

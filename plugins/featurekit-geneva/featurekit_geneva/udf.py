@@ -12,6 +12,8 @@ inputs are computed once (`sharing.ActorValues`).
 No `from __future__ import annotations` here: Geneva reads `__call__`'s annotations to
 recognise an Array UDF (`*columns: pa.Array -> pa.Array`).
 """
+import dataclasses
+
 import pyarrow as pa
 
 from featurekit.engine.compute import FeatureTask, compute_batch
@@ -47,15 +49,20 @@ class FeatureUDF:
 
     def __init__(self, task: FeatureTask, ref=None):
         self.task = task
-        self.ref = ref  # the table's TableRef (secrets as ${VAR}): where committed values are read back
+        # the table's TableRef, where committed values are read back: a fresh copy, so that it holds the
+        # storage options as the spec writes them (${VAR}, expanded on the applier), never a copy the
+        # driver expanded (Geneva stores the pickled UDF in the table's `_udfs/` folder)
+        self.ref = None if ref is None else dataclasses.replace(ref)
         self.columns = udf_inputs(task)
         self.type = struct_type(task)
 
     def __setstate__(self, state: dict) -> None:
-        # unpickled on a Geneva applier: carry the fix for its per-row selected-rows path there
+        # unpickled in a Geneva job's processes (its driver task, each applier): carry the fix for its
+        # per-row selected-rows path, and keep a branch's new files under the branch's root
         self.__dict__.update(state)
-        from .upstream import arrow_selected_rows
+        from .upstream import arrow_selected_rows, own_root_placement
         arrow_selected_rows()
+        own_root_placement()
 
     def __call__(self, *columns: pa.Array) -> pa.Array:
         ft = self.task

@@ -18,6 +18,11 @@ Each name here is checked by tests/test_geneva.py::test_the_geneva_internals_rel
   so its all-Arrow path runs) and puts them back in place with one Arrow `take`; the
   unselected rows keep their carried values (the same take). Installed in
   each applier process when featurekit's UDF is unpickled there (`udf.FeatureUDF`).
+- `own_root_placement()`: wraps `FragmentBasePlacement.from_dataset` (geneva/utils/multi_base.py,
+  with `resolve_dataset_bases`) so that a branch's new data files and checkpoints stay under the
+  branch's root instead of main's (tests/test_upstream.py::test_a_branch_is_placed_under_its_own_root...).
+  Installed with the UDF too (Geneva unpickles it in the job's driver task, where placement is
+  decided, and in each applier).
 """
 from __future__ import annotations
 
@@ -114,6 +119,30 @@ def _apply_selected(original, task, batch):
         else:
             columns.append(out[field.name].take(unselected))
     return pa.record_batch(columns, schema=out.schema)
+
+
+_ORIGINAL_PLACEMENT = "_featurekit_original_from_dataset"
+
+
+def own_root_placement() -> None:
+    """Keep Geneva's multi-base placement (`FragmentBasePlacement.from_dataset`, geneva/utils/
+    multi_base.py) from writing a dataset's new data files and checkpoints into ANOTHER dataset's
+    root: a branch's fragments start with main's files (base 0 = main's root), and Geneva places
+    new files beside a fragment's first file, i.e. in main's `data/` and `_ckp/` (measured), where
+    main's cleanup would delete them. For such a dataset it answers "no placement" (Geneva's
+    single-base path: files under the dataset's own root); other datasets are unchanged. Idempotent."""
+    from geneva.utils.multi_base import FragmentBasePlacement, resolve_dataset_bases
+    if hasattr(FragmentBasePlacement, _ORIGINAL_PLACEMENT):
+        return
+    original = FragmentBasePlacement.from_dataset
+    setattr(FragmentBasePlacement, _ORIGINAL_PLACEMENT, original)
+
+    def from_dataset(cls, ds):
+        own = ds.uri.rstrip("/")
+        if any(b.is_dataset_root and b.uri.rstrip("/") != own for b in resolve_dataset_bases(ds).values()):
+            return None
+        return original(ds)
+    FragmentBasePlacement.from_dataset = classmethod(from_dataset)
 
 
 def job_ref(future):

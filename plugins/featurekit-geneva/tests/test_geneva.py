@@ -51,11 +51,16 @@ class Cluster:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
 
+# what the specs' ${...} storage options name: set for the driver and every Ray worker (an
+# applier expands the spec's options itself, from its own environment)
+S3_SECRETS = {"FKG_S3_KEY_ID": "fkg-key-id", "FKG_S3_SECRET": "fkg-secret-5d0c9a"}
+
+
 @contextlib.contextmanager
 def worker_environment(tmp: Path):
     """FKG_CALLS / FKG_HEALED and this folder on the path, for every Ray process started inside
     (Ray workers inherit the environment of the process that starts their raylet)."""
-    env = {"FKG_CALLS": str(tmp / "calls.txt"), "FKG_HEALED": str(tmp / "healed"),
+    env = {"FKG_CALLS": str(tmp / "calls.txt"), "FKG_HEALED": str(tmp / "healed"), **S3_SECRETS,
            "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), os.environ.get("PYTHONPATH")] if p)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -74,7 +79,7 @@ def cluster(tmp_path_factory):
     """One local Ray for the module; the engine reuses it (and so leaves it running)."""
     from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
     with worker_environment(tmp_path_factory.mktemp("ray")) as (calls, healed):
-        ray.init(num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
                  **local_memory())
         try:
             yield Cluster(ray.get_runtime_context().gcs_address, calls, healed)
@@ -108,7 +113,10 @@ def featurekit_metadata(field) -> dict:
 
 
 def assert_same_tables(a: TestProject, b: TestProject) -> None:
-    ta, tb = a.table(), b.table()
+    assert_same(a.table(), b.table())
+
+
+def assert_same(ta, tb) -> None:
     assert ta.schema.names == tb.schema.names
     for name in ta.schema.names:
         if name.startswith("_fkin_"):  # input keys: the local engine leaves them NULL where keying cannot pay
@@ -354,6 +362,36 @@ def test_an_interrupted_geneva_apply_says_in_the_log_what_it_wrote(tmp_path, mon
     assert UNRECORDED not in applied.render()
 
 
+def test_a_local_ray_is_private_and_ray_address_names_a_cluster(monkeypatch):
+    """Without `address:` or RAY_ADDRESS featurekit starts its own Ray (`address="local"`): a bare
+    `ray.init()` attaches to a cluster that a `ray start` left on the machine (another user's);
+    with RAY_ADDRESS it connects there (where `num_cpus` would be refused). What RaySession asks
+    of `ray.init` is checked here, without starting anything."""
+    from featurekit_geneva.cluster import RaySession
+    from featurekit_geneva.options import GenevaOptions
+
+    class Stop(Exception):
+        pass
+
+    asked = []
+
+    def init(**kwargs):
+        asked.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for env, options, want in ((None, {}, "local"), ("10.1.2.3:6379", {}, "10.1.2.3:6379"),
+                               ("10.1.2.3:6379", {"address": "ray://head:10001"}, "ray://head:10001")):
+        if env:
+            monkeypatch.setenv("RAY_ADDRESS", env)
+        with pytest.raises(Stop):
+            RaySession(GenevaOptions(**options)).__enter__()
+        assert asked[-1]["address"] == want
+        assert ("num_cpus" in asked[-1]) == (want == "local")
+
+
 def test_the_geneva_internals_relied_on_are_there(tmp_path):
     """featurekit_geneva/upstream.py is the one module that reaches below Geneva's public API;
     each reach is checked here without Ray, so a new Geneva that moves one fails by name."""
@@ -388,3 +426,168 @@ def test_the_geneva_internals_relied_on_are_there(tmp_path):
     assert spec.udf_payload and spec.backend and spec.name
     plan = upstream.unpacked_udf_plan(udf)
     assert [o.field.output_column for o in plan.outputs] == ["n"]
+
+
+# -- object stores and branches: the same cases through both engines -----------------------------
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """An S3 bucket on moto's server on loopback, reachable from the Ray workers of this machine.
+    In a process of its own: Lance holds the GIL in some blocking calls (`LanceFragment.count_rows`
+    with a filter), and a moto server thread in this process could then never answer (a deadlock)."""
+    import socket
+    pytest.importorskip("moto.server")
+    import boto3
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_SECRETS["FKG_S3_KEY_ID"],
+                              aws_secret_access_key=S3_SECRETS["FKG_S3_SECRET"], region_name="us-east-1")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                assert server.poll() is None and time.monotonic() < deadline, "moto's server did not start"
+                time.sleep(0.2)
+        yield endpoint, client
+    finally:
+        server.terminate()
+        server.wait()
+
+
+BUCKET = "featurekit-geneva"
+
+
+def on_s3(p: TestProject, endpoint: str, prefix: str) -> TestProject:
+    """The project's table moved to the bucket, its secrets named as ${VAR}."""
+    spec = yaml.safe_load(p.spec_path.read_text())
+    spec["table"]["db"] = f"s3://{BUCKET}/{prefix}"
+    spec["table"]["storage_options"] = {"aws_endpoint": endpoint, "region": "us-east-1", "allow_http": True,
+                                        "aws_access_key_id": "${FKG_S3_KEY_ID}",
+                                        "aws_secret_access_key": "${FKG_S3_SECRET}"}
+    p.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return p
+
+
+def objects(client, prefix: str) -> dict[str, bytes]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {o["Key"]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+            for page in pages for o in page.get("Contents", [])}
+
+
+def holds_secret(blob: bytes) -> bool:
+    """The secret in an object, also inside Geneva's stored UDFs (JSON with the pickle in base64)."""
+    import base64
+    secret = S3_SECRETS["FKG_S3_SECRET"].encode()
+    if secret in blob:
+        return True
+    try:
+        packed = json.loads(blob)
+    except ValueError:
+        return False
+    return isinstance(packed, dict) and "udf_pickle" in packed and secret in base64.b64decode(packed["udf_pickle"])
+
+
+S3_FEATURES = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}},
+               "s": {"extractor": "fkg.shared", "inputs": {"text": "w"}}}
+
+
+def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_endpoint, tmp_path):
+    """Both engines on moto's S3 (storage options with ${VAR} secrets): equal tables (values, states,
+    input keys, metadata), failed rows included; nothing is written locally and no secret lands in
+    any object; a branch on the bucket (only tree/exp and _refs objects are new, main's unchanged);
+    the next Geneva apply reads known inputs back from the bucket."""
+    endpoint, client = s3_endpoint
+    rows = [{"id": i, "q": ("bad " if i % 9 == 4 else "") + f"question {i}", "w": f"word {i % 6}"} for i in range(45)]
+    tables = {}
+    for engine in ("local", "geneva"):
+        p = on_s3(project(tmp_path / engine, S3_FEATURES, rows, {"kind": engine, "concurrency": 1} if engine ==
+                          "geneva" else {"kind": engine}), endpoint, f"{tmp_path.name}-{engine}")
+        cluster.reset_calls()
+        result = p.apply()
+        assert result.run.features["n"].failed == 5 and result.run.features["s"].failed == 0
+        tables[engine] = p
+        calls = cluster.read_calls()
+        distinct, good = {r["w"] for r in rows}, [r["q"] for r in rows if "bad" not in r["q"]]
+        assert sorted(calls) == sorted([*distinct, *good])  # s: each distinct input once; n: each good row
+    local, gen = tables["local"], tables["geneva"]
+    assert_same_tables(local, gen)
+    assert local.table().column("_fkin_s").to_pylist() == gen.table().column("_fkin_s").to_pylist()
+    assert gen.table().column("_fk_s").null_count == 0
+    assert not (gen.root / "data").exists()                  # nothing local: the table is in the bucket
+    stored = objects(client, f"{tmp_path.name}-geneva/")
+    assert any("/test.lance/data/" in k for k in stored)
+    assert not [k for k, blob in stored.items() if holds_secret(blob)]
+
+    # a branch on the object store: Geneva's files under tree/exp, main's objects unchanged
+    branch_tables = {}
+    for engine, p in tables.items():
+        main_before = {k: len(v) for k, v in objects(client, f"{tmp_path.name}-{engine}/test.lance/").items()}
+        spec = yaml.safe_load(p.spec_path.read_text())
+        spec["features"]["st"] = {"extractor": "fkg.stats", "inputs": {"text": "q"}}
+        p.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        assert p.apply(branch="exp").run.features["st"].computed == 45
+        after = {k: len(v) for k, v in objects(client, f"{tmp_path.name}-{engine}/test.lance/").items()}
+        new = [k for k in after if k not in main_before]
+        assert new and all("/test.lance/tree/exp/" in k or "/test.lance/_refs/" in k for k in new), new
+        assert {k: after[k] for k in main_before} == main_before
+        branch_tables[engine] = branch_table(p, "exp")
+    assert_same(branch_tables["local"], branch_tables["geneva"])
+    assert branch_tables["geneva"].column("_fk_st").null_count == 0
+    assert not [k for k, blob in objects(client, f"{tmp_path.name}-geneva/").items() if holds_secret(blob)]
+
+    append_rows(gen, [{"id": 100, "q": "question 100", "w": "word 2"}, {"id": 101, "q": "question 101", "w": "new"}])
+    cluster.reset_calls()
+    assert gen.apply().run.features["s"].computed == 2
+    assert sorted(cluster.read_calls()) == ["new", "question 100", "question 101"]  # "word 2" read back
+
+
+def branch_table(p: TestProject, branch: str):
+    from featurekit.table.handle import Table, table_ref
+    return Table(table_ref(p.project()).on(branch)).require().to_table().sort_by("id")
+
+
+def main_files(root: Path) -> dict[str, int]:
+    """Main's files (not a branch's own, under tree/, nor the refs), with their sizes."""
+    return {str(f.relative_to(root)): f.stat().st_size for f in root.rglob("*")
+            if f.is_file() and f.relative_to(root).parts[0] not in ("tree", "_refs")}
+
+
+def test_a_branch_parity_main_untouched(cluster, tmp_path):
+    """`apply --branch` on both engines from the same main: equal branch tables (a new feature,
+    failed rows retried, shared values), and main's files and versions untouched by Geneva's jobs:
+    its data files and checkpoints land under the branch's root."""
+    main_features = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}}}
+    variant = {**main_features, "s": {"extractor": "fkg.shared", "inputs": {"text": "w"}},
+               "st": {"extractor": "fkg.stats", "inputs": {"text": "q"}}}
+    rows = [{"id": i, "q": ("bad " if i % 9 == 4 else "") + f"question {i}", "w": f"word {i % 5}"} for i in range(45)]
+    tables = {}
+    for engine in ("local", "geneva"):
+        p = project(tmp_path / engine, main_features, rows, {"kind": "local"})
+        p.apply()                                     # main, by the local engine
+        root = Path(p.project().table_uri)
+        before, version = main_files(root), lance.dataset(str(root)).version
+        spec = yaml.safe_load(p.spec_path.read_text())
+        spec["features"] = variant
+        spec["engine"] = {"kind": engine, "concurrency": 1} if engine == "geneva" else {"kind": engine}
+        p.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        cluster.reset_calls()
+        runs = p.apply(branch="exp").run.features
+        assert runs["st"].computed == 45 and runs["s"].computed == 45
+        assert (runs["n"].computed, runs["n"].failed) == (0, 5)              # n: only its failed rows retried
+        assert sorted(cluster.read_calls()) == sorted({r["w"] for r in rows})   # s: once an input
+        assert main_files(root) == before and lance.dataset(str(root)).version == version  # main untouched
+        own = [d for f in lance.dataset(str(root / "tree" / "exp")).get_fragments() for d in f.data_files()
+               if d.base_id is None]
+        assert own and all((root / "tree" / "exp" / "data" / d.path).is_file() for d in own)
+        tables[engine] = p
+    local, gen = (branch_table(tables[e], "exp") for e in ("local", "geneva"))
+    assert_same(local, gen)
+    assert local.column("_fkin_s").to_pylist() == gen.column("_fkin_s").to_pylist()
+    assert gen.column("_fk_s").null_count == 0 and gen.column("chars").null_count == 0

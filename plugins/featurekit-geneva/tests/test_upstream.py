@@ -134,3 +134,31 @@ def test_genevas_selected_rows_path_is_the_one_the_fix_replaces():
     assert callable(BackfillUDFTask._output_column_names) and callable(BackfillUDFTask._output_fields)
     from geneva.apply.blob_range import blob_v2_field_paths
     assert not blob_v2_field_paths(pa.schema([pa.field("h", VALUE)]))  # not a blob: the fix applies
+
+
+def test_a_branch_is_placed_under_its_own_root_and_opened_there(tmp_path):
+    """Branches on Geneva: Geneva's multi-base placement would put a branch's new files beside
+    main's (its fragments' first files are main's, base 0); `own_root_placement` answers "no
+    placement" for such a dataset only, and `BranchNamespace` hands Geneva the branch's root."""
+    import lance
+    from geneva.utils.multi_base import FragmentBasePlacement
+
+    from featurekit_geneva.namespace import BranchNamespace, properties
+    load()
+    main = lance.write_dataset(pa.table({"q": [1, 2, 3]}), str(tmp_path / "db" / "t.lance"))
+    main.create_branch("exp", main.version)
+    branch = lance.dataset(str(tmp_path / "db" / "t.lance" / "tree" / "exp"))
+    original = getattr(FragmentBasePlacement, upstream._ORIGINAL_PLACEMENT, FragmentBasePlacement.from_dataset)
+    assert original(branch).data_dir_for_frag(0) == str(tmp_path / "db" / "t.lance" / "data")  # main's folder
+    upstream.own_root_placement()
+    upstream.own_root_placement()  # idempotent
+    assert FragmentBasePlacement.from_dataset(branch) is None    # Geneva's single-base path: the branch's root
+    assert FragmentBasePlacement.from_dataset(main) is None      # single-base main: as before (no bases)
+
+    ns = BranchNamespace(**properties(str(tmp_path / "db"), "t", "exp", None))
+    from lance_namespace import DescribeTableRequest
+    assert ns.describe_table(DescribeTableRequest(id=["t"])).location.rstrip("/").endswith("t.lance/tree/exp")
+    geneva = load()
+    gtable = geneva.connect(namespace_client_impl=f"{BranchNamespace.__module__}.BranchNamespace",
+                            namespace_client_properties=properties(str(tmp_path / "db"), "t", "exp", None)).open_table("t")
+    assert gtable.uri.rstrip("/").endswith("t.lance/tree/exp") and gtable.get_reference().open().to_lance().uri == gtable.uri
