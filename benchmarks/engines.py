@@ -308,7 +308,7 @@ def main() -> None:
 
         from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
         t0 = time.perf_counter()
-        ray.init(resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory())
+        ray.init(address="local", resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory())
         print(f"   (Ray started in {time.perf_counter() - t0:.1f}s for parts 2-3)")
         try:
             if "2" in parts:
