@@ -159,7 +159,7 @@ def run_cli(capsys, monkeypatch):
 # -- an S3-compatible object store on loopback (moto's server) ------------------------------
 
 class S3:
-    """A bucket on a moto server in this process; `options` are the storage options a spec
+    """A bucket on a moto server on loopback; `options` are the storage options a spec
     gives (`${...}` resolved from the environment variables the fixture sets)."""
 
     bucket = "featurekit-test"
@@ -184,20 +184,33 @@ class S3:
 
 @pytest.fixture(scope="session")
 def _moto_server():
-    import logging
+    """moto's server in a process of its own: Lance holds the GIL in some calls that wait on S3
+    (`LanceFragment.count_rows` with a filter), so a server thread in this process could then
+    never answer (a deadlock)."""
     import socket
+    import subprocess
+    import sys
+    import time
     pytest.importorskip("moto.server")
-    from moto.server import ThreadedMotoServer
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    s3 = S3(f"http://127.0.0.1:{port}")
-    s3.client().create_bucket(Bucket=S3.bucket)
-    yield s3
-    server.stop()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s3 = S3(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                s3.client().create_bucket(Bucket=S3.bucket)
+                break
+            except Exception:  # noqa: BLE001  (not listening yet)
+                assert server.poll() is None and time.monotonic() < deadline, "moto's server did not start"
+                time.sleep(0.2)
+        yield s3
+    finally:
+        server.terminate()
+        server.wait()
 
 
 @pytest.fixture
