@@ -15,6 +15,7 @@ a batch must fail alone too (and a row that succeeds in a batch must succeed alo
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -215,3 +216,39 @@ def _write_rows(root, rows: list[dict]):
         raise TypeError(f"write(rows=...): {exc}; give values JSON can hold, or bytes") from None
     path.write_text(text)
     return path
+
+
+@contextlib.contextmanager
+def moto_server(bucket: str, key_id: str = "testing", secret: str = "testing"):
+    """An S3-compatible server (moto's) on loopback with `bucket` made, for tests of tables on
+    object stores: yields (endpoint, a boto3 client). It runs in a process of its own: Lance holds
+    the GIL in some calls that wait on S3 (`LanceFragment.count_rows` with a filter), so a server
+    thread in the test's process could then never answer (a deadlock). Needs moto and boto3."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret,
+                              region_name="us-east-1")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.create_bucket(Bucket=bucket)
+                break
+            except Exception:  # noqa: BLE001  (not listening yet)
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.2)
+        yield endpoint, client
+    finally:
+        server.terminate()
+        server.wait()

@@ -184,33 +184,10 @@ class S3:
 
 @pytest.fixture(scope="session")
 def _moto_server():
-    """moto's server in a process of its own: Lance holds the GIL in some calls that wait on S3
-    (`LanceFragment.count_rows` with a filter), so a server thread in this process could then
-    never answer (a deadlock)."""
-    import socket
-    import subprocess
-    import sys
-    import time
     pytest.importorskip("moto.server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        s3 = S3(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                s3.client().create_bucket(Bucket=S3.bucket)
-                break
-            except Exception:  # noqa: BLE001  (not listening yet)
-                assert server.poll() is None and time.monotonic() < deadline, "moto's server did not start"
-                time.sleep(0.2)
-        yield s3
-    finally:
-        server.terminate()
-        server.wait()
+    from featurekit.testing import moto_server
+    with moto_server(S3.bucket) as (endpoint, _):
+        yield S3(endpoint)
 
 
 @pytest.fixture

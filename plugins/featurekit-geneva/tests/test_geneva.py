@@ -435,30 +435,10 @@ def s3_endpoint():
     """An S3 bucket on moto's server on loopback, reachable from the Ray workers of this machine.
     In a process of its own: Lance holds the GIL in some blocking calls (`LanceFragment.count_rows`
     with a filter), and a moto server thread in this process could then never answer (a deadlock)."""
-    import socket
     pytest.importorskip("moto.server")
-    import boto3
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_SECRETS["FKG_S3_KEY_ID"],
-                              aws_secret_access_key=S3_SECRETS["FKG_S3_SECRET"], region_name="us-east-1")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                assert server.poll() is None and time.monotonic() < deadline, "moto's server did not start"
-                time.sleep(0.2)
+    from featurekit.testing import moto_server
+    with moto_server(BUCKET, S3_SECRETS["FKG_S3_KEY_ID"], S3_SECRETS["FKG_S3_SECRET"]) as (endpoint, client):
         yield endpoint, client
-    finally:
-        server.terminate()
-        server.wait()
 
 
 BUCKET = "featurekit-geneva"
