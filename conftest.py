@@ -1,6 +1,7 @@
 """Repository-wide pytest setup: GPU tests skip cleanly on machines without CUDA, heavy
-tests unless FEATUREKIT_HEAVY=1; under pytest-xdist, the reliability suite's tally is summed
-over the workers."""
+tests unless FEATUREKIT_HEAVY=1; slow tests run first (under pytest-xdist a long test started
+last is the suite's tail); under pytest-xdist, the reliability suite's tally is summed over
+the workers."""
 import json
 import os
 
@@ -28,6 +29,9 @@ def pytest_collection_modifyitems(config, items):
                 heavy = os.environ.get("FEATUREKIT_HEAVY") == "1"
             if not heavy:
                 item.add_marker(pytest.mark.skip(reason="heavy: set FEATUREKIT_HEAVY=1"))
+    # the long end-to-end tests first, each on whichever worker is free, while the short ones
+    # fill the other workers (xdist hands out tests in this order; a group runs where it starts)
+    items.sort(key=lambda item: "slow" not in item.keywords)
 
 
 _TALLY: dict[str, int] = {}  # the reliability suite's tally, summed over pytest-xdist workers

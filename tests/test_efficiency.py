@@ -8,6 +8,7 @@ import pytest
 
 import featurekit
 from conftest import registry_with
+from featurekit.table.metadata import FAILED_SEP
 
 
 class Counting(featurekit.Extractor):
@@ -423,15 +424,64 @@ def test_shared_values_equal_a_per_row_computation_with_nulls_empties_and_two_in
             return pa.array([f"{a!r}|{b!r}" for a, b in zip(batch.column("a").to_pylist(),
                                                            batch.column("b").to_pylist())], pa.string())
 
-    (tmp_path / "raw").mkdir()
     values = [None, "", "x", "x" * 100, "x" * 100 + "y"]
-    rows = [{"id": i, "a": values[i % 5], "b": values[(i // 5) % 5]} for i in range(75)]
-    (tmp_path / "raw" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("featurekit: 1\nname: pair\ntable: {db: data, name: t, fragment_rows: 16}\n"
-                    "source: {format: jsonl, path: raw/*.jsonl, key: id}\n"
-                    "features:\n  p: {extractor: acme.pair, inputs: {a: a, b: b}}\n")
+    spec = jsonl_project(tmp_path, [{"id": i, "a": values[i % 5], "b": values[(i // 5) % 5]} for i in range(75)],
+                         "p: {extractor: acme.pair, inputs: {a: a, b: b}}")
     run = featurekit.apply(spec, registry=registry_with(Pair)).run.features["p"]
     got = lance.dataset(str(tmp_path / "data" / "t.lance")).to_table().sort_by("id")
     want = [f"{a!r}|{b!r}" for a, b in zip(got.column("a").to_pylist(), got.column("b").to_pylist())]
     assert got.column("p").to_pylist() == want and run.distinct == 25 and run.reused == 50
+
+
+def test_shared_values_fill_partial_fragments_with_deleted_rows_without_reading_inputs(tmp_path, monkeypatch):
+    """When values are shared, a fragment is written from the groups alone (its inputs are not
+    read again): a retry touching a few rows of fragments that have deleted rows (gaps in the
+    offsets) must keep every other row's value and put each retried row's value at its place."""
+    class Echo(featurekit.Extractor):
+        name = "acme.echo"
+        inputs = {"a": pa.string()}
+        reuse_values = True
+        fail = True
+        calls: list = []
+
+        def output_type(self):
+            return pa.string()
+
+        def one(self, a):
+            if Echo.fail and a is not None and a.endswith("7"):
+                raise ValueError("not yet")
+            return f"<{a}>"
+
+        def __call__(self, batch):
+            texts = batch.column("a").to_pylist()
+            Echo.calls.extend(texts)
+            return featurekit.RowErrors.map(self.one, texts, pa.string())
+
+    spec = jsonl_project(tmp_path, [{"id": i, "a": None if i % 11 == 0 else f"v{i % 20}"} for i in range(90)],
+                         "e: {extractor: acme.echo, inputs: {a: a}, on_error: {max_failure_rate: 1}}")
+    reg = registry_with(Echo)
+    featurekit.apply(spec, registry=reg)
+    uri = str(tmp_path / "data" / "t.lance")
+    lance.dataset(uri).delete("id % 5 = 1")  # gaps inside every fragment
+    from featurekit.engine import fragment
+    reads = []
+    real = fragment.FragmentJob._piece
+    monkeypatch.setattr(fragment.FragmentJob, "_piece", lambda self, batch: reads.append(1) or real(self, batch))
+    Echo.fail, Echo.calls = False, []
+    run = featurekit.apply(spec, registry=reg).run.features["e"]
+    got = lance.dataset(uri).to_table(columns=["id", "a", "e", "_fk_e"]).sort_by("id").to_pylist()
+    assert [r["id"] for r in got] == [i for i in range(90) if i % 5 != 1]
+    assert all(r["e"] == f"<{r['a']}>" for r in got)  # retried and kept rows alike, each its own
+    assert all(FAILED_SEP not in r["_fk_e"] for r in got)  # no row left failed
+    assert sorted(Echo.calls) == ["v17", "v7"] and run.distinct == 2 and run.computed == run.rows
+    assert reads == []  # the fragments' inputs were not read: the shared values knew every row
+
+
+def jsonl_project(tmp_path, rows: list[dict], feature: str, fragment_rows: int = 16):
+    """A spec over `rows` (a jsonl source keyed by id) with one feature (a line of YAML)."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"featurekit: 1\nname: t\ntable: {{db: data, name: t, fragment_rows: {fragment_rows}}}\n"
+                    f"source: {{format: jsonl, path: raw/*.jsonl, key: id}}\nfeatures:\n  {feature}\n")
+    return spec

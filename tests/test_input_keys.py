@@ -66,6 +66,30 @@ def test_nulls_empties_and_long_values_of_binary_and_list_inputs_are_told_apart(
         assert len(set(keys)) == len(values), typ
 
 
+def test_keys_are_blake2b_of_the_documented_message_whichever_path_hashes_them():
+    """The stored `_fkin_` keys of earlier applies must keep matching: the key of a row is
+    BLAKE2b-128 of salt, NUL, then per input (name order) its JSON name, NUL and its tagged
+    value. Built here by hand for text and bytes, and checked on both hashing paths (values
+    short enough to assemble column-wise, and values long enough to stream row by row)."""
+    import hashlib
+    import struct
+
+    def by_hand(salt, question, image):
+        m = salt.encode() + b"\x00"
+        m += b'"image"\x00' + (b"\x00" if image is None else b"b" + struct.pack("<Q", len(image)) + image)
+        m += b'"question"\x00' + (b"\x00" if question is None else
+                                   b"s" + struct.pack("<Q", len(question.encode())) + question.encode())
+        return hashlib.blake2b(m, digest_size=16).digest()
+
+    rng = __import__("random").Random(3)
+    for size in (0, 1, 100, 1023, 1024, 5000):  # across the column-wise limit
+        rows = [(rng.choice([None, "", "what is it?", "é" * rng.randint(0, 50)]),
+                 rng.choice([None, b"", rng.randbytes(size)])) for _ in range(40)]
+        batch = pa.table({"question": pa.array([q for q, _ in rows], pa.string()),
+                          "image": pa.array([b for _, b in rows], pa.binary())})
+        assert input_hashes(batch, "fp").to_pylist() == [by_hand("fp", q, b) for q, b in rows], size
+
+
 def write(tmp_path, rows, start=0, file="a.jsonl"):
     (tmp_path / "raw").mkdir(parents=True, exist_ok=True)
     (tmp_path / "raw" / file).write_text("".join(json.dumps({"id": start + i, "question": q, "answer": a}) + "\n"

@@ -117,6 +117,11 @@ class FragmentJob:
 
     def pieces(self):
         ft = self.task.feature
+        known = known_rows(self.task)
+        if known is not None:  # every row's value is known by its inputs' group: nothing to read
+            for at in range(0, len(known), ft.piece_rows):
+                yield self._known_piece(known[at:at + ft.piece_rows])
+            return
         if self.task.scan is not None and self.task.full:
             batches = self.task.scan.batches(self.task.fragment_id)
         else:
@@ -146,6 +151,13 @@ class FragmentJob:
             compute = piece.reuse.compute
             if len(compute) < piece.logical.num_rows:  # only the first row of each new input runs
                 piece.logical = piece.logical.take(pa.array(compute, pa.int64())) if compute else None
+        return piece
+
+    def _known_piece(self, addrs: np.ndarray) -> Piece:
+        """A piece of rows whose values the shared values hold (no inputs read, none to compute)."""
+        offsets = Offsets(pa.array(addrs, pa.uint64()))
+        piece = Piece(offsets, RowKeys(offsets, self._key_reader), None)
+        piece.reuse = self.task.reuse.plan(None, self.task.feature.fingerprint, addrs)
         return piece
 
     def finish(self, piece: Piece, values: dict[str, pa.Array], errors: list[str | None] | None,
@@ -269,6 +281,16 @@ class FragmentJob:
         self.writer.close()
         self.result.seconds = time.perf_counter() - self.started
         return self.result
+
+
+def known_rows(task: FragmentTask) -> np.ndarray | None:
+    """The addresses of the fragment's rows to compute when the feature's shared values know
+    every one's value (values shared by input, no upstream feature whose state could block a
+    row); None: the fragment's inputs are read."""
+    reuse = task.reuse
+    if reuse is None or task.feature.upstream_states:
+        return None
+    return reuse.known_rows(task.fragment_id)
 
 
 def read_columns(ft: FeatureTask) -> list[str]:

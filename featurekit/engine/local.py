@@ -21,12 +21,13 @@ from ..lifetime import machine_workers
 from ..planning.resolve import Feature
 from .base import Engine, EngineOptions, FeatureFill
 from .compute import compute_piece_counted
-from .fragment import FragmentJob, FragmentTask, FullScan, compute_fragment
+from .fragment import FragmentJob, FragmentTask, FullScan, compute_fragment, known_rows
 from .pool import WorkerPool
 
 PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process compute time above which a worker pool pays off
 COMPUTE_SHARE = 0.5  # ... when at least this share of a fragment's time is the extractor's
 MIN_ROW_SECONDS = 2e-5  # ... and a row costs more than copying it to a worker and back does
+WRITE_THREADS = 2  # fragments written at once when nothing is left to compute (shared values)
 
 
 class LocalOptions(EngineOptions):
@@ -88,14 +89,24 @@ class LocalEngine(Engine):
         if workers > 1 and len(queue) > 1 and estimate > PARALLEL_AFTER_SECONDS and per_row > MIN_ROW_SECONDS and \
                 first.compute_seconds > COMPUTE_SHARE * first.seconds:
             self._run_pool(one_scan(queue), workers, fill)
-        elif f.resources.threads > 1 and len(queue) > 1 and fill.reuse is None:
-            # (a feature that shares values by input runs its fragments in order)
-            with ThreadPoolExecutor(min(f.resources.threads, len(queue))) as threads:
-                for res in threads.map(compute_fragment, queue):
+        elif len(queue) > 1 and (threads := self.threads_for(f, fill, queue)) > 1:
+            with ThreadPoolExecutor(min(threads, len(queue))) as pool:
+                for res in pool.map(compute_fragment, queue):
                     fill.take(res)
         else:
             for t in one_scan(queue):
                 fill.take(compute_fragment(t))
+
+    def threads_for(self, f: Feature, fill: FeatureFill, queue: list[FragmentTask]) -> int:
+        """Fragments at once in threads: the extractor's `resources.threads` (Arrow built-ins,
+        which release the GIL), or, when shared values know every row's value, enough to overlap
+        the fragments' file writes (Lance writes without the GIL). A feature sharing values by a
+        memo runs its fragments in order (each learns from the ones before)."""
+        if fill.reuse is None:
+            return f.resources.threads
+        if all(known_rows(t) is not None for t in queue):
+            return min(WRITE_THREADS, os.cpu_count() or 1)
+        return 1
 
     def _run_pool(self, queue: list[FragmentTask], workers: int, fill: FeatureFill) -> None:
         """Worker processes compute; this process does all Lance I/O.
@@ -164,11 +175,12 @@ class LocalEngine(Engine):
 def one_scan(queue: list[FragmentTask]) -> list[FragmentTask]:
     """Fragments read in order, one after the other: those whose rows all need work share one
     scan (`fragment.FullScan`)."""
-    full = [t.fragment_id for t in queue if t.full]
+    shared = [t.full and known_rows(t) is None for t in queue]  # (fragments known by shared values read nothing)
+    full = [t.fragment_id for t, scanned in zip(queue, shared) if scanned]
     if len(full) < 2:
         return queue
     scan = FullScan(queue[0].dataset, full, queue[0].feature)
-    return [dataclasses.replace(t, scan=scan) if t.full else t for t in queue]
+    return [dataclasses.replace(t, scan=scan) if scanned else t for t, scanned in zip(queue, shared)]
 
 
 FORK_UNSAFE = ("torch", "tensorflow", "jax")  # their thread pools do not survive fork

@@ -113,17 +113,18 @@ class Reuse:
 
     def lookup(self, keys: list[bytes]) -> list[int | None]:
         """Row addresses of committed rows holding these keys (None: no such row)."""
-        found: list[int | None] = [self.extra.get(k) for k in keys]
+        found: list[int | None] = [self.extra.get(k) for k in keys] if self.extra else [None] * len(keys)
         index, addrs = self._load_index()
-        missing = [i for i, a in enumerate(found) if a is None]
-        if missing and len(index):
+        if not len(index):
+            return found
+        missing = np.flatnonzero([a is None for a in found]) if self.extra else np.arange(len(keys))
+        if len(missing):
             # numpy's S16 drops trailing zero bytes when it compares: one-to-one on 16-byte keys
-            wanted = np.array([keys[i] for i in missing], dtype="S16")
+            wanted = np.array([keys[i] for i in missing.tolist()], dtype="S16")
             at = np.minimum(np.searchsorted(index, wanted), len(index) - 1)
-            hit = index[at] == wanted
-            for i, j, ok in zip(missing, at.tolist(), hit.tolist()):
-                if ok:
-                    found[i] = int(addrs[j])
+            hit = np.flatnonzero(index[at] == wanted)
+            for i, a in zip(missing[hit].tolist(), addrs[at[hit]].tolist()):
+                found[i] = int(a)
         return found
 
     def committed(self, fragment_ids) -> None:
@@ -138,6 +139,10 @@ class Reuse:
         return found, self.read([addrs[i] for i in found]) if found else {}
 
     # -- one piece ------------------------------------------------------------------------------
+    def known_rows(self, fragment_id: int) -> None:
+        """Nothing is known before a fragment's inputs are read and keyed (`SharedValues.known_rows`)."""
+        return None
+
     def plan(self, logical: pa.RecordBatch, fingerprint: str, addrs) -> ReusePlan:
         """The plan of a piece of rows to run (`logical`, at row addresses `addrs`)."""
         return self.classify(input_hashes(logical, fingerprint))

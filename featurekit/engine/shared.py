@@ -15,6 +15,7 @@ An extractor's `reuse_values = True` forces sharing, `False` forbids it.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +27,8 @@ from ..table.metadata import sql_quote
 from .compute import FeatureTask, binary_inputs, compute_piece_counted, get_extractor
 
 SAMPLE_ROWS = 1024        # distinct inputs timed to decide
+TIMED_PARTS = 4           # ... in this many parts (of at least TIMED_ROWS rows), the fastest part's time a row taken
+TIMED_ROWS = 256
 PAYS = 0.95               # share when grouping, keying and computing once per distinct input costs below
                           # this share of computing every row (the rest: what the estimate may miss)
 CHEAP = 2.0               # never share when a row computes in less than this many times its keying
@@ -55,11 +58,21 @@ class SharedValues:
         self.computes = computed         # distinct inputs the extractor computed (the rest read back)
         self.passed = passed             # rows passed to the extractor (halving a raising batch passes rows again)
         self.rows = 0
+        self.lock = threading.Lock()     # fragments may be planned from several threads
 
     def covers(self, fragment_id: int) -> bool:
         """Whether rows of this fragment take values from here (all do when values are shared;
         else only a sampled fragment's): the other fragments compute as if nothing were shared."""
         return self.shares or bool(np.any((self.addrs >> np.uint64(32)) == np.uint64(fragment_id)))
+
+    def known_rows(self, fragment_id: int) -> np.ndarray | None:
+        """When values are shared, the row addresses of this fragment's rows to compute (every
+        one's value is known here, so the fragment needs no read of its inputs); else None."""
+        if not self.shares:
+            return None
+        lo, hi = np.searchsorted(self.addrs, [np.uint64(fragment_id) << np.uint64(32),
+                                              np.uint64(fragment_id + 1) << np.uint64(32)])
+        return self.addrs[lo:hi]
 
     def committed(self, fragment_ids) -> None:
         """Nothing to learn from a commit: what is known here was known before the fragments."""
@@ -68,7 +81,8 @@ class SharedValues:
         at = np.minimum(np.searchsorted(self.addrs, addrs), max(0, len(self.addrs) - 1))
         known = self.addrs[at] == addrs if len(self.addrs) else np.zeros(len(addrs), bool)
         groups = np.where(known, self.groups[at] if len(self.addrs) else 0, -1)
-        self.rows += int(known.sum())
+        with self.lock:
+            self.rows += int(known.sum())
         if self.shares:
             if not known.all():
                 raise RuntimeError("featurekit: a row to compute was not among the rows read to share values; "
@@ -157,10 +171,22 @@ def _sample(task: FeatureTask, head: pa.Table) -> tuple[SharedValues | None, flo
         grouped = every, every, pa.table({name: head.column(col) for name, col in task.inputs.items()})
     first, groups, distinct = grouped
     per_key = key_seconds(distinct, task.fingerprint)
-    batch = pa.record_batch([c.combine_chunks() for c in distinct.columns], names=distinct.column_names)
-    t0 = time.perf_counter()
-    values, errors, passed = compute_piece_counted(task, binary_inputs(get_extractor(task), batch))
-    per_row = (time.perf_counter() - t0) / distinct.num_rows
+    batch = binary_inputs(get_extractor(task), pa.record_batch([c.combine_chunks() for c in distinct.columns],
+                                                               names=distinct.column_names))
+    # timed in a few parts, the fastest taken (as for keying): a busy machine only ever adds time,
+    # and one pause must not decide against sharing (or for it)
+    step = max(TIMED_ROWS, -(-batch.num_rows // TIMED_PARTS))
+    parts, per_row, passed = [], None, 0
+    for at in range(0, batch.num_rows, step):
+        part = batch.slice(at, step)
+        t0 = time.perf_counter()
+        parts.append(compute_piece_counted(task, part))
+        seconds = (time.perf_counter() - t0) / part.num_rows
+        per_row = seconds if per_row is None else min(per_row, seconds)
+        passed += parts[-1][2]
+    values = {c: pa.concat_arrays([p[0][c] for p in parts]) for c in task.output_types}
+    errors = None if all(p[1] is None for p in parts) else \
+        [e for p in parts for e in (p[1] if p[1] is not None else [None] * len(next(iter(p[0].values()))))]
     seed = SharedValues(head.column("_rowaddr").to_numpy(), groups, None, values, errors, len(first), passed)
     return seed, per_row, per_key
 
@@ -217,13 +243,14 @@ class _Values:
         """Values of distinct inputs start..stop-1 not known yet: read back, else computed."""
         if stop <= start:
             return
-        wanted = [i for i in range(start, stop) if i not in self.done]
-        keys = pa.concat_arrays(self.key_parts).take(pa.array(wanted, pa.int64())).to_pylist()
-        found, fetched = self.read_back(keys)
-        if found:
-            self._add(np.asarray([wanted[i] for i in found], dtype=np.int64), fetched)
-        found_set = set(found)
-        todo = np.array([r for i, r in enumerate(wanted) if i not in found_set], dtype=np.int64)
+        wanted = np.arange(start, stop, dtype=np.int64)
+        if self.done:
+            wanted = wanted[~np.isin(wanted, np.fromiter(self.done, np.int64, len(self.done)))]
+        found, fetched = self.read_back(self.keys().take(pa.array(wanted)).to_pylist())
+        found = np.asarray(found, dtype=np.int64)
+        if len(found):
+            self._add(wanted[found], fetched)
+        todo = np.delete(wanted, found)
         for at in range(0, len(todo), self.task.batch_size):
             rows = todo[at:at + self.task.batch_size]
             chunk = self.distinct.take(pa.array(rows, pa.int64())).to_batches()[0]

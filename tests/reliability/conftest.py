@@ -49,6 +49,38 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def cli_in_process(cwd: Path, args) -> subprocess.CompletedProcess:
+    """`python -m featurekit ARGS` in this process: the subprocess's environment, cwd and
+    exit code (SystemExit's), its stdout and stderr captured, a traceback for what escapes."""
+    import contextlib
+    import io
+    import traceback
+
+    from featurekit.cli import main
+    env = {k: v for k, v in subprocess_env().items() if k.startswith(("FEATUREKIT_", "LANCE_LOG"))}
+    saved, here = {k: os.environ.get(k) for k in env}, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except Exception:  # noqa: BLE001  (what Python would print, where the test looks for it)
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(here)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["featurekit", *args], code, out.getvalue(), err.getvalue())
+
+
 class Proj:
     """A project: rows.jsonl (or other files) beside spec.yaml, table data/t.lance."""
 
@@ -100,9 +132,15 @@ class Proj:
     def data_files(self) -> dict[int, list[str]]:
         return {f.fragment_id: sorted(d.path for d in f.data_files()) for f in self.dataset().get_fragments()}
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "featurekit", *args], cwd=self.root, env=subprocess_env(),
-                              capture_output=True, text=True, timeout=timeout)
+    def cli(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """`featurekit ARGS` from the project folder, as a user runs it. In this process (a new
+        Python costs a second or more a call on 2 cores), unless `timeout` is given: then in a
+        process of its own, killed past it. Either way the exit code is the CLI's, and an
+        uncaught exception lands in stderr as a traceback, as Python prints it."""
+        if timeout is not None:
+            return subprocess.run([sys.executable, "-m", "featurekit", *args], cwd=self.root, env=subprocess_env(),
+                                  capture_output=True, text=True, timeout=timeout)
+        return cli_in_process(self.root, args)
 
     def start(self, *args: str) -> subprocess.Popen:
         """An apply in the background. Its output goes to files, not pipes: a leftover
