@@ -195,10 +195,14 @@ def test_a_recompute_writes_its_new_metadata_with_the_log_in_one_commit(tmp_path
     assert featurekit.plan(spec, registry=reg).is_noop
 
 
-def test_the_plan_counts_distinct_inputs(tmp_path):
+def test_the_plan_counts_distinct_inputs_and_says_how_values_will_be_shared(tmp_path):
     spec = write(tmp_path, TEXTS)
     plan = featurekit.plan(spec, registry=registry_with(Counting))
-    assert "45 rows, 7 distinct inputs" in plan.render()
+    assert "45 rows, 7 distinct inputs (shared)" in plan.render()  # reuse_values = True
+    assert plan.step("n").sharing == "shared" and json.loads(plan.to_json())["features"][0]["sharing"] == "shared"
+    spec.write_text(spec.read_text().replace("acme.counting", "acme.cheap"))
+    plan = featurekit.plan(spec, registry=registry_with(Cheap))  # no reuse_values: the apply times it
+    assert "45 rows, 7 distinct inputs (shared if it pays)" in plan.render()
 
 
 def test_worker_processes_also_compute_each_distinct_input_once(tmp_path):

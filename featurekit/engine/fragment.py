@@ -17,12 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..planning.inputkeys import HASH_TYPE
+from ..planning.inputkeys import HASH_TYPE, small_inputs
 from ..plugins.extractor import Extractor
 from ..table.datafiles import open_writer, row_offsets
 from ..table.metadata import FAILED_SEP
 from .compute import FeatureTask, binary_inputs, compute_piece_counted, upstream_missing
-from .shared import small_inputs
 
 ERROR_SAMPLE = 5
 PIECE_BYTES = 32 << 20   # about this much input a piece (rows read together), when it can be told

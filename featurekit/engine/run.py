@@ -20,6 +20,7 @@ from ..ingest.write import ingest
 from ..lifetime import critical
 from ..planning.indexes import describe as describe_index
 from ..planning.indexes import index_steps
+from ..planning.inputkeys import sharing_mode
 from ..planning.planner import FeatureStep, Plan, SliceStep, ingest_counts, only_filter
 from ..planning.resolve import Feature, Project
 from ..table.datafiles import file_version
@@ -31,7 +32,7 @@ from .fill import FeatureFill, FeatureRun, Reporter, RunResult
 from .fragment import FragmentTask, piece_rows
 from .layout import feature_fields, metadata_updates, plan_layout, reuses_values
 from .reuse import Reuse
-from .shared import decide, small_inputs
+from .shared import decide
 
 if TYPE_CHECKING:
     from .base import Engine
@@ -218,13 +219,11 @@ class ApplyRun:
                                           "keying them)")
             return None
         memo = Reuse(self.table, f.state_column, f.fingerprint, task.hash_column, dict(f.output_types), budget)
-        types = [self.project.columns[c].type for c in f.inputs.values() if c in self.project.columns]
-        if len(types) < len(f.inputs) or not small_inputs(types) or f.resources.timeout or \
-                (f.resources.workers or 0) > 1:
+        mode = sharing_mode(f, {name: c.type for name, c in self.project.columns.items() if c.type is not None})
+        if mode == "shared by input key":  # (what the plan said: `inputkeys.sharing_mode`)
             run.sharing = "shared by input key (memo)"
             return memo
-        shared, why = decide(task, ds, where, getattr(f.extractor_cls, "reuse_values", None) is True, memo.read_back,
-                             first_fragment)
+        shared, why = decide(task, ds, where, mode == "shared", memo.read_back, first_fragment)
         run.sharing = "shared by input (computed once per distinct input)" if shared is not None and shared.shares \
             else f"not shared: {why}"
         return shared

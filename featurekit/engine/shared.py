@@ -279,11 +279,3 @@ class _Values:
         if not self.errors:
             return out, None
         return out, [self.errors.get(i) for i in range(n)]
-
-
-def small_inputs(types: list[pa.DataType]) -> bool:
-    """Inputs cheap to read up front: strings, numbers, booleans (not bytes, lists or structs)."""
-    return all(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or
-               pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_dictionary(t) for t in types)
-
-

@@ -268,3 +268,24 @@ def _valid(array: pa.Array) -> np.ndarray:
     if array.null_count == 0:
         return np.ones(len(array), dtype=bool)
     return np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def small_inputs(types: list[pa.DataType]) -> bool:
+    """Inputs cheap to read up front: strings, numbers, booleans (not bytes, lists or structs)."""
+    return all(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t) or
+               pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_dictionary(t) for t in types)
+
+
+def sharing_mode(f, column_types: dict[str, pa.DataType]) -> str:
+    """How an apply gives a feature's rows with equal inputs one value, as far as the spec
+    tells: "not shared" (the extractor's `reuse_values = False`), "shared by input key" (bulky
+    inputs such as images, a timeout or several workers: keyed piece by piece), "shared"
+    (`reuse_values = True`), or "shared if it pays" (small inputs: the apply times the
+    extractor on a sample against keying, and says what it chose)."""
+    forced = getattr(f.extractor_cls, "reuse_values", None)
+    if forced is False:
+        return "not shared"
+    types = [column_types[c] for c in f.inputs.values() if c in column_types]
+    if len(types) < len(f.inputs) or not small_inputs(types) or f.resources.timeout or (f.resources.workers or 0) > 1:
+        return "shared by input key"
+    return "shared" if forced is True else "shared if it pays"

@@ -31,6 +31,7 @@ from ..table.metadata import (
 )
 from .indexes import IndexStep, index_steps
 from .indexes import describe as describe_index
+from .inputkeys import sharing_mode
 from .resolve import Feature, Project, Slice
 
 
@@ -113,6 +114,7 @@ class FeatureStep:
     outdated_rows: int = 0      # rows computed by another definition (an interrupted recompute)
     only_pending: str | None = None  # the `only:` slice runs first in this apply: rows known then
     distinct: int | None = None  # distinct inputs among the rows (the extractor runs once per input)
+    sharing: str | None = None   # how rows with equal inputs get one value (`inputkeys.sharing_mode`)
 
     @property
     def has_work(self) -> bool:
@@ -257,7 +259,7 @@ def _describe(s: FeatureStep | SliceStep) -> str:
         return f"examine {rows}: new, or waiting for an upstream value"
     rows = "all rows" if s.rows is None else f"{s.rows} row(s)"
     if s.distinct is not None and s.rows is not None:
-        rows = f"{s.rows} rows, {s.distinct} distinct inputs"
+        rows = f"{s.rows} rows, {s.distinct} distinct inputs ({s.sharing})"
     if s.only_pending:
         rows = f"the rows of slice {s.only_pending} (known once it has run)"
     if s.action == "create":
@@ -270,7 +272,7 @@ def _describe(s: FeatureStep | SliceStep) -> str:
     if s.changed_rows:
         parts.append(f"{s.changed_rows} edited row(s) to compute again")
     if s.distinct is not None and s.rows:
-        parts.append(f"{s.rows} rows, {s.distinct} distinct inputs")
+        parts.append(f"{s.rows} rows, {s.distinct} distinct inputs ({s.sharing})")
     if s.failed_rows:
         parts.append(f"{s.failed_rows} failed row(s) to retry")
     if s.outdated_rows:
@@ -439,7 +441,8 @@ class _Context:
                                                                           scope]
         from .distinct import distinct_inputs
         n = distinct_inputs(self.project, f, self.dataset, where, incoming, self.working - {f.name})
-        return dataclasses.replace(step, distinct=n)
+        types = {name: c.type for name, c in self.project.columns.items() if c.type is not None}
+        return dataclasses.replace(step, distinct=n, sharing=sharing_mode(f, types) if n is not None else None)
 
     def rows_in_scope(self, f: Feature, pending: str | None) -> int | None:
         scope = only_filter(self.project, f)
