@@ -413,6 +413,27 @@ def test_sharing_weighs_how_often_inputs_repeat(tmp_path, distinct, shared):
         assert Moderate.calls == 3000 and got.column("_fkin_n").null_count == 3000
 
 
+@pytest.mark.parametrize("distinct, shared", [(3000, False), (300, True)])
+def test_on_a_large_table_how_often_inputs_repeat_is_estimated_before_every_row_is_read(tmp_path, monkeypatch,
+                                                                                          distinct, shared):
+    """A table past `GATED_ROWS` (lowered here): random rows estimate the share of distinct
+    inputs first; inputs that do not repeat are never read and grouped as a whole, inputs that
+    repeat ten times go on to be shared exactly as on a small table."""
+    from featurekit.engine import shared as sharing
+    monkeypatch.setattr(sharing, "GATED_ROWS", 1000)
+    monkeypatch.setattr(sharing, "ESTIMATE_ROWS", 512)
+    grouped = []
+    real = sharing._grouped
+    monkeypatch.setattr(sharing, "_grouped", lambda task, table: grouped.append(table.num_rows) or real(task, table))
+    run, got = _apply_counted(tmp_path, Moderate, [f"q{(i * 7919) % distinct}" for i in range(3000)], 500)
+    if shared:
+        assert run.sharing.startswith("shared") and Moderate.calls == distinct == run.distinct
+        assert 3000 in grouped  # the estimate let every row be read and grouped
+    else:
+        assert "estimated on 512 random rows" in run.sharing and "about 100%" in run.sharing, run.sharing
+        assert 3000 not in grouped and Moderate.calls == 3000 and got.column("_fkin_n").null_count == 3000
+
+
 def test_shared_values_equal_a_per_row_computation_with_nulls_empties_and_two_inputs(tmp_path):
     """Rows grouped by value in Arrow (`distinct_rows`): a NULL is not an empty string, and a row
     takes the value of its own inputs, never of another row sharing its first input."""

@@ -15,6 +15,7 @@ An extractor's `reuse_values = True` forces sharing, `False` forbids it.
 """
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ TIMED_PARTS = 4           # ... in this many parts (of at least TIMED_ROWS rows)
 TIMED_ROWS = 256
 PAYS = 0.95               # share when grouping, keying and computing once per distinct input costs below
                           # this share of computing every row (the rest: what the estimate may miss)
+ESTIMATE_ROWS = 2048      # random rows that estimate how often inputs repeat ...
+GATED_ROWS = 65_536       # ... before this many rows to compute or more are read and grouped
+READ_FACTOR = 2.0         # reading a row's inputs costs about as much as grouping them
 CHEAP = 2.0               # never share when a row computes in less than this many times its keying
 
 
@@ -120,8 +124,10 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
     are grouped and their distinct inputs computed, timing the extractor against keying; when a
     row computes in less than `CHEAP` times its keying, only those rows' values are kept
     (computed once, not shared further; the sample is the first fragment's rows to compute, at
-    most `SAMPLE_ROWS`, so work is committed as often as without it). Else every row to compute
-    is read and grouped; when so few inputs repeat that grouping and keying them costs more
+    most `SAMPLE_ROWS`, so work is committed as often as without it). On a large table the share
+    of distinct inputs is then estimated from random rows (`_estimated_share`), and when even
+    that share would not pay, the rows compute as usual without reading them all. Else every
+    row to compute is read and grouped; when so few inputs repeat that grouping and keying them costs more
     than computing every row would (`PAYS`), the rows compute as usual (sampled rows kept);
     else each distinct input is computed once (or read back). `read_back`:
     keys -> (positions of the keys some committed row holds with this fingerprint, their values)."""
@@ -136,6 +142,11 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
         if per_row is not None and per_row < CHEAP * per_key:
             return seed, (f"a row computes in {per_row * 1e6:.1f} us, keying it costs {per_key * 1e6:.1f} us: "
                           "sharing values cannot pay")
+        share, per_group = _estimated_share(task, ds, columns, filters) if per_row is not None else (None, 0.0)
+        if share is not None and per_group + share * (per_key + per_row) > PAYS * per_row:
+            return seed, (f"about {share:.0%} of the inputs distinct (estimated on {ESTIMATE_ROWS:,} random rows), a "
+                          f"row computes in {per_row * 1e6:.1f} us and keying costs {per_key * 1e6:.1f} us: "
+                          "sharing values would not pay")
     t0 = time.perf_counter()
     table = ds.to_table(columns=columns, filter=filters, with_row_address=True)
     grouped = _grouped(task, table)
@@ -189,6 +200,30 @@ def _sample(task: FeatureTask, head: pa.Table) -> tuple[SharedValues | None, flo
         [e for p in parts for e in (p[1] if p[1] is not None else [None] * len(next(iter(p[0].values()))))]
     seed = SharedValues(head.column("_rowaddr").to_numpy(), groups, None, values, errors, len(first), passed)
     return seed, per_row, per_key
+
+
+def _estimated_share(task: FeatureTask, ds, columns: list[str], filters: str | None) -> tuple[float | None, float]:
+    """Before reading and grouping every row to compute (a third of a microsecond a row, which a
+    cheap extractor over inputs that barely repeat never earns back): the share of distinct
+    inputs estimated from random rows of the table, by the pairs of equal inputs among them
+    (with each input in r rows, a pair of random rows is equal with probability (r-1)/(N-1)),
+    and the seconds a row its grouping costs. (None, 0) for a table small enough to group
+    outright. An estimate from the whole table, not only the rows to compute: those are most
+    of it whenever there are enough of them to estimate."""
+    n = ds.count_rows()
+    if n < GATED_ROWS or ds.count_rows(filter=filters) < GATED_ROWS:
+        return None, 0.0
+    rows = sorted(random.Random(n).sample(range(n), ESTIMATE_ROWS))
+    sample = ds.take(rows, columns=columns)
+    t0 = time.perf_counter()
+    grouped = _grouped(task, sample)
+    per_group = READ_FACTOR * (time.perf_counter() - t0) / ESTIMATE_ROWS
+    if grouped is None:
+        return None, 0.0
+    counts = np.bincount(grouped[1]).astype(np.float64)
+    pairs = float((counts * (counts - 1) / 2).sum())
+    repeats = 1 + 2 * pairs * (n - 1) / (ESTIMATE_ROWS * (ESTIMATE_ROWS - 1))
+    return 1 / repeats, per_group
 
 
 def _grouped(task: FeatureTask, table: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Table] | None:
