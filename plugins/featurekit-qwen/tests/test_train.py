@@ -527,11 +527,21 @@ def test_the_shipped_qwen_specs_validate_with_their_qlora_recipes(tmp_path):
 
 def test_the_bitsandbytes_kernels_notice_is_dropped_and_nothing_else():
     """bitsandbytes logs "Failed to load CPU gemm_4bit_forward from kernels-community ... pip
-    install kernels" when imported on an AVX512-BF16 CPU; train and eval no longer print it."""
+    install kernels" when imported on an AVX512-BF16 CPU; train and eval no longer print it.
+    The filter `lm` installs at import, then a fresh process importing bitsandbytes behind it
+    (the notice is logged at that import; `logs` spares the process torch's model code)."""
+    import logging
     import subprocess
     import sys
-    code = ("import logging, featurekit_qwen.lm, bitsandbytes; "
-            "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('another message')")
+
+    import featurekit_qwen.lm  # noqa: F401  (installs the filter)
+    from featurekit_qwen.logs import KERNELS_LOGGER, KERNELS_NOTICE
+    log = logging.getLogger(KERNELS_LOGGER)
+    record = lambda msg: log.makeRecord(log.name, logging.WARNING, __file__, 0, msg, (), None)  # noqa: E731
+    assert not log.filter(record(KERNELS_NOTICE + " (pip install kernels)")) and log.filter(record("another"))
+    code = ("import logging, featurekit_qwen.logs as logs; logs.drop_kernels_notice(); import bitsandbytes; "
+            "log = logging.getLogger(logs.KERNELS_LOGGER); log.warning(logs.KERNELS_NOTICE + ': pip install kernels'); "
+            "log.warning('another message')")
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert "gemm_4bit_forward" not in err and "pip install kernels" not in err
     assert "another message" in err
