@@ -5,11 +5,12 @@ to ask builds it while the others wait on a file lock, then every worker reuses 
 copies the project (`copy_easyvqa`) and never writes into the shared folder."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,8 @@ def easyvqa(tmp_path_factory, tiny_qwen) -> Path:
         subprocess.run([sys.executable, str(ROOT / "examples" / "make_easyvqa.py"), "raw-easyvqa",
                         "--images", str(EASYVQA_IMAGES)], cwd=folder, check=True, capture_output=True)
         import featurekit
-        result = featurekit.apply(folder / "easyvqa-qwen.yaml", reporter=None)
+        with _one_thread():
+            result = featurekit.apply(folder / "easyvqa-qwen.yaml", reporter=None)
         assert result.ok, result
 
     return built_once(tmp_path_factory, "easyvqa", build)
@@ -69,3 +71,23 @@ def copy_easyvqa(easyvqa, tmp_path_factory) -> Callable[[str], Path]:
     def copy(name: str) -> Path:
         return Path(shutil.copytree(easyvqa, tmp_path_factory.mktemp(name) / "project", symlinks=True))
     return copy
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread in this process, like the training processes the tests start
+    (OMP_NUM_THREADS=1): the same sums in the same order, and no two threads a process
+    contending for the cores xdist's workers already share (steps 5-10x slower when they do)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def one_thread() -> Callable[[], contextlib.AbstractContextManager]:
+    """`with one_thread(): ...` (a fixture: test modules import nothing from conftest)."""
+    return _one_thread

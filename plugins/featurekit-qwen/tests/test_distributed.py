@@ -65,11 +65,12 @@ def torchrun(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def both(project):
+def both(project, one_thread):
     """The 1-process run at batch 4 (in this process) and the torchrun job at batch 2."""
     import featurekit
     root, env = project
-    featurekit.train(root / "one.yaml", "qlora", quiet=True)
+    with one_thread():  # as each rank (OMP_NUM_THREADS=1)
+        featurekit.train(root / "one.yaml", "qlora", quiet=True)
     two = subprocess.run(torchrun("two.yaml", "-r", "qlora", "-q"), cwd=root, capture_output=True, env=env)
     assert two.returncode == 0, two.stderr.decode()[-3000:]
     return latest(root, "runs/one"), latest(root, "runs/two"), two.stdout.decode()

@@ -72,17 +72,11 @@ def stop(root: Path, env: dict, signum: int, after_step: int, *args: str) -> tup
 
 
 @pytest.mark.slow
-def test_stopped_by_ctrl_c_and_by_sigterm_and_resumed_equals_uninterrupted(project):
-    import torch
-
+def test_stopped_by_ctrl_c_and_by_sigterm_and_resumed_equals_uninterrupted(project, one_thread):
     import featurekit
     root, env = project
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the processes below (OMP_NUM_THREADS=1): the same sums in the same order
-    try:
+    with one_thread():  # as the processes below
         whole = featurekit.train(root / "spec.yaml", "qlora", quiet=True).run_dir
-    finally:
-        torch.set_num_threads(threads)
     assert len(losses(whole)) == STEPS
 
     code, err = stop(root, env, signal.SIGINT, 3)
