@@ -43,6 +43,14 @@ def tiny_qwen(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen_real_init(tmp_path_factory) -> Path:
+    """The tiny model with the real config's init std (0.02): logits nearly flat."""
+    pytest.importorskip("transformers")
+    from featurekit_qwen.tiny import build_tiny_qwen
+    return built_once(tmp_path_factory, "tiny-qwen-real-init", build_tiny_qwen)
+
+
+@pytest.fixture(scope="session")
 def easyvqa(tmp_path_factory, tiny_qwen) -> Path:
     """A folder holding raw-easyvqa (6 images), models/tiny-qwen (a link to `tiny_qwen`) and
     data/, where `specs/easyvqa-qwen.yaml` (as easyvqa-qwen.yaml) is applied: what the
