@@ -486,6 +486,7 @@ def textvqa(tmp_path_factory):
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
+@pytest.mark.xdist_group("docs-textvqa")
 def test_quickstart_commands_run_and_their_shown_output_is_what_they_print(textvqa, monkeypatch):
     import json
     monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")  # textvqa.yaml uses featurekit-image
@@ -588,7 +589,8 @@ def test_the_plugin_page_commands_run(tmp_path, monkeypatch):
     assert re.search(r"^featurekit_acme .*\n  extractors: acme\.\w+, acme\.\w+$", out, re.M), out
     env = {"PYTHONPATH": os.pathsep.join([example, os.environ.get("PYTHONPATH", "")]),
            "FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    code, out, err = run_line(ROOT, "python -m pytest docs/examples/featurekit-acme -q -p no:cacheprovider", env)
+    # -n 0: its 3 tests in one process (this repository's addopts would start xdist workers for them)
+    code, out, err = run_line(ROOT, "python -m pytest docs/examples/featurekit-acme -q -p no:cacheprovider -n 0", env)
     assert code == 0, out + err
     assert "3 passed" in out
 
@@ -636,10 +638,10 @@ def qwen_sample(tmp_path_factory):
     pytest.importorskip("featurekit_qwen")
     pytest.importorskip("peft")
     root = copy_repository_files(tmp_path_factory.mktemp("qwen"), "textvqa-qwen.yaml")
-    for line in ("python examples/make_sample.py specs/raw --rows 24",
-                 "python examples/make_tiny_qwen.py specs/models/tiny-qwen"):
-        code, _, err = run_line(root, line, {"HF_HUB_OFFLINE": "1"})
-        assert code == 0, err
+    code, _, err = run_line(root, "python examples/make_sample.py specs/raw --rows 24", {"HF_HUB_OFFLINE": "1"})
+    assert code == 0, err
+    from featurekit_qwen.tiny import build_tiny_qwen  # what make_tiny_qwen.py writes, without a process of its own
+    build_tiny_qwen(root / "specs" / "models" / "tiny-qwen", initializer_range=0.2)
     return root
 
 
@@ -679,14 +681,18 @@ def test_hf_page_snippet_runs(tmp_path, monkeypatch):
     assert ds.count_rows(filter="dhash IS NOT NULL") == 10 and ds.count_rows(filter="split = 'test'") == 2
 
 
-def test_the_catalog_command_runs(tmp_path, monkeypatch):
+@pytest.mark.xdist_group("docs-textvqa")  # with the quickstart test: one worker builds `textvqa`
+def test_the_catalog_command_runs(textvqa, tmp_path, monkeypatch):
     """docs/catalog.md: the catalog of the running example, with a card per feature and the graph."""
+    import shutil
+
     import featurekit
     monkeypatch.delenv("FEATUREKIT_DISABLE_PLUGIN_AUTOLOAD")  # textvqa.yaml uses featurekit-image
     pytest.importorskip("featurekit_image")
     root = copy_repository_files(tmp_path, "textvqa.yaml")
     assert run_line(root, "python examples/make_sample.py specs/raw --rows 60")[0] == 0
-    assert run_line(root, "python examples/make_tiny_clip.py specs/models/tiny-clip")[0] == 0  # clip_image's model
+    models = Path("specs") / "models" / "tiny-clip"  # clip_image's model, as the quickstart's fixture made it
+    shutil.copytree(textvqa / models, root / models)
     assert run_line(root, "featurekit apply specs/textvqa.yaml")[0] == 0
     code, out, err = run_line(root, "featurekit docs specs/textvqa.yaml --out catalog")
     assert code == 0, err

@@ -15,17 +15,19 @@ ROWS = [{"id": i, "question": f"q{i}"} for i in range(12)]
      {"featurekit.inputs": "[]", "featurekit.input_fingerprints": "7"}),
     ({"featurekit.applies": json.dumps([1, "x", None])}, {"featurekit.runtime_params": "null"}),
 ])
-def test_n18_tampered_metadata_is_read_as_unknown_not_a_traceback(proj, schema_meta, field_meta):
+def test_n18_tampered_metadata_is_read_as_unknown_not_a_traceback(proj, run_cli, schema_meta, field_meta):
+    """The commands in this process (an exception would fail the test where a process would
+    print a traceback), the last apply as its own process."""
     proj.write(CHEAP, ROWS)
     assert proj.apply().ok
     ds = proj.dataset()
     ds.update_schema_metadata(schema_meta)
     ds.update_field_metadata({"n": field_meta})
     for command in (("status", "spec.yaml"), ("plan", "spec.yaml"), ("log", "spec.yaml")):
-        done = proj.cli(*command)
-        assert "Traceback" not in done.stderr and done.returncode in (0, 1), (command, done.stderr)
-    done = proj.cli("apply", "-q", "spec.yaml")
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        code, _, err = run_cli(*command, cwd=proj.root)
+        assert "Traceback" not in err and code in (0, 1), (command, err)
+    code, _, err = run_cli("apply", "-q", "spec.yaml", cwd=proj.root)
+    assert code == 0 and "Traceback" not in err, err
     assert [r["n"] for r in proj.rows("id", "n")] == [len(r["question"]) for r in ROWS]
     again = proj.cli("apply", "-q", "spec.yaml")
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr

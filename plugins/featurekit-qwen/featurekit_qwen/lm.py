@@ -12,7 +12,6 @@ This module imports torch and transformers at the top: import it inside function
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,6 +25,8 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     Qwen2_5_VLPreTrainedModel,
     Qwen2_5_VLTextModel,
 )
+
+from . import logs
 
 IGNORE = -100
 
@@ -70,7 +71,7 @@ def quantization_config(kind: str, compute_dtype, skip: Sequence[str] = ()) -> B
         return None
     extra = {"llm_int8_skip_modules": list(skip)} if skip else {}
     if kind == "int8":
-        _say_int8_cast_once()
+        logs.say_int8_cast_once()
         return BitsAndBytesConfig(load_in_8bit=True, **extra)
     if kind == "nf4":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -78,51 +79,7 @@ def quantization_config(kind: str, compute_dtype, skip: Sequence[str] = ()) -> B
     raise ValueError(f"unknown quantization {kind!r}: none, int8 or nf4")
 
 
-class _OnceFilter(logging.Filter):
-    """Lets a message starting with `prefix` through once per process."""
-
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix, self.seen = prefix, False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith(self.prefix):
-            return True
-        seen, self.seen = self.seen, True
-        return not seen
-
-
-def _say_int8_cast_once() -> None:
-    """bitsandbytes logs its int8 input cast on every matmul of every step: keep the first."""
-    log = logging.getLogger("bitsandbytes.autograd._functions")
-    if not any(isinstance(f, _OnceFilter) for f in log.filters):
-        log.addFilter(_OnceFilter("MatMul8bitLt: inputs will be cast"))
-
-
-# bitsandbytes (0.49+) logs, when it is imported on a CPU with AVX512-BF16, that it could not
-# fetch an optional faster 4-bit CPU kernel from the Hub ("pip install kernels"): nothing is
-# wrong and nothing is missing, so that one message is dropped where it is logged.
-KERNELS_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
-
-
-class _DropFilter(logging.Filter):
-    """Drops the messages starting with `prefix`; everything else passes."""
-
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
-
-
-def _drop_kernels_notice() -> None:
-    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
-    if not any(isinstance(f, _DropFilter) for f in log.filters):
-        log.addFilter(_DropFilter(KERNELS_NOTICE))
-
-
-_drop_kernels_notice()  # before bitsandbytes is imported (by quantized loading or peft)
+logs.drop_kernels_notice()  # before bitsandbytes is imported (by quantized loading or peft)
 
 
 def _load(cls, model: str, quantization: str, dtype, device, skip: Sequence[str] = ()):

@@ -1,6 +1,10 @@
 """`torchrun --nproc_per_node 2 -m featurekit train` on CPU (gloo): data-parallel training
 whose losses are those of one process at twice the batch, rank 0 alone writing the run
-folder, and a killed 2-process run resumed exactly (every rank's loader position restored)."""
+folder, and a killed 2-process run resumed exactly (every rank's loader position restored),
+which a 1-process resume refuses.
+
+Three torchrun jobs in all: the whole run, the run killed mid-way and its resume; the
+1-process reference at twice the batch trains in this process (`featurekit.train`)."""
 import json
 import os
 import signal
@@ -11,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.xdist_group("qwen-ddp")  # one worker: the tests share the module's runs
+
 ROOT = Path(__file__).resolve().parents[3]
-STEPS = 6
-LONG = 30  # the killed run: long enough to be caught between two steps
+STEPS = 10  # the killed run is caught between its checkpoint at step 2 and its end
 
 
 def spec_text(batch: int, output: str, steps: int = STEPS) -> str:
@@ -45,19 +50,12 @@ def latest(root: Path, output: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    pytest.importorskip("easy_vqa")
-    pytest.importorskip("peft")
-    root = tmp_path_factory.mktemp("ddp")
+def project(copy_easyvqa):
+    root = copy_easyvqa("ddp")
     (root / "one.yaml").write_text(spec_text(4, "runs/one"))
     (root / "two.yaml").write_text(spec_text(2, "runs/two"))
-    (root / "long.yaml").write_text(spec_text(2, "runs/long", LONG))
     env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "HOME")}, "HF_HUB_OFFLINE": "1",
            "OMP_NUM_THREADS": "1"}
-    for cmd in ([sys.executable, str(ROOT / "examples" / "make_easyvqa.py"), "raw-easyvqa", "--images", "6"],
-                [sys.executable, str(ROOT / "examples" / "make_tiny_qwen.py"), "models/tiny-qwen"],
-                [sys.executable, "-m", "featurekit", "apply", "-q", "one.yaml"]):
-        subprocess.run(cmd, cwd=root, check=True, capture_output=True, env=env)
     return root, env
 
 
@@ -67,10 +65,12 @@ def torchrun(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def both(project):
+def both(project, one_thread):
+    """The 1-process run at batch 4 (in this process) and the torchrun job at batch 2."""
+    import featurekit
     root, env = project
-    subprocess.run([sys.executable, "-m", "featurekit", "train", "one.yaml", "-r", "qlora", "-q"], cwd=root,
-                   check=True, capture_output=True, env=env)
+    with one_thread():  # as each rank (OMP_NUM_THREADS=1)
+        featurekit.train(root / "one.yaml", "qlora", quiet=True)
     two = subprocess.run(torchrun("two.yaml", "-r", "qlora", "-q"), cwd=root, capture_output=True, env=env)
     assert two.returncode == 0, two.stderr.decode()[-3000:]
     return latest(root, "runs/one"), latest(root, "runs/two"), two.stdout.decode()
@@ -119,44 +119,51 @@ def kill_job(pid: int) -> None:
                 pass
 
 
-@pytest.mark.slow
-def test_a_killed_two_process_run_resumes_exactly(project):
+@pytest.fixture(scope="module")
+def killed(project, both):
+    """torchrun of two.yaml SIGKILLed after its checkpoint at step 2, then resumed: first by
+    one process (refused), then by torchrun with 2."""
     root, env = project
-    whole = subprocess.run(torchrun("long.yaml", "-r", "qlora", "-q"), cwd=root, capture_output=True, env=env)
-    assert whole.returncode == 0, whole.stderr.decode()[-3000:]
-    whole = latest(root, "runs/long")
-    proc = subprocess.Popen(torchrun("long.yaml", "-r", "qlora", "-q"), cwd=root, env=env, start_new_session=True,
+    whole = latest(root, "runs/two")
+    proc = subprocess.Popen(torchrun("two.yaml", "-r", "qlora", "-q"), cwd=root, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        run = latest(root, "runs/long")
+        run = latest(root, "runs/two")
         if run != whole and (run / "metrics.jsonl").exists() and \
-                len((run / "metrics.jsonl").read_text().splitlines()) >= 5:
+                len((run / "metrics.jsonl").read_text().splitlines()) >= 3:
             kill_job(proc.pid)
             break
         time.sleep(0.02)
     proc.wait(timeout=60)
-    stopped = latest(root, "runs/long")
+    stopped = latest(root, "runs/two")
     if json.loads((stopped / "manifest.json").read_text())["status"] == "finished":
         pytest.skip("the run finished before it could be killed (a very fast machine)")
-    assert stopped != whole and len(losses(stopped)) < LONG
-    resumed = subprocess.run(torchrun("long.yaml", "-r", "qlora", "-q", "--resume"), cwd=root, capture_output=True,
+    before = json.loads((stopped / "manifest.json").read_text())
+    assert 3 <= len(losses(stopped)) < STEPS
+    one = subprocess.run([sys.executable, "-m", "featurekit", "train", "two.yaml", "-r", "qlora", "--resume"],
+                         cwd=root, capture_output=True, env=env)
+    refused = json.loads((stopped / "manifest.json").read_text())
+    resumed = subprocess.run(torchrun("two.yaml", "-r", "qlora", "-q", "--resume"), cwd=root, capture_output=True,
                              env=env)
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+    return whole, stopped, before, one, refused
+
+
+@pytest.mark.slow
+def test_a_killed_two_process_run_resumes_exactly(killed):
+    whole, stopped, before, _, _ = killed
+    assert stopped != whole and before["world_size"] == 2
     manifest = json.loads((stopped / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["world_size"] == 2 and len(manifest["resumes"]) == 1
-    assert losses(stopped) == losses(whole)
+    assert losses(stopped) == losses(whole) and len(losses(whole)) == STEPS
 
 
-def test_resuming_with_another_number_of_processes_is_refused(project, both):
-    root, env = project
-    _, two, _ = both
-    (two / "manifest.json").write_text(json.dumps({**json.loads((two / "manifest.json").read_text()),
-                                                   "status": "interrupted"}))
-    out = subprocess.run([sys.executable, "-m", "featurekit", "train", "two.yaml", "-r", "qlora", "--resume"],
-                         cwd=root, capture_output=True, env=env)
-    assert out.returncode == 2
-    assert "trained on 2 process(es), this is 1" in out.stderr.decode()
+def test_resuming_with_another_number_of_processes_is_refused(killed):
+    _, _, before, one, refused = killed
+    assert one.returncode == 2
+    assert "trained on 2 process(es), this is 1" in one.stderr.decode()
+    assert refused == before  # the refused resume left the run as it was, for the right resume
 
 
 def test_the_world_comes_from_torchruns_environment():

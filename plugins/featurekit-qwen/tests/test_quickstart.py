@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+STEPS = 60  # of the README's 120: tuned 0.50 vs majority 0.32 on the 22 held-out questions of 16 images
 
 
 def main_job_commands() -> list[list[str]]:
@@ -29,13 +30,13 @@ def test_the_readme_main_job_runs_end_to_end(tmp_path, monkeypatch):
     specs.mkdir()
     shutil.copy(ROOT / "specs" / "easyvqa-qwen.yaml", specs)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    env = {"HF_HUB_OFFLINE": "1"}
+    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # one thread a process: xdist's workers share the cores
     outputs = {}
     for cmd in commands[1:]:
         if cmd[:2] == ["python", "examples/make_easyvqa.py"]:
             cmd = cmd + ["--images", "16"]  # a smaller sample than the README's: CI time
         if cmd[:2] == ["featurekit", "train"]:
-            cmd = cmd + ["--steps", "80"]
+            cmd = cmd + ["--steps", str(STEPS)]
         exe = [sys.executable] + cmd[1:] if cmd[0] == "python" else [sys.executable, "-m", "featurekit"] + cmd[1:]
         proc = subprocess.run(exe, cwd=tmp_path, capture_output=True, text=True, env={**_environ(), **env})
         assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr[-3000:]}"
@@ -74,7 +75,7 @@ def test_the_readme_main_job_runs_end_to_end(tmp_path, monkeypatch):
     assert sum(p["tuned"].strip() in vocabulary for p in predictions) >= len(predictions) / 2
     assert metrics["tuned"]["vqa_accuracy"] >= 0.3
     losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == 80 and sum(losses[-10:]) < 0.5 * sum(losses[:10])
+    assert len(losses) == STEPS and sum(losses[-10:]) < 0.5 * sum(losses[:10])
 
 
 def _environ():

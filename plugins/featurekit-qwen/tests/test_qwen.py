@@ -13,7 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import featurekit  # noqa: E402
 from featurekit.testing import check_extractor  # noqa: E402
 from featurekit_qwen import SftTokens, VisionTower  # noqa: E402
-from featurekit_qwen.tiny import build_tiny_qwen  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
@@ -27,8 +26,8 @@ def sign(text: str, size=(320, 240)) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_qwen(tmp_path_factory.mktemp("models") / "tiny-qwen")
+def tiny(tiny_qwen_real_init):
+    return tiny_qwen_real_init
 
 
 def tower(tiny, **kw):

@@ -24,7 +24,6 @@ import featurekit_image  # noqa: E402
 import featurekit_qwen  # noqa: E402
 from featurekit.errors import UsageError  # noqa: E402
 from featurekit.testing import TestProject  # noqa: E402
-from featurekit_qwen.tiny import build_tiny_qwen  # noqa: E402
 from featurekit_qwen.trainer import QLoraTrainer  # noqa: E402
 
 PX = 112            # 112 px -> grid [1, 8, 8] -> 16 image tokens a row: fast, still a 2D mRoPE grid
@@ -37,11 +36,9 @@ ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+def _few_threads(one_thread):
+    with one_thread():  # xdist's workers share the cores: two threads a process wait on each other
+        yield
 
 
 def sign(word: str) -> bytes:
@@ -53,9 +50,9 @@ def sign(word: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_qwen):
     # a wider init than the real 0.02 so the tiny model's logits are not flat and LoRA visibly learns
-    return build_tiny_qwen(tmp_path_factory.mktemp("models") / "tiny-qwen", initializer_range=0.2)
+    return tiny_qwen
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +131,9 @@ def cached_loss(model, batch, grid=(1, 8, 8), **overrides):
 # -- the splice and the positions ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory):
-    """The tiny model as examples use it (the real 0.02 init)."""
-    return build_tiny_qwen(tmp_path_factory.mktemp("models") / "tiny-shipped")
+def shipped(tiny_qwen_real_init):
+    """The tiny model with the real 0.02 init."""
+    return tiny_qwen_real_init
 
 
 @pytest.mark.parametrize("px, tokens", [(560, 400), (PX, 16)])
@@ -527,11 +524,21 @@ def test_the_shipped_qwen_specs_validate_with_their_qlora_recipes(tmp_path):
 
 def test_the_bitsandbytes_kernels_notice_is_dropped_and_nothing_else():
     """bitsandbytes logs "Failed to load CPU gemm_4bit_forward from kernels-community ... pip
-    install kernels" when imported on an AVX512-BF16 CPU; train and eval no longer print it."""
+    install kernels" when imported on an AVX512-BF16 CPU; train and eval no longer print it.
+    The filter `lm` installs at import, then a fresh process importing bitsandbytes behind it
+    (the notice is logged at that import; `logs` spares the process torch's model code)."""
+    import logging
     import subprocess
     import sys
-    code = ("import logging, featurekit_qwen.lm, bitsandbytes; "
-            "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('another message')")
+
+    import featurekit_qwen.lm  # noqa: F401  (installs the filter)
+    from featurekit_qwen.logs import KERNELS_LOGGER, KERNELS_NOTICE
+    log = logging.getLogger(KERNELS_LOGGER)
+    record = lambda msg: log.makeRecord(log.name, logging.WARNING, __file__, 0, msg, (), None)  # noqa: E731
+    assert not log.filter(record(KERNELS_NOTICE + " (pip install kernels)")) and log.filter(record("another"))
+    code = ("import logging, featurekit_qwen.logs as logs; logs.drop_kernels_notice(); import bitsandbytes; "
+            "log = logging.getLogger(logs.KERNELS_LOGGER); log.warning(logs.KERNELS_NOTICE + ': pip install kernels'); "
+            "log.warning('another message')")
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert "gemm_4bit_forward" not in err and "pip install kernels" not in err
     assert "another message" in err
