@@ -2,7 +2,7 @@
 
 Each case: an id, the spec text, and the expected stderr lines before the summary line.
 """
-from conftest import BASE_SPEC
+from fktest import BASE_SPEC
 
 
 def replace(old: str, new: str) -> str:

@@ -5,11 +5,11 @@ import re
 import lance
 import pyarrow as pa
 import pytest
+from fktest import BASE_SPEC, registry_with
 
 import featurekit
-from conftest import BASE_SPEC, registry_with
 
-# conftest.QUESTIONS' question types, labelled by hand (the leading interrogative phrase)
+# fktest.QUESTIONS' question types, labelled by hand (the leading interrogative phrase)
 QUESTION_TYPES = {
     "What is written on the sign?": "what", "How many bottles are on the shelf?": "how many",
     "Is this a coca cola bottle?": "is", "Which brand is the laptop?": "which", "Who wrote the book?": "who",

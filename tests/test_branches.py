@@ -6,9 +6,9 @@ import os
 import lance
 import pyarrow as pa
 import pytest
+from fktest import BASE_SPEC, color_embed_extractor, registry_with
 
 import featurekit
-from conftest import BASE_SPEC, color_embed_extractor, registry_with
 
 VARIANT = BASE_SPEC.replace('where: "ocr_token_count >= 8"', 'where: "ocr_token_count >= 4"').replace(
     "features:\n", "features:\n  word_count:\n    extractor: text.word_count\n    inputs: {text: question}\n")

@@ -7,9 +7,9 @@ import lance
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from fktest import Project, registry_with
 
 import featurekit
-from conftest import Project, registry_with
 
 SPEC = """\
 featurekit: 1

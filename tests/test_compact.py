@@ -3,10 +3,10 @@ tagged and run-manifest-pinned versions readable; the next apply is a no-op."""
 import json
 
 import lance
+from fktest import registry_with
 from test_efficiency import Counting
 
 import featurekit
-from conftest import registry_with
 from featurekit import compact
 
 SPEC = """\

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from fktest import BASE_SPEC, registry_with
 
 import featurekit.plugins.hookspecs as hookspecs
 
@@ -136,7 +137,6 @@ def test_duckdb_recipe_reads_a_table_with_float16_hiddens(project, capsys):
     import pyarrow as pa
 
     import featurekit
-    from conftest import BASE_SPEC, registry_with
 
     class Hiddens(featurekit.Extractor):
         name = "acme.hiddens"
@@ -174,7 +174,6 @@ def hiddens_project(project, only: bool = True):
     import pyarrow as pa
 
     import featurekit
-    from conftest import BASE_SPEC, registry_with
 
     class Hiddens(featurekit.Extractor):
         name = "acme.hiddens"
@@ -258,7 +257,6 @@ def test_plain_reader_snippet_reads_a_slice(project):
     import lance
 
     import featurekit
-    from conftest import BASE_SPEC
 
     spec = project.write_spec(BASE_SPEC.replace('where: "ocr_token_count >= 8"', 'where: "ocr_token_count >= 8"\n'
                                                 '    split: {fractions: {train: 0.5, val: 0.5}}'))

@@ -10,9 +10,9 @@ import statistics
 
 import lance
 import pytest
+from fktest import BASE_SPEC
 
 import featurekit
-from conftest import BASE_SPEC
 
 SPEC = BASE_SPEC.replace(
     "  question_length:\n    extractor: text.length\n",

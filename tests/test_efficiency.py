@@ -5,9 +5,9 @@ import json
 import lance
 import pyarrow as pa
 import pytest
+from fktest import registry_with
 
 import featurekit
-from conftest import registry_with
 from featurekit.table.metadata import FAILED_SEP
 
 

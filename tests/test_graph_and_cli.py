@@ -3,9 +3,9 @@ import subprocess
 import sys
 
 import pytest
+from fktest import BASE_SPEC
 
 import featurekit
-from conftest import BASE_SPEC
 
 CHAIN = BASE_SPEC.replace("slices:\n", """\
   qtype_len:
@@ -91,8 +91,8 @@ def test_fast_paths_import_no_heavy_modules(project, args):
 def test_the_json_schema_accepts_a_valid_spec_and_rejects_mistakes():
     import jsonschema
     import yaml
+    from fktest import BASE_SPEC
 
-    from conftest import BASE_SPEC
     from featurekit.commands.schema import spec_schema
     from featurekit.plugins.discovery import make_plugin_manager
     from featurekit.plugins.registry import Registry

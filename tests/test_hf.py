@@ -46,7 +46,7 @@ def nbytes_extractor():
 
 
 def registry():
-    from conftest import registry_with
+    from fktest import registry_with
     return registry_with(nbytes_extractor())
 
 

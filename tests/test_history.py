@@ -2,8 +2,9 @@
 import json
 import subprocess
 
+from fktest import BASE_SPEC
+
 import featurekit
-from conftest import BASE_SPEC
 
 
 def git(root, *args):
@@ -96,7 +97,8 @@ class Scaled(featurekit.Extractor):
 
 
 def test_diff_says_exactly_which_params_recipe_params_and_source_settings_changed(project):
-    from conftest import registry_with
+    from fktest import registry_with
+
     from featurekit import diff
     reg = registry_with(Scaled)
     spec = BASE_SPEC + """\

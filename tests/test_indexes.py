@@ -5,9 +5,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fktest import Project
 
 import featurekit
-from conftest import Project
 from featurekit.table.indexes import ROWS_PER_PARTITION, partitions_for
 
 DIM = 16

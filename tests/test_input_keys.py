@@ -10,9 +10,9 @@ import json
 
 import lance
 import pyarrow as pa
+from fktest import registry_with
 
 import featurekit
-from conftest import registry_with
 from featurekit.planning.inputkeys import input_hashes
 
 LONG = "x" * 200  # values sharing 200 bytes, differing after: past any short prefix

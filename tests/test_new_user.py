@@ -3,6 +3,7 @@ checked as the user reads it. Real Lance tables in tmp_path."""
 import json
 
 import pytest
+from fktest import BASE_SPEC, registry_with
 
 import featurekit
 
@@ -170,7 +171,6 @@ class Wide(featurekit.Extractor):
 def test_bench_parquet_has_real_row_groups_and_a_sequential_case(project):
     import lance
 
-    from conftest import BASE_SPEC, registry_with
     from featurekit.commands.bench import bench, write_parquet
     reg = registry_with(Wide)
     project.add_rows(120, start=40)
@@ -223,7 +223,6 @@ class NoModel(featurekit.Extractor):
 
 def no_model_project(project, monkeypatch):
     import featurekit.plugins.registry
-    from conftest import BASE_SPEC, registry_with
     reg = registry_with(NoModel)
     monkeypatch.setattr(featurekit.plugins.registry, "default_registry", lambda plugins=(): reg)
     project.write_spec(BASE_SPEC.replace("slices:\n", "  nomodel:\n    extractor: t.nomodel\n"
@@ -250,7 +249,6 @@ def test_a_feature_whose_model_failed_reports_nothing_reused():
 
 
 def test_a_feature_dropped_from_the_spec_shows_the_values_it_still_holds(project, run_cli):
-    from conftest import BASE_SPEC
     assert run_cli("apply", "-q", "spec.yaml", cwd=project.root)[0] == 0
     project.write_spec(BASE_SPEC.replace("  question_type:\n    extractor: text.question_type\n"
                                          "    inputs: {text: question}\n", ""))

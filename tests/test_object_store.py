@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 import yaml
+from fktest import color_embed_extractor, registry_with
 
 import featurekit
-from conftest import color_embed_extractor, registry_with
 
 Embed = color_embed_extractor()
 

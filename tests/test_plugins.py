@@ -4,9 +4,9 @@ import types
 
 import pyarrow as pa
 import pytest
+from fktest import BASE_SPEC, registry_with
 
 import featurekit
-from conftest import BASE_SPEC, registry_with
 from featurekit.plugins.discovery import make_plugin_manager
 from featurekit.plugins.registry import Registry
 

@@ -6,9 +6,9 @@ import os
 import lance
 import pyarrow as pa
 import pytest
+from fktest import registry_with
 
 import featurekit
-from conftest import registry_with
 
 WORK = 10_000  # iterations a row: about a millisecond of pure-Python CPU
 

@@ -13,9 +13,9 @@ import random
 import lance
 import pyarrow as pa
 import pytest
+from fktest import Project, registry_with
 
 import featurekit
-from conftest import Project, registry_with
 
 SPEC = """\
 featurekit: 1

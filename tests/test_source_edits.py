@@ -11,6 +11,7 @@ import lance
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fktest import registry_with
 
 import featurekit
 from featurekit.ingest.rowhash import row_hashes
@@ -108,7 +109,6 @@ def write(tmp_path, data):
 
 @pytest.fixture
 def registry():
-    from conftest import registry_with
     return registry_with(Checksum)
 
 

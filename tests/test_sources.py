@@ -5,6 +5,7 @@ import lance
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fktest import registry_with
 
 import featurekit
 
@@ -63,7 +64,6 @@ def test_hugging_face_image_columns_feed_image_extractors(tmp_path):
     import pyarrow.parquet as pq
 
     import featurekit
-    from conftest import registry_with
 
     class ByteLen(featurekit.Extractor):
         name = "acme.bytelen"

@@ -2,7 +2,7 @@
 
 `--target` (or FEATUREKIT_TARGET, else the first target) picks which `table`, `engine` and
 `source` paths apply; `validate` checks every target. The production table lives on moto's
-S3 server (tests/conftest.py), reached only through the target's storage options.
+S3 server (tests/fktest.py), reached only through the target's storage options.
 """
 import json
 import uuid

@@ -1,5 +1,6 @@
 import pyarrow as pa
 import pytest
+from fktest import BASE_SPEC
 
 from featurekit.builtin.text import ItemCount, QuestionType, TextLength, WordCount, question_type
 
@@ -67,7 +68,6 @@ def test_a_sql_feature_is_computed_by_lance_and_fingerprinted_by_its_expression(
     import lance
 
     import featurekit
-    from conftest import BASE_SPEC
     spec = project.write_spec(BASE_SPEC.replace("slices:\n", "  qlen_plus:\n    extractor: sql\n"
                                                 "    params: {expr: \"length(question) + 1\", type: int32}\n"
                                                 "slices:\n"))
@@ -102,7 +102,6 @@ def test_a_sql_feature_is_computed_by_lance_and_fingerprinted_by_its_expression(
      "uint8, uint16, uint32, uint64, float32, float64, string, binary, date32, timestamp"),
 ])
 def test_a_bad_sql_feature_is_a_spec_error(project, run_cli, params, expected):
-    from conftest import BASE_SPEC
     project.write_spec(BASE_SPEC.replace("slices:\n", f"  f:\n    extractor: sql\n    params: {params}\nslices:\n"))
     code, out, err = run_cli("validate", "spec.yaml", cwd=project.root)
     assert code == 2

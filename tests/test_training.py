@@ -3,9 +3,9 @@ The built-in linear_probe trainer keeps these fast; the qlora trainer has its ow
 import json
 
 import pytest
+from fktest import color_embed_extractor, registry_with
 
 import featurekit
-from conftest import color_embed_extractor, registry_with
 
 torch = pytest.importorskip("torch")
 

@@ -2,9 +2,9 @@
 import lance
 import pyarrow as pa
 import pytest
+from fktest import BASE_SPEC, registry_with
 
 import featurekit
-from conftest import BASE_SPEC, registry_with
 
 TYPES = {
     "list<string>": (pa.list_(pa.string()), lambda q: q.split()[:3]),

@@ -1,7 +1,6 @@
 import pytest
 from broken_specs import CASES
-
-from conftest import BASE_SPEC
+from fktest import BASE_SPEC
 
 
 @pytest.mark.parametrize("text,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

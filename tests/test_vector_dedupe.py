@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fktest import Project
 from test_slices import UnionFind, split_of
 
 import featurekit
-from conftest import Project
 from featurekit.curation.vectordup import ClusterStats, near_vector_pairs
 
 DIM = 32

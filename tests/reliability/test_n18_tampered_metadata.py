@@ -29,7 +29,7 @@ def test_n18_tampered_metadata_is_read_as_unknown_not_a_traceback(proj, run_cli,
     code, _, err = run_cli("apply", "-q", "spec.yaml", cwd=proj.root)
     assert code == 0 and "Traceback" not in err, err
     assert [r["n"] for r in proj.rows("id", "n")] == [len(r["question"]) for r in ROWS]
-    again = proj.cli("apply", "-q", "spec.yaml")
+    again = proj.cli("apply", "-q", "spec.yaml", timeout=120)  # (a timeout: a process of its own)
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     from featurekit.table.metadata import applies, source_signature
     schema = proj.dataset().schema
