@@ -36,6 +36,8 @@ class Engine:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = EngineOptions
+    # True: features with no dependency between them (a wave) reach `fill_together` at once
+    fills_together: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel | dict[str, Any] | None = None):
         if not isinstance(options, BaseModel):
@@ -48,6 +50,19 @@ class Engine:
         each fragment's file to `fill.take`, or commit by other means and call
         `fill.committed_elsewhere`. Raise `FeatureError` to fail the feature (not the apply)."""
         raise NotImplementedError
+
+    def fill_together(self, fills: list[FeatureFill]) -> dict[str, FeatureError]:
+        """Fill features none of which depends on another (every upstream is done), when
+        `fills_together` is set; returns the `FeatureError` of each feature that failed, by name.
+        The base fills them one after the other; an engine that pays a fixed cost per job runs
+        them at once. Each fill is then counted, judged and logged on its own, as after `fill`."""
+        errors = {}
+        for fill in fills:
+            try:
+                self.fill(fill)
+            except FeatureError as exc:
+                errors[fill.name] = exc
+        return errors
 
     def check(self, project: Project, table: Table) -> None:
         """Refuse, before anything is written, a table this engine cannot run (raise `RunError`)."""
