@@ -292,7 +292,7 @@ def test_the_decorated_function_stays_a_function():
 
 @pytest.mark.slow
 def test_a_local_function_feature_applies_on_geneva_as_on_the_local_engine(tmp_path, monkeypatch):
-    """Functions from the spec's own file run on Geneva's workers (v and s as concurrent jobs),
+    """Functions from the spec's own file run on Geneva's workers (v and s: one wave, one job at a time on 2 CPUs),
     and a code change there makes the feature stale and recomputed. featurekit's Ray is private
     (address="local"), so this test needs no xdist group: it may run beside the Geneva modules."""
     pytest.importorskip("geneva")

@@ -148,11 +148,12 @@ SLICES = {"short": {"where": "n <= 17"}}
 @pytest.mark.slow
 def test_parity_with_the_local_engine_failed_rows_included_and_retried(cluster, tmp_path):
     """Failed rows, a feature reading another (dbl), an `only:` slice (st), and st and dbl, which
-    depend on neither, filled together as concurrent Geneva jobs; then the failed rows retried."""
+    depend on neither, filled together as concurrent Geneva jobs (`jobs_at_once: 2`; the default
+    on 2 cores is one job at a time); then the failed rows retried."""
     rows = rows_of(range(60))
     local = project(tmp_path / "local", FEATURES, rows, {"kind": "local"}, slices=SLICES, fragment_rows=30)
-    gen = project(tmp_path / "geneva", FEATURES, rows, {"kind": "geneva", "concurrency": 1}, slices=SLICES,
-                  fragment_rows=30)
+    gen = project(tmp_path / "geneva", FEATURES, rows, {"kind": "geneva", "concurrency": 1, "jobs_at_once": 2},
+                  slices=SLICES, fragment_rows=30)
     assert not local.apply().ok  # 9 of 60 rows fail: above the default max_failure_rate
     progress = Progress()
     result = gen.apply(reporter=progress)
@@ -573,3 +574,25 @@ def test_a_branch_parity_main_untouched(cluster, tmp_path):
     assert_same(local, gen)
     assert local.column("_fkin_s").to_pylist() == gen.column("_fkin_s").to_pylist()
     assert gen.column("_fk_s").null_count == 0 and gen.column("chars").null_count == 0
+
+
+def test_features_filled_together_share_the_cluster_as_jobs_at_once(monkeypatch):
+    """How many of a wave's backfills run at once and what each applier reserves (no Ray started:
+    the cluster's resources are stubbed): one job per 2 CPUs by default, never so many that the
+    jobs' trackers and writers could starve the appliers, and an applier's CPUs cut to its share."""
+    from types import SimpleNamespace
+
+    from featurekit.plugins.extractor import Resources
+    from featurekit_geneva.cluster import jobs_at_once
+    from featurekit_geneva.options import GenevaOptions
+
+    def feature(cpus=1.0, gpus=0.0):
+        return SimpleNamespace(resources=Resources(cpus=cpus, gpus=gpus))
+
+    for cpus, options, want in ((2, {}, (1, [(1, None), (1, None), (1, None)])),
+                                (2, {"jobs_at_once": 3}, (3, [(1, 0.367), (1, 0.367), (1, 0.367)])),
+                                (16, {}, (3, [(5, None), (2, None), (1, None)]))):
+        monkeypatch.setattr(ray, "cluster_resources", lambda cpus=cpus: {"CPU": float(cpus)})
+        at_once, plans = jobs_at_once(GenevaOptions(**options), [feature(), feature(), feature()], [9, 2, 1])
+        assert (at_once, [(w, None if c is None else round(c, 3)) for w, c in plans]) == want, (cpus, options)
+    assert jobs_at_once(GenevaOptions(), [feature()], [3])[0] == 1  # one feature: as before, no share
