@@ -156,7 +156,7 @@ def run_measured(args: list[str]) -> tuple[dict, float]:
     return json.loads(out[-1]), peak / 2**30
 
 
-def bench_tiers(root: Path, rows: int) -> None:
+def bench_tiers(root: Path, rows: int, jobs_at_once: int | None = None) -> None:
     from featurekit_qwen.tiny import build_tiny_qwen
     base = root / "base"
     (base / "models").mkdir(parents=True)
@@ -166,7 +166,10 @@ def bench_tiers(root: Path, rows: int) -> None:
     # The vision tower declares gpus: 1; here it runs on CPU (the local engine does so anyway,
     # Geneva's admission would rightly refuse a GPU request on a machine without one).
     text = (ROOT / "specs" / "textvqa-qwen.yaml").read_text()
-    (base / "spec.yaml").write_text(text.replace("resources: {batch_size: 16}", "resources: {batch_size: 16, gpus: 0}"))
+    text = text.replace("resources: {batch_size: 16}", "resources: {batch_size: 16, gpus: 0}")
+    if jobs_at_once:  # the Geneva engine's option (the local apply ignores another kind's options)
+        text = text.replace("\nsource:", f"\nengine: {{kind: geneva, jobs_at_once: {jobs_at_once}}}\n\nsource:", 1)
+    (base / "spec.yaml").write_text(text)
     results, tables = {}, {}
     for engine in ("local", "geneva"):
         d = root / engine
@@ -177,7 +180,8 @@ def bench_tiers(root: Path, rows: int) -> None:
     same = tables["local"].drop_columns(["image"]).equals(tables["geneva"].drop_columns(["image"]))
     (lo, lo_mem), (ge, ge_mem) = results["local"], results["geneva"]
     print(f"1. specs/textvqa-qwen.yaml (tiers 1-3, tiny Qwen2.5-VL on CPU), {rows} rows, "
-          f"{len(lo['features'])} features + 1 slice, fresh process each (imports, Ray start included):")
+          f"{len(lo['features'])} features + 1 slice, fresh process each (imports, Ray start included), "
+          f"Geneva jobs at once: {jobs_at_once or 'default (one per 2 CPUs)'}:")
     print(f"   local  {lo['seconds']:6.1f}s  peak tree RSS {lo_mem:.2f} GB")
     print(f"   geneva {ge['seconds']:6.1f}s  peak tree RSS {ge_mem:.2f} GB   "
           f"ratio {ge['seconds'] / lo['seconds']:.1f}x time, {ge_mem / lo_mem:.1f}x memory; tables equal: {same}")
@@ -357,13 +361,14 @@ def main() -> None:
     parser.add_argument("--skip-tiers", action="store_true")
     parser.add_argument("--large-rows", type=int, default=400)
     parser.add_argument("--only", default="1,2,3,4,5", help="parts to run")
+    parser.add_argument("--jobs-at-once", type=int, default=None, help="part 1: the Geneva engine's jobs_at_once")
     args = parser.parse_args()
     sizes = [int(x) for x in args.busy_rows.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         parts = set(args.only.split(","))
         if not args.skip_tiers and "1" in parts:
-            bench_tiers(tmp / "tiers", args.sample_rows)
+            bench_tiers(tmp / "tiers", args.sample_rows, args.jobs_at_once)
         import ray
 
         from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
