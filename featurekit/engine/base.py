@@ -11,6 +11,7 @@ An engine never reaches into another engine.
 """
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -58,10 +59,13 @@ class Engine:
         them at once. Each fill is then counted, judged and logged on its own, as after `fill`."""
         errors = {}
         for fill in fills:
+            fill.started = time.perf_counter()
             try:
                 self.fill(fill)
             except FeatureError as exc:
                 errors[fill.name] = exc
+            finally:
+                fill.finished = time.perf_counter()
         return errors
 
     def check(self, project: Project, table: Table) -> None:

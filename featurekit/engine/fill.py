@@ -88,6 +88,7 @@ class FeatureFill:
     pending: list[FragmentResult] = field(default_factory=list)
     last_commit: float = field(default_factory=time.perf_counter)
     started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None    # its rows done (features filled together end at different times)
 
     @property
     def name(self) -> str:

@@ -244,7 +244,7 @@ class ApplyRun:
             self.finished += feature_fields(self.project, f)  # every row has the new fingerprint: the metadata may say so
         else:
             run.error = str(error)
-        run.seconds = time.perf_counter() - fill.started
+        run.seconds = (fill.finished or time.perf_counter()) - fill.started
         run.rows = run.computed + run.failed
         if reuse is not None:
             run.passed += reuse.passed  # values computed before the fragments were read

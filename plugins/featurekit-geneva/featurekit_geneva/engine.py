@@ -68,6 +68,7 @@ class GenevaEngine(Engine):
         def submit(i: int) -> job.Followed | None:
             fill, gtable, _ = plans[i]
             f = fill.feature
+            fill.started = time.perf_counter()  # its own time, not the wave's
             workers, cpus = shares[i]
             try:
                 submitted = job.submit(gtable, next(iter(f.output_types)), fill.where, feature=f.name,
@@ -77,7 +78,8 @@ class GenevaEngine(Engine):
                 return None
             fill.run.jobs.append(submitted.job_id)
             fill.message(f"{f.name}: Geneva job {submitted.job_id}, {workers} worker(s)")
-            followed[f.name] = job.Followed(submitted, f.name, fill.rows, fill.rows_done)
+            followed[f.name] = job.Followed(submitted, f.name, fill.rows, fill.rows_done,
+                                            on_end=lambda: setattr(fill, "finished", time.perf_counter()))
             return followed[f.name]
 
         failures.update(job.follow_all(submit, len(plans), at_once, timeout=self.options.timeout_seconds,

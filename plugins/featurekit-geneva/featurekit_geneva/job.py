@@ -71,6 +71,7 @@ class Followed:
     feature: str
     rows: int
     on_rows: object  # callable(rows) -> None
+    on_end: object = None  # callable() -> None, when the job has ended (done, failed or given up)
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
     seen: int = 0
@@ -103,6 +104,8 @@ def follow_all(submit, count: int, at_once: int, *, timeout: float | None, stall
                 if done or why is not None:
                     running.remove(j)
                     release(j.job)
+                    if j.on_end is not None:
+                        j.on_end()
                     if why is not None:
                         failures[j.feature] = why
     except KeyboardInterrupt:
