@@ -489,7 +489,7 @@ def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_
     tables = {}
     for engine in ("local", "geneva"):
         p = on_s3(project(tmp_path / engine, S3_FEATURES, rows, {"kind": engine, "concurrency": 1} if engine ==
-                          "geneva" else {"kind": engine}), endpoint, f"{tmp_path.name}-{engine}")
+                          "geneva" else {"kind": engine}, fragment_rows=25), endpoint, f"{tmp_path.name}-{engine}")
         cluster.reset_calls()
         result = p.apply()
         assert result.run.features["n"].failed == 5 and result.run.features["s"].failed == 0
@@ -552,7 +552,7 @@ def test_a_branch_parity_main_untouched(cluster, tmp_path):
     rows = [{"id": i, "q": ("bad " if i % 9 == 4 else "") + f"question {i}", "w": f"word {i % 5}"} for i in range(45)]
     tables = {}
     for engine in ("local", "geneva"):
-        p = project(tmp_path / engine, main_features, rows, {"kind": "local"})
+        p = project(tmp_path / engine, main_features, rows, {"kind": "local"}, fragment_rows=25)  # 2 fragments
         p.apply()                                     # main, by the local engine
         root = Path(p.project().table_uri)
         before, version = main_files(root), lance.dataset(str(root)).version
