@@ -13,6 +13,9 @@ Needs the featurekit-geneva, -image and -qwen plugins (and geneva installed).
 4. large rows: 400 rows of fp16[400 x 2048] (1.6 MB, the 3B tower's hiddens) from a cheap
    extractor, local vs Geneva (Ray up), per-row cost of each; and Geneva's own selected-rows
    path against the Arrow fix featurekit carries (featurekit_geneva.upstream), on one batch.
+5. each distinct image once through Geneva: a counting image extractor over a table whose
+   images repeat (300 rows, 40 distinct images, 3 fragments), both engines: extractor calls
+   (counted from every process) = distinct inputs, and the run's distinct/reused counts.
 """
 from __future__ import annotations
 
@@ -79,6 +82,22 @@ class Hiddens(featurekit.Extractor):
         return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float16()), TOKENS * HIDDEN)
 
 
+class ImageBytes(featurekit.Extractor):
+    """Bytes of an image, each call counted (one line a row in $BENCH_CALLS, from any process)."""
+
+    name = "bench.image_bytes"
+    inputs = {"image": pa.binary()}
+
+    def output_type(self):
+        return pa.int64()
+
+    def __call__(self, batch):
+        images = batch.column("image").to_pylist()
+        with open(os.environ["BENCH_CALLS"], "a") as fh:
+            fh.writelines(f"{hashlib.sha256(b).hexdigest()[:16]}\n" for b in images)
+        return pa.array([len(b) for b in images], pa.int64())
+
+
 def registry():
     import types
 
@@ -86,17 +105,24 @@ def registry():
     from featurekit.plugins.discovery import make_plugin_manager
     from featurekit.plugins.registry import Registry
     mod = types.ModuleType("bench_plugin")
-    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy, Hiddens])
+    mod.featurekit_register_extractors = featurekit.hookimpl(lambda: [Busy, Hiddens, ImageBytes])
     return Registry.from_plugin_manager(make_plugin_manager(load_entrypoints=False, plugins=[mod, featurekit_geneva]))
 
 
 # -- 1. the same tiers 1-3 spec, a fresh process per engine ------------------------------------
 APPLY = """
-import json, sys, time
+import json, re, sys, time
 t0 = time.perf_counter()
 import featurekit
-r = featurekit.apply(sys.argv[1], engine=sys.argv[2])
-print(json.dumps({"seconds": time.perf_counter() - t0, "ok": r.ok,
+from featurekit.engine import Reporter
+class Ray(Reporter):
+    seconds = 0.0
+    def message(self, text):
+        m = re.search(r"geneva: running on .*[(]([0-9.]+)s to start[)]", text)
+        if m:
+            Ray.seconds = float(m.group(1))
+r = featurekit.apply(sys.argv[1], engine=sys.argv[2], reporter=Ray())
+print(json.dumps({"seconds": time.perf_counter() - t0, "ok": r.ok, "ray": Ray.seconds,
                   "features": {n: [f.computed, f.failed, f.seconds] for n, f in r.run.features.items()}}))
 """
 
@@ -130,7 +156,7 @@ def run_measured(args: list[str]) -> tuple[dict, float]:
     return json.loads(out[-1]), peak / 2**30
 
 
-def bench_tiers(root: Path, rows: int) -> None:
+def bench_tiers(root: Path, rows: int, jobs_at_once: int | None = None) -> None:
     from featurekit_qwen.tiny import build_tiny_qwen
     base = root / "base"
     (base / "models").mkdir(parents=True)
@@ -140,7 +166,10 @@ def bench_tiers(root: Path, rows: int) -> None:
     # The vision tower declares gpus: 1; here it runs on CPU (the local engine does so anyway,
     # Geneva's admission would rightly refuse a GPU request on a machine without one).
     text = (ROOT / "specs" / "textvqa-qwen.yaml").read_text()
-    (base / "spec.yaml").write_text(text.replace("resources: {batch_size: 16}", "resources: {batch_size: 16, gpus: 0}"))
+    text = text.replace("resources: {batch_size: 16}", "resources: {batch_size: 16, gpus: 0}")
+    if jobs_at_once:  # the Geneva engine's option (the local apply ignores another kind's options)
+        text = text.replace("\nsource:", f"\nengine: {{kind: geneva, jobs_at_once: {jobs_at_once}}}\n\nsource:", 1)
+    (base / "spec.yaml").write_text(text)
     results, tables = {}, {}
     for engine in ("local", "geneva"):
         d = root / engine
@@ -151,15 +180,19 @@ def bench_tiers(root: Path, rows: int) -> None:
     same = tables["local"].drop_columns(["image"]).equals(tables["geneva"].drop_columns(["image"]))
     (lo, lo_mem), (ge, ge_mem) = results["local"], results["geneva"]
     print(f"1. specs/textvqa-qwen.yaml (tiers 1-3, tiny Qwen2.5-VL on CPU), {rows} rows, "
-          f"{len(lo['features'])} features + 1 slice, fresh process each (imports, Ray start included):")
+          f"{len(lo['features'])} features + 1 slice, fresh process each (imports, Ray start included), "
+          f"Geneva jobs at once: {jobs_at_once or 'default (one per 2 CPUs)'}:")
     print(f"   local  {lo['seconds']:6.1f}s  peak tree RSS {lo_mem:.2f} GB")
     print(f"   geneva {ge['seconds']:6.1f}s  peak tree RSS {ge_mem:.2f} GB   "
           f"ratio {ge['seconds'] / lo['seconds']:.1f}x time, {ge_mem / lo_mem:.1f}x memory; tables equal: {same}")
     for name in lo["features"]:
         print(f"     {name:<22} local {lo['features'][name][2]:6.2f}s   geneva {ge['features'][name][2]:6.2f}s")
     extra = [ge["features"][n][2] - lo["features"][n][2] for n in lo["features"]]
-    print(f"   fixed cost: {ge['seconds'] - lo['seconds']:.1f}s an apply over local (one Ray start), "
-          f"{sum(extra) / len(extra):.1f}s a feature on average ({min(extra):.1f}-{max(extra):.1f}s)")
+    over = ge["seconds"] - lo["seconds"]
+    print(f"   fixed cost: {over:.1f}s an apply over local (one Ray start, {ge['ray']:.1f}s of it), "
+          f"{over / len(lo['features']):.1f}s a feature ({len(lo['features'])} features, features of a wave "
+          f"as concurrent jobs); per feature's own wall time {sum(extra) / len(extra):.1f}s on average "
+          f"({min(extra):.1f}-{max(extra):.1f}s; concurrent jobs overlap)")
 
 
 # -- 2 and 3: in this process, Ray started once --------------------------------------------------
@@ -290,23 +323,56 @@ def bench_selected_rows(rows: int = 32) -> None:
           f"{took['featurekit fix'] * 1e3:.1f} ms ({took['geneva 0.17'] / took['featurekit fix']:.0f}x); same output: {same}")
 
 
+# -- 5. each distinct image once ----------------------------------------------------------------
+def bench_distinct_images(root: Path, rows: int = 300, distinct: int = 40) -> None:
+    import random
+    images = [hashlib.sha256(str(i).encode()).digest() * (64 + i) for i in range(distinct)]  # "images": bytes
+    rng = random.Random(0)
+    picks = [rng.randrange(distinct) for _ in range(rows)]
+    print(f"5. each distinct image once through Geneva: {rows} rows, {distinct} distinct images, "
+          f"{len(set(picks))} of them used, fragments of 100 rows (Ray already up):")
+    for engine in ("local", "geneva"):
+        d = root / f"images-{engine}"
+        (d / "raw").mkdir(parents=True)
+        pq.write_table(pa.table({"id": pa.array(range(rows), pa.int64()),
+                                 "image": pa.array([images[k] for k in picks], pa.binary())}), d / "raw" / "i.parquet")
+        spec = d / "spec.yaml"
+        spec.write_text(textwrap.dedent("""\
+            featurekit: 1
+            name: bench
+            table: {db: data, name: t, fragment_rows: 100}
+            source: {format: parquet, path: raw/i.parquet, key: id}
+            features: {size: {extractor: bench.image_bytes, inputs: {image: image}}}
+            """))
+        calls = Path(os.environ["BENCH_CALLS"])  # set before Ray started: its workers inherit it
+        calls.write_text("")
+        run = featurekit.apply(spec, engine=engine, registry=registry()).run.features["size"]
+        lines = calls.read_text().splitlines()
+        print(f"   {engine:<6} extractor calls {len(lines)} for {len(set(picks))} distinct inputs "
+              f"({len(set(lines))} distinct called): "
+              f"{'each distinct image once' if len(lines) == len(set(picks)) == len(set(lines)) else 'NOT once each'}; "
+              f"run: rows {run.rows}, distinct {run.distinct}, reused {run.reused} ({run.sharing})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample-rows", type=int, default=200)
     parser.add_argument("--busy-rows", default="4000,32000", help="two sizes for the slope")
     parser.add_argument("--skip-tiers", action="store_true")
     parser.add_argument("--large-rows", type=int, default=400)
-    parser.add_argument("--only", default="1,2,3,4", help="parts to run")
+    parser.add_argument("--only", default="1,2,3,4,5", help="parts to run")
+    parser.add_argument("--jobs-at-once", type=int, default=None, help="part 1: the Geneva engine's jobs_at_once")
     args = parser.parse_args()
     sizes = [int(x) for x in args.busy_rows.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         parts = set(args.only.split(","))
         if not args.skip_tiers and "1" in parts:
-            bench_tiers(tmp / "tiers", args.sample_rows)
+            bench_tiers(tmp / "tiers", args.sample_rows, args.jobs_at_once)
         import ray
 
         from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
+        os.environ["BENCH_CALLS"] = str(tmp / "calls.txt")  # part 5's counting extractor, in every process
         t0 = time.perf_counter()
         ray.init(address="local", resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory())
         print(f"   (Ray started in {time.perf_counter() - t0:.1f}s for parts 2-3)")
@@ -317,6 +383,8 @@ def main() -> None:
                 bench_throughput(tmp / "busy", sizes)
             if "4" in parts:
                 bench_large_rows(tmp / "large", args.large_rows)
+            if "5" in parts:
+                bench_distinct_images(tmp / "images")
         finally:
             ray.shutdown()
 

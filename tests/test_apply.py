@@ -701,3 +701,42 @@ def test_one_scan_over_full_fragments_hands_each_its_own_rows(tmp_path):
     scan = FullScan(ds, order, ft)
     with pytest.raises(RuntimeError, match="out of order"):
         next(scan.batches(order[1]))
+
+
+def test_features_with_no_dependency_between_them_reach_an_engine_together(tmp_path):
+    """An engine with `fills_together` gets each wave (features whose upstreams are all done) in one
+    `fill_together` call; the base fills them one by one, so the table, the counts and the log are
+    those of the local engine filling them in turn."""
+    import types
+
+    from featurekit.engine.local import LocalEngine
+    from featurekit.testing import TestProject
+
+    waves = []
+
+    class Together(LocalEngine):
+        name = "together"
+        fills_together = True
+
+        def fill_together(self, fills):
+            waves.append(sorted(f.name for f in fills))
+            return super().fill_together(fills)
+
+    plugin = types.ModuleType("together_plugin")
+    plugin.featurekit_register_engines = featurekit.hookimpl(lambda: [Together])
+    features = {"a": {"extractor": "text.length", "inputs": {"text": "q"}},
+                "b": {"extractor": "text.word_count", "inputs": {"text": "q"}},
+                "c": {"extractor": "text.length", "inputs": {"text": "q"}, "only": "long"},
+                "d": {"extractor": "text.count", "inputs": {"items": "w"}}}
+    rows = [{"id": i, "q": "x " * (i % 5), "w": ["y"] * (i % 3)} for i in range(30)]
+    tables, logs = {}, {}
+    for engine in ("local", "together"):
+        p = TestProject(tmp_path / engine, plugins=[plugin])
+        p.write(features, rows, slices={"long": {"where": "a >= 4"}})
+        result = p.apply(engine=engine)
+        assert result.ok and sorted(result.run.features) == ["a", "b", "c", "d"]
+        tables[engine] = p.table()
+        logs[engine] = {n: {k: v for k, v in e.items() if k != "versions"}
+                        for n, e in featurekit.log(p.project()).entries[-1]["features"].items()}
+    assert waves == [["a", "b", "d"]]  # then the slice, then c alone (it reads the slice)
+    assert tables["local"].equals(tables["together"]) and logs["local"] == logs["together"]

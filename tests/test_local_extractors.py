@@ -291,15 +291,18 @@ def test_the_decorated_function_stays_a_function():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")
 def test_a_local_function_feature_applies_on_geneva_as_on_the_local_engine(tmp_path, monkeypatch):
+    """Functions from the spec's own file run on Geneva's workers (v and s: one wave, one job at a time on 2 CPUs),
+    and a code change there makes the feature stale and recomputed. featurekit's Ray is private
+    (address="local"), so this test needs no xdist group: it may run beside the Geneva modules."""
     pytest.importorskip("geneva")
     pytest.importorskip("featurekit_geneva")
     monkeypatch.setenv("FEATUREKIT_PLUGINS", "featurekit_geneva")  # the engine; entry points are off in tests
     features = {"v": {"extractor": "features.vowels", "inputs": {"text": "q"}, "params": {"weight": 3}},
                 "s": {"extractor": "shapes.of_text", "inputs": {"text": "q"}}}
-    local = write_project(tmp_path / "local", features)
-    gen = write_project(tmp_path / "geneva", features, engine={"kind": "geneva", "concurrency": 1, "local_cpus": 2})
+    local = write_project(tmp_path / "local", features, fragment_rows=len(ROWS))
+    gen = write_project(tmp_path / "geneva", features, engine={"kind": "geneva", "concurrency": 1, "local_cpus": 2},
+                        fragment_rows=len(ROWS))  # one fragment: one writer a job
     assert featurekit.apply(local).ok
     result = featurekit.apply(gen)
     assert result.ok and result.run.features["v"].jobs  # computed by a Geneva backfill

@@ -11,6 +11,7 @@ An engine never reaches into another engine.
 """
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +37,8 @@ class Engine:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = EngineOptions
+    # True: features with no dependency between them (a wave) reach `fill_together` at once
+    fills_together: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel | dict[str, Any] | None = None):
         if not isinstance(options, BaseModel):
@@ -48,6 +51,22 @@ class Engine:
         each fragment's file to `fill.take`, or commit by other means and call
         `fill.committed_elsewhere`. Raise `FeatureError` to fail the feature (not the apply)."""
         raise NotImplementedError
+
+    def fill_together(self, fills: list[FeatureFill]) -> dict[str, FeatureError]:
+        """Fill features none of which depends on another (every upstream is done), when
+        `fills_together` is set; returns the `FeatureError` of each feature that failed, by name.
+        The base fills them one after the other; an engine that pays a fixed cost per job runs
+        them at once. Each fill is then counted, judged and logged on its own, as after `fill`."""
+        errors = {}
+        for fill in fills:
+            fill.started = time.perf_counter()
+            try:
+                self.fill(fill)
+            except FeatureError as exc:
+                errors[fill.name] = exc
+            finally:
+                fill.finished = time.perf_counter()
+        return errors
 
     def check(self, project: Project, table: Table) -> None:
         """Refuse, before anything is written, a table this engine cannot run (raise `RunError`)."""

@@ -87,6 +87,8 @@ class FeatureFill:
     read_version: int = 0
     pending: list[FragmentResult] = field(default_factory=list)
     last_commit: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None    # its rows done (features filled together end at different times)
 
     @property
     def name(self) -> str:
@@ -128,16 +130,18 @@ class FeatureFill:
         if self.reuse is not None:  # values written there can now be read back instead of recomputed
             self.reuse.committed(f.fragment_id for f in files)
 
-    def committed_elsewhere(self, version_before: int) -> None:
+    def committed_elsewhere(self, version_before: int, versions: list[int] | None = None) -> None:
         """The engine committed by its own means (a Geneva job): move the table handle to the
-        latest version and read back from the state column what was computed and what failed."""
+        latest version and read back from the state column what was computed and what failed.
+        `versions`: the versions this feature's commits made, when other writers (the jobs of
+        features filled together) committed since `version_before` too; default: all of them."""
         table = self.table
         ds = table.refresh()
         failed = failed_filter(self.feature.state_column, self.feature.fingerprint) + \
             (f" AND {self.scope}" if self.scope else "")
         self.run.failed = ds.count_rows(filter=failed)
         self.run.computed = self.rows - ds.count_rows(filter=self.where)
-        self.run.versions = list(range(version_before + 1, ds.version + 1))
+        self.run.versions = list(range(version_before + 1, ds.version + 1)) if versions is None else list(versions)
         if self.run.failed:
             key = self.project.key if self.project.key in ds.schema.names else None
             cols = [self.feature.state_column] + ([key] if key else [])

@@ -60,15 +60,14 @@ class ApplyRun:
                                     table=table.uri)
             return result
         self.layout()
-        for step in plan.steps:
-            if not step.has_work:
+        for wave in self.waves([s for s in plan.steps if s.has_work]):
+            if isinstance(wave[0], SliceStep):
+                result.slices[wave[0].name] = self.slice(wave[0])
                 continue
-            if isinstance(step, SliceStep):
-                result.slices[step.name] = self.slice(step)
-                continue
-            run = self.feature(step)
-            result.features[step.name] = run
-            self.reporter.feature_finished(run)
+            runs = self.feature(wave[0]) if len(wave) == 1 else self.features_at_once(wave)
+            for run in runs:
+                result.features[run.name] = run
+                self.reporter.feature_finished(run)
         result.indexes = self.indexes()
         result.seconds = time.perf_counter() - started
         result.checks = self.checks()
@@ -150,8 +149,58 @@ class ApplyRun:
                          + (f", {len(run.leaks)} leak(s) across splits" if run.leaks else ""))
         return run
 
-    # -- one feature ------------------------------------------------------------------------
-    def feature(self, step: FeatureStep) -> FeatureRun:
+    # -- features -----------------------------------------------------------------------------
+    def waves(self, steps: list) -> list[list]:
+        """The steps with work in plan order, grouped: a slice alone; a feature alone, or, when the
+        engine fills features together (`Engine.fills_together`), with the consecutive features
+        that depend on none of the group (every upstream done before the group starts)."""
+        graph = self.project.graph
+        groups: list[list] = []
+        for step in steps:
+            group = groups[-1] if groups else None
+            if (self.engine.fills_together and isinstance(step, FeatureStep) and group
+                    and isinstance(group[0], FeatureStep)
+                    and not {f"feature:{s.name}" for s in group} & graph.ancestors(f"feature:{step.name}")):
+                group.append(step)
+            else:
+                groups.append([step])
+        return groups
+
+    def feature(self, step: FeatureStep) -> list[FeatureRun]:
+        """One feature: its rows computed by `Engine.fill`, then counted and judged."""
+        fill, error = self.begin(step)
+        try:
+            try:
+                if fill.fragments:
+                    self.engine.fill(fill)
+            finally:
+                fill.flush()  # whatever happened, keep what was computed: commit the finished fragments
+        except FeatureError as exc:
+            error = exc
+        finally:
+            release_extractor(fill.task)  # a model loaded here must not outlive its feature
+        return [self.end(fill, error)]
+
+    def features_at_once(self, steps: list[FeatureStep]) -> list[FeatureRun]:
+        """Features that do not depend on each other, filled together by `Engine.fill_together`
+        (one commit history, counts and apply-log entry per feature, as one at a time)."""
+        begun = [self.begin(step) for step in steps]
+        fills = [fill for fill, _ in begun]
+        errors = {fill.name: error for fill, error in begun if error is not None}
+        try:
+            try:
+                errors.update(self.engine.fill_together([f for f in fills if f.fragments]))
+            finally:
+                for fill in fills:
+                    fill.flush()
+        finally:
+            for fill in fills:
+                release_extractor(fill.task)
+        return [self.end(fill, errors.get(fill.name)) for fill in fills]
+
+    def begin(self, step: FeatureStep) -> tuple[FeatureFill, FeatureError | None]:
+        """A feature's `FeatureFill`: the fragments with rows to compute and how rows share values
+        (deciding that runs the extractor on a sample: the error of one breaking its contract)."""
         project, table, engine = self.project, self.table, self.engine
         f = project.features[step.name]
         run = FeatureRun(f.name)
@@ -176,24 +225,27 @@ class ApplyRun:
         if upstream_bad:
             self.reporter.message(f"{f.name}: upstream {', '.join(upstream_bad)} failed; "
                                   "rows without their values fail too")
-        reuse = None  # decided once there is work (`sharing`)
         fill = FeatureFill(project, f, step, table, task, where, scope, work, total, run, self.reporter,
-                           checkpoint_seconds=engine.checkpoint_seconds(), read_version=ds.version)
-        try:
-            try:
-                if work:
-                    reuse = fill.reuse = self.sharing(f, task, ds, where, run, work[0].fragment_id)
-                    fill.fragments = [dataclasses.replace(t, reuse=reuse if reuse is not None and
-                                                          reuse.covers(t.fragment_id) else None) for t in work]
-                    engine.fill(fill)
-            finally:
-                fill.flush()  # whatever happened, keep what was computed: commit the finished fragments
-            self.finished += feature_fields(project, f)  # every row has the new fingerprint: the metadata may say so
+                           checkpoint_seconds=engine.checkpoint_seconds(), read_version=ds.version, started=started)
+        if not work:
+            return fill, None
+        try:  # decided once there is work (`sharing`)
+            reuse = fill.reuse = self.sharing(f, task, ds, where, run, work[0].fragment_id)
         except FeatureError as exc:
-            run.error = str(exc)
-        finally:
-            release_extractor(task)  # a model loaded here must not outlive its feature
-        run.seconds = time.perf_counter() - started
+            fill.fragments = []
+            return fill, exc
+        fill.fragments = [dataclasses.replace(t, reuse=reuse if reuse is not None and
+                                              reuse.covers(t.fragment_id) else None) for t in work]
+        return fill, None
+
+    def end(self, fill: FeatureFill, error: FeatureError | None) -> FeatureRun:
+        """Count what a filled feature did and judge it against its failure threshold."""
+        f, run, reuse, table = fill.feature, fill.run, fill.reuse, self.table
+        if error is None:
+            self.finished += feature_fields(self.project, f)  # every row has the new fingerprint: the metadata may say so
+        else:
+            run.error = str(error)
+        run.seconds = (fill.finished or time.perf_counter()) - fill.started
         run.rows = run.computed + run.failed
         if reuse is not None:
             run.passed += reuse.passed  # values computed before the fragments were read
@@ -203,7 +255,7 @@ class ApplyRun:
         if run.error is None and run.failed:
             # over the feature's rows, not the rows retried now: a retry that fails again
             # must not turn 1 failure in 1,000 rows into 1 in 1
-            failed, attempted = failure_counts(table.dataset, f.state_column, f.fingerprint, scope)
+            failed, attempted = failure_counts(table.dataset, f.state_column, f.fingerprint, fill.scope)
             failed, attempted = max(failed, run.failed), max(attempted, run.computed + run.failed)
             if failed > rate * attempted:
                 run.error = (f"feature {f.name!r}: {failed} of {attempted} rows failed "

@@ -89,3 +89,43 @@ def concurrency(options, f, fragments: int) -> int:
     else:
         fit = math.floor((res.get("CPU", 1.0) - OVERHEAD_CPUS) / f.resources.cpus)
     return max(1, min(fit, fragments))
+
+
+JOB_CPUS = 0.3      # a job's JobTracker and a fragment writer (0.1 CPU each in Geneva), and headroom
+MIN_APPLIER_CPUS = 0.2
+CORES_A_JOB = 2     # default: one job at once per 2 cores (each job starts ~4 processes that import Geneva)
+
+
+def jobs_at_once(options, features: list, fragments: list[int]) -> tuple[int, list[tuple[int, float | None]]]:
+    """How features filled together share the cluster: the jobs running at once, and per job
+    its applier actors and the CPUs each reserves (None: the feature's own `resources.cpus`).
+
+    Jobs at once: the `jobs_at_once` option, else one per `CORES_A_JOB` cores. Each job starts
+    its own processes (driver task, JobTracker, appliers, a writer and a queue per fragment),
+    and each pays Geneva's import (~3.5 s of CPU): on 2 cores, 4 jobs at once spent a minute
+    starting them side by side where one after the other took 45 s (notes/geneva.md). Jobs at
+    once are also capped where trackers (held for a job's whole run) and writers (0.1 CPU each)
+    always fit beside an applier: more would let trackers take the CPUs appliers wait for.
+    Within that, each job gets an equal share of
+    the CPUs; where its feature's `resources.cpus` does not fit in the share, its one applier
+    reserves the share instead (the reservation only schedules: the extractor runs as fast as
+    the cores it gets)."""
+    if len(features) == 1:
+        return 1, [(concurrency(options, features[0], fragments[0]), None)]
+    import ray
+    res = ray.cluster_resources()
+    cpus = res.get("CPU", 1.0)
+    wanted = options.jobs_at_once or max(1, math.floor(cpus / CORES_A_JOB))
+    at_once = max(1, min(len(features), wanted, math.floor(cpus / (JOB_CPUS + MIN_APPLIER_CPUS))))
+    share = cpus / at_once - JOB_CPUS
+    plans: list[tuple[int, float | None]] = []
+    for f, frags in zip(features, fragments):
+        if options.concurrency:
+            workers = max(1, min(options.concurrency, frags))
+        elif f.resources.gpus:
+            workers = max(1, min(math.floor(res.get("GPU", 0.0) / at_once / f.resources.gpus), frags))
+        else:
+            workers = max(1, min(math.floor(share / f.resources.cpus), frags))
+        applier = share / workers
+        plans.append((workers, None if applier >= f.resources.cpus else max(MIN_APPLIER_CPUS, applier)))
+    return at_once, plans

@@ -21,6 +21,7 @@ from .options import GenevaOptions
 class GenevaEngine(Engine):
     name = "geneva"
     Options = GenevaOptions
+    fills_together = True  # a wave's features as concurrent Geneva jobs (`fill_together`)
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -32,33 +33,66 @@ class GenevaEngine(Engine):
             session.__exit__(None, None, None)
 
     def fill(self, fill: FeatureFill) -> None:
+        error = self.fill_together([fill]).get(fill.name)
+        if error is not None:
+            raise error
+
+    def fill_together(self, fills: list[FeatureFill]) -> dict[str, FeatureError]:
+        """One Geneva backfill per feature; features with no dependency between them (a wave)
+        run as concurrent jobs, followed together: their fixed costs (actor processes starting,
+        Geneva importing in each) overlap instead of adding up. At most `jobs_at_once` jobs run,
+        each with its share of the cluster's CPUs; the rest start as earlier ones finish."""
         from . import columns, job
-        from .cluster import concurrency
+        from .cluster import jobs_at_once
+        from .sharing import shared_counts, todo_rows
         from .udf import output_columns
 
+        if not fills:
+            return {}
         if self.session is None:
-            self.session = self._ray(fill.reporter)
-        f = fill.feature
-        gtable = _geneva_table(fill.table.ref)
-        udf = columns.make_udf(fill.task, f, self.options.batch_size, self.options.checkpoint_size, fill.table.ref)
-        columns.register(gtable, fill.table, udf, output_columns(fill.task))
-        if fill.task.hash_column:
-            fill.run.sharing = "shared by input key (in each Geneva applier)"
-        version = fill.table.refresh().version
-        workers = concurrency(self.options, f, len(fill.fragments))
-        failure = None
-        try:
-            submitted = job.submit(gtable, next(iter(f.output_types)), fill.where, feature=f.name,
-                                   resources=f.resources, concurrency=workers, options=self.options)
+            self.session = self._ray(fills[0].reporter)
+        plans = []
+        for fill in fills:  # every UDF registered (a metadata commit each) before any job commits
+            gtable = _geneva_table(fill.table.ref)
+            udf = columns.make_udf(fill.task, fill.feature, self.options.batch_size, self.options.checkpoint_size,
+                                   fill.table.ref)
+            columns.register(gtable, fill.table, udf, output_columns(fill.task))
+            if fill.task.hash_column:
+                fill.run.sharing = "shared by input key (in each Geneva applier)"
+            plans.append((fill, gtable, todo_rows(fill.table.dataset, fill.where) if fill.task.hash_column else None))
+        version = fills[0].table.refresh().version
+        at_once, shares = jobs_at_once(self.options, [f.feature for f in fills], [len(f.fragments) for f in fills])
+        failures: dict[str, str] = {}
+        followed: dict[str, job.Followed] = {}
+
+        def submit(i: int) -> job.Followed | None:
+            fill, gtable, _ = plans[i]
+            f = fill.feature
+            fill.started = time.perf_counter()  # its own time, not the wave's
+            workers, cpus = shares[i]
+            try:
+                submitted = job.submit(gtable, next(iter(f.output_types)), fill.where, feature=f.name,
+                                       resources=f.resources, concurrency=workers, options=self.options, num_cpus=cpus)
+            except job.JobFailed as exc:
+                failures[f.name] = str(exc)
+                return None
             fill.run.jobs.append(submitted.job_id)
             fill.message(f"{f.name}: Geneva job {submitted.job_id}, {workers} worker(s)")
-            job.follow(submitted, feature=f.name, rows=fill.rows, on_rows=fill.rows_done,
-                       timeout=self.options.timeout_seconds, stall=self.options.stall_seconds)
-        except job.JobFailed as exc:
-            failure = str(exc)
-        fill.committed_elsewhere(version)  # what the job committed, failed rows included
-        if failure is not None:
-            raise FeatureError(failure)
+            followed[f.name] = job.Followed(submitted, f.name, fill.rows, fill.rows_done,
+                                            on_end=lambda: setattr(fill, "finished", time.perf_counter()))
+            return followed[f.name]
+
+        failures.update(job.follow_all(submit, len(plans), at_once, timeout=self.options.timeout_seconds,
+                                       stall=self.options.stall_seconds))
+        owners = {fid: fill.name for fill, _, _ in plans for fid in fill.task.field_ids.values()}
+        by_job = {j.job.job_id: name for name, j in followed.items()}
+        versions = job.versions_by_feature(fills[0].table.refresh(), version, owners, by_job) if len(fills) > 1 \
+            else None
+        for fill, _, todo in plans:  # what the jobs committed, failed rows included
+            fill.committed_elsewhere(version, None if versions is None else versions.get(fill.name, []))
+            if todo is not None:  # rows with equal inputs shared one value: counted from the keys committed
+                fill.run.distinct, fill.run.reused = shared_counts(fill.table.dataset, fill.task, todo)
+        return {name: FeatureError(text) for name, text in failures.items()}
 
     def _ray(self, reporter: Reporter):
         from ._geneva import load

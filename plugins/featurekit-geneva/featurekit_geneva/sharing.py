@@ -132,3 +132,24 @@ def _gather(rows: list[tuple[dict[str, pa.Array], int]], column: str, typ: pa.Da
     if not arrays:
         return pa.nulls(0, typ)
     return pa.concat_arrays(arrays).take(pa.array(index, pa.int64()))
+
+
+def todo_rows(ds, where: str) -> pa.Array:
+    """Row addresses of the rows a backfill is about to compute (DataReplacement keeps them)."""
+    return ds.to_table(columns=[], filter=where, with_row_address=True).column("_rowaddr").combine_chunks()
+
+
+def shared_counts(ds, task: FeatureTask, todo: pa.Array) -> tuple[int, int]:
+    """(distinct, reused) of a finished backfill, as the local engine counts them, read back from
+    the keys it committed: `todo` the rows it was to compute; distinct = their distinct input
+    keys; reused = those rows minus the keys computed, a key being computed unless a row outside
+    `todo` already held it with the feature's fingerprint (an earlier apply, either engine)."""
+    table = ds.to_table(columns=[task.hash_column, task.state_column], with_row_address=True)
+    mine = pc.is_in(table.column("_rowaddr"), value_set=todo)
+    keys = table.column(task.hash_column)
+    ours = pc.drop_null(keys.filter(mine))
+    distinct = pc.unique(ours)
+    held = pc.and_(pc.invert(mine), pc.equal(table.column(task.state_column), task.fingerprint))
+    known = pc.unique(pc.drop_null(keys.filter(pc.fill_null(held, False))))
+    computed = len(distinct) - pc.sum(pc.is_in(distinct, value_set=known)).as_py() if len(known) else len(distinct)
+    return len(distinct), len(ours) - computed

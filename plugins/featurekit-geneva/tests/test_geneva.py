@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time: the tests share one worker
+pytestmark = pytest.mark.xdist_group("geneva")  # the module's tests share one worker and its one Ray
+# (a Ray of its own per module: the multi-node test and the local-function test run beside it)
 
 pytest.importorskip("geneva")
 ray = pytest.importorskip("ray")
@@ -146,9 +147,13 @@ SLICES = {"short": {"where": "n <= 17"}}
 
 @pytest.mark.slow
 def test_parity_with_the_local_engine_failed_rows_included_and_retried(cluster, tmp_path):
+    """Failed rows, a feature reading another (dbl), an `only:` slice (st), and st and dbl, which
+    depend on neither, filled together as concurrent Geneva jobs (`jobs_at_once: 2`; the default
+    on 2 cores is one job at a time); then the failed rows retried."""
     rows = rows_of(range(60))
-    local = project(tmp_path / "local", FEATURES, rows, {"kind": "local"}, slices=SLICES)
-    gen = project(tmp_path / "geneva", FEATURES, rows, {"kind": "geneva", "concurrency": 1}, slices=SLICES)
+    local = project(tmp_path / "local", FEATURES, rows, {"kind": "local"}, slices=SLICES, fragment_rows=30)
+    gen = project(tmp_path / "geneva", FEATURES, rows, {"kind": "geneva", "concurrency": 1, "jobs_at_once": 2},
+                  slices=SLICES, fragment_rows=30)
     assert not local.apply().ok  # 9 of 60 rows fail: above the default max_failure_rate
     progress = Progress()
     result = gen.apply(reporter=progress)
@@ -158,6 +163,9 @@ def test_parity_with_the_local_engine_failed_rows_included_and_retried(cluster, 
     assert (runs["n"].computed, runs["n"].failed) == (51, 9)
     assert (runs["dbl"].computed, runs["dbl"].failed) == (51, 9)   # blocked by upstream failures
     assert all(len(r.jobs) == 1 for r in runs.values())
+    # st and dbl ran at once, each its own commits: the versions each job made, none twice
+    versions = [v for r in runs.values() for v in r.versions]
+    assert len(versions) == len(set(versions)) and all(r.versions for r in runs.values())
     assert_same_tables(local, gen)
     assert_one_file_per_feature(gen, ["n", "_fk_n"])
     assert_one_file_per_feature(gen, ["chars", "words", "_fk_st"])
@@ -199,40 +207,29 @@ def featurekit_status(p: TestProject):
     return status(p.project())
 
 
-def test_mixed_engines_recompute_nothing_fresh(cluster, tmp_path):
-    features = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}}}
-    reference = project(tmp_path / "ref", features, rows_of(range(60)), {"kind": "local"})
-    reference.apply()
-    mixed = project(tmp_path / "mixed", features, rows_of(range(20)), {"kind": "local"})
-    mixed.apply()                                    # local fills rows 0-19
-    append_rows(mixed, rows_of(range(20, 40)))
-    cluster.reset_calls()
-    run = mixed.apply(engine="geneva").run           # geneva continues: rows 20-39 only
-    assert sorted(cluster.read_calls()) == sorted(r["q"] for r in rows_of(range(20, 40)) if "bad" not in r["q"])
-    assert run.features["n"].jobs
-    append_rows(mixed, rows_of(range(40, 60)))
-    cluster.reset_calls()
-    mixed.apply()                                    # and local continues Geneva's table: rows 40-59
-    assert sorted(cluster.read_calls()) == sorted(r["q"] for r in rows_of(range(40, 60)) if "bad" not in r["q"])
-    assert_same_tables(reference, mixed)
-    assert_one_file_per_feature(mixed, ["n", "_fk_n"])
-
-
 def test_shared_values_parity_and_either_engine_reuses_the_others(cluster, tmp_path):
     """Rows with equal inputs: computed once on both engines (extractor calls = distinct inputs),
-    the same values and input keys; across applies, and across engines, a known input is read
-    back, never computed again."""
+    the same values, input keys and counts (distinct, reused) in the run and the apply log; across
+    applies and engines a known input is read back, never computed again: the local engine
+    continues Geneva's table, then Geneva the table both engines wrote (mixed engines recompute
+    nothing fresh)."""
     features = {"s": {"extractor": "fkg.shared", "inputs": {"text": "q"}}}
-    rows = [{"id": i, "q": f"question {i % 7}"} for i in range(50)]  # 7 distinct, over 3 fragments
+    rows = [{"id": i, "q": f"question {i % 7}"} for i in range(40)]  # 7 distinct, over 2 fragments
     local = project(tmp_path / "local", features, rows, {"kind": "local"})
     gen = project(tmp_path / "geneva", features, rows, {"kind": "geneva", "concurrency": 1})
-    calls = {}
+    calls, runs = {}, {}
     for name, p in (("local", local), ("geneva", gen)):
         cluster.reset_calls()
-        assert p.apply().ok
-        calls[name] = cluster.read_calls()
+        result = p.apply()
+        assert result.ok
+        calls[name], runs[name] = cluster.read_calls(), result.run.features["s"]
     distinct = sorted({r["q"] for r in rows})
     assert sorted(calls["local"]) == sorted(calls["geneva"]) == distinct
+    assert (runs["geneva"].rows, runs["geneva"].distinct, runs["geneva"].reused) == \
+        (runs["local"].rows, runs["local"].distinct, runs["local"].reused) == (40, 7, 33)
+    logged = {n: featurekit.log(p.project()).entries[-1]["features"]["s"] for n, p in (("local", local), ("geneva", gen))}
+    assert {k: logged["geneva"][k] for k in ("rows", "distinct", "reused")} == \
+        {k: logged["local"][k] for k in ("rows", "distinct", "reused")}
     assert_same_tables(local, gen)
     keys = {n: p.table().sort_by("id").column("_fkin_s").to_pylist() for n, p in (("local", local), ("geneva", gen))}
     assert keys["local"] == keys["geneva"] and None not in keys["geneva"]
@@ -244,21 +241,25 @@ def test_shared_values_parity_and_either_engine_reuses_the_others(cluster, tmp_p
 
     append_rows(gen, [{"id": 100 + i, "q": f"question {i % 7}"} for i in range(10)] + [{"id": 200, "q": "new one"}])
     cluster.reset_calls()
-    assert gen.apply().ok                               # Geneva again: known inputs read back
-    assert cluster.read_calls() == ["new one"]
-    append_rows(gen, [{"id": 300, "q": "question 3"}, {"id": 301, "q": "new one"}, {"id": 302, "q": "newer"}])
-    cluster.reset_calls()
     assert gen.apply(engine="local").ok                 # local continues: reuses Geneva's values
-    assert cluster.read_calls() == ["newer"]
-    append_rows(local, [{"id": 400, "q": "question 5"}, {"id": 401, "q": "other"}])
+    assert cluster.read_calls() == ["new one"]
+    append_rows(gen, [{"id": 300, "q": "question 3"}, {"id": 301, "q": "new one"}, {"id": 302, "q": "other"}])
     cluster.reset_calls()
-    assert local.apply(engine="geneva").ok              # and Geneva reuses the local engine's
+    run = gen.apply().run.features["s"]                 # Geneva again: reads back both engines' values
     assert cluster.read_calls() == ["other"]
+    assert (run.rows, run.distinct, run.reused) == (3, 3, 2)
     table = gen.table().sort_by("id")
     by_q = {}
     for q, v in zip(table.column("q").to_pylist(), table.column("s").to_pylist()):
         assert by_q.setdefault(q, v) == v               # equal inputs, equal values
     assert by_q["question 3"] == [len("question 3"), 1, len(set("question 3")), 1.5]
+    reference = project(tmp_path / "ref", features, rows_of_table(table), {"kind": "local"})
+    reference.apply()
+    assert_same(reference.table().sort_by("id"), table)  # as one local apply would have left it
+
+
+def rows_of_table(table) -> list[dict]:
+    return [{"id": i, "q": q} for i, q in zip(table.column("id").to_pylist(), table.column("q").to_pylist())]
 
 
 KILL_SCRIPT = """
@@ -273,7 +274,7 @@ TestProject({root!r}, plugins=[fkg_extractors, featurekit_geneva]).apply()
 @pytest.mark.slow
 def test_killed_driver_resumes_recomputing_only_uncommitted_work(cluster, tmp_path):
     features = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}, "params": {"sleep": 0.05}}}
-    rows = rows_of(range(200), bad=False)
+    rows = rows_of(range(120), bad=False)
     engine = {"kind": "geneva", "address": cluster.address, "concurrency": 1, "checkpoint_size": 10,
               "checkpoint_seconds": 0}
     gen = project(tmp_path / "geneva", features, rows, engine)
@@ -481,21 +482,23 @@ S3_FEATURES = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}},
 def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_endpoint, tmp_path):
     """Both engines on moto's S3 (storage options with ${VAR} secrets): equal tables (values, states,
     input keys, metadata), failed rows included; nothing is written locally and no secret lands in
-    any object; a branch on the bucket (only tree/exp and _refs objects are new, main's unchanged);
-    the next Geneva apply reads known inputs back from the bucket."""
+    any object; then new rows and a new feature on a branch on the bucket (only tree/exp and _refs
+    objects are new, main's unchanged), where known inputs are read back from the bucket."""
     endpoint, client = s3_endpoint
     rows = [{"id": i, "q": ("bad " if i % 9 == 4 else "") + f"question {i}", "w": f"word {i % 6}"} for i in range(45)]
     tables = {}
     for engine in ("local", "geneva"):
         p = on_s3(project(tmp_path / engine, S3_FEATURES, rows, {"kind": engine, "concurrency": 1} if engine ==
-                          "geneva" else {"kind": engine}), endpoint, f"{tmp_path.name}-{engine}")
+                          "geneva" else {"kind": engine}, fragment_rows=25), endpoint, f"{tmp_path.name}-{engine}")
         cluster.reset_calls()
         result = p.apply()
         assert result.run.features["n"].failed == 5 and result.run.features["s"].failed == 0
         tables[engine] = p
         calls = cluster.read_calls()
         distinct, good = {r["w"] for r in rows}, [r["q"] for r in rows if "bad" not in r["q"]]
-        assert sorted(calls) == sorted([*distinct, *good])  # s: each distinct input once; n: each good row
+        runs = {n: (r.computed, r.failed, r.error) for n, r in result.run.features.items()}
+        assert runs["s"] == (45, 0, None), (engine, runs)
+        assert sorted(calls) == sorted([*distinct, *good]), (engine, runs)  # s: each distinct input once; n: each good row
     local, gen = tables["local"], tables["geneva"]
     assert_same_tables(local, gen)
     assert local.table().column("_fkin_s").to_pylist() == gen.table().column("_fkin_s").to_pylist()
@@ -505,14 +508,19 @@ def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_
     assert any("/test.lance/data/" in k for k in stored)
     assert not [k for k, blob in stored.items() if holds_secret(blob)]
 
-    # a branch on the object store: Geneva's files under tree/exp, main's objects unchanged
+    # a branch on the object store: Geneva's files under tree/exp, main's objects unchanged; its new
+    # rows' known inputs read back from the bucket ("word 2"), not computed
     branch_tables = {}
     for engine, p in tables.items():
         main_before = {k: len(v) for k, v in objects(client, f"{tmp_path.name}-{engine}/test.lance/").items()}
         spec = yaml.safe_load(p.spec_path.read_text())
         spec["features"]["st"] = {"extractor": "fkg.stats", "inputs": {"text": "q"}}
         p.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        assert p.apply(branch="exp").run.features["st"].computed == 45
+        append_rows(p, [{"id": 100, "q": "question 100", "w": "word 2"}, {"id": 101, "q": "question 101", "w": "new"}])
+        cluster.reset_calls()
+        runs = p.apply(branch="exp").run.features
+        assert runs["st"].computed == 47 and runs["s"].computed == 2
+        assert sorted(cluster.read_calls()) == ["new", "question 100", "question 101"]
         after = {k: len(v) for k, v in objects(client, f"{tmp_path.name}-{engine}/test.lance/").items()}
         new = [k for k in after if k not in main_before]
         assert new and all("/test.lance/tree/exp/" in k or "/test.lance/_refs/" in k for k in new), new
@@ -521,11 +529,6 @@ def test_an_object_store_table_parity_failed_rows_and_shared_values(cluster, s3_
     assert_same(branch_tables["local"], branch_tables["geneva"])
     assert branch_tables["geneva"].column("_fk_st").null_count == 0
     assert not [k for k, blob in objects(client, f"{tmp_path.name}-geneva/").items() if holds_secret(blob)]
-
-    append_rows(gen, [{"id": 100, "q": "question 100", "w": "word 2"}, {"id": 101, "q": "question 101", "w": "new"}])
-    cluster.reset_calls()
-    assert gen.apply().run.features["s"].computed == 2
-    assert sorted(cluster.read_calls()) == ["new", "question 100", "question 101"]  # "word 2" read back
 
 
 def branch_table(p: TestProject, branch: str):
@@ -549,7 +552,7 @@ def test_a_branch_parity_main_untouched(cluster, tmp_path):
     rows = [{"id": i, "q": ("bad " if i % 9 == 4 else "") + f"question {i}", "w": f"word {i % 5}"} for i in range(45)]
     tables = {}
     for engine in ("local", "geneva"):
-        p = project(tmp_path / engine, main_features, rows, {"kind": "local"})
+        p = project(tmp_path / engine, main_features, rows, {"kind": "local"}, fragment_rows=25)  # 2 fragments
         p.apply()                                     # main, by the local engine
         root = Path(p.project().table_uri)
         before, version = main_files(root), lance.dataset(str(root)).version
@@ -571,3 +574,25 @@ def test_a_branch_parity_main_untouched(cluster, tmp_path):
     assert_same(local, gen)
     assert local.column("_fkin_s").to_pylist() == gen.column("_fkin_s").to_pylist()
     assert gen.column("_fk_s").null_count == 0 and gen.column("chars").null_count == 0
+
+
+def test_features_filled_together_share_the_cluster_as_jobs_at_once(monkeypatch):
+    """How many of a wave's backfills run at once and what each applier reserves (no Ray started:
+    the cluster's resources are stubbed): one job per 2 CPUs by default, never so many that the
+    jobs' trackers and writers could starve the appliers, and an applier's CPUs cut to its share."""
+    from types import SimpleNamespace
+
+    from featurekit.plugins.extractor import Resources
+    from featurekit_geneva.cluster import jobs_at_once
+    from featurekit_geneva.options import GenevaOptions
+
+    def feature(cpus=1.0, gpus=0.0):
+        return SimpleNamespace(resources=Resources(cpus=cpus, gpus=gpus))
+
+    for cpus, options, want in ((2, {}, (1, [(1, None), (1, None), (1, None)])),
+                                (2, {"jobs_at_once": 3}, (3, [(1, 0.367), (1, 0.367), (1, 0.367)])),
+                                (16, {}, (3, [(5, None), (2, None), (1, None)]))):
+        monkeypatch.setattr(ray, "cluster_resources", lambda cpus=cpus: {"CPU": float(cpus)})
+        at_once, plans = jobs_at_once(GenevaOptions(**options), [feature(), feature(), feature()], [9, 2, 1])
+        assert (at_once, [(w, None if c is None else round(c, 3)) for w, c in plans]) == want, (cpus, options)
+    assert jobs_at_once(GenevaOptions(), [feature()], [3])[0] == 1  # one feature: as before, no share

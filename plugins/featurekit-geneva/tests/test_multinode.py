@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("multinode"), pytest.mark.slow]  # its own cluster: beside the other modules
 
 pytest.importorskip("geneva")
 ray = pytest.importorskip("ray")
@@ -54,10 +54,10 @@ FEATURES = {"n": {"extractor": "fkg.flaky", "inputs": {"text": "q"}, "params": {
 def test_an_apply_across_three_nodes_with_a_worker_node_removed_mid_backfill(nodes, tmp_path):
     cluster, workers, log = nodes
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3
-    rows = rows_of(range(240), bad=False)
+    rows = rows_of(range(160), bad=False)
     engine = {"kind": "geneva", "concurrency": 2, "checkpoint_size": 10, "checkpoint_seconds": 0,
               "stall_seconds": 120}
-    gen = project(tmp_path / "geneva", FEATURES, rows, engine, fragment_rows=30)
+    gen = project(tmp_path / "geneva", FEATURES, rows, engine, fragment_rows=40)  # 4 fragments, 2 a node
     log.write_text("")
 
     removed: list[int] = []  # rows computed when the node went
@@ -81,7 +81,7 @@ def test_an_apply_across_three_nodes_with_a_worker_node_removed_mid_backfill(nod
     assert second.ok, second.run.features["n"].error
     total = len(calls(log))
 
-    reference = project(tmp_path / "local", FEATURES, rows, {"kind": "local"}, fragment_rows=30)
+    reference = project(tmp_path / "local", FEATURES, rows, {"kind": "local"}, fragment_rows=40)
     reference.apply()
     assert_same_tables(reference, gen)                 # no row lost, none duplicated, the same values
     assert gen.table().num_rows == len(rows)
