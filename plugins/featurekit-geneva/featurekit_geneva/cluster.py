@@ -93,14 +93,16 @@ def concurrency(options, f, fragments: int) -> int:
 
 JOB_CPUS = 0.3      # a job's JobTracker and a fragment writer (0.1 CPU each in Geneva), and headroom
 MIN_APPLIER_CPUS = 0.2
-CORES_A_JOB = 2     # default: one job at once per 2 cores (each job starts ~4 processes that import Geneva)
+DEFAULT_JOBS = 1    # default: one job at a time (see `jobs_at_once`)
 
 
 def jobs_at_once(options, features: list, fragments: list[int]) -> tuple[int, list[tuple[int, float | None]]]:
     """How features filled together share the cluster: the jobs running at once, and per job
     its applier actors and the CPUs each reserves (None: the feature's own `resources.cpus`).
 
-    Jobs at once: the `jobs_at_once` option, else one per `CORES_A_JOB` cores. Each job starts
+    Jobs at once: the `jobs_at_once` option, else one (concurrent jobs are opt-in: once, of several
+    runs of the S3 parity test with 2 at once, one feature's job committed no row, cause not found;
+    notes/open-questions.md). Each job starts
     its own processes (driver task, JobTracker, appliers, a writer and a queue per fragment),
     and each pays Geneva's import (~3.5 s of CPU): on 2 cores, 4 jobs at once spent a minute
     starting them side by side where one after the other took 45 s (notes/geneva.md). Jobs at
@@ -115,7 +117,7 @@ def jobs_at_once(options, features: list, fragments: list[int]) -> tuple[int, li
     import ray
     res = ray.cluster_resources()
     cpus = res.get("CPU", 1.0)
-    wanted = options.jobs_at_once or max(1, math.floor(cpus / CORES_A_JOB))
+    wanted = options.jobs_at_once or DEFAULT_JOBS
     at_once = max(1, min(len(features), wanted, math.floor(cpus / (JOB_CPUS + MIN_APPLIER_CPUS))))
     share = cpus / at_once - JOB_CPUS
     plans: list[tuple[int, float | None]] = []

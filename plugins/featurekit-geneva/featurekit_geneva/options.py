@@ -23,7 +23,8 @@ class GenevaOptions(EngineOptions):
         "feature's resources, at most one per fragment with work)")
     jobs_at_once: int | None = Field(
         None, gt=0, description="backfills running at once for features that do not depend on each other "
-        "(default: one per 2 cluster CPUs; every job starts processes that each import Geneva, ~3.5 s of CPU)")
+        "(default: 1; more overlap each job's start-up, ~4 processes that each import Geneva, ~3.5 s of CPU, "
+        "where the cluster has the cores: opt-in until an unexplained run with 2 at once is understood)")
     local_cpus: int | None = Field(None, gt=0, description="CPUs of the local Ray featurekit starts (default: all cores)")
     batch_size: int | None = Field(None, gt=0, description="rows a UDF call (default: the feature's resources.batch_size)")
     checkpoint_size: int | None = Field(None, gt=0, description="rows a Geneva checkpoint: work redone after a crash "
