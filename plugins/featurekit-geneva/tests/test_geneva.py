@@ -578,8 +578,9 @@ def test_a_branch_parity_main_untouched(cluster, tmp_path):
 
 def test_features_filled_together_share_the_cluster_as_jobs_at_once(monkeypatch):
     """How many of a wave's backfills run at once and what each applier reserves (no Ray started:
-    the cluster's resources are stubbed): one job per 2 CPUs by default, never so many that the
-    jobs' trackers and writers could starve the appliers, and an applier's CPUs cut to its share."""
+    the cluster's resources are stubbed): one job at a time by default (concurrent jobs are
+    opt-in), never so many that the jobs' trackers and writers could starve the appliers, and an
+    applier's CPUs cut to its share."""
     from types import SimpleNamespace
 
     from featurekit.plugins.extractor import Resources
@@ -591,7 +592,8 @@ def test_features_filled_together_share_the_cluster_as_jobs_at_once(monkeypatch)
 
     for cpus, options, want in ((2, {}, (1, [(1, None), (1, None), (1, None)])),
                                 (2, {"jobs_at_once": 3}, (3, [(1, 0.367), (1, 0.367), (1, 0.367)])),
-                                (16, {}, (3, [(5, None), (2, None), (1, None)]))):
+                                (16, {}, (1, [(9, None), (2, None), (1, None)])),
+                                (16, {"jobs_at_once": 3}, (3, [(5, None), (2, None), (1, None)]))):
         monkeypatch.setattr(ray, "cluster_resources", lambda cpus=cpus: {"CPU": float(cpus)})
         at_once, plans = jobs_at_once(GenevaOptions(**options), [feature(), feature(), feature()], [9, 2, 1])
         assert (at_once, [(w, None if c is None else round(c, 3)) for w, c in plans]) == want, (cpus, options)
