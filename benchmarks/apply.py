@@ -45,6 +45,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 import featurekit  # noqa: E402
+from featurekit.builtin.text import VECTORIZED  # noqa: E402
 from featurekit.plugins.discovery import make_plugin_manager  # noqa: E402
 from featurekit.plugins.registry import Registry  # noqa: E402
 
@@ -235,7 +236,7 @@ def bench_overhead(root: Path, rows: int, repeats: int = 3) -> None:
           f"median of {repeats}:")
     print("   raw lance add_columns(batch_udf) " + ", ".join(f"batch_size={b:,}: {t:.3f}s" for b, t in medians.items()))
     print(f"   featurekit apply {t_fk:.3f}s   ratio to the faster raw run (batch_size={best:,}) {t_fk / t_raw:.2f}"
-          f"   (featurekit runs 2 fragments at once for text.length: resources.threads=2; "
+          f"   (featurekit runs {VECTORIZED.threads} fragments at once for text.length: resources.threads; "
           f"ingest took {t_ingest:.2f}s)")
 
     version = lance.dataset(uri).version
