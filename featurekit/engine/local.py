@@ -175,12 +175,12 @@ class LocalEngine(Engine):
 def one_scan(queue: list[FragmentTask]) -> list[FragmentTask]:
     """Fragments read in order, one after the other: those whose rows all need work share one
     scan (`fragment.FullScan`)."""
-    shared = [t.full and known_rows(t) is None for t in queue]  # (fragments known by shared values read nothing)
-    full = [t.fragment_id for t, scanned in zip(queue, shared) if scanned]
+    scanned = [t.full and known_rows(t) is None for t in queue]  # (fragments known by shared values read nothing)
+    full = [t.fragment_id for t, s in zip(queue, scanned) if s]
     if len(full) < 2:
         return queue
     scan = FullScan(queue[0].dataset, full, queue[0].feature)
-    return [dataclasses.replace(t, scan=scan) if scanned else t for t, scanned in zip(queue, shared)]
+    return [dataclasses.replace(t, scan=scan) if s else t for t, s in zip(queue, scanned)]
 
 
 FORK_UNSAFE = ("torch", "tensorflow", "jax")  # their thread pools do not survive fork
