@@ -304,6 +304,20 @@ def test_a_local_function_feature_applies_on_geneva_as_on_the_local_engine(tmp_p
     gen = write_project(tmp_path / "geneva", features, engine={"kind": "geneva", "concurrency": 1, "local_cpus": 2},
                         fragment_rows=len(ROWS))  # one fragment: one writer a job
     assert featurekit.apply(local).ok
+    import ray
+
+    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
+    # one Ray for both Geneva applies (the engine uses a Ray this process started, and leaves it
+    # running): a Ray start and a fresh Ray's slower first job, once instead of twice
+    ray.init(address="local", num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
+             **local_memory())
+    try:
+        _geneva_applies_as_local(local, gen)
+    finally:
+        ray.shutdown()
+
+
+def _geneva_applies_as_local(local, gen):
     result = featurekit.apply(gen)
     assert result.ok and result.run.features["v"].jobs  # computed by a Geneva backfill
     a, b = table(local), table(gen)
