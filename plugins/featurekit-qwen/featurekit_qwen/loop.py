@@ -85,8 +85,13 @@ def peak_memory(device: torch.device) -> float:
     """Bytes: CUDA's peak allocation, or the process's peak resident set on CPU."""
     if device.type == "cuda":
         return float(torch.cuda.max_memory_allocated(device))
-    import resource
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    try:  # this process's own peak (VmHWM): ru_maxrss on Linux keeps the high-water mark from before
+        # exec, i.e. of the process that started this one (torchrun's Python, a test worker)
+        with open("/proc/self/status") as fh:
+            return float(next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) * 1024)
+    except (OSError, StopIteration, ValueError, IndexError):
+        import resource
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
 class MicroBatches:

@@ -542,3 +542,21 @@ def test_the_bitsandbytes_kernels_notice_is_dropped_and_nothing_else():
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert "gemm_4bit_forward" not in err and "pip install kernels" not in err
     assert "another message" in err
+
+
+def test_the_cpu_peak_memory_is_this_process_own_not_its_parents():
+    """Training reports its peak memory; on CPU that must be the training process's own, not the
+    high-water mark Linux carries across exec from the process that started it (torchrun's
+    Python, a notebook): a parent holding 600 MB starts a child that reports its peak."""
+    import subprocess
+    import sys
+    if not sys.platform.startswith("linux"):
+        pytest.skip("VmHWM is Linux's")
+    held = bytearray(600 << 20)
+    held[::4096] = b"\x01" * len(held[::4096])  # touch every page: resident
+    code = ("import resource, torch; from featurekit_qwen.loop import peak_memory; "
+            "print(peak_memory(torch.device('cpu')), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    own, inherited = float(out[0]), int(out[1])
+    del held
+    assert inherited > 600 << 20 and own < 500 << 20, (own, inherited)
