@@ -255,11 +255,15 @@ def compute_piece_counted(ft: FeatureTask, logical: pa.RecordBatch):
         return values, errors, counter[0]
     parts = [compute_rows(ext, ft, logical.slice(start, ft.batch_size), counter)
              for start in range(0, logical.num_rows, ft.batch_size)]
+    return (*joined(ft, parts), counter[0])
+
+
+def joined(ft: FeatureTask, parts: list[tuple[dict[str, pa.Array], list[str | None] | None]]):
+    """(values, errors) of consecutive computed parts as one: errors None when no row failed."""
     values = {c: pa.concat_arrays([p[0][c] for p in parts]) for c in ft.output_types}
     if all(p[1] is None for p in parts):
-        return values, None, counter[0]
-    errors = [e for p in parts for e in (p[1] if p[1] is not None else [None] * len(next(iter(p[0].values()))))]
-    return values, errors, counter[0]
+        return values, None
+    return values, [e for p in parts for e in (p[1] if p[1] is not None else [None] * len(next(iter(p[0].values()))))]
 
 
 def compute_batch(ft: FeatureTask, batch: pa.RecordBatch) -> tuple[dict[str, pa.Array], list[str | None]]:

@@ -271,7 +271,7 @@ class ApplyRun:
                                           "keying them)")
             return None
         memo = Reuse(self.table, f.state_column, f.fingerprint, task.hash_column, dict(f.output_types), budget)
-        mode = sharing_mode(f, {name: c.type for name, c in self.project.columns.items() if c.type is not None})
+        mode = sharing_mode(f, self.project.columns)
         if mode == "shared by input key":  # (what the plan said: `inputkeys.sharing_mode`)
             run.sharing = "shared by input key (memo)"
             return memo

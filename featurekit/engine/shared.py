@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from ..planning.inputkeys import HASH_TYPE, distinct_rows, input_hashes, key_seconds
 from ..table.metadata import sql_quote
-from .compute import FeatureTask, binary_inputs, compute_piece_counted, get_extractor
+from .compute import FeatureTask, binary_inputs, compute_piece_counted, get_extractor, joined
 
 SAMPLE_ROWS = 1024        # distinct inputs timed to decide
 TIMED_PARTS = 4           # ... in this many parts (of at least TIMED_ROWS rows), the fastest part's time a row taken
@@ -143,8 +143,8 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
         if per_row is not None and per_row < CHEAP * per_key:
             return seed, (f"a row computes in {per_row * 1e6:.1f} us, keying it costs {per_key * 1e6:.1f} us: "
                           "sharing values cannot pay")
-        share, per_group = _estimated_share(task, ds, columns, filters) if per_row is not None else (None, 0.0)
-        if share is not None and per_group + share * (per_key + per_row) > PAYS * per_row:
+        share = _estimated_share(task, ds, columns, filters) if per_row is not None else None
+        if share is not None and GROUP_SECONDS + share * (per_key + per_row) > PAYS * per_row:
             return seed, (f"about {share:.0%} of the inputs distinct (estimated on {ESTIMATE_ROWS:,} random rows), a "
                           f"row computes in {per_row * 1e6:.1f} us and keying costs {per_key * 1e6:.1f} us: "
                           "sharing values would not pay")
@@ -192,36 +192,35 @@ def _sample(task: FeatureTask, head: pa.Table) -> tuple[SharedValues | None, flo
     for at in range(0, batch.num_rows, step):
         part = batch.slice(at, step)
         t0 = time.perf_counter()
-        parts.append(compute_piece_counted(task, part))
+        values, errors, n = compute_piece_counted(task, part)
         seconds = (time.perf_counter() - t0) / part.num_rows
         per_row = seconds if per_row is None else min(per_row, seconds)
-        passed += parts[-1][2]
-    values = {c: pa.concat_arrays([p[0][c] for p in parts]) for c in task.output_types}
-    errors = None if all(p[1] is None for p in parts) else \
-        [e for p in parts for e in (p[1] if p[1] is not None else [None] * len(next(iter(p[0].values()))))]
+        parts.append((values, errors))
+        passed += n
+    values, errors = joined(task, parts)
     seed = SharedValues(head.column("_rowaddr").to_numpy(), groups, None, values, errors, len(first), passed)
     return seed, per_row, per_key
 
 
-def _estimated_share(task: FeatureTask, ds, columns: list[str], filters: str | None) -> tuple[float | None, float]:
+def _estimated_share(task: FeatureTask, ds, columns: list[str], filters: str | None) -> float | None:
     """Before reading and grouping every row to compute (a third of a microsecond a row, which a
     cheap extractor over inputs that barely repeat never earns back): the share of distinct
     inputs estimated from random rows of the table, by the pairs of equal inputs among them
-    (with each input in r rows, a pair of random rows is equal with probability (r-1)/(N-1)),
-    and the seconds a row reading and grouping it costs. (None, 0) for a table small enough to group
-    outright. An estimate from the whole table, not only the rows to compute: those are most
+    (with each input in r rows, a pair of random rows is equal with probability (r-1)/(N-1));
+    None for a table small enough to group outright (reading and grouping a row is priced at
+    `GROUP_SECONDS`). An estimate from the whole table, not only the rows to compute: those are most
     of it whenever there are enough of them to estimate."""
     n = ds.count_rows()
     if n < GATED_ROWS or ds.count_rows(filter=filters) < GATED_ROWS:
-        return None, 0.0
+        return None
     rows = sorted(random.Random(n).sample(range(n), ESTIMATE_ROWS))
     grouped = _grouped(task, ds.take(rows, columns=columns))
     if grouped is None:
-        return None, 0.0
+        return None
     counts = np.bincount(grouped[1]).astype(np.float64)
     pairs = float((counts * (counts - 1) / 2).sum())
     repeats = 1 + 2 * pairs * (n - 1) / (ESTIMATE_ROWS * (ESTIMATE_ROWS - 1))
-    return 1 / repeats, GROUP_SECONDS
+    return 1 / repeats
 
 
 def _grouped(task: FeatureTask, table: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Table] | None:

@@ -276,16 +276,17 @@ def small_inputs(types: list[pa.DataType]) -> bool:
                pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_dictionary(t) for t in types)
 
 
-def sharing_mode(f, column_types: dict[str, pa.DataType]) -> str:
+def sharing_mode(f, columns) -> str:
     """How an apply gives a feature's rows with equal inputs one value, as far as the spec
     tells: "not shared" (the extractor's `reuse_values = False`), "shared by input key" (bulky
     inputs such as images, a timeout or several workers: keyed piece by piece), "shared"
     (`reuse_values = True`), or "shared if it pays" (small inputs: the apply times the
-    extractor on a sample against keying, and says what it chose)."""
+    extractor on a sample against keying, and says what it chose). `columns`: the project's
+    columns by name (`Project.columns`; a type of None is unknown)."""
     forced = getattr(f.extractor_cls, "reuse_values", None)
     if forced is False:
         return "not shared"
-    types = [column_types[c] for c in f.inputs.values() if c in column_types]
+    types = [columns[c].type for c in f.inputs.values() if c in columns and columns[c].type is not None]
     if len(types) < len(f.inputs) or not small_inputs(types) or f.resources.timeout or (f.resources.workers or 0) > 1:
         return "shared by input key"
     return "shared" if forced is True else "shared if it pays"

@@ -441,8 +441,8 @@ class _Context:
                                                                           scope]
         from .distinct import distinct_inputs
         n = distinct_inputs(self.project, f, self.dataset, where, incoming, self.working - {f.name})
-        types = {name: c.type for name, c in self.project.columns.items() if c.type is not None}
-        return dataclasses.replace(step, distinct=n, sharing=sharing_mode(f, types) if n is not None else None)
+        return dataclasses.replace(step, distinct=n, sharing=sharing_mode(f, self.project.columns) if n is not None
+                                   else None)
 
     def rows_in_scope(self, f: Feature, pending: str | None) -> int | None:
         scope = only_filter(self.project, f)
