@@ -13,8 +13,8 @@ large_list), so a table whose column was widened keeps its keys.
 
 Cost: rows are first grouped by exact equality in Arrow/numpy (`distinct_rows`: dictionary
 encoding of strings and bytes, bit patterns of numbers), and BLAKE2b runs once per distinct
-input, not once per row (about 0.75 µs a short input and 1 GB/s of image bytes here); a batch
-of a million rows with a tenth distinct costs 0.1 s of hashing. Types that cannot be grouped that way (lists, structs,
+input, not once per row (benchmarks/apply.py section 9 prints the cost of a key); a batch of
+a million rows with a tenth distinct hashes 100,000 inputs. Types that cannot be grouped that way (lists, structs,
 vectors) are hashed row by row.
 """
 from __future__ import annotations
@@ -135,8 +135,8 @@ def _array(column) -> pa.Array:
 def _hash_rows(names: list[str], arrays: list[pa.Array], salt: str, n: int) -> pa.FixedSizeBinaryArray:
     """BLAKE2b-128 of each row's message: the salt, a NUL, then per input its name (JSON) and
     its tagged encoding (`_encode`). Short messages (text, numbers, file names) are assembled
-    column-wise by Arrow, then hashed by hashlib in one list comprehension (~0.75 us a key
-    here: faster than BLAKE2b done column-wise in numpy, which was tried); long ones (image
+    column-wise by Arrow, then hashed by hashlib in one list comprehension (faster here than
+    BLAKE2b done column-wise in numpy, which was tried and removed); long ones (image
     bytes) stream through hashlib where they lie, one row at a time."""
     payload = _payloads(names, arrays, salt, n)
     if payload is None:
