@@ -368,10 +368,10 @@ def main() -> None:
             bench_tiers(tmp / "tiers", args.sample_rows, args.jobs_at_once)
         import ray
 
-        from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
+        from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory, worker_runtime_env
         os.environ["BENCH_CALLS"] = str(tmp / "calls.txt")  # part 5's counting extractor, in every process
         t0 = time.perf_counter()
-        ray.init(address="local", resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory())
+        ray.init(address="local", resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False, **local_memory(), runtime_env=worker_runtime_env())
         print(f"   (Ray started in {time.perf_counter() - t0:.1f}s for parts 2-3)")
         try:
             if "2" in parts:

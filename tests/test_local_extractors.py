@@ -306,11 +306,11 @@ def test_a_local_function_feature_applies_on_geneva_as_on_the_local_engine(tmp_p
     assert featurekit.apply(local).ok
     import ray
 
-    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
+    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory, worker_runtime_env
     # one Ray for both Geneva applies (the engine uses a Ray this process started, and leaves it
     # running): a Ray start and a fresh Ray's slower first job, once instead of twice
     ray.init(address="local", num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
-             **local_memory())
+             **local_memory(), runtime_env=worker_runtime_env())
     try:
         _geneva_applies_as_local(local, gen)
     finally:

@@ -33,11 +33,11 @@ class RaySession:
         if not ray.is_initialized():
             quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
             if self.address:
-                ray.init(address=self.address, runtime_env=self.options.runtime_env, **quiet)
+                ray.init(address=self.address, runtime_env=worker_runtime_env(self.options.runtime_env), **quiet)
                 self.owned = "connected"
             else:  # without address="local" Ray attaches to any cluster running on this machine
                 ray.init(address="local", num_cpus=self.options.local_cpus or os.cpu_count(),
-                         resources={HEAD_RESOURCE: 1}, include_dashboard=False, runtime_env=self.options.runtime_env, **local_memory(), **quiet)
+                         resources={HEAD_RESOURCE: 1}, include_dashboard=False, runtime_env=worker_runtime_env(self.options.runtime_env), **local_memory(), **quiet)
                 self.owned = "started"
         from .upstream import local_ray_context
         context = None if (self.address or "").startswith("ray://") else local_ray_context()
@@ -59,6 +59,16 @@ class RaySession:
         where = {"started": "a local Ray started for this run", "connected": f"Ray at {self.address}",
                  None: "the Ray this process had initialized"}[self.owned]
         return f"{where} ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU)"
+
+
+def worker_runtime_env(runtime_env: dict | None = None) -> dict:
+    """The runtime_env featurekit starts or joins Ray with: the user's, plus the start-up hook
+    that spares each worker process 2 s of importing Geneva (boot.py). A hook of the user's
+    own is kept as it is (theirs runs instead)."""
+    from .boot import SETUP_HOOK
+    env = dict(runtime_env or {})
+    env.setdefault("worker_process_setup_hook", SETUP_HOOK)
+    return env
 
 
 def ray_address(options) -> str | None:

@@ -78,10 +78,10 @@ def worker_environment(tmp: Path):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One local Ray for the module; the engine reuses it (and so leaves it running)."""
-    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory
+    from featurekit_geneva.cluster import HEAD_RESOURCE, local_memory, worker_runtime_env
     with worker_environment(tmp_path_factory.mktemp("ray")) as (calls, healed):
         ray.init(address="local", num_cpus=2, resources={HEAD_RESOURCE: 1}, include_dashboard=False, log_to_driver=False,
-                 **local_memory())
+                 **local_memory(), runtime_env=worker_runtime_env())
         try:
             yield Cluster(ray.get_runtime_context().gcs_address, calls, healed)
         finally:
@@ -368,6 +368,7 @@ def test_a_local_ray_is_private_and_ray_address_names_a_cluster(monkeypatch):
     `ray.init()` attaches to a cluster that a `ray start` left on the machine (another user's);
     with RAY_ADDRESS it connects there (where `num_cpus` would be refused). What RaySession asks
     of `ray.init` is checked here, without starting anything."""
+    from featurekit_geneva.boot import SETUP_HOOK
     from featurekit_geneva.cluster import RaySession
     from featurekit_geneva.options import GenevaOptions
 
@@ -391,6 +392,33 @@ def test_a_local_ray_is_private_and_ray_address_names_a_cluster(monkeypatch):
             RaySession(GenevaOptions(**options)).__enter__()
         assert asked[-1]["address"] == want
         assert ("num_cpus" in asked[-1]) == (want == "local")
+        assert asked[-1]["runtime_env"] == {"worker_process_setup_hook": SETUP_HOOK}
+    # the user's runtime_env is kept, and a start-up hook of theirs runs instead of featurekit's
+    for given, want_env in (({"env_vars": {"A": "1"}}, {"env_vars": {"A": "1"}, "worker_process_setup_hook": SETUP_HOOK}),
+                            ({"worker_process_setup_hook": "mine.setup"}, {"worker_process_setup_hook": "mine.setup"})):
+        with pytest.raises(Stop):
+            RaySession(GenevaOptions(runtime_env=given)).__enter__()
+        assert asked[-1]["runtime_env"] == want_env
+
+
+def test_every_ray_worker_imports_geneva_without_the_rest_clients_api_modules(cluster):
+    """featurekit starts or joins Ray with a start-up hook (cluster.worker_runtime_env) that
+    defers the REST client's API modules (boot.py) in every worker process, actors included:
+    a Geneva job starts several (JobTracker, appliers, a writer a fragment), each importing
+    Geneva, ~2 s of CPU less each."""
+    @ray.remote(num_cpus=0)
+    class Probe:
+        def api_modules_loaded(self) -> bool:
+            import sys
+
+            import geneva  # noqa: F401
+            return "lance_namespace_urllib3_client.api.table_api" in sys.modules
+
+    probe = Probe.remote()
+    try:
+        assert ray.get(probe.api_modules_loaded.remote(), timeout=120) is False
+    finally:
+        ray.kill(probe)
 
 
 def test_the_geneva_internals_relied_on_are_there(tmp_path):

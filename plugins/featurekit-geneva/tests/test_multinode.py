@@ -28,14 +28,14 @@ def nodes(tmp_path_factory):
     nodes of one CPU: every applier runs on a worker node, one a node (0.8 CPU each)."""
     from ray.cluster_utils import Cluster
 
-    from featurekit_geneva.cluster import HEAD_RESOURCE
+    from featurekit_geneva.cluster import HEAD_RESOURCE, worker_runtime_env
     with worker_environment(tmp_path_factory.mktemp("nodes")) as (calls_file, _):
         memory = {"object_store_memory": 200 * 2**20}
         cluster = Cluster(initialize_head=True,
                           head_node_args={"num_cpus": 0, "resources": {HEAD_RESOURCE: 1}, **memory})
         workers = [cluster.add_node(num_cpus=1, **memory) for _ in range(2)]
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
+        ray.init(address=cluster.address, log_to_driver=False, runtime_env=worker_runtime_env())
         try:
             yield cluster, workers, calls_file
         finally:

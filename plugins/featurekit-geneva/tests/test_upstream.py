@@ -162,3 +162,43 @@ def test_a_branch_is_placed_under_its_own_root_and_opened_there(tmp_path):
     gtable = geneva.connect(namespace_client_impl=f"{BranchNamespace.__module__}.BranchNamespace",
                             namespace_client_properties=properties(str(tmp_path / "db"), "t", "exp", None)).open_table("t")
     assert gtable.uri.rstrip("/").endswith("t.lance/tree/exp") and gtable.get_reference().open().to_lance().uri == gtable.uri
+
+
+def _python(code: str) -> list:
+    """Run `code` in a fresh interpreter (imports are per process) and return what it prints as JSON."""
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+API = "lance_namespace_urllib3_client.api.table_api"
+
+
+def test_the_rest_client_still_imports_its_api_modules_for_any_of_its_submodules():
+    """The cost boot.lazy_rest_client avoids: importing the models (as lance_namespace does)
+    runs the client's `__init__`, which imports every API module. When this fails, the client
+    has become lazy upstream: drop boot.py's workaround."""
+    assert _python(f"import json, sys, lance_namespace_urllib3_client.models\nprint(json.dumps({API!r} in sys.modules))")
+
+
+def test_geneva_imports_without_the_rest_clients_api_modules_which_still_load_when_used(tmp_path):
+    (loaded_by_geneva, dir_namespace_tables, api_after_use, version, lazy_again) = _python(f"""
+import json, sys
+from featurekit_geneva.boot import lazy_rest_client
+first = lazy_rest_client()
+import geneva, lance_namespace
+loaded = {API!r} in sys.modules
+ns = lance_namespace.connect("dir", {{"root": {str(tmp_path)!r}}})
+tables = ns.list_tables(lance_namespace.ListTablesRequest(id=[])).tables
+from lance_namespace_urllib3_client import TableApi, ApiClient
+import lance_namespace_urllib3_client as client
+print(json.dumps([loaded, tables, {API!r} in sys.modules and TableApi.__name__ == "TableApi", client.__version__,
+                  [first, lazy_rest_client()]]))
+""")
+    assert loaded_by_geneva is False          # geneva (lancedb, lance_namespace) imported without them
+    assert dir_namespace_tables == []         # the directory namespace Geneva uses works
+    assert api_after_use is True              # a name of the client's own loads its __init__ then
+    assert version and lazy_again == [True, False]  # installed once; a second call does nothing
