@@ -510,3 +510,83 @@ def jsonl_project(tmp_path, rows: list[dict], feature: str, fragment_rows: int =
     spec.write_text(f"featurekit: 1\nname: t\ntable: {{db: data, name: t, fragment_rows: {fragment_rows}}}\n"
                     f"source: {{format: jsonl, path: raw/*.jsonl, key: id}}\nfeatures:\n  {feature}\n")
     return spec
+
+
+class Logging(featurekit.Extractor):
+    """Length of a text, reporting rows containing 'bad' as failed; every input it is passed is
+    logged with the process that computed it (to the file named by FK_TEST_CALLS: forked and
+    spawned workers inherit the environment, not a class attribute set in a test)."""
+
+    name = "acme.logging"
+    inputs = {"text": pa.string()}
+    reuse_values = True
+
+    def output_type(self):
+        return pa.int64()
+
+    def __call__(self, batch):
+        import os
+        texts = batch.column("text").to_pylist()
+        with open(os.environ["FK_TEST_CALLS"], "a") as fh:
+            fh.writelines(f"{os.getpid()}\t{t}\n" for t in texts)
+        return featurekit.RowErrors.map(lambda t: len(t) * 7 if "bad" not in t else int("bad"), texts, pa.int64())
+
+
+def test_distinct_inputs_are_computed_in_worker_processes_once_each_when_that_pays(tmp_path, monkeypatch):
+    """The distinct inputs of shared values go to the local engine's worker processes when their
+    estimated time pays for them (`LocalEngine.compute_pieces`): each still computed once, in
+    order, row errors kept with their rows, every row given its own input's value."""
+    import os
+
+    from featurekit.engine import local
+    monkeypatch.setattr(local, "SHARED_PARALLEL_SECONDS", 0.0)  # any estimate pays (forked workers) ...
+    monkeypatch.setattr(local, "PARALLEL_AFTER_SECONDS", 0.0)   # ... or spawned (torch loaded by another test)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)                # two workers, on any machine
+    monkeypatch.setenv("FK_TEST_CALLS", str(tmp_path / "calls.tsv"))
+    texts = [("bad " if i % 13 == 0 else "") + f"q{i % 61}" + "x" * (i % 5) for i in range(400)]
+    spec = jsonl_project(tmp_path, [{"id": i, "text": t} for i, t in enumerate(texts)],
+                         "n: {extractor: acme.logging, inputs: {text: text}, resources: {batch_size: 8},"
+                         " on_error: {max_failure_rate: 1.0}}", fragment_rows=50)
+    run = featurekit.apply(spec, registry=registry_with(Logging)).run.features["n"]
+    calls = [line.split("\t") for line in (tmp_path / "calls.tsv").read_text().splitlines()]
+    got = lance.dataset(str(tmp_path / "data" / "t.lance")).to_table().sort_by("id")
+    want = [None if "bad" in t else len(t) * 7 for t in got.column("text").to_pylist()]
+    assert got.column("n").to_pylist() == want
+    assert sorted(t for _, t in calls) == sorted(set(texts))        # each distinct input computed once
+    assert len({pid for pid, _ in calls} - {str(os.getpid())}) >= 1  # ... most of them in worker processes
+    assert (run.rows, run.distinct, run.reused) == (400, len(set(texts)), 400 - len(set(texts)))
+    assert run.sharing == "shared by input (computed once per distinct input)"
+    assert run.failed == sum("bad" in t for t in texts)
+
+
+class Dying(Logging):
+    """As Logging, but a worker process passed a text containing 'die' exits at once."""
+
+    name = "acme.dying"
+
+    def __call__(self, batch):
+        import os
+        if str(os.getpid()) != os.environ["FK_TEST_PARENT"] and any("die" in t for t in batch.column("text").to_pylist()):
+            os._exit(1)
+        return super().__call__(batch)
+
+
+def test_distinct_inputs_are_computed_here_when_a_worker_process_dies(tmp_path, monkeypatch):
+    import os
+
+    from featurekit.engine import local
+    monkeypatch.setattr(local, "SHARED_PARALLEL_SECONDS", 0.0)
+    monkeypatch.setattr(local, "PARALLEL_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("FK_TEST_CALLS", str(tmp_path / "calls.tsv"))
+    monkeypatch.setenv("FK_TEST_PARENT", str(os.getpid()))
+    texts = [f"q{i % 40}" + (" die" if i % 40 == 30 else "") for i in range(200)]
+    spec = jsonl_project(tmp_path, [{"id": i, "text": t} for i, t in enumerate(texts)],
+                         "n: {extractor: acme.dying, inputs: {text: text}, resources: {batch_size: 4}}", fragment_rows=50)
+    run = featurekit.apply(spec, registry=registry_with(Dying)).run.features["n"]
+    got = lance.dataset(str(tmp_path / "data" / "t.lance")).to_table().sort_by("id")
+    assert got.column("n").to_pylist() == [len(t) * 7 for t in got.column("text").to_pylist()]
+    assert (run.distinct, run.failed) == (40, 0)
+    here = [t for pid, t in (line.split("\t") for line in (tmp_path / "calls.tsv").read_text().splitlines())
+            if pid == str(os.getpid())]
+    assert "q30 die" in here  # the piece the worker died on was computed in this process

@@ -12,18 +12,20 @@ An engine never reaches into another engine.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from ..table.handle import Table
-from .compute import FeatureError, FeatureTask
+from .compute import FeatureError, FeatureTask, compute_piece_counted
 from .fill import FeatureFill, FeatureRun, Reporter, RunResult
 from .run import ApplyRun
 
 if TYPE_CHECKING:
     from ..planning.planner import Plan
-    from ..planning.resolve import Project
+    from ..planning.resolve import Feature, Project
 
 
 class EngineOptions(BaseModel):
@@ -83,6 +85,13 @@ class Engine:
         memory, values are still read back from committed rows); None: this engine does not
         share values between rows."""
         return None
+
+    def compute_pieces(self, feature: Feature, task: FeatureTask, pieces: list[pa.RecordBatch]) -> Iterator[tuple]:
+        """Compute independent pieces of one feature's inputs (the distinct inputs of shared
+        values), yielding `compute_piece_counted`'s (values, errors, rows passed) for each, in
+        order. In this process here; an engine with worker processes spreads them when it pays."""
+        for piece in pieces:
+            yield compute_piece_counted(task, piece)
 
     def ingest_commit_rows(self, project: Project) -> int:
         """Source rows a commit while ingesting: a crash loses at most this many."""

@@ -11,10 +11,13 @@ import dataclasses
 import multiprocessing
 import os
 import sys
+import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import pyarrow as pa
 from pydantic import Field
 
 from ..lifetime import machine_workers
@@ -27,6 +30,7 @@ from .pool import WorkerPool
 PARALLEL_AFTER_SECONDS = 2.0  # estimated in-process compute time above which a worker pool pays off
 COMPUTE_SHARE = 0.5  # ... when at least this share of a fragment's time is the extractor's
 MIN_ROW_SECONDS = 2e-5  # ... and a row costs more than copying it to a worker and back does
+SHARED_PARALLEL_SECONDS = 0.5  # distinct inputs (small values: cheap to copy) go to forked workers above this
 WRITE_THREADS = 2  # fragments written at once when nothing is left to compute (shared values)
 
 
@@ -107,6 +111,43 @@ class LocalEngine(Engine):
         if all(known_rows(t) is not None for t in queue):
             return min(WRITE_THREADS, os.cpu_count() or 1)
         return 1
+
+    def compute_pieces(self, f: Feature, task, pieces: list[pa.RecordBatch]) -> Iterator[tuple]:
+        """The distinct inputs of shared values: the first piece here, timed; the rest in worker
+        processes when they would take long enough to pay for them (forked workers start in
+        milliseconds, and these inputs are small values, cheap to copy), else here too."""
+        if not pieces:
+            return
+        t0 = time.perf_counter()
+        yield compute_piece_counted(task, pieces[0])
+        rest = pieces[1:]
+        estimate = (time.perf_counter() - t0) / max(1, pieces[0].num_rows) * sum(p.num_rows for p in rest)
+        workers = self.workers_for(f, len(rest)) if rest else 1
+        forked = _worker_context().get_start_method() == "fork"
+        if workers < 2 or estimate < (SHARED_PARALLEL_SECONDS if forked else PARALLEL_AFTER_SECONDS):
+            for piece in rest:
+                yield compute_piece_counted(task, piece)
+            return
+        pool = self._pool(workers)
+        window: deque = deque()
+        todo = iter(rest)
+        local = False  # the pool broke: compute here
+        while True:
+            while not local and len(window) < 2 * workers and (piece := next(todo, None)) is not None:
+                window.append((piece, pool.submit(compute_piece_counted, task, piece)))
+            if not window:
+                break
+            piece, future = window.popleft()
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                local, self.pool = True, None
+                yield compute_piece_counted(task, piece)
+                for piece, _ in window:
+                    yield compute_piece_counted(task, piece)
+                window.clear()
+                for piece in todo:
+                    yield compute_piece_counted(task, piece)
 
     def _run_pool(self, queue: list[FragmentTask], workers: int, fill: FeatureFill) -> None:
         """Worker processes compute; this process does all Lance I/O.

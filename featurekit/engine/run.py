@@ -275,7 +275,8 @@ class ApplyRun:
         if mode == "shared by input key":  # (what the plan said: `inputkeys.sharing_mode`)
             run.sharing = "shared by input key (memo)"
             return memo
-        shared, why = decide(task, ds, where, mode == "shared", memo.read_back, first_fragment)
+        shared, why = decide(task, ds, where, mode == "shared", memo.read_back, first_fragment,
+                             compute=lambda pieces: self.engine.compute_pieces(f, task, pieces))
         run.sharing = "shared by input (computed once per distinct input)" if shared is not None and shared.shares \
             else f"not shared: {why}"
         return shared

@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -120,7 +121,7 @@ class SharedValues:
 
 
 def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
-           first_fragment: int | None = None) -> tuple[SharedValues | None, str]:
+           first_fragment: int | None = None, compute=None) -> tuple[SharedValues | None, str]:
     """How rows with equal inputs get one value. Auto (not `forced`): the first rows to compute
     are grouped and their distinct inputs computed, timing the extractor against keying; when a
     row computes in less than `CHEAP` times its keying, only those rows' values are kept
@@ -131,7 +132,9 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
     row to compute is read and grouped; when so few inputs repeat that grouping and keying them costs more
     than computing every row would (`PAYS`), the rows compute as usual (sampled rows kept);
     else each distinct input is computed once (or read back). `read_back`:
-    keys -> (positions of the keys some committed row holds with this fingerprint, their values)."""
+    keys -> (positions of the keys some committed row holds with this fingerprint, their values).
+    `compute`: pieces of distinct inputs -> their results in order (`Engine.compute_pieces`;
+    default: in this process)."""
     columns = list(dict.fromkeys(task.inputs.values()))
     upstream = " AND ".join(f"{c} = {sql_quote(fp)}" for c, fp in task.upstream_states.items())
     filters = " AND ".join(f"({x})" for x in (where, upstream) if x) or None
@@ -162,7 +165,7 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
             return seed, (f"{len(first):,} distinct inputs in {table.num_rows:,} rows, a row computes in "
                           f"{per_row * 1e6:.1f} us and keying costs {per_key * 1e6:.1f} us: sharing values would not pay")
     addrs = table.column("_rowaddr").to_numpy()
-    values = _Values(task, distinct, read_back)
+    values = _Values(task, distinct, read_back, compute or (lambda pieces: map(partial(compute_piece_counted, task), pieces)))
     values.key(0, len(first))
     if seed is not None:  # the sampled rows' values: not computed again
         order = np.argsort(addrs, kind="stable")
@@ -239,8 +242,8 @@ class _Values:
     """The values of the distinct inputs, filled range by range: keyed, read back where an
     earlier apply computed them, the rest computed (row errors isolated as the engine does)."""
 
-    def __init__(self, task: FeatureTask, distinct: pa.Table, read_back):
-        self.task, self.distinct, self.read_back = task, distinct, read_back
+    def __init__(self, task: FeatureTask, distinct: pa.Table, read_back, compute):
+        self.task, self.distinct, self.read_back, self.compute = task, distinct, read_back, compute
         self.ext = get_extractor(task)
         self.key_parts: list[pa.Array] = []
         self.parts: dict[str, list[pa.Array]] = {c: [] for c in task.output_types}
@@ -283,10 +286,10 @@ class _Values:
         if len(found):
             self._add(wanted[found], fetched)
         todo = np.delete(wanted, found)
-        for at in range(0, len(todo), self.task.batch_size):
-            rows = todo[at:at + self.task.batch_size]
-            chunk = self.distinct.take(pa.array(rows, pa.int64())).to_batches()[0]
-            values, errors, passed = compute_piece_counted(self.task, binary_inputs(self.ext, chunk))
+        chunks = [todo[at:at + self.task.batch_size] for at in range(0, len(todo), self.task.batch_size)]
+        pieces = [binary_inputs(self.ext, self.distinct.take(pa.array(rows, pa.int64())).combine_chunks().to_batches()[0])
+                  for rows in chunks]
+        for rows, (values, errors, passed) in zip(chunks, self.compute(pieces), strict=True):
             self.passed += passed
             self._add(rows, values)
             for i, e in zip(rows.tolist(), errors or []):
