@@ -16,6 +16,9 @@ Needs the featurekit-geneva, -image and -qwen plugins (and geneva installed).
 5. each distinct image once through Geneva: a counting image extractor over a table whose
    images repeat (300 rows, 40 distinct images, 3 fragments), both engines: extractor calls
    (counted from every process) = distinct inputs, and the run's distinct/reused counts.
+6. what each process of a Geneva job pays to import Geneva: `import geneva` in a fresh
+   interpreter, as shipped and with featurekit's deferral of the REST client
+   (featurekit_geneva/boot.py, installed in every Ray worker), best of 3 each.
 """
 from __future__ import annotations
 
@@ -351,19 +354,38 @@ def bench_distinct_images(root: Path, rows: int = 300, distinct: int = 40) -> No
               f"run: rows {run.rows}, distinct {run.distinct}, reused {run.reused} ({run.sharing})")
 
 
+def bench_geneva_import(repeats: int = 3) -> None:
+    def best(code: str) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+    bare = best("pass")
+    shipped = best("import geneva")
+    deferred = best("from featurekit_geneva.boot import lazy_rest_client; lazy_rest_client(); import geneva")
+    print(f"6. import geneva in a fresh interpreter (best of {repeats}; Python alone {bare:.2f}s): as shipped "
+          f"{shipped:.2f}s, with the REST client deferred {deferred:.2f}s ({shipped - deferred:.2f}s less a process)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample-rows", type=int, default=200)
     parser.add_argument("--busy-rows", default="4000,32000", help="two sizes for the slope")
     parser.add_argument("--skip-tiers", action="store_true")
     parser.add_argument("--large-rows", type=int, default=400)
-    parser.add_argument("--only", default="1,2,3,4,5", help="parts to run")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="parts to run")
     parser.add_argument("--jobs-at-once", type=int, default=None, help="part 1: the Geneva engine's jobs_at_once")
     args = parser.parse_args()
     sizes = [int(x) for x in args.busy_rows.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         parts = set(args.only.split(","))
+        if "6" in parts:
+            bench_geneva_import()
+        if not parts & set("12345"):
+            return
         if not args.skip_tiers and "1" in parts:
             bench_tiers(tmp / "tiers", args.sample_rows, args.jobs_at_once)
         import ray

@@ -10,7 +10,8 @@ namespace (what featurekit uses, branches included) never calls the REST client.
 `lazy_rest_client()` makes the package's `__init__` run when one of its own names is first
 read (`lance_namespace_urllib3_client.TableApi`, a `from ... import ApiClient`), not when a
 submodule is imported: `lance_namespace_urllib3_client.models` then imports as itself, with the
-models `lance_namespace` asks for, and nothing else. Measured: `import geneva` 3.9 s -> 1.8 s.
+models `lance_namespace` asks for, and nothing else: `import geneva` in a fresh interpreter
+3.05 s -> 1.77 s (benchmarks/engines.py part 6).
 
 Installed in featurekit's own process before it imports Geneva (`_geneva.load`), and in every
 Ray worker through the runtime_env's `worker_process_setup_hook` (`cluster.worker_runtime_env`),
