@@ -1,6 +1,6 @@
 """What every process that runs Geneva does before importing it: stdlib only.
 
-`import geneva` costs ~3.4 s of CPU, and a Geneva job starts several processes that each pay it
+`import geneva` costs ~3 s in a fresh interpreter, and a Geneva job starts several processes that each pay it
 (its JobTracker, the appliers, a writer a fragment: notes/geneva.md). Over half of it is
 lancedb importing `lance_namespace`, which imports `lance_namespace_urllib3_client.models` and
 so runs that package's `__init__`: it imports the REST client's nine API modules, whose
