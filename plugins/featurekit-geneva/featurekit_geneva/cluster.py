@@ -63,12 +63,18 @@ class RaySession:
 
 def worker_runtime_env(runtime_env: dict | None = None) -> dict:
     """The runtime_env featurekit starts or joins Ray with: the user's, plus the start-up hook
-    that spares each worker process 2 s of importing Geneva (boot.py). A hook of the user's
-    own is kept as it is (theirs runs instead)."""
+    that spares each worker process about 1.3 s of importing Geneva (boot.py). A hook of the
+    user's own is kept as it is (theirs runs instead), and none is added inside a Ray job that
+    already has one (Ray refuses a second: "Conflicting worker_process_setup_hook")."""
     from .boot import SETUP_HOOK
     env = dict(runtime_env or {})
-    env.setdefault("worker_process_setup_hook", SETUP_HOOK)
+    inherited = RAY_SETUP_HOOK_ENV in os.environ or RAY_SETUP_HOOK_ENV in (env.get("env_vars") or {})
+    if not inherited:
+        env.setdefault("worker_process_setup_hook", SETUP_HOOK)
     return env
+
+
+RAY_SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"  # ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR
 
 
 def ray_address(options) -> str | None:

@@ -369,7 +369,7 @@ def test_a_local_ray_is_private_and_ray_address_names_a_cluster(monkeypatch):
     with RAY_ADDRESS it connects there (where `num_cpus` would be refused). What RaySession asks
     of `ray.init` is checked here, without starting anything."""
     from featurekit_geneva.boot import SETUP_HOOK
-    from featurekit_geneva.cluster import RaySession
+    from featurekit_geneva.cluster import RAY_SETUP_HOOK_ENV, RaySession
     from featurekit_geneva.options import GenevaOptions
 
     class Stop(Exception):
@@ -399,6 +399,14 @@ def test_a_local_ray_is_private_and_ray_address_names_a_cluster(monkeypatch):
         with pytest.raises(Stop):
             RaySession(GenevaOptions(runtime_env=given)).__enter__()
         assert asked[-1]["runtime_env"] == want_env
+    # inside a Ray job that has a start-up hook already, none is added (Ray refuses a second);
+    # Ray's name for that variable, checked so a Ray that renames it fails here
+    from ray._private import ray_constants
+    assert ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR == RAY_SETUP_HOOK_ENV
+    monkeypatch.setenv(RAY_SETUP_HOOK_ENV, "theirs.setup")
+    with pytest.raises(Stop):
+        RaySession(GenevaOptions()).__enter__()
+    assert asked[-1]["runtime_env"] == {}
 
 
 def test_every_ray_worker_imports_geneva_without_the_rest_clients_api_modules(cluster):
