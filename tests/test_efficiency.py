@@ -590,3 +590,28 @@ def test_distinct_inputs_are_computed_here_when_a_worker_process_dies(tmp_path, 
     here = [t for pid, t in (line.split("\t") for line in (tmp_path / "calls.tsv").read_text().splitlines())
             if pid == str(os.getpid())]
     assert "q30 die" in here  # the piece the worker died on was computed in this process
+
+
+@pytest.mark.parametrize("in_workers", [True, False])
+def test_every_row_stores_the_key_of_its_own_input_when_keys_are_made_while_values_compute(tmp_path, monkeypatch,
+                                                                                           in_workers):
+    """On a first apply nothing can be read back, so the distinct inputs are keyed slice by slice
+    while their values compute (`_Values.fill`, `key_while_computing`): each row's stored key
+    must still be its own input's, as `input_hashes` gives it row by row (many pieces here)."""
+    import os
+
+    from featurekit.engine import local
+    from featurekit.planning.inputkeys import input_hashes
+    monkeypatch.setattr(local, "SHARED_PARALLEL_SECONDS", 0.0 if in_workers else 1e9)
+    monkeypatch.setattr(local, "PARALLEL_AFTER_SECONDS", 0.0 if in_workers else 1e9)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("FK_TEST_CALLS", str(tmp_path / "calls.tsv"))
+    texts = [f"q{(i * 37) % 97}" + "y" * (i % 3) for i in range(600)]
+    spec = jsonl_project(tmp_path, [{"id": i, "text": t} for i, t in enumerate(texts)],
+                         "n: {extractor: acme.logging, inputs: {text: text}, resources: {batch_size: 7}}", fragment_rows=64)
+    run = featurekit.apply(spec, registry=registry_with(Logging)).run.features["n"]
+    got = lance.dataset(str(tmp_path / "data" / "t.lance")).to_table().sort_by("id")
+    fingerprint = got.column("_fk_n")[0].as_py().split("!")[0]
+    want = input_hashes(pa.table({"text": got.column("text")}), fingerprint)
+    assert run.distinct == run.passed == len(set(texts))  # each distinct input passed to the extractor once
+    assert got.column("_fkin_n").to_pylist() == want.to_pylist()

@@ -111,6 +111,10 @@ class Reuse:
             self._index = (keys, addrs)
         return self._index
 
+    def holds_none(self) -> bool:
+        """Whether no committed row holds a value computed with this fingerprint (nothing to read back)."""
+        return not self.extra and not len(self._load_index()[0])
+
     def lookup(self, keys: list[bytes]) -> list[int | None]:
         """Row addresses of committed rows holding these keys (None: no such row)."""
         found: list[int | None] = [self.extra.get(k) for k in keys] if self.extra else [None] * len(keys)

@@ -276,7 +276,8 @@ class ApplyRun:
             run.sharing = "shared by input key (memo)"
             return memo
         shared, why = decide(task, ds, where, mode == "shared", memo.read_back, first_fragment,
-                             compute=lambda pieces: self.engine.compute_pieces(f, task, pieces))
+                             compute=lambda pieces: self.engine.compute_pieces(f, task, pieces),
+                             holds_none=memo.holds_none)
         run.sharing = "shared by input (computed once per distinct input)" if shared is not None and shared.shares \
             else f"not shared: {why}"
         return shared

@@ -121,7 +121,7 @@ class SharedValues:
 
 
 def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
-           first_fragment: int | None = None, compute=None) -> tuple[SharedValues | None, str]:
+           first_fragment: int | None = None, compute=None, holds_none=None) -> tuple[SharedValues | None, str]:
     """How rows with equal inputs get one value. Auto (not `forced`): the first rows to compute
     are grouped and their distinct inputs computed, timing the extractor against keying; when a
     row computes in less than `CHEAP` times its keying, only those rows' values are kept
@@ -134,7 +134,9 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
     else each distinct input is computed once (or read back). `read_back`:
     keys -> (positions of the keys some committed row holds with this fingerprint, their values).
     `compute`: pieces of distinct inputs -> their results in order (`Engine.compute_pieces`;
-    default: in this process)."""
+    default: in this process). `holds_none`: () -> whether no committed row holds a value with
+    this fingerprint; then nothing can be read back, and the distinct inputs are keyed while
+    their values compute (in worker processes, the keying overlaps them)."""
     columns = list(dict.fromkeys(task.inputs.values()))
     upstream = " AND ".join(f"{c} = {sql_quote(fp)}" for c, fp in task.upstream_states.items())
     filters = " AND ".join(f"({x})" for x in (where, upstream) if x) or None
@@ -166,11 +168,13 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
                           f"{per_row * 1e6:.1f} us and keying costs {per_key * 1e6:.1f} us: sharing values would not pay")
     addrs = table.column("_rowaddr").to_numpy()
     values = _Values(task, distinct, read_back, compute or (lambda pieces: map(partial(compute_piece_counted, task), pieces)))
-    values.key(0, len(first))
+    fresh = holds_none is not None and holds_none()
+    if not fresh:
+        values.key(0, len(first))
     if seed is not None:  # the sampled rows' values: not computed again
         order = np.argsort(addrs, kind="stable")
         values.seed(seed, groups[order[np.searchsorted(addrs[order], seed.addrs)]])
-    values.fill(0, len(first))
+    values.fill(0, len(first), key_while_computing=fresh)
     out, errors = values.result()
     return SharedValues(addrs, groups, values.keys(), out, errors, values.computed, values.passed), ""
 
@@ -274,14 +278,20 @@ class _Values:
         self.computed += sample.computes
         self.passed += sample.passed
 
-    def fill(self, start: int, stop: int) -> None:
-        """Values of distinct inputs start..stop-1 not known yet: read back, else computed."""
+    def fill(self, start: int, stop: int, key_while_computing: bool = False) -> None:
+        """Values of distinct inputs start..stop-1 not known yet: read back, else computed.
+        `key_while_computing`: nothing can be read back (no committed row holds this
+        fingerprint) and start..stop-1 are not keyed yet: they are keyed in order, a slice
+        after each piece's values arrive, while the next pieces compute."""
         if stop <= start:
             return
         wanted = np.arange(start, stop, dtype=np.int64)
         if self.done:
             wanted = wanted[~np.isin(wanted, np.fromiter(self.done, np.int64, len(self.done)))]
-        found, fetched = self.read_back(self.keys().take(pa.array(wanted)).to_pylist())
+        if key_while_computing:
+            found, fetched = [], {}
+        else:
+            found, fetched = self.read_back(self.keys().take(pa.array(wanted)).to_pylist())
         found = np.asarray(found, dtype=np.int64)
         if len(found):
             self._add(wanted[found], fetched)
@@ -289,12 +299,18 @@ class _Values:
         chunks = [todo[at:at + self.task.batch_size] for at in range(0, len(todo), self.task.batch_size)]
         pieces = [binary_inputs(self.ext, self.distinct.take(pa.array(rows, pa.int64())).combine_chunks().to_batches()[0])
                   for rows in chunks]
+        steps = iter(np.array_split(np.arange(start, stop), max(1, len(pieces))) if key_while_computing else ())
         for rows, (values, errors, passed) in zip(chunks, self.compute(pieces), strict=True):
             self.passed += passed
             self._add(rows, values)
             for i, e in zip(rows.tolist(), errors or []):
                 if e is not None:
                     self.errors[i] = e
+            if (step := next(steps, None)) is not None and len(step):
+                self.key(int(step[0]), int(step[-1]) + 1)
+        for step in steps:  # (no pieces, or fewer results than steps: the rest keyed here)
+            if len(step):
+                self.key(int(step[0]), int(step[-1]) + 1)
         self.computed += len(todo)
 
     def _add(self, rows: np.ndarray, values: dict[str, pa.Array]) -> None:
