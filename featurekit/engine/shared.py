@@ -308,7 +308,7 @@ class _Values:
                     self.errors[i] = e
             if (step := next(steps, None)) is not None and len(step):
                 self.key(int(step[0]), int(step[-1]) + 1)
-        for step in steps:  # (no pieces, or fewer results than steps: the rest keyed here)
+        for step in steps:  # no pieces (every value known from the sample): all keyed here
             if len(step):
                 self.key(int(step[0]), int(step[-1]) + 1)
         self.computed += len(todo)
