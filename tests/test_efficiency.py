@@ -532,17 +532,25 @@ class Logging(featurekit.Extractor):
         return featurekit.RowErrors.map(lambda t: len(t) * 7 if "bad" not in t else int("bad"), texts, pa.int64())
 
 
+def distinct_inputs_in_workers(monkeypatch, tmp_path, workers: bool = True) -> None:
+    """Shared values' distinct inputs go to two worker processes whatever their estimated time
+    (`workers`; else never), on any machine; `Logging` writes its calls to tmp_path/calls.tsv."""
+    import os
+
+    from featurekit.engine import local
+    threshold = 0.0 if workers else 1e9
+    monkeypatch.setattr(local, "SHARED_PARALLEL_SECONDS", threshold)  # forked workers ...
+    monkeypatch.setattr(local, "PARALLEL_AFTER_SECONDS", threshold)   # ... or spawned (torch loaded by another test)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("FK_TEST_CALLS", str(tmp_path / "calls.tsv"))
+
+
 def test_distinct_inputs_are_computed_in_worker_processes_once_each_when_that_pays(tmp_path, monkeypatch):
     """The distinct inputs of shared values go to the local engine's worker processes when their
     estimated time pays for them (`LocalEngine.compute_pieces`): each still computed once, in
     order, row errors kept with their rows, every row given its own input's value."""
     import os
-
-    from featurekit.engine import local
-    monkeypatch.setattr(local, "SHARED_PARALLEL_SECONDS", 0.0)  # any estimate pays (forked workers) ...
-    monkeypatch.setattr(local, "PARALLEL_AFTER_SECONDS", 0.0)   # ... or spawned (torch loaded by another test)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)                # two workers, on any machine
-    monkeypatch.setenv("FK_TEST_CALLS", str(tmp_path / "calls.tsv"))
+    distinct_inputs_in_workers(monkeypatch, tmp_path)
     texts = [("bad " if i % 13 == 0 else "") + f"q{i % 61}" + "x" * (i % 5) for i in range(400)]
     spec = jsonl_project(tmp_path, [{"id": i, "text": t} for i, t in enumerate(texts)],
                          "n: {extractor: acme.logging, inputs: {text: text}, resources: {batch_size: 8},"
@@ -573,12 +581,7 @@ class Dying(Logging):
 
 def test_distinct_inputs_are_computed_here_when_a_worker_process_dies(tmp_path, monkeypatch):
     import os
-
-    from featurekit.engine import local
-    monkeypatch.setattr(local, "SHARED_PARALLEL_SECONDS", 0.0)
-    monkeypatch.setattr(local, "PARALLEL_AFTER_SECONDS", 0.0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setenv("FK_TEST_CALLS", str(tmp_path / "calls.tsv"))
+    distinct_inputs_in_workers(monkeypatch, tmp_path)
     monkeypatch.setenv("FK_TEST_PARENT", str(os.getpid()))
     texts = [f"q{i % 40}" + (" die" if i % 40 == 30 else "") for i in range(200)]
     spec = jsonl_project(tmp_path, [{"id": i, "text": t} for i, t in enumerate(texts)],
@@ -598,14 +601,8 @@ def test_every_row_stores_the_key_of_its_own_input_when_keys_are_made_while_valu
     """On a first apply nothing can be read back, so the distinct inputs are keyed slice by slice
     while their values compute (`_Values.fill`, `key_while_computing`): each row's stored key
     must still be its own input's, as `input_hashes` gives it row by row (many pieces here)."""
-    import os
-
-    from featurekit.engine import local
     from featurekit.planning.inputkeys import input_hashes
-    monkeypatch.setattr(local, "SHARED_PARALLEL_SECONDS", 0.0 if in_workers else 1e9)
-    monkeypatch.setattr(local, "PARALLEL_AFTER_SECONDS", 0.0 if in_workers else 1e9)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setenv("FK_TEST_CALLS", str(tmp_path / "calls.tsv"))
+    distinct_inputs_in_workers(monkeypatch, tmp_path, workers=in_workers)
     texts = [f"q{(i * 37) % 97}" + "y" * (i % 3) for i in range(600)]
     spec = jsonl_project(tmp_path, [{"id": i, "text": t} for i, t in enumerate(texts)],
                          "n: {extractor: acme.logging, inputs: {text: text}, resources: {batch_size: 7}}", fragment_rows=64)

@@ -129,25 +129,22 @@ class LocalEngine(Engine):
                 yield compute_piece_counted(task, piece)
             return
         pool = self._pool(workers)
-        window: deque = deque()
+        window: deque = deque()  # (piece, its future; None: compute it here)
         todo = iter(rest)
-        local = False  # the pool broke: compute here
+        broken = False  # the pool broke: the pieces still to come are computed here
         while True:
-            while not local and len(window) < 2 * workers and (piece := next(todo, None)) is not None:
-                window.append((piece, pool.submit(compute_piece_counted, task, piece)))
+            while len(window) < 2 * workers and (piece := next(todo, None)) is not None:
+                window.append((piece, None if broken else pool.submit(compute_piece_counted, task, piece)))
             if not window:
-                break
+                return
             piece, future = window.popleft()
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                local, self.pool = True, None
-                yield compute_piece_counted(task, piece)
-                for piece, _ in window:
-                    yield compute_piece_counted(task, piece)
-                window.clear()
-                for piece in todo:
-                    yield compute_piece_counted(task, piece)
+            if future is not None:
+                try:
+                    yield future.result()
+                    continue
+                except BrokenProcessPool:  # (the other pieces in flight fail the same way: here too)
+                    broken, self.pool = True, None
+            yield compute_piece_counted(task, piece)
 
     def _run_pool(self, queue: list[FragmentTask], workers: int, fill: FeatureFill) -> None:
         """Worker processes compute; this process does all Lance I/O.

@@ -19,7 +19,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -120,8 +119,8 @@ class SharedValues:
         return out, (per_row if any(e is not None for e in per_row) else None)
 
 
-def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
-           first_fragment: int | None = None, compute=None, holds_none=None) -> tuple[SharedValues | None, str]:
+def decide(task: FeatureTask, ds, where: str, forced: bool, read_back, first_fragment: int | None, *,
+           compute, holds_none) -> tuple[SharedValues | None, str]:
     """How rows with equal inputs get one value. Auto (not `forced`): the first rows to compute
     are grouped and their distinct inputs computed, timing the extractor against keying; when a
     row computes in less than `CHEAP` times its keying, only those rows' values are kept
@@ -133,8 +132,8 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
     than computing every row would (`PAYS`), the rows compute as usual (sampled rows kept);
     else each distinct input is computed once (or read back). `read_back`:
     keys -> (positions of the keys some committed row holds with this fingerprint, their values).
-    `compute`: pieces of distinct inputs -> their results in order (`Engine.compute_pieces`;
-    default: in this process). `holds_none`: () -> whether no committed row holds a value with
+    `compute`: pieces of distinct inputs -> their results in order (`Engine.compute_pieces`).
+    `holds_none`: () -> whether no committed row holds a value with
     this fingerprint; then nothing can be read back, and the distinct inputs are keyed while
     their values compute (in worker processes, the keying overlaps them)."""
     columns = list(dict.fromkeys(task.inputs.values()))
@@ -167,8 +166,8 @@ def decide(task: FeatureTask, ds, where: str, forced: bool, read_back,
             return seed, (f"{len(first):,} distinct inputs in {table.num_rows:,} rows, a row computes in "
                           f"{per_row * 1e6:.1f} us and keying costs {per_key * 1e6:.1f} us: sharing values would not pay")
     addrs = table.column("_rowaddr").to_numpy()
-    values = _Values(task, distinct, read_back, compute or (lambda pieces: map(partial(compute_piece_counted, task), pieces)))
-    fresh = holds_none is not None and holds_none()
+    values = _Values(task, distinct, read_back, compute)
+    fresh = holds_none()
     if not fresh:
         values.key(0, len(first))
     if seed is not None:  # the sampled rows' values: not computed again

@@ -61,6 +61,9 @@ class RaySession:
         return f"{where} ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU)"
 
 
+RAY_SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"  # ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR
+
+
 def worker_runtime_env(runtime_env: dict | None = None) -> dict:
     """The runtime_env featurekit starts or joins Ray with: the user's, plus the start-up hook
     that spares each worker process about 1.3 s of importing Geneva (boot.py). A hook of the
@@ -73,8 +76,6 @@ def worker_runtime_env(runtime_env: dict | None = None) -> dict:
         env.setdefault("worker_process_setup_hook", SETUP_HOOK)
     return env
 
-
-RAY_SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"  # ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR
 
 
 def ray_address(options) -> str | None:
