@@ -99,6 +99,17 @@ def project(root: Path, features: dict, rows: list[dict], engine: dict, *, slice
     return p
 
 
+@contextlib.contextmanager
+def no_sleep():
+    """`fkg.flaky` without its pacing `sleep`, in this process and the local engine's workers
+    (not Ray's: they keep the environment their raylet started with). For local references."""
+    os.environ["FKG_NO_SLEEP"] = "1"
+    try:
+        yield
+    finally:
+        del os.environ["FKG_NO_SLEEP"]
+
+
 def append_rows(p: TestProject, rows: list[dict]) -> None:
     with open(p.root / "rows.jsonl", "a") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
@@ -277,7 +288,8 @@ def test_killed_driver_resumes_recomputing_only_uncommitted_work(cluster, tmp_pa
     rows = rows_of(range(120), bad=False)
     engine = {"kind": "geneva", "address": cluster.address, "concurrency": 1, "checkpoint_size": 10,
               "checkpoint_seconds": 0}
-    gen = project(tmp_path / "geneva", features, rows, engine)
+    # three fragments: the kill lands mid-fragment (Geneva 0.17 starts two processes a fragment it writes)
+    gen = project(tmp_path / "geneva", features, rows, engine, fragment_rows=40)
     uri = gen.project().table_uri
     cluster.reset_calls()
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(here=str(HERE), root=str(gen.root))],
@@ -302,8 +314,9 @@ def test_killed_driver_resumes_recomputing_only_uncommitted_work(cluster, tmp_pa
     assert result.ok, result.run.features["n"].error
     assert result.run.features["n"].computed == len(rows) - done_before  # every uncommitted row, once
     assert recomputed < len(rows) - done_before  # rows computed before the kill were not computed again
-    reference = project(tmp_path / "local", features, rows, {"kind": "local"})
-    reference.apply()
+    reference = project(tmp_path / "local", features, rows, {"kind": "local"}, fragment_rows=40)
+    with no_sleep():
+        reference.apply()
     assert_same_tables(reference, gen)
 
 
