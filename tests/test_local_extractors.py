@@ -9,6 +9,7 @@ Values are checked against Python computing the same thing row by row.
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -341,3 +342,36 @@ def test_the_json_schema_takes_local_names_only_with_plugin_files(run_cli):
     errors = [e.message for e in validator.iter_errors(spec)]
     assert len(errors) == 1 and errors[0].startswith("'features.vowels' is not one of ['sql', 'text.count'")
     assert list(validator.iter_errors({**spec, "plugins": ["features.py"]})) == []
+
+
+def test_a_function_named_without_its_file_is_suggested_with_it(tmp_path, run_cli):
+    """A local function's name is `<file stem>.<function>`: the bare function name gets that suggested."""
+    spec = write_project(tmp_path, {"v": {"extractor": "vowels", "inputs": {"text": "q"}}})
+    line = spec.read_text().splitlines().index("    extractor: vowels") + 1
+    code, _, err = run_cli("validate", "spec.yaml", cwd=tmp_path)
+    assert code == 2
+    assert err.splitlines()[0] == (f"spec.yaml:{line}:16: features.v.extractor: unknown extractor 'vowels'; "
+                                   "did you mean 'features.vowels'?")
+
+
+SCALAR_PY = '''\
+import pyarrow as pa
+
+import featurekit
+
+
+@featurekit.extractor(inputs={"text": "string"}, output=pa.int64())
+def total(text):
+    return sum(len(t or "") for t in text.to_pylist())
+'''
+
+
+def test_a_function_returning_one_value_for_its_whole_column_says_it_gets_columns(tmp_path, run_cli):
+    write_project(tmp_path, {"t": {"extractor": "features.total", "inputs": {"text": "q"}}}, code=SCALAR_PY)
+    code, out, err = run_cli("apply", "spec.yaml", cwd=tmp_path)
+    assert code == 1
+    assert re.search(r"error: feature 't': features.total returned a single int, not one value per row: an "
+                     r"extractor receives whole input columns \(\d+ rows in this call\) and returns an array of "
+                     r"one value per row\n", err), err
+    t = table(tmp_path / "spec.yaml")
+    assert "t" not in t.schema.names or t.column("t").null_count == len(ROWS)  # nothing stored as a value

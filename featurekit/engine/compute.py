@@ -85,6 +85,11 @@ def get_extractor(task: FeatureTask) -> Extractor:
 def _as_array(value: Any, typ: pa.DataType, feature: str, what: str, n: int) -> pa.Array:
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
+    if isinstance(value, (str, bytes, int, float, bool, pa.Scalar)) or value is None or \
+            getattr(value, "ndim", None) == 0:
+        raise FeatureError(f"feature {feature!r}: {what} returned a single {type(value).__name__}, not one value "
+                           f"per row: an extractor receives whole input columns ({n} rows in this call) and "
+                           "returns an array of one value per row")
     if not isinstance(value, pa.Array):
         try:
             value = pa.array(value, type=typ)

@@ -85,7 +85,10 @@ class Registry:
 
     def unknown(self, kind: str, name: str) -> str:
         """The message for an unknown name: the closest names and where to look."""
-        close = difflib.get_close_matches(name, self.names(kind), n=3, cutoff=0.7)
+        names = self.names(kind)
+        # a name without its prefix ('vowels' for a local file's 'features.vowels') first
+        close = [n for n in names if n.rsplit(".", 1)[-1] == name and n != name][:3]
+        close += [c for c in difflib.get_close_matches(name, names, n=3, cutoff=0.7) if c not in close][:3 - len(close)]
         msg = f"unknown {kind} {name!r}"
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
