@@ -18,7 +18,7 @@ Needs the featurekit-geneva, -image and -qwen plugins (and geneva installed).
    (counted from every process) = distinct inputs, and the run's distinct/reused counts.
 6. what each process of a Geneva job pays to import Geneva: `import geneva` in a fresh
    interpreter, as shipped and with featurekit's deferral of the REST client
-   (featurekit_geneva/boot.py, installed in every Ray worker), best of 3 each.
+   (featurekit/table/lancedb_import.py, installed in every Ray worker by featurekit_geneva/boot.py), best of 3 each.
 """
 from __future__ import annotations
 

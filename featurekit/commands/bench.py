@@ -110,8 +110,10 @@ def permutation_batches(table, row_ids: np.ndarray, columns: Sequence[str], batc
                         shapes: Mapping[str, tuple[int, ...]]) -> Iterator[dict[str, Any]]:
     """A LanceDB Permutation reading `row_ids` in that order (its own builder's shuffle fails
     on some tables in lancedb 0.40, so the permutation table is written here)."""
-    import lancedb
     import pyarrow as pa
+
+    from ..table.lancedb_import import import_lancedb
+    lancedb = import_lancedb()
     from lancedb.permutation import Permutation
     perm = pa.table({"row_id": pa.array(row_ids, pa.uint64()), "split_id": pa.array(np.zeros(len(row_ids), np.uint64))})
     ptable = lancedb.connect("memory://").create_table("permutation", perm)
@@ -333,8 +335,9 @@ def lancedb_table(project, ref, version: int):
     needed here: ``pip install 'featurekit[bench]'``."""
     if ref.branch is not None:
         return None, "LanceDB 0.40 opens a table's main line only, not a branch"
+    from ..table.lancedb_import import import_lancedb
     try:
-        import lancedb
+        lancedb = import_lancedb()  # without the REST client's API modules: ~2 s less
     except ImportError:
         return None, "lancedb is not installed (pip install 'featurekit[bench]')"
     db = ref.uri[:-len(project.spec.table.name + ".lance")].rstrip("/")

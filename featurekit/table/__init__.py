@@ -4,4 +4,6 @@
 log), `datafiles` (column files committed with DataReplacement, the one place below Lance's
 public write API), `pages` (where a row sits in a data file, for direct reads), `lock` and
 `lease` (one writer per table identity; fenced commits on object stores), `readers` (the
-versions live readers hold, which compact keeps), `provenance` (spec file, git, software, user)."""
+versions live readers hold, which compact keeps), `provenance` (spec file, git, software, user),
+`lancedb_import` (lancedb without its REST client's API modules: `featurekit bench`, the Geneva
+plugin)."""
