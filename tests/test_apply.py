@@ -281,14 +281,51 @@ def test_ingest_reports_bad_rows_and_keeps_the_good_ones(project, run_cli):
     with open(project.root / "raw" / "train.jsonl", "a") as fh:
         fh.write('{"question_id": 5, "question": "dup?", "answer": "a", "ocr_tokens": [], "image_id": 1}\n')
         fh.write('{"question_id": 100, "question": "broken\n')
+    with open(project.root / "raw" / "train.jsonl", "ab") as fb:  # a row whose text is not UTF-8
+        fb.write(b'{"question_id": 101, "question": "caf\xe9?", "answer": "a", "ocr_tokens": [], "image_id": 1}\n')
+    with open(project.root / "raw" / "train.jsonl", "a") as fh:
         fh.write('{"question": "no key", "answer": "a", "ocr_tokens": [], "image_id": 1}\n')
     code, out, err = run_cli("apply", "spec.yaml", cwd=project.root)
     assert code == 0
     assert "  ingested 40 row(s)" in out
+    assert "  skipped 1 source row(s): not UTF-8 text" in out
     assert "  skipped 1 source row(s): duplicate key" in out
     assert "  skipped 1 source row(s): missing key" in out
     assert "  skipped 1 source row(s): not valid JSON" in out
     assert project.dataset().count_rows() == 40
+    lines = (project.root / "raw" / "train.jsonl").read_bytes().splitlines()
+    code, out, _ = run_cli("plan", "spec.yaml", cwd=project.root)
+    # the keyless row located at its own line of the file (not its index among the rows read)
+    assert f"      raw/train.jsonl:{len(lines)}: missing key: 'question_id' is null" in out, out
+
+
+def test_an_emptied_source_reports_every_row_gone_and_prune_keeps_them(project, run_cli):
+    """An emptied source file: every row is reported gone (as when a few are), and --prune does not
+    delete them, since an empty read may be a mistake; the report stays until the source is fixed."""
+    featurekit.apply(project.spec)
+    rows, version = project.dataset().count_rows(), project.dataset().version
+    for f in (project.root / "raw").glob("*.jsonl"):
+        f.write_text("")
+    gone = f"    {rows} row(s) no longer in the source, kept: --prune cannot delete them now, the source has no " \
+           "readable rows: keys "
+    for args in (("plan", "spec.yaml", "--prune"), ("apply", "spec.yaml", "--prune"), ("plan", "spec.yaml")):
+        code, out, err = run_cli(*args, cwd=project.root)
+        assert code == 0 and gone in out, (args, out, err)
+    assert project.dataset().count_rows() == rows and project.dataset().version == version
+
+
+def test_an_empty_source_for_a_new_table_is_one_problem_at_its_path(tmp_path, run_cli):
+    (tmp_path / "rows.jsonl").write_text("")
+    (tmp_path / "spec.yaml").write_text("featurekit: 1\nname: e\ntable: {db: data, name: t}\n"
+                                        "source: {format: jsonl, path: rows.jsonl, key: id}\n"
+                                        "features:\n  n: {extractor: text.length, inputs: {text: q}}\n")
+    for command in ("validate", "apply"):
+        code, _, err = run_cli(command, "spec.yaml", cwd=tmp_path)
+        assert code == 2
+        assert err.splitlines() == ["spec.yaml:4:31: source.path: rows.jsonl is empty: featurekit learns the "
+                                    "source's columns from its rows; write rows to it first",
+                                    "1 problem found; nothing was written"], err
+    assert not (tmp_path / "data").exists()
 
 
 def test_unreadable_image_file_is_a_row_issue(project, run_cli):

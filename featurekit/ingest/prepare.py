@@ -193,7 +193,7 @@ def prepare_ingest(project, dataset, *, prune: bool = False) -> PreparedIngest |
     if table.num_rows:
         table = table.append_column(SOURCE_COLUMN, pa.array(row_hashes(table), pa.string()))
     _compare(prepared, table, dataset, prune)
-    pending = sum(i.rows for i in issues) + len(prepared.gone_keys) * (not prune) \
+    pending = sum(i.rows for i in issues) + len(prepared.gone_keys) * (not prune or bool(prepared.prune_blocked)) \
         + len(prepared.changed_keys) * (on_change == "ignore")
     prepared.signature = {**signature, "pending": pending}
     return prepared
@@ -236,19 +236,36 @@ def _read_source(project, files: list[Path], dataset) -> tuple[pa.Table, list[Ro
                                                  "in the source")])
         if not table.num_rows:
             continue
-        locate = row_locator(path, batch.lines)
-        table, bad = drop_invalid_text(table, locate, spec.key)
+        # each row's number in the file rides along, so a row is located right after others are dropped
+        line_of = row_locator(path, batch.lines)
+        table = table.append_column(_ROW, pa.array(np.arange(table.num_rows), pa.int64()))
+        table, bad = drop_invalid_text(table, _locator(table, line_of), spec.key)
         issues.extend(bad)
-        _learn_types(targets, table.schema, path)
-        table, bad = conform(table, targets, str(path), locate, spec.key)
+        _learn_types(targets, table.schema.remove(table.schema.get_field_index(_ROW)), path)
+        table, bad = conform(table, targets, str(path), _locator(table, line_of), spec.key)
         issues.extend(bad)
-        tables.append(table)
+        if spec.key in table.column_names and table.column(spec.key).null_count:
+            nulls = pc.is_null(table.column(spec.key))
+            at = _locator(table, line_of)
+            issues.extend(RowIssue(at(i), f"missing key: {spec.key!r} is null")
+                          for i in pc.indices_nonzero(nulls).to_pylist())
+            table = table.filter(pc.invert(nulls))
+        tables.append(table.drop_columns([_ROW]))
     if not tables:
         return pa.table({spec.key: pa.array([], targets.get(spec.key, (pa.null(),))[0])}), issues
     try:
         return pa.concat_tables(tables, promote_options="permissive"), issues
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # conform() should make this unreachable
         raise SourceUnreadable(f"the source files' columns do not agree: {exc}") from None
+
+
+_ROW = "__featurekit_source_row"  # a source row's number in its file, while the file is read
+
+
+def _locator(table: pa.Table, line_of):
+    """Where row i of `table` came from: its file's row number (the `_ROW` column), located."""
+    rows = table.column(_ROW).to_numpy()
+    return lambda i: line_of(int(rows[i]))
 
 
 def _learn_types(targets: dict[str, tuple[pa.DataType, str]], schema: pa.Schema, path: Path) -> None:
@@ -299,13 +316,11 @@ def _drop_bad_keys(table: pa.Table, key: str, issues: list[RowIssue]) -> pa.Tabl
 def _compare(prepared: PreparedIngest, table: pa.Table, dataset, prune: bool) -> None:
     """Sort the source rows into new, unchanged and changed; find the rows gone."""
     key = prepared.key
-    if dataset is None or not table.num_rows:
-        new = table
-        present = pa.array([], pa.int64())
-        existing = None
-    else:
+    new, existing = table, None
+    if dataset is not None and key in dataset.schema.names:
         columns = [key] + ([SOURCE_COLUMN] if SOURCE_COLUMN in dataset.schema.names else [])
         existing = dataset.to_table(columns=columns)
+    if existing is not None and table.num_rows:  # an emptied source: every row is gone (and not pruned)
         position = pc.index_in(table.column(key), value_set=existing.column(key).combine_chunks())
         is_new = pc.is_null(position)
         new = table.filter(is_new)

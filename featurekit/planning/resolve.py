@@ -294,6 +294,11 @@ class _Resolver:
         if cols is None:
             self.columns_unknown = True
             return source, files, {}
+        if not cols and self.table_schema is None:  # nothing to learn the columns from, and no table yet
+            self.problem(("source", "path"), f"{files[0].name} is empty: featurekit learns the source's columns from "
+                                             "its rows; write rows to it first")
+            self.columns_unknown = True
+            return source, files, {}
         for col in cols:
             problem = column_name_problem(col)
             if problem:  # featurekit's own columns (or Lance's) cannot come from the source
