@@ -54,7 +54,7 @@ def cli():
 
 
 SPEC_PATH = click.argument("spec", type=click.Path(dir_okay=False))
-TARGET = click.option("--target", "-t", metavar="NAME", help="One of the spec's targets: (default: $FEATUREKIT_TARGET, "
+TARGET = click.option("--target", "-t", metavar="NAME", help="One of the spec's targets (default: $FEATUREKIT_TARGET, "
                       "else the first).")
 
 

@@ -123,9 +123,8 @@ def work_line(f: FeatureRun) -> str:
     parts = []
     if f.distinct is not None:
         parts.append(f"{f.rows} rows, {f.distinct} distinct inputs")
-        reused = min(f.reused, f.computed)  # rows that got a value: none when the extractor never ran
-        if reused:
-            parts.append(f"{reused} reused")
+        if f.reused_rows:
+            parts.append(f"{f.reused_rows} reused")
     computed = f.rows if f.distinct is None else f.distinct
     if f.passed and (f.distinct is not None or f.passed > 1.05 * computed):
         extra = f.passed - computed

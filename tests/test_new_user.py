@@ -246,6 +246,29 @@ def test_a_feature_whose_model_failed_reports_nothing_reused():
     assert "reused" not in work_line(failed)
     ok = FeatureRun("vision", computed=8, failed=0, rows=8, distinct=1, reused=7)
     assert work_line(ok) == " (8 rows, 1 distinct inputs; 7 reused)"
+    # rows that took an equal input's row error count as reused too: the summary says what the log records
+    some_failed = FeatureRun("v", computed=175, failed=25, rows=200, distinct=16, reused=184)
+    assert work_line(some_failed) == " (200 rows, 16 distinct inputs; 184 reused)"
+
+
+def test_the_apply_summary_and_its_log_count_the_same_reused_rows(tmp_path, run_cli):
+    """A local function raising on some inputs, rows with equal inputs: the summary line and the
+    apply log agree on rows, distinct inputs and reused rows."""
+    (tmp_path / "features.py").write_text(
+        "import pyarrow as pa\nimport featurekit\n\n\n"
+        "@featurekit.extractor(inputs={'text': 'string'}, output=pa.int32(), reuse_values=True)\n"
+        "def flaky(text):\n"
+        "    return featurekit.RowErrors.map(lambda t: len(t) if 'dog' not in t else 1 / 0, text.to_pylist(), pa.int32())\n")
+    texts = ["a dog", "a cat", "a cow", "a hen"]
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"id": {i}, "q": "{texts[i % 4]}"}}\n' for i in range(40)))
+    (tmp_path / "spec.yaml").write_text("featurekit: 1\nname: r\nplugins: [features.py]\ntable: {db: data, name: t}\n"
+                                        "source: {format: jsonl, path: rows.jsonl, key: id}\n"
+                                        "features:\n  f: {extractor: features.flaky, inputs: {text: q}}\n")
+    code, out, _ = run_cli("apply", "spec.yaml", cwd=tmp_path)
+    assert code == 1  # a quarter of the rows failed: over the default max_failure_rate
+    entry = featurekit.log(tmp_path / "spec.yaml").entries[-1]["features"]["f"]
+    assert (entry["rows"], entry["distinct"], entry["reused"], entry["failed"]) == (40, 4, 36, 10), entry
+    assert "  f: 30 computed, 10 failed" in out and "(40 rows, 4 distinct inputs; 36 reused" in out, out
 
 
 def test_a_feature_dropped_from_the_spec_shows_the_values_it_still_holds(project, run_cli):

@@ -38,6 +38,12 @@ class FeatureRun:
     passed: int = 0             # rows passed to the extractor (halving a raising batch passes rows again)
     sharing: str = ""           # whether and how rows with equal inputs shared one value
 
+    @property
+    def reused_rows(self) -> int:
+        """Rows whose value or row error came from an equal input's computation: what the apply
+        summary shows and its log records (none when no row got either, as when setup failed)."""
+        return min(self.reused, self.computed + self.failed)
+
 
 @dataclass
 class RunResult:

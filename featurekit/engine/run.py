@@ -309,7 +309,7 @@ def apply_entry(project: Project, engine: str, plan: Plan, result: RunResult) ->
     for n, f in result.features.items():
         features[n] = {"computed": f.computed, "failed": f.failed, "versions": list(f.versions)}
         if f.distinct is not None:
-            features[n].update(rows=f.rows, distinct=f.distinct, reused=f.reused)
+            features[n].update(rows=f.rows, distinct=f.distinct, reused=f.reused_rows)
         if f.passed and (f.distinct is not None or f.passed > f.rows):
             features[n]["passed"] = f.passed
         if f.jobs:
