@@ -145,6 +145,8 @@ def render_status(s) -> str:
                      f"pending {f.pending}{outside}")
         for reason in f.reasons:
             lines.append(f"      {reason}")
+        if f.last_error:
+            lines.append(f"      the last apply failed it: {f.last_error.removeprefix(f'feature {f.name!r}: ')}")
         for key, err in f.errors:
             lines.append(f"      failed row {key!r}: {err}")
     for sl in s.slices:

@@ -375,3 +375,22 @@ def test_a_function_returning_one_value_for_its_whole_column_says_it_gets_column
                      r"one value per row\n", err), err
     t = table(tmp_path / "spec.yaml")
     assert "t" not in t.schema.names or t.column("t").null_count == len(ROWS)  # nothing stored as a value
+
+
+def test_status_says_why_the_last_apply_failed_a_feature_until_it_is_fresh(tmp_path, run_cli):
+    """A function breaking its contract fails the whole feature: `status` (and --json) says why,
+    from the apply log, until an apply makes the feature fresh."""
+    spec = write_project(tmp_path, {"t": {"extractor": "features.total", "inputs": {"text": "q"}}}, code=SCALAR_PY)
+    assert run_cli("apply", "spec.yaml", cwd=tmp_path)[0] == 1
+    code, out, _ = run_cli("status", "spec.yaml", cwd=tmp_path)
+    assert code == 0
+    assert re.search(r"\n  t +incomplete +computed 0, failed 0, pending 40\n      the last apply failed it: "
+                     r"features.total returned a single int, not one value per row", out), out
+    code, out, _ = run_cli("status", "spec.yaml", "--json", cwd=tmp_path)
+    (t,) = [f for f in json.loads(out)["features"] if f["name"] == "t"]
+    assert t["last_error"].startswith("feature 't': features.total returned a single int")
+    edit(spec, "return sum(len(t or \"\") for t in text.to_pylist())", "return [len(t or \"\") for t in text.to_pylist()]")
+    assert run_cli("apply", "spec.yaml", cwd=tmp_path)[0] == 0
+    code, out, _ = run_cli("status", "spec.yaml", "--json", cwd=tmp_path)
+    (t,) = [f for f in json.loads(out)["features"] if f["name"] == "t"]
+    assert (t["state"], t["last_error"]) == ("fresh", None)

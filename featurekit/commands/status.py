@@ -1,6 +1,7 @@
 """`featurekit status`: what the table holds against the spec, per feature and per slice."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ class FeatureStatus:
     reasons: tuple[str, ...] = ()
     outside: int = 0           # rows outside its `only:` slice: never computed, by design
     only: str | None = None
+    last_error: str | None = None  # why the latest apply that ran it failed it as a whole (not fresh since)
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,13 @@ def table_status(project: Project, table: Table, errors: int = 3) -> Status:
     from ..ingest.prepare import prepare_ingest
     the_plan = build_plan(project, ds, prepare_ingest(project, ds))  # changed or new source rows: pending
     rows = ds.count_rows()
+    log = applies(ds.schema)
     out = [_feature(project, ds, step, rows, errors) for step in the_plan.features]
+    out = [dataclasses.replace(f, last_error=_last_error(log, f.name)) if f.state != "fresh" else f for f in out]
     for name, s in sorted(stored_features(ds.schema).items()):
         if name not in project.features:
             out.append(_orphan(ds, name, s))
     slices = tuple(_slice(ds, step) for step in the_plan.slices)
-    log = applies(ds.schema)
     return Status(str(table.ref), True, ds.version, rows, tuple(out), tuple(log), slices, last_checks(log),
                   tuple(_index(step) for step in the_plan.indexes))
 
@@ -101,6 +104,14 @@ INDEX_STATES = {"none": "fresh", "optimize": "stale", "create": "new", "recreate
 def _index(step) -> IndexStatus:
     return IndexStatus(step.column, step.type, INDEX_STATES[step.action], step.old or step.name,
                        step.rows or 0 if step.action == "optimize" else 0, step.reasons)
+
+
+def _last_error(log: list[dict], feature: str) -> str | None:
+    """The error the latest apply that ran `feature` recorded for it as a whole, if any."""
+    for entry in reversed(log):
+        if feature in entry.get("features", {}):
+            return entry["features"][feature].get("error")
+    return None
 
 
 def last_checks(log: list[dict]) -> dict:

@@ -303,11 +303,16 @@ class ApplyRun:
             pass
 
 
+LOGGED_ERROR_CHARS = 500  # of a feature's error, in the apply log (table metadata, the last 100 applies)
+
+
 def apply_entry(project: Project, engine: str, plan: Plan, result: RunResult) -> dict[str, Any]:
     """The apply-log entry (`metadata.record_apply`) of a run: what changed, and where it came from."""
     features = {}
     for n, f in result.features.items():
         features[n] = {"computed": f.computed, "failed": f.failed, "versions": list(f.versions)}
+        if f.error:  # the feature as a whole failed: `status` shows why until it is fresh
+            features[n]["error"] = f.error[:LOGGED_ERROR_CHARS]
         if f.distinct is not None:
             features[n].update(rows=f.rows, distinct=f.distinct, reused=f.reused_rows)
         if f.passed and (f.distinct is not None or f.passed > f.rows):
