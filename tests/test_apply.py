@@ -250,7 +250,7 @@ class WrongType(WrongLength):
 
 @pytest.mark.parametrize("cls,message", [
     # 40 rows of 8 distinct questions: the extractor sees each distinct input once
-    (WrongLength, "feature 'bad': acme.wrong returned 1 values for 8 rows; an extractor must return one value per row"),
+    (WrongLength, "feature 'bad': acme.wrong returned 1 values for the 8 rows it was given; an extractor must return one value per row"),
     (WrongType, "feature 'bad': acme.wrongtype returned string, but declares int32"),
 ])
 def test_an_extractor_breaking_its_contract_fails_that_feature_by_name(project, cls, message):

@@ -68,7 +68,7 @@ def test_builtins_pass():
 
 @pytest.mark.parametrize("cls,message", [
     (WrongType, "t.wrongtype returned string, but declares int32"),
-    (WrongLength, "t.wronglength returned 1 values for 3 rows"),
+    (WrongLength, "t.wronglength returned 1 values for the 3 rows it was given"),
     (LaxParams, "t.lax: Params must reject unknown keys (model_config extra='forbid')"),
     (BatchDependent, "t.batchdep: row 0 computed alone differs from the same row in a batch (output 'value')"),
     (Unstable, "t.unstable: output 'value' differs between two identical calls"),

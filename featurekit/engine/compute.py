@@ -96,7 +96,7 @@ def _as_array(value: Any, typ: pa.DataType, feature: str, what: str, n: int) -> 
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
             raise FeatureError(f"feature {feature!r}: {what} returned values that are not {typ}: {exc}") from None
     if len(value) != n:
-        raise FeatureError(f"feature {feature!r}: {what} returned {len(value)} values for {n} rows; "
+        raise FeatureError(f"feature {feature!r}: {what} returned {len(value)} values for the {n} rows it was given; "
                            "an extractor must return one value per row")
     if not value.type.equals(typ):
         if not type_matches(typ, value.type):

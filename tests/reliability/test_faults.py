@@ -128,7 +128,7 @@ def test_concurrent_applies_and_readers_see_a_consistent_table(tmp_path):
 
 
 MISBEHAVING = [
-    ("faults.wrong_length", "returned 3 values for 4 rows"),
+    ("faults.wrong_length", "returned 3 values for the 4 rows it was given"),
     ("faults.wrong_type", "returned string, but declares int32"),
 ]
 
