@@ -364,7 +364,7 @@ def bench_geneva_import(repeats: int = 3) -> None:
         return min(times)
     bare = best("pass")
     shipped = best("import geneva")
-    deferred = best("from featurekit_geneva.boot import lazy_rest_client; lazy_rest_client(); import geneva")
+    deferred = best("from featurekit.table.lancedb_import import lazy_rest_client; lazy_rest_client(); import geneva")
     print(f"6. import geneva in a fresh interpreter (best of {repeats}; Python alone {bare:.2f}s): as shipped "
           f"{shipped:.2f}s, with the REST client deferred {deferred:.2f}s ({shipped - deferred:.2f}s less a process)")
 

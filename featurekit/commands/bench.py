@@ -337,7 +337,7 @@ def lancedb_table(project, ref, version: int):
         return None, "LanceDB 0.40 opens a table's main line only, not a branch"
     from ..table.lancedb_import import import_lancedb
     try:
-        lancedb = import_lancedb()  # without the REST client's API modules: ~2 s less
+        lancedb = import_lancedb()  # without its REST client's API modules (lancedb_import.py)
     except ImportError:
         return None, "lancedb is not installed (pip install 'featurekit[bench]')"
     db = ref.uri[:-len(project.spec.table.name + ".lance")].rstrip("/")

@@ -12,9 +12,7 @@ which Ray runs at a worker's start, before the task or actor that imports Geneva
 """
 from __future__ import annotations
 
-from featurekit.table.lancedb_import import REST_CLIENT, lazy_package, lazy_rest_client
-
-__all__ = ["REST_CLIENT", "SETUP_HOOK", "lazy_package", "lazy_rest_client", "worker_setup"]
+from featurekit.table.lancedb_import import lazy_rest_client
 
 SETUP_HOOK = "featurekit_geneva.boot.worker_setup"
 

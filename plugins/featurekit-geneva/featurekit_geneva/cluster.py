@@ -77,7 +77,6 @@ def worker_runtime_env(runtime_env: dict | None = None) -> dict:
     return env
 
 
-
 def ray_address(options) -> str | None:
     """The Ray featurekit connects to: the `address:` option, else `RAY_ADDRESS`; None: a local one."""
     return options.address or os.environ.get("RAY_ADDRESS") or None

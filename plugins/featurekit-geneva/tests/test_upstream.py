@@ -178,16 +178,16 @@ API = "lance_namespace_urllib3_client.api.table_api"
 
 
 def test_the_rest_client_still_imports_its_api_modules_for_any_of_its_submodules():
-    """The cost boot.lazy_rest_client avoids: importing the models (as lance_namespace does)
+    """The cost lancedb_import.lazy_rest_client avoids: importing the models (as lance_namespace does)
     runs the client's `__init__`, which imports every API module. When this fails, the client
-    has become lazy upstream: drop boot.py's workaround."""
+    has become lazy upstream: drop the workaround (featurekit/table/lancedb_import.py)."""
     assert _python(f"import json, sys, lance_namespace_urllib3_client.models\nprint(json.dumps({API!r} in sys.modules))")
 
 
 def test_geneva_imports_without_the_rest_clients_api_modules_which_still_load_when_used(tmp_path):
     (loaded_by_geneva, dir_namespace_tables, api_after_use, version, lazy_again) = _python(f"""
 import json, sys
-from featurekit_geneva.boot import lazy_rest_client
+from featurekit.table.lancedb_import import lazy_rest_client
 first = lazy_rest_client()
 import geneva, lance_namespace
 loaded = {API!r} in sys.modules
